@@ -1,0 +1,49 @@
+# Two commands for a fresh machine: `make run` (the whole pipeline on the default data) and
+# `make test` (the suite). Everything else here is what those two are made of.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel of torch; a GPU machine can pass TORCH_SPEC='torch>=2.4,<2.14'.
+TORCH_SPEC ?= torch==2.13.0
+# Optional data source for `make run` (hf:OWNER/NAME, a file or a directory); default: params.yaml.
+DATA ?=
+PYTEST_ARGS ?=
+
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export HF_HUB_DISABLE_TELEMETRY := 1
+export GX_ANALYTICS_ENABLED := false
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help venv run data test lint clean
+
+help:
+	@echo "make run    # create .venv, materialise data/, dvc repro (DATA=src overrides data.source)"
+	@echo "make test   # create .venv if missing, run the suite"
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+data: venv
+	$(BIN)/hrm data materialise $(if $(DATA),--source '$(DATA)')
+
+run: data
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check hrm components pipelines tests benchmarks
+
+clean:
+	rm -rf artifacts mlruns mlartifacts mlflow.db .pytest_cache

@@ -1,0 +1,3 @@
+from hrm.cli import main
+
+main()

@@ -1,0 +1,9 @@
+"""`hrm pipeline` commands (filled in by the step that owns them)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""

@@ -1,0 +1,549 @@
+"""Typed configuration: `params.yaml` loaded once into validated pydantic models.
+
+`params.yaml` is the single source of truth. It holds base sections (`data`, `tokenizer`, ...)
+and a `profiles` mapping whose entry named by `profile` is deep-merged over the base before
+validation. Every field has a docstring; an invalid value raises `ConfigError` naming the key.
+
+Each section class is owned by the step that reads it; steps receive only their section.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_PARAMS_PATH = Path("params.yaml")
+PROFILE_ENV_VAR = "HRM_PROFILE"
+
+
+class ConfigError(ValueError):
+    """A params file that cannot be loaded or validated; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+# --------------------------------------------------------------------------------------------
+# data: ingestion and validation (hrm/data)
+# --------------------------------------------------------------------------------------------
+class DataConfig(_Section):
+    source: str = "synth:tenacity"
+    """Where `hrm data pull` reads instances: `hf:OWNER/NAME` (Hugging Face hub), a local
+    .jsonl/.json/.parquet file, a directory of them, or `synth:ENV` (the offline generator)."""
+
+    split: str = "train"
+    """Dataset split to read from the hub."""
+
+    limit: int | None = Field(default=None, ge=1)
+    """Keep at most this many rows after filtering (None: all)."""
+
+    repo_filter: list[str] = Field(default_factory=list)
+    """Keep only rows whose `repo` (or `owner__name`) matches one of these substrings; empty: all."""
+
+    format: Literal["swe-smith", "swe-bench"] = "swe-smith"
+    """Input format. `swe-bench` rows (whose `patch` is the fix) are converted only when set."""
+
+    snapshot: str = "data/instances.jsonl"
+    """Raw snapshot written by `hrm data pull` (tracked by data.dvc)."""
+
+    max_invalid_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    """`hrm data validate` fails when more than this share of rows is quarantined."""
+
+    max_patch_lines: int = Field(default=2000, ge=1)
+    """Upper bound on patch size in lines (checked with `mostly`)."""
+
+    max_problem_statement_chars: int = Field(default=20000, ge=1)
+    """Upper bound on problem statement length (checked with `mostly`)."""
+
+    size_mostly: float = Field(default=0.95, gt=0.0, le=1.0)
+    """Share of rows that must be within the size bounds above."""
+
+
+# --------------------------------------------------------------------------------------------
+# envs and synth: repository environments and the offline generator (hrm/envs, hrm/synth)
+# --------------------------------------------------------------------------------------------
+class EnvSpec(_Section):
+    provider: Literal["sdist", "git", "image"] = "sdist"
+    """How the working tree is obtained: a PyPI sdist, a local git checkout, or a container image."""
+
+    package: str | None = None
+    """sdist provider: the PyPI requirement pinned to a version, e.g. `tenacity==9.0.0`."""
+
+    git_url: str | None = None
+    """git provider: path or URL of a local repository."""
+
+    git_commit: str | None = None
+    """git provider: the commit to check out."""
+
+    image: str | None = None
+    """image provider: the container image (runs on Kubernetes only)."""
+
+    test_requirements: list[str] = Field(default_factory=list)
+    """Extra packages installed into the environment to run the tests."""
+
+    source_dirs: list[str] = Field(default_factory=list)
+    """Directories of the tree that hold the package source (mutation targets for synth)."""
+
+    test_dirs: list[str] = Field(default_factory=lambda: ["tests"])
+    """Directories of the tree that hold its tests."""
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> EnvSpec:
+        needed = {"sdist": "package", "git": "git_url", "image": "image"}[self.provider]
+        if getattr(self, needed) in (None, ""):
+            raise ValueError(f"provider '{self.provider}' needs '{needed}'")
+        return self
+
+
+class EnvsConfig(_Section):
+    cache_dir: str = ".cache/hrm-envs"
+    """Where built environments (one venv and pristine tree per repo id) are cached."""
+
+    repos: dict[str, EnvSpec] = Field(default_factory=dict)
+    """Environment specification per SWE-smith repo id (e.g. `swesmith/jd__tenacity.0d40e76f`)."""
+
+    timeout_s: float = Field(default=60.0, gt=0)
+    """Wall-clock limit of one sandboxed test run."""
+
+    memory_mb: int = Field(default=2048, ge=64)
+    """Address-space limit of one sandboxed test run."""
+
+    max_processes: int = Field(default=256, ge=8)
+    """Process-count limit (RLIMIT_NPROC) of one sandboxed run."""
+
+    max_file_mb: int = Field(default=64, ge=1)
+    """Largest file a sandboxed run may write."""
+
+    max_output_kb: int = Field(default=256, ge=1)
+    """Captured stdout/stderr per run is truncated to this size."""
+
+
+class SynthConfig(_Section):
+    env: str = "swesmith/jd__tenacity.0d40e76f"
+    """Repo id (a key of `envs.repos`) whose source is mutated."""
+
+    seed: int = 0
+    """Seed of the mutation search; the output is deterministic for a seed and environment."""
+
+    max_instances: int = Field(default=60, ge=1)
+    """Stop after keeping this many instances."""
+
+    time_budget_s: float = Field(default=600.0, gt=0)
+    """Stop after this many seconds of search."""
+
+    workers: int = Field(default=2, ge=1)
+    """Parallel worker processes."""
+
+    max_pass_to_pass: int = Field(default=20, ge=0)
+    """PASS_TO_PASS is a bounded sample of at most this many tests."""
+
+
+# --------------------------------------------------------------------------------------------
+# tokenizer and sequences (hrm/tokenizer.py, hrm/sequences)
+# --------------------------------------------------------------------------------------------
+class TokenizerConfig(_Section):
+    vocab_size: int = Field(default=4096, ge=300)
+    """Target vocabulary size of the byte-level BPE, special tokens included."""
+
+    min_frequency: int = Field(default=2, ge=1)
+    """Minimum pair frequency for a BPE merge."""
+
+
+class SequencesConfig(_Section):
+    max_prompt_tokens: int = Field(default=384, ge=16)
+    """Prompt budget (problem statement + buggy code) in tokens."""
+
+    max_target_tokens: int = Field(default=128, ge=8)
+    """Target budget (fixed code + end token) in tokens."""
+
+    max_statement_tokens: int = Field(default=128, ge=0)
+    """Of the prompt budget, at most this many tokens go to the problem statement."""
+
+    truncation: Literal["drop", "truncate"] = "drop"
+    """Rows whose target does not fit: `drop` them (counted) or `truncate` the target (counted)."""
+
+    split_seed: int = 1234
+    """Seed of the train/val/test assignment."""
+
+    val_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
+    """Share of groups that go to validation."""
+
+    test_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
+    """Share of groups that go to test."""
+
+    @model_validator(mode="after")
+    def _budgets(self) -> SequencesConfig:
+        if self.max_statement_tokens >= self.max_prompt_tokens:
+            raise ValueError("max_statement_tokens must be smaller than max_prompt_tokens")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be below 1")
+        return self
+
+    @property
+    def seq_len(self) -> int:
+        return self.max_prompt_tokens + self.max_target_tokens
+
+
+# --------------------------------------------------------------------------------------------
+# model (hrm/model)
+# --------------------------------------------------------------------------------------------
+class ModelConfig(_Section):
+    hidden_size: int = Field(default=128, ge=8)
+    """Width of every block."""
+
+    num_heads: int = Field(default=4, ge=1)
+    """Attention heads; must divide hidden_size."""
+
+    expansion: float = Field(default=4.0, gt=0)
+    """SwiGLU expansion factor."""
+
+    H_layers: int = Field(default=2, ge=1)
+    """Blocks in the high-level module."""
+
+    L_layers: int = Field(default=2, ge=1)
+    """Blocks in the low-level module."""
+
+    H_cycles: int = Field(default=2, ge=1)
+    """High-level updates per segment."""
+
+    L_cycles: int = Field(default=2, ge=1)
+    """Low-level updates per high-level update."""
+
+    halt_max_steps: int = Field(default=4, ge=1)
+    """Maximum ACT segments per example."""
+
+    halt_exploration_prob: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Probability of a random minimum halt step during training."""
+
+    q_target: Literal["bootstrap", "halt_only"] = "bootstrap"
+    """Q-learning target: paper-style bootstrapped q_continue, or TRM's q_halt only."""
+
+    rope_theta: float = Field(default=10000.0, gt=0)
+    """RoPE base."""
+
+    rms_norm_eps: float = Field(default=1e-5, gt=0)
+    """RMSNorm epsilon."""
+
+    attention: Literal["auto", "flash", "sdpa", "math"] = "auto"
+    """Attention kernel: flash-attn when installed and on CUDA (auto), SDPA, or plain math."""
+
+    reverse_feedback: bool = True
+    """Gated L-to-H feedback path ("reverse learning")."""
+
+    architecture: Literal["hrm", "trm"] = "hrm"
+    """`hrm`: separate H and L modules, one-step gradient. `trm`: one shared net, last recursion with gradient."""
+
+    loss: Literal["softmax", "stablemax"] = "softmax"
+    """LM loss: fp32 softmax cross-entropy, or stablemax."""
+
+    compile: bool = False
+    """Wrap the model in torch.compile."""
+
+    @model_validator(mode="after")
+    def _heads(self) -> ModelConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"num_heads={self.num_heads} must divide hidden_size={self.hidden_size}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# train (hrm/train)
+# --------------------------------------------------------------------------------------------
+class PhaseConfig(_Section):
+    name: str
+    """Phase name, also its artifact directory (`artifacts/train/<name>`)."""
+
+    epochs: int = Field(ge=1)
+    """Epochs in this phase."""
+
+    lr: float = Field(gt=0)
+    """Peak learning rate."""
+
+    warmup_steps: int = Field(default=0, ge=0)
+    """Linear warm-up steps before the cosine decay."""
+
+    q_loss_weight: float = Field(default=0.5, ge=0)
+    """Weight of the Q (halting) losses in the total loss."""
+
+    halt_exploration_prob: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Overrides model.halt_exploration_prob for this phase."""
+
+    L_cycles: int | None = Field(default=None, ge=1)
+    """Overrides model.L_cycles for this phase."""
+
+    curriculum: Literal["none", "easy_to_hard", "hardest"] = "none"
+    """Example order: as sampled, easy to hard by target length, or only the hardest share."""
+
+    hardest_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
+    """With `hardest`, the share of examples (longest targets) kept."""
+
+
+class TrainConfig(_Section):
+    seed: int = 0
+    """Seed of weights, sampling and exploration."""
+
+    batch_size: int = Field(default=16, ge=1)
+    """Global batch size (split across DDP ranks)."""
+
+    optimizer: Literal["adamw", "adam_atan2"] = "adamw"
+    """AdamW, or the pure-PyTorch Adam-atan2."""
+
+    weight_decay: float = Field(default=0.2, ge=0)
+    """Decoupled weight decay."""
+
+    betas: tuple[float, float] = (0.9, 0.95)
+    """Adam betas."""
+
+    grad_clip: float = Field(default=1.0, gt=0)
+    """Gradient-norm clipping."""
+
+    ema_decay: float | None = Field(default=None, gt=0.0, lt=1.0)
+    """EMA of weights (None: off)."""
+
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Autocast dtype; fp16 uses a grad scaler (CUDA only)."""
+
+    deterministic: bool = False
+    """Deterministic algorithms (tests, exact resume)."""
+
+    keep_checkpoints: int = Field(default=2, ge=1)
+    """Checkpoints kept per phase."""
+
+    checkpoint_every_steps: int = Field(default=0, ge=0)
+    """Also checkpoint every N optimizer steps (0: at the end of each epoch only)."""
+
+    device: str = "auto"
+    """`auto` (cuda if available, else cpu), `cpu` or `cuda`."""
+
+    num_threads: int | None = Field(default=None, ge=1)
+    """torch intra-op threads on CPU (None: torch default)."""
+
+    phases: list[PhaseConfig] = Field(default_factory=list)
+    """Training phases, run in order; each resumes from the previous one's checkpoint."""
+
+    @model_validator(mode="after")
+    def _phases(self) -> TrainConfig:
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phase names must be unique, got {names}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# eval (hrm/eval)
+# --------------------------------------------------------------------------------------------
+class SearchConfig(_Section):
+    candidates_per_iteration: int = Field(default=4, ge=1)
+    """K: candidates generated per search iteration."""
+
+    max_iterations: int = Field(default=3, ge=1)
+    """I: search iterations per example."""
+
+    temperature: float = Field(default=0.7, gt=0)
+    """Sampling temperature for sampled candidates."""
+
+    alternative_positions: int = Field(default=2, ge=0)
+    """Least-confident positions re-sampled per candidate."""
+
+
+class EvalConfig(_Section):
+    splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["val", "train"])
+    """Splits evaluated by the pipeline."""
+
+    batch_size: int = Field(default=32, ge=1)
+    """Evaluation batch size."""
+
+    halt_on_q: bool = False
+    """Halt on the Q head (else every row runs halt_max_steps segments)."""
+
+    max_pass_to_pass: int = Field(default=10, ge=0)
+    """Bounded sample of PASS_TO_PASS run per resolved check."""
+
+    run_tests: bool = True
+    """Run the test tier where an environment exists."""
+
+    tier_weights: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4])
+    """Weights of the syntax, compile, AST-match and tests tiers in code_tiered_accuracy."""
+
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    """SWE-search settings."""
+
+    @model_validator(mode="after")
+    def _weights(self) -> EvalConfig:
+        if len(self.tier_weights) != 4 or abs(sum(self.tier_weights) - 1.0) > 1e-6:
+            raise ValueError("tier_weights must be 4 weights summing to 1")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# gate (hrm/gate)
+# --------------------------------------------------------------------------------------------
+class Criterion(_Section):
+    metric: str
+    """Metric name as written by `hrm evaluate` (validated against the known metrics)."""
+
+    op: Literal["<", "<=", ">", ">="]
+    """Comparison of the metric value against the threshold."""
+
+    threshold: float
+    """Target value."""
+
+    split: Literal["train", "val", "test"] = "val"
+    """Split whose metrics are read."""
+
+
+class GateConfig(_Section):
+    criteria: list[Criterion] = Field(default_factory=list)
+    """PROMOTE only if every criterion passes on a present, finite metric."""
+
+    model_name: str = "hrm-swe"
+    """Registered model name in the MLflow Model Registry."""
+
+    alias: str = "champion"
+    """Alias moved to a promoted version."""
+
+    guard_metric: str | None = None
+    """If set, do not promote a candidate worse than the current champion on this metric."""
+
+    target_epoch: int = Field(default=50, ge=1)
+    """Epoch the learning-curve projection extrapolates to."""
+
+    plateau_min_epoch: int = Field(default=10, ge=1)
+    """Plateau warnings only after this epoch."""
+
+    plateau_window: int = Field(default=5, ge=2)
+    """Window (epochs) over which loss reduction is measured for the plateau rule."""
+
+    plateau_min_reduction: float = Field(default=0.10, ge=0.0, le=1.0)
+    """Relative loss reduction over the window below which training has plateaued."""
+
+    overfit_gap: float = Field(default=0.15, ge=0.0)
+    """Train-minus-val token accuracy above which overfitting is flagged."""
+
+    tiered_min: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Tiered accuracy below this at `tiered_check_share` of the plan is a warning."""
+
+    tiered_check_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    """Share of the plan (target_epoch) after which the tiered-accuracy rule applies."""
+
+    bootstrap_samples: int = Field(default=200, ge=10)
+    """Bootstrap resamples for projection intervals."""
+
+
+# --------------------------------------------------------------------------------------------
+# tracking (hrm/tracking.py)
+# --------------------------------------------------------------------------------------------
+class TrackingConfig(_Section):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    """MLflow tracking and registry URI; the MLFLOW_TRACKING_URI variable overrides it."""
+
+    artifact_location: str = "mlartifacts"
+    """Artifact root for experiments created locally."""
+
+    experiment: str = "hrm-swe"
+    """MLflow experiment name."""
+
+    @property
+    def resolved_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri
+
+
+# --------------------------------------------------------------------------------------------
+# root
+# --------------------------------------------------------------------------------------------
+class Params(_Section):
+    profile: Literal["tiny", "cpu", "gpu"] = "cpu"
+    """Active profile; its overrides from `profiles` were merged in at load."""
+
+    artifacts_dir: str = "artifacts"
+    """Root of all derived outputs (stage outputs; never inside data/)."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    """Ingestion and validation."""
+
+    envs: EnvsConfig = Field(default_factory=EnvsConfig)
+    """Repository environments."""
+
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    """Offline instance generator."""
+
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    """Byte-level BPE tokenizer."""
+
+    sequences: SequencesConfig = Field(default_factory=SequencesConfig)
+    """Training sequences."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    """HRM architecture."""
+
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    """Training."""
+
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    """Evaluation."""
+
+    gate: GateConfig = Field(default_factory=GateConfig)
+    """Convergence gate."""
+
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    """MLflow tracking."""
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return `base` with `override` merged in; mappings merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resolve_raw(raw: dict[str, Any], profile: str | None = None) -> dict[str, Any]:
+    """Apply the selected profile's overrides to a raw params mapping."""
+    raw = dict(raw)
+    profiles = raw.pop("profiles", {}) or {}
+    name = profile or os.environ.get(PROFILE_ENV_VAR) or raw.get("profile", "cpu")
+    if profiles and name not in profiles:
+        raise ConfigError(f"profile: unknown profile '{name}' (known: {sorted(profiles)})")
+    resolved = deep_merge(raw, profiles.get(name, {}))
+    resolved["profile"] = name
+    return resolved
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid params"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any], profile: str | None = None, source: str = "params") -> Params:
+    """Validate a raw mapping (profiles applied) into `Params`; errors name the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: top level must be a mapping")
+    resolved = resolve_raw(raw, profile)
+    try:
+        return Params.model_validate(resolved)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_PATH, profile: str | None = None) -> Params:
+    """Load and validate `params.yaml`; `profile` (or $HRM_PROFILE) overrides its `profile` key."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(raw, profile, source=str(path))

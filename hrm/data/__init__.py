@@ -1,0 +1,1 @@
+"""Ingestion, validation and the instance schema of SWE-smith task instances."""

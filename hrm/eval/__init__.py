@@ -1,0 +1,1 @@
+"""Evaluation: code metrics, execution-verified fixes, SWE-search, reverse-learning ablation."""

@@ -1,0 +1,29 @@
+"""The metric names `hrm evaluate` writes; the gate validates its criteria against these.
+
+Each name is defined (what it measures and how) in hrm/eval/metrics.py and the README.
+"""
+
+from __future__ import annotations
+
+METRIC_NAMES: tuple[str, ...] = (
+    "loss",
+    "token_accuracy_all",
+    "exact_accuracy",
+    "edit_accuracy",
+    "code_syntax_validity",
+    "code_compilation_success",
+    "code_ast_match",
+    "resolved_rate",
+    "code_tiered_accuracy",
+    "act_mean_steps",
+    "q_halt_accuracy",
+    "swe_search_score",
+    "swe_search_candidates",
+    "swe_search_iterations",
+    "swe_search_convergence_rate",
+    "swe_search_efficiency",
+    "greedy_pass_rate",
+    "reverse_learning_integration",
+    "reverse_integration_gate",
+    "reverse_planning_refinement",
+)

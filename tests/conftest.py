@@ -1,0 +1,73 @@
+"""Fixtures shared by every test area: the real SWE-smith sample and a tiny-profile params file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_PATH = REPO_ROOT.parent / "shared" / "data" / "swe-smith" / "sample.jsonl"
+
+# Telemetry off for everything the suite starts.
+for _var, _value in {
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_OFFLINE": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+}.items():
+    os.environ.setdefault(_var, _value)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Hub tests run only with HRM_TEST_HUB=1; CUDA tests only where CUDA exists."""
+    skip_hub = pytest.mark.skip(reason="hub access is opt-in: set HRM_TEST_HUB=1")
+    for item in items:
+        if "hub" in item.keywords and os.environ.get("HRM_TEST_HUB") != "1":
+            item.add_marker(skip_hub)
+        if "cuda" in item.keywords:
+            import torch
+
+            if not torch.cuda.is_available():
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
+@pytest.fixture(scope="session")
+def sample_path() -> Path:
+    """The 57 real SWE-smith rows, read in place. Absent: skip, or fail under CI=true."""
+    if not SAMPLE_PATH.exists():
+        message = f"real SWE-smith sample not found at ../shared/data/swe-smith/sample.jsonl"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (required under CI=true)")
+        pytest.skip(message)
+    return SAMPLE_PATH
+
+
+@pytest.fixture()
+def tiny_params_file(tmp_path: Path) -> Path:
+    """A copy of the repository params.yaml with `profile: tiny`, in a temporary directory."""
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    raw["profile"] = "tiny"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+def copy_repo_files(dest: Path, names: list[str]) -> None:
+    """Copy top-level project files (params.yaml, dvc.yaml, ...) into a scratch project."""
+    for name in names:
+        src = REPO_ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        else:
+            shutil.copy2(src, dest / name)

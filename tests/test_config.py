@@ -1,0 +1,58 @@
+"""params.yaml loads into validated models; errors name the key; profiles merge."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from hrm.config import ConfigError, load_params, parse_params
+
+
+def test_repository_params_load_for_every_profile(repo_root):
+    for profile in ("tiny", "cpu", "gpu"):
+        params = load_params(repo_root / "params.yaml", profile)
+        assert params.profile == profile
+        assert params.model.hidden_size % params.model.num_heads == 0
+        assert [p.name for p in params.train.phases] == ["foundation", "optimisation", "refinement"]
+
+
+def test_profile_overrides_merge_over_base(repo_root):
+    tiny = load_params(repo_root / "params.yaml", "tiny")
+    gpu = load_params(repo_root / "params.yaml", "gpu")
+    assert tiny.tokenizer.vocab_size < gpu.tokenizer.vocab_size
+    assert gpu.model.hidden_size == 512 and gpu.train.precision == "bf16"
+    # keys not overridden keep the base value
+    assert tiny.tokenizer.min_frequency == gpu.tokenizer.min_frequency
+
+
+def test_invalid_value_names_the_key(repo_root):
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    raw["model"]["num_heads"] = 3  # does not divide hidden_size
+    with pytest.raises(ConfigError, match="model"):
+        parse_params(raw, "cpu")
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    raw["tokenizer"]["vocab_size"] = "big"
+    with pytest.raises(ConfigError, match=r"tokenizer\.vocab_size"):
+        parse_params(raw, "cpu")
+
+
+def test_unknown_key_and_unknown_profile_are_errors(repo_root):
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    raw["train"]["learning_rate"] = 1.0
+    with pytest.raises(ConfigError, match=r"train\.learning_rate"):
+        parse_params(raw, "cpu")
+    with pytest.raises(ConfigError, match="unknown profile"):
+        parse_params(yaml.safe_load((repo_root / "params.yaml").read_text()), "huge")
+
+
+def test_every_field_has_a_docstring():
+    from hrm.config import Params
+
+    def walk(model):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no docstring"
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                walk(ann)
+
+    walk(Params)
