@@ -56,3 +56,15 @@ def test_every_field_has_a_docstring():
                 walk(ann)
 
     walk(Params)
+
+
+def test_every_profile_defines_the_sections_dvc_tracks(repo_root):
+    """dvc.yaml tracks `profiles.${profile}.<section>`; DVC fails on a missing key."""
+    import re
+
+    tracked = set(re.findall(r"profiles\.\$\{profile\}\.(\w+)", (repo_root / "dvc.yaml").read_text()))
+    assert tracked, "dvc.yaml tracks no profile sections"
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    for name, overrides in raw["profiles"].items():
+        missing = tracked - set(overrides)
+        assert not missing, f"profiles.{name} lacks {sorted(missing)} (use {{}} for no override)"

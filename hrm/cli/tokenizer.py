@@ -1,9 +1,46 @@
-"""`hrm tokenizer` commands (filled in by the step that owns them)."""
+"""`hrm tokenizer build`: a thin shell over hrm.tokenizer.build_tokenizer."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from hrm.cli import options
+
+
+def build(
+    instances: Path = typer.Option(..., "--instances", help="Validated instances JSONL."),
+    splits: Path = typer.Option(..., "--splits", help="splits.json (the tokenizer sees train only)."),
+    out: Path = typer.Option(Path("artifacts/tokenizer"), "--out", help="Output directory."),
+    params_path: Path = options.ParamsPath,
+    profile: str | None = options.Profile,
+    track: bool = typer.Option(True, "--track/--no-track", help="Log params and stats to MLflow."),
+) -> None:
+    """Train the byte-level BPE on the train split; write tokenizer.json and meta.json."""
+    from hrm.tokenizer import build_tokenizer
+
+    params = options.load(params_path, profile)
+    meta = build_tokenizer(instances, splits, out, params.tokenizer)
+    typer.echo(
+        f"tokenizer: vocab {meta['vocab_size']} (requested {meta['requested_vocab_size']}), "
+        f"trained on {meta['train_instances']} train instances "
+        f"({meta['training_chars']} chars) -> {out}"
+    )
+    if track:
+        import mlflow
+
+        from hrm.tracking import step_run
+
+        with step_run(params, "tokenizer", instances):
+            mlflow.log_params({f"tokenizer.{k}": v for k, v in meta["config"].items()})
+            mlflow.log_metrics({k: meta[k] for k in
+                                ("vocab_size", "training_texts", "training_chars")})
+            mlflow.set_tag("tokenizer.fingerprint", meta["training_text_sha256"])
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `hrm tokenizer build` to the root app."""
+    sub = typer.Typer(help="Byte-level BPE tokenizer.", no_args_is_help=True)
+    sub.command("build")(build)
+    app.add_typer(sub, name="tokenizer")

@@ -1,0 +1,199 @@
+"""Byte-level BPE tokenizer trained on the TRAIN split only, lossless by construction.
+
+Lossless because: the ByteLevel pre-tokenizer maps every byte to a visible symbol (so nothing is
+unknown), `add_prefix_space=False` adds nothing, there is no normalizer, and the ByteLevel decoder
+maps symbols back to bytes. Special-token strings that occur in data (a problem statement might
+literally contain `<|pad|>`) are encoded as plain text, never as the special id
+(`encode_special_tokens`), so `decode(encode(x)) == x` for every string.
+
+Special tokens have fixed ids 0..6 in the order of `SPECIAL_TOKENS`; downstream code reads them
+from `HrmTokenizer` attributes or `meta.json`, never by guessing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hrm.config import TokenizerConfig
+from hrm.data.instance import Instance, read_instances
+from hrm.errors import InputError
+from hrm.hunks import parse_patch
+from hrm.splits import check_coverage, load_splits
+
+PAD, BOS, EOS, SEP, HUNK, MASK, UNK = (
+    "<|pad|>",
+    "<|bos|>",
+    "<|eos|>",
+    "<|sep|>",
+    "<|hunk|>",
+    "<|mask|>",
+    "<|unk|>",
+)
+SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, SEP, HUNK, MASK, UNK)
+"""Ids 0..6 in this order: pad, bos, eos, sep (statement/code), hunk separator, mask, unk."""
+
+HUNK_SEPARATOR = HUNK
+"""Text of the hunk separator as it appears in joined `buggy_code` / `fixed_code` strings."""
+
+TOKENIZER_FILE = "tokenizer.json"
+META_FILE = "meta.json"
+
+
+def file_header(path: str) -> str:
+    """The short line that introduces each hunk's code in the prompt (and in training text)."""
+    return f"# file: {path}\n"
+
+
+@dataclass
+class HrmTokenizer:
+    """A loaded tokenizer: `encode`/`decode` plus the special ids as attributes."""
+
+    tokenizer: object
+    """The underlying `tokenizers.Tokenizer`."""
+    meta: dict
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    sep_id: int = 3
+    hunk_id: int = 4
+    mask_id: int = 5
+    unk_id: int = 6
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        return {name: getattr(self, f"{name}_id") for name in
+                ("pad", "bos", "eos", "sep", "hunk", "mask", "unk")}
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["training_text_sha256"]
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`; no special token is added or recognised."""
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of `ids`; special ids render as their token strings (e.g. `<|hunk|>`)."""
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+
+def _new_tokenizer(cfg: TokenizerConfig):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def training_texts(instances: list[Instance], splits: dict[str, str]) -> Iterator[str]:
+    """Texts of TRAIN instances only: problem statements, file headers and both code regions."""
+    for inst in instances:
+        if splits[inst.instance_id] != "train":
+            continue
+        yield inst.problem_statement
+        for hunk in parse_patch(inst.patch, source=inst.instance_id):
+            yield file_header(hunk.file)
+            yield hunk.buggy_text
+            yield hunk.fixed_text
+
+
+def _fingerprint(texts: list[str]) -> str:
+    """sha256 over length-prefixed texts (so boundaries count, not just the concatenation)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def build_tokenizer(instances_path: str | Path, splits_path: str | Path, out_dir: str | Path,
+                    cfg: TokenizerConfig) -> dict:
+    """Step: train the BPE on the train split; write `tokenizer.json` and `meta.json`.
+
+    Deterministic: same instances, splits and config give a byte-identical `tokenizer.json`.
+    Returns the meta written.
+    """
+    from tokenizers import pre_tokenizers, trainers
+
+    instances_path, splits_path = Path(instances_path), Path(splits_path)
+    if not instances_path.is_file():
+        raise InputError("instances file not found", path=str(instances_path))
+    instances = read_instances(instances_path)
+    splits = load_splits(splits_path)
+    check_coverage(instances, splits, splits_path)
+    texts = list(training_texts(instances, splits))
+    if not texts:
+        raise InputError("the train split is empty: nothing to train the tokenizer on",
+                         path=str(splits_path))
+
+    tok = _new_tokenizer(cfg)
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    tok.encode_special_tokens = True
+    for expected, token in enumerate(SPECIAL_TOKENS):
+        got = tok.token_to_id(token)
+        if got != expected:  # the layout every downstream step relies on
+            raise RuntimeError(f"special token {token} got id {got}, expected {expected}")
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out_dir / TOKENIZER_FILE), pretty=True)
+    meta = {
+        "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+        "requested_vocab_size": cfg.vocab_size,
+        "special_tokens": {tok_str: i for i, tok_str in enumerate(SPECIAL_TOKENS)},
+        "special_ids": {
+            "pad": 0, "bos": 1, "eos": 2, "sep": 3, "hunk": 4, "mask": 5, "unk": 6,
+        },
+        "training_text_sha256": _fingerprint(texts),
+        "training_texts": len(texts),
+        "training_chars": sum(len(t) for t in texts),
+        "train_instances": sum(1 for s in splits.values() if s == "train"),
+        "config": cfg.model_dump(mode="json"),
+    }
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+def load_tokenizer(directory: str | Path) -> HrmTokenizer:
+    """Load `tokenizer.json` + `meta.json` from `directory`; errors name the missing file."""
+    from tokenizers import Tokenizer
+
+    directory = Path(directory)
+    tok_path, meta_path = directory / TOKENIZER_FILE, directory / META_FILE
+    for path in (tok_path, meta_path):
+        if not path.is_file():
+            raise InputError("tokenizer file not found (run `hrm tokenizer build`)",
+                             path=str(path))
+    try:
+        tok = Tokenizer.from_file(str(tok_path))
+    except Exception as err:  # the Rust side raises a bare Exception on a bad file
+        raise InputError(f"cannot load tokenizer: {err}", path=str(tok_path)) from None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON: {err}", path=str(meta_path)) from None
+    # The flag is not guaranteed to survive a save/load round trip; set it explicitly so text
+    # that spells a special token stays plain text.
+    tok.encode_special_tokens = True
+    for expected, token in enumerate(SPECIAL_TOKENS):
+        if tok.token_to_id(token) != expected:
+            raise InputError(f"special token {token} does not have id {expected}",
+                             path=str(tok_path))
+    return HrmTokenizer(tokenizer=tok, meta=meta)
