@@ -1,6 +1,6 @@
 """The metric names `hrm evaluate` writes; the gate validates its criteria against these.
 
-Each name is defined (what it measures and how) in hrm/eval/metrics.py and the README.
+Each name is defined (what it measures and how) in hrm/eval/metrics.py, model_pass.py, search.py and docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -26,4 +26,12 @@ METRIC_NAMES: tuple[str, ...] = (
     "reverse_learning_integration",
     "reverse_integration_gate",
     "reverse_planning_refinement",
+    # counts and companions written alongside (definitions in docs/metrics.md)
+    "rows",
+    "code_syntax_rows_excluded",
+    "code_rows_excluded",
+    "code_rows_file_context",
+    "resolved_rows_without_env",
+    "q_halt_balanced_accuracy",
+    "swe_search_tiered_accuracy",
 )

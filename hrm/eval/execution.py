@@ -1,0 +1,158 @@
+"""The execution tier: splice predicted hunks into the buggy tree and run the instance's tests.
+
+The buggy tree is the environment's pristine tree with the instance's bug patch applied
+(SWE-smith patches introduce the bug). FAIL_TO_PASS and a bounded, seeded sample of
+PASS_TO_PASS run in the ENVS sandbox (`env.run_tests`); a row is resolved when every one of
+them passes. Predictions are untrusted: they are only written into a throw-away working copy
+and run through the sandbox, never imported or executed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hrm.config import EnvsConfig
+from hrm.data.instance import Instance
+from hrm.eval.code_checks import splice_files
+from hrm.hunks import Hunk
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    """Result of the test tier for one prediction."""
+
+    __test__ = False  # not a pytest class
+
+    resolved: bool
+    reason: str
+    """Empty when resolved; else which tests failed or why the run stopped."""
+    outcomes: dict[str, str] = field(default_factory=dict)
+    """node id -> passed / failed / error / timeout / missing / skipped."""
+    duration_s: float = 0.0
+
+
+@dataclass
+class RowContext:
+    """What the execution tier needs for one instance, built once and reused."""
+
+    instance: Instance
+    env: object
+    hunks: list[Hunk]
+    buggy_files: dict[str, str]
+    node_ids: list[str]
+
+
+def to_hunks(record_hunks: Sequence[object]) -> list[Hunk]:
+    """`SequenceHunk`s (or dicts with the same keys) as `hrm.hunks.Hunk` for splicing."""
+    out = []
+    for h in record_hunks:
+        get = h.get if isinstance(h, Mapping) else lambda k, _h=h: getattr(_h, k)
+        out.append(Hunk(get("file"), int(get("buggy_start")), get("buggy_text"),
+                        get("fixed_text"), get("function")))
+    return out
+
+
+def sample_pass_to_pass(instance: Instance, limit: int) -> list[str]:
+    """At most `limit` PASS_TO_PASS ids, a sample seeded by the instance id (reproducible)."""
+    tests = sorted(instance.PASS_TO_PASS)
+    if len(tests) <= limit:
+        return tests
+    seed = int(hashlib.sha256(instance.instance_id.encode()).hexdigest()[:16], 16)
+    return sorted(random.Random(seed).sample(tests, limit))
+
+
+def _inside(tree: Path, rel: str) -> Path:
+    """`tree / rel`, refusing paths that leave the tree (dataset paths are input too)."""
+    target = (tree / rel).resolve()
+    if not target.is_relative_to(tree.resolve()):
+        raise ValueError(f"hunk path {rel!r} leaves the working tree")
+    return target
+
+
+class ExecutionTier:
+    """Per-instance environments, buggy files and test runs, with the reasons rows lack them."""
+
+    def __init__(self, envs_cfg: EnvsConfig, instances: Mapping[str, Instance],
+                 max_pass_to_pass: int):
+        self.envs_cfg = envs_cfg
+        self.instances = instances
+        self.max_pass_to_pass = max_pass_to_pass
+        self._contexts: dict[str, RowContext | str] = {}
+        self._envs: dict[str, object] = {}
+        self._runs: dict[tuple[str, tuple[str, ...]], TestOutcome] = {}
+
+    def _environment(self, repo: str) -> object | str:
+        from hrm.envs import get_environment
+        from hrm.envs.errors import EnvironmentUnavailable
+
+        if repo not in self._envs:
+            try:
+                self._envs[repo] = get_environment(repo, self.envs_cfg)
+            except EnvironmentUnavailable as err:
+                self._envs[repo] = f"no environment: {err.reason}"
+        return self._envs[repo]
+
+    def context(self, instance_id: str, repo: str, record_hunks: Sequence[object]) -> RowContext | str:
+        """The row's context, or a string saying why there is none (reported per row)."""
+        if instance_id in self._contexts:
+            return self._contexts[instance_id]
+        self._contexts[instance_id] = self._build(instance_id, repo, record_hunks)
+        return self._contexts[instance_id]
+
+    def _build(self, instance_id: str, repo: str, record_hunks: Sequence[object]) -> RowContext | str:
+        from hrm.envs.errors import PatchError
+
+        instance = self.instances.get(instance_id)
+        if instance is None:
+            return "instance not in the instances file"
+        env = self._environment(repo)
+        if isinstance(env, str):
+            return env
+        hunks = to_hunks(record_hunks)
+        files: dict[str, str] = {}
+        with env.working_copy() as tree:
+            try:
+                env.apply_patch(tree, instance.patch)
+            except PatchError as err:
+                return f"bug patch does not apply: {err.git_message[:200]}"
+            for path in dict.fromkeys(h.file for h in hunks):
+                target = _inside(Path(tree), path)
+                if not target.is_file():
+                    return f"{path} not in the buggy tree"
+                files[path] = target.read_text(encoding="utf-8")
+        try:
+            splice_files(hunks, [h.fixed_text for h in hunks], files)
+        except ValueError as err:
+            return f"hunk does not match the buggy file: {err}"
+        node_ids = list(dict.fromkeys(
+            instance.FAIL_TO_PASS + sample_pass_to_pass(instance, self.max_pass_to_pass)))
+        return RowContext(instance, env, hunks, files, node_ids)
+
+    def run(self, ctx: RowContext, pred_hunks: Sequence[str]) -> TestOutcome:
+        """Splice `pred_hunks` into a fresh buggy tree and run the row's tests in the sandbox."""
+        key = (ctx.instance.instance_id, tuple(pred_hunks))
+        if key in self._runs:
+            return self._runs[key]
+        spliced = splice_files(ctx.hunks, pred_hunks, ctx.buggy_files)
+        env = ctx.env
+        with env.working_copy() as tree:
+            env.apply_patch(tree, ctx.instance.patch)
+            for path, text in spliced.items():
+                _inside(Path(tree), path).write_text(text, encoding="utf-8")
+            run = env.run_tests(tree, ctx.node_ids)
+        outcomes = {n: r.outcome for n, r in run.results.items()}
+        if run.passed:
+            outcome = TestOutcome(True, "", outcomes, run.duration_s)
+        else:
+            bad = run.failing
+            why = run.killed_reason or (f"{len(bad)} of {len(outcomes)} tests not passing: "
+                                        + ", ".join(f"{n} ({outcomes[n]})" for n in bad[:3]))
+            if not bad and not run.killed_reason:
+                why = f"pytest exit code {run.exit_code}"
+            outcome = TestOutcome(False, why, outcomes, run.duration_s)
+        self._runs[key] = outcome
+        return outcome

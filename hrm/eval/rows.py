@@ -1,0 +1,131 @@
+"""Score one prediction of one row through every tier: tokens, syntax, compile, AST, tests.
+
+The same scorer serves the model, the baselines and the search candidates, so their numbers are
+comparable by construction. Tiers are nested: a row reaches a tier only if it reached all lower
+ones (syntax < compile < AST match < tests resolved).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from hrm.eval.code_checks import CodeCheck, check_fragments, check_in_files
+from hrm.eval.execution import ExecutionTier, RowContext
+from hrm.eval.token_metrics import TokenScores, score_row
+
+TIER_NAMES = ("syntax", "compile", "ast_match", "tests")
+
+
+@dataclass
+class RowResult:
+    """Everything measured for one prediction of one row (a line of predictions.jsonl)."""
+
+    instance_id: str
+    prediction: list[str]
+    """Decoded predicted hunks."""
+    reference: list[str]
+    tokens: TokenScores
+    code: CodeCheck
+    resolved: bool | None
+    """None when the test tier did not run (see `test_reason`)."""
+    test_reason: str
+    test_outcomes: dict[str, str]
+    tier: int
+    """Highest tier reached, 0..4 (0: not even syntax); -1 when excluded."""
+    tier_score: float | None
+    """Sum of the weights of the tiers reached; None when excluded."""
+    has_env: bool
+    loss: float | None = None
+    q_halt: float | None = None
+    steps: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["tier_name"] = TIER_NAMES[self.tier - 1] if self.tier > 0 else (
+            "excluded" if self.tier < 0 else "none")
+        return row
+
+
+def tiers_reached(code: CodeCheck, resolved: bool | None) -> int:
+    """Nested tier count: syntax (a None syntax check defers to compilation), compile, AST, tests."""
+    syntax = code.syntax if code.syntax is not None else bool(code.compiles)
+    steps = (syntax, bool(code.compiles), bool(code.ast_match), resolved is True)
+    reached = 0
+    for ok in steps:
+        if not ok:
+            break
+        reached += 1
+    return reached
+
+
+def tier_score(tier: int, weights: Sequence[float]) -> float:
+    return float(sum(weights[:tier]))
+
+
+class RowScorer:
+    """Scores predictions of a split's rows; owns the execution tier (None: no tests)."""
+
+    def __init__(self, tier_weights: Sequence[float], execution: ExecutionTier | None,
+                 run_tests: bool):
+        self.weights = list(tier_weights)
+        self.execution = execution
+        self.run_tests = run_tests
+
+    def context(self, record: Any) -> RowContext | str:
+        if self.execution is None:
+            return "no instances file given: no environment"
+        return self.execution.context(record.instance_id, record.repo, record.hunks)
+
+    def score(
+        self,
+        record: Any,
+        pred_ids: np.ndarray,
+        labels: np.ndarray,
+        ignore_index: int,
+        buggy_ids: Sequence[int],
+        pred_hunks: list[str],
+        ref_hunks: list[str],
+    ) -> RowResult:
+        tokens = score_row(pred_ids, labels, ignore_index, buggy_ids)
+        ctx = self.context(record)
+        code = self.code_check(ctx, pred_hunks, ref_hunks)
+        resolved, reason, outcomes = self.test(ctx, code, pred_hunks)
+        tier = -1 if code.excluded else tiers_reached(code, resolved)
+        return RowResult(
+            instance_id=record.instance_id,
+            prediction=pred_hunks,
+            reference=ref_hunks,
+            tokens=tokens,
+            code=code,
+            resolved=resolved,
+            test_reason=reason,
+            test_outcomes=outcomes,
+            tier=tier,
+            tier_score=None if tier < 0 else tier_score(tier, self.weights),
+            has_env=isinstance(ctx, RowContext),
+        )
+
+    @staticmethod
+    def code_check(ctx: RowContext | str, pred_hunks: list[str], ref_hunks: list[str]) -> CodeCheck:
+        if isinstance(ctx, RowContext):
+            return check_in_files(pred_hunks, ref_hunks, ctx.hunks, ctx.buggy_files)
+        return check_fragments(pred_hunks, ref_hunks)
+
+    def test(self, ctx: RowContext | str, code: CodeCheck, pred_hunks: list[str],
+             ) -> tuple[bool | None, str, dict[str, str]]:
+        """Run the tests when an environment exists and the prediction compiles in its file."""
+        if not isinstance(ctx, RowContext):
+            return None, ctx, {}
+        if not self.run_tests:
+            return None, "tests disabled (eval.run_tests: false)", {}
+        if len(pred_hunks) != len(ctx.hunks):
+            return False, f"prediction has {len(pred_hunks)} hunks, expected {len(ctx.hunks)}", {}
+        if code.compiles is not True:
+            # The spliced module does not compile, so importing it fails: no run needed.
+            return False, "does not compile in its file", {}
+        outcome = self.execution.run(ctx, pred_hunks)
+        return outcome.resolved, outcome.reason, outcome.outcomes
