@@ -1,0 +1,214 @@
+"""`hrm data validate`: run the GX suite on the snapshot, route rows, write the outputs.
+
+Outputs in `out_dir`: `instances.jsonl` (valid rows, normalised, via `write_instances`),
+`quarantine.jsonl` (every invalid row with every reason and its source line), `gx_result.json`
+(the GX validation result), `report.md`, and `summary.json` (DVC metrics). The step fails
+(`StepFailed`, raised after all outputs are written) when the quarantined share exceeds
+`data.max_invalid_fraction`, when a table-level expectation fails (including a `mostly` size
+bound), or when GX could not evaluate an expectation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from hrm.config import DataConfig
+from hrm.data.checks import CHECKS, CHECKS_BY_NAME, RowChecks, check_row
+from hrm.data.instance import Instance, write_instances
+from hrm.data.records import read_jsonl_records
+from hrm.data.schemas import PROVENANCE_KEY, UNPARSED_KEY, normalise
+from hrm.data.suite import ROW_ID, ExpectationOutcome, run_suite
+from hrm.errors import InputError, StepFailed
+
+OUTPUT_FILES = ("instances.jsonl", "quarantine.jsonl", "gx_result.json", "report.md", "summary.json")
+
+
+@dataclass
+class SnapshotRow:
+    """One snapshot line: the row (None if unreadable) and where it originally came from."""
+
+    row_id: int
+    snapshot_line: int
+    source_file: str
+    source_line: int
+    row: dict[str, Any] | None
+    error: str | None = None
+    raw_b64: str | None = None
+
+
+@dataclass
+class Reason:
+    check: str
+    message: str
+    detail: str = ""
+
+
+@dataclass
+class ValidationResult:
+    """What validation found; `summary()` is what goes to summary.json."""
+
+    out_dir: str
+    rows: int
+    valid: int
+    quarantined: int
+    invalid_fraction: float
+    max_invalid_fraction: float
+    failures: dict[str, int]
+    """Rows failing each check (GX's unexpected count), every check listed."""
+    failed_table_checks: list[str]
+    """Table-level expectations that failed (these fail the step whatever the fraction)."""
+    errors: list[str] = field(default_factory=list)
+    """Expectations GX could not evaluate."""
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.invalid_fraction <= self.max_invalid_fraction
+            and not self.failed_table_checks
+            and not self.errors
+        )
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("out_dir")
+        data["passed"] = self.passed
+        return data
+
+    def failure_message(self) -> str:
+        parts = []
+        if self.invalid_fraction > self.max_invalid_fraction:
+            parts.append(
+                f"{self.quarantined}/{self.rows} rows quarantined ({self.invalid_fraction:.1%} > "
+                f"data.max_invalid_fraction {self.max_invalid_fraction:.1%})"
+            )
+        if self.failed_table_checks:
+            parts.append(f"table-level checks failed: {', '.join(self.failed_table_checks)}")
+        if self.errors:
+            parts.append(f"GX could not evaluate: {'; '.join(self.errors)}")
+        failing = ", ".join(f"{k} ({v} rows)" for k, v in self.failures.items() if v)
+        return f"validation failed: {'; '.join(parts)}. Failing checks: {failing or 'none'}"
+
+
+def read_snapshot(path: Path) -> list[SnapshotRow]:
+    """Read the snapshot line by line; pull's provenance and unparsed markers are honoured.
+
+    A plain instances JSONL (e.g. from `hrm data synth`) is read the same way, each row's
+    source being the snapshot line itself.
+    """
+    if not path.exists():
+        raise InputError("snapshot not found (run `hrm data pull` or `hrm data materialise`)", path=str(path))
+    rows: list[SnapshotRow] = []
+    for rec in read_jsonl_records(path):
+        source = {"file": rec.file, "line": rec.line}
+        row, error, raw = rec.row, rec.error, rec.raw_b64
+        if row is not None:
+            if isinstance(row.get(PROVENANCE_KEY), dict):
+                source = {**source, **row[PROVENANCE_KEY]}
+            unparsed = row.get(UNPARSED_KEY)
+            if isinstance(unparsed, dict):
+                error, raw, row = unparsed.get("error") or "unreadable", unparsed.get("raw_b64"), None
+            else:
+                row = normalise({k: v for k, v in row.items() if k not in (PROVENANCE_KEY, UNPARSED_KEY)})
+        rows.append(SnapshotRow(len(rows), rec.line, str(source["file"]), int(source["line"]), row, error, raw))
+    return rows
+
+
+def _frame(rows: list[SnapshotRow], derived: list[RowChecks]):
+    import pandas as pd
+
+    records = []
+    for snap, rc in zip(rows, derived, strict=True):
+        record: dict[str, Any] = dict(snap.row or {})
+        record.update(rc.values)  # derived names start with "_" and win over a raw clash
+        record[ROW_ID] = snap.row_id
+        records.append(record)
+    return pd.DataFrame.from_records(records) if records else pd.DataFrame(
+        columns=[ROW_ID, *(c.column for c in CHECKS)]
+    )
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars in GX results
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def validate(snapshot: str | Path, out_dir: str | Path, cfg: DataConfig) -> ValidationResult:
+    """Validate `snapshot` into `out_dir` (see the module docstring); raises StepFailed last."""
+    from hrm.data.report import render_report
+
+    snapshot, out_dir = Path(snapshot), Path(out_dir)
+    rows = read_snapshot(snapshot)
+    seen: dict[str, str] = {}
+    derived = [
+        check_row(s.row, s.error, seen, f"{s.source_file}:{s.source_line}")
+        for s in tqdm(rows, desc="checks", unit="row")
+    ]
+    gx_json, outcomes = run_suite(_frame(rows, derived), cfg)
+
+    reasons: dict[int, list[Reason]] = {}
+    for outcome in outcomes:
+        if outcome.table_level:
+            continue
+        check = CHECKS_BY_NAME[outcome.check]
+        for row_id in outcome.failed_rows:
+            detail = derived[row_id].details.get(check.name, "")
+            reasons.setdefault(row_id, []).append(Reason(check.name, check.message, detail))
+
+    valid = [s for s in rows if s.row_id not in reasons]
+    quarantined = [s for s in rows if s.row_id in reasons]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_instances(out_dir / "instances.jsonl", [Instance.from_row(s.row) for s in valid])
+    with (out_dir / "quarantine.jsonl").open("w", encoding="utf-8") as fh:
+        for s in quarantined:
+            # ASCII-escaped: a quarantined row may hold lone surrogates that UTF-8 cannot encode.
+            fh.write(json.dumps(_quarantine_record(s, reasons[s.row_id])) + "\n")
+    (out_dir / "gx_result.json").write_text(
+        json.dumps(gx_json, indent=1, default=_json_default), encoding="utf-8"
+    )
+
+    result = ValidationResult(
+        out_dir=str(out_dir),
+        rows=len(rows),
+        valid=len(valid),
+        quarantined=len(quarantined),
+        invalid_fraction=round(len(quarantined) / len(rows), 6) if rows else 0.0,
+        max_invalid_fraction=cfg.max_invalid_fraction,
+        failures={o.check: len(o.failed_rows) for o in outcomes if not o.table_level},
+        failed_table_checks=[o.check for o in outcomes if _fails_table(o)],
+        errors=[f"{o.check}: {o.error}" for o in outcomes if o.error],
+    )
+    (out_dir / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n", encoding="utf-8")
+    (out_dir / "report.md").write_text(
+        render_report(result, outcomes, [(s, reasons[s.row_id]) for s in quarantined], snapshot),
+        encoding="utf-8",
+    )
+    if not result.passed:
+        raise StepFailed(result.failure_message())
+    return result
+
+
+def _fails_table(outcome: ExpectationOutcome) -> bool:
+    """Table-level expectations, and `mostly` bounds, fail the step when they fail."""
+    if outcome.success:
+        return False
+    return outcome.table_level or CHECKS_BY_NAME[outcome.check].kind == "max"
+
+
+def _quarantine_record(s: SnapshotRow, reasons: list[Reason]) -> dict[str, Any]:
+    return {
+        "row_id": s.row_id,
+        "snapshot_line": s.snapshot_line,
+        "source": {"file": s.source_file, "line": s.source_line},
+        "instance_id": (s.row or {}).get("instance_id"),
+        "reasons": [asdict(r) for r in reasons],
+        "row": s.row,
+        "raw_b64": s.raw_b64,
+    }
