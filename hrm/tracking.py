@@ -2,8 +2,9 @@
 
 Steps run as separate processes (DVC stages, KFP tasks), so the parent run is found by a
 tag, `hrm.pipeline_key`, rather than passed in memory. The key is $HRM_PIPELINE_RUN when set
-(KFP sets it to its run id), else a fingerprint of the resolved params and the input data, so
-that every stage of one `dvc repro` lands under the same parent run.
+(KFP sets it to its run id), else a fingerprint of the resolved params and the raw snapshot
+(`data.snapshot`, the one input every stage descends from), so that every stage of one
+`dvc repro` lands under the same parent run.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ PIPELINE_KEY_TAG = "hrm.pipeline_key"
 PIPELINE_RUN_ENV = "HRM_PIPELINE_RUN"
 
 
-def pipeline_key(params: Params, data_file: str | Path | None = None) -> str:
+def pipeline_key(params: Params) -> str:
     """Key that identifies one pipeline run across processes."""
     if os.environ.get(PIPELINE_RUN_ENV):
         return os.environ[PIPELINE_RUN_ENV]
     digest = hashlib.sha256(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode())
-    if data_file is not None and Path(data_file).exists():
-        digest.update(Path(data_file).read_bytes())
+    snapshot = Path(params.data.snapshot)
+    if snapshot.exists():
+        with snapshot.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()[:16]
 
 
@@ -70,14 +74,14 @@ def find_or_create_parent(cfg: TrackingConfig, key: str, profile: str) -> str:
 
 
 @contextmanager
-def step_run(params: Params, step: str, data_file: str | Path | None = None) -> Iterator[object]:
+def step_run(params: Params, step: str) -> Iterator[object]:
     """Open a nested MLflow run for `step` under the pipeline's parent run.
 
     Yields the active `mlflow.ActiveRun`; log with the usual `mlflow.log_*` calls inside.
     """
     import mlflow
 
-    key = pipeline_key(params, data_file)
+    key = pipeline_key(params)
     parent_id = find_or_create_parent(params.tracking, key, params.profile)
     with mlflow.start_run(run_id=parent_id):
         with mlflow.start_run(

@@ -35,7 +35,7 @@ def split(
 
         from hrm.tracking import step_run
 
-        with step_run(params, "split", instances):
+        with step_run(params, "split"):
             mlflow.log_params({f"sequences.{k}": getattr(params.sequences, k)
                                for k in ("split_seed", "val_fraction", "test_fraction")})
             mlflow.log_metrics({k: v for k, v in stats.items() if isinstance(v, int)})
@@ -70,7 +70,7 @@ def build(
 
         from hrm.tracking import step_run
 
-        with step_run(params, "sequences", instances):
+        with step_run(params, "sequences"):
             mlflow.log_params({f"sequences.{k}": v for k, v in meta.config.items()})
             metrics = {f"rows_{s}": n for s, n in meta.counts.items()}
             metrics |= {f"dropped_{s}": n for s, n in meta.dropped.items()}

@@ -32,7 +32,7 @@ def build(
 
         from hrm.tracking import step_run
 
-        with step_run(params, "tokenizer", instances):
+        with step_run(params, "tokenizer"):
             mlflow.log_params({f"tokenizer.{k}": v for k, v in meta["config"].items()})
             mlflow.log_metrics({k: meta[k] for k in
                                 ("vocab_size", "training_texts", "training_chars")})
