@@ -43,12 +43,20 @@ def configure(cfg: TrackingConfig) -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = cfg.artifact_location
-    if "://" not in location:
-        location = Path(location).resolve().as_uri()
-    return mlflow.create_experiment(cfg.experiment, artifact_location=location)
+    if experiment is None:
+        # A tracking server stores artifacts through its own proxy; a local path is only
+        # meaningful for a local (sqlite) backend.
+        location = None
+        if not uri.startswith(("http://", "https://")):
+            location = cfg.artifact_location
+            if "://" not in location:
+                location = Path(location).resolve().as_uri()
+        experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    # Runs opened without an explicit experiment (nested ones too) land here, not in Default.
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
 
 
 def find_or_create_parent(cfg: TrackingConfig, key: str, profile: str) -> str:
@@ -83,8 +91,10 @@ def step_run(params: Params, step: str) -> Iterator[object]:
 
     key = pipeline_key(params)
     parent_id = find_or_create_parent(params.tracking, key, params.profile)
+    experiment_id = configure(params.tracking)
     with mlflow.start_run(run_id=parent_id):
         with mlflow.start_run(
+            experiment_id=experiment_id,
             run_name=step,
             nested=True,
             tags={PIPELINE_KEY_TAG: key, "hrm.kind": "step", "hrm.step": step},

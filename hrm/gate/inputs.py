@@ -1,0 +1,167 @@
+"""Read the gate's inputs: evaluation metrics per split and the training histories per phase.
+
+Malformed inputs raise `InputError` naming the file (and line or key). A metric that is absent,
+null or NaN is NOT an input error: it is a legitimate "not measured" that the gate flags.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hrm.errors import InputError
+
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+
+# Columns every history.csv must carry; others (e.g. code_tiered_accuracy) are optional.
+REQUIRED_HISTORY_COLUMNS = ("phase", "epoch", "step", "loss", "token_accuracy")
+
+
+def load_split_metrics(eval_dir: str | Path, split: str) -> dict[str, float | None]:
+    """Read `<eval_dir>/<split>/metrics.json`: {name: number | null}.
+
+    Every name in `METRIC_NAMES` (what criteria may use) must be a number or null: a bool,
+    string or object there is an error naming the key. NaN/inf are kept as floats (the gate
+    reports them as non-finite). Keys outside `METRIC_NAMES` are the producer's diagnostics
+    (row counts, nested baselines): numeric ones are kept for the report, others skipped, since
+    no criterion can name them.
+    """
+    from hrm.eval.metric_names import METRIC_NAMES
+
+    path = Path(eval_dir) / split / METRICS_FILE
+    if not path.is_file():
+        raise InputError(f"metrics for split '{split}' not found (run `hrm evaluate --split {split}`)", path=str(path))
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON: {err.msg}", path=str(path), line=err.lineno) from None
+    if not isinstance(raw, dict):
+        raise InputError("top level must be an object {metric_name: number | null}", path=str(path))
+    metrics: dict[str, float | None] = {}
+    for name, value in raw.items():
+        if value is None:
+            metrics[name] = None
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            if name in METRIC_NAMES:
+                raise InputError(f"metric '{name}' must be a number or null, got {value!r}", path=str(path))
+        else:
+            metrics[name] = float(value)
+    return metrics
+
+
+def load_eval_metrics(eval_dir: str | Path, splits: list[str]) -> dict[str, dict[str, float | None]]:
+    """Metrics of each split in `splits` (each must exist)."""
+    return {split: load_split_metrics(eval_dir, split) for split in splits}
+
+
+def available_splits(eval_dir: str | Path) -> list[str]:
+    """Splits under `eval_dir` that have a metrics file (for the optional overfitting rule)."""
+    root = Path(eval_dir)
+    return sorted(p.parent.name for p in root.glob(f"*/{METRICS_FILE}")) if root.is_dir() else []
+
+
+@dataclass(frozen=True)
+class EpochPoint:
+    """One epoch of training, averaged over the rows logged during it."""
+
+    phase: str
+    epoch: float
+    values: dict[str, float]
+
+
+@dataclass
+class History:
+    """Training history over all phases, in plan order, one point per (phase, epoch)."""
+
+    points: list[EpochPoint] = field(default_factory=list)
+    phases: list[str] = field(default_factory=list)
+    columns: set[str] = field(default_factory=set)
+
+    def series(self, column: str) -> tuple[list[float], list[float]]:
+        """(epochs, values) of `column` over the points where it is finite."""
+        xs, ys = [], []
+        for p in self.points:
+            v = p.values.get(column)
+            if v is not None and math.isfinite(v):
+                xs.append(p.epoch)
+                ys.append(v)
+        return xs, ys
+
+    def phase_starts(self) -> list[tuple[str, float]]:
+        """(phase, first epoch) for each phase that has points."""
+        starts: list[tuple[str, float]] = []
+        for p in self.points:
+            if not starts or starts[-1][0] != p.phase:
+                starts.append((p.phase, p.epoch))
+        return starts
+
+    @property
+    def last_epoch(self) -> float | None:
+        return self.points[-1].epoch if self.points else None
+
+
+def _parse_float(text: str, path: Path, line: int, column: str) -> float | None:
+    if text.strip() == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"column '{column}' is not a number: {text!r}", path=str(path), line=line) from None
+
+
+def load_phase_history(path: str | Path) -> list[EpochPoint]:
+    """Read one `history.csv` and average its numeric columns per epoch (rows may be per step)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("training history not found (run `hrm train` for this phase)", path=str(path))
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in REQUIRED_HISTORY_COLUMNS if c not in header]
+        if missing:
+            raise InputError(f"missing columns {missing} (has {header})", path=str(path), line=1)
+        numeric = [c for c in header if c != "phase"]
+        groups: dict[tuple[str, float], list[dict[str, float | None]]] = {}
+        for line, row in enumerate(reader, start=2):
+            epoch = _parse_float(row["epoch"], path, line, "epoch")
+            if epoch is None:
+                raise InputError("column 'epoch' is empty", path=str(path), line=line)
+            values = {c: _parse_float(row[c] or "", path, line, c) for c in numeric}
+            groups.setdefault((row["phase"], epoch), []).append(values)
+    points = []
+    for (phase, epoch), rows in groups.items():
+        means: dict[str, float] = {}
+        for c in numeric:
+            vals = [r[c] for r in rows if r[c] is not None]
+            if vals:
+                means[c] = sum(vals) / len(vals)
+        points.append(EpochPoint(phase=phase, epoch=epoch, values=means))
+    points.sort(key=lambda p: p.epoch)
+    return points
+
+
+def load_history(train_dir: str | Path, phases: list[str]) -> History:
+    """Histories of `phases` (plan order) under `train_dir/<phase>/history.csv`, concatenated.
+
+    Epochs are global across phases, so they must increase from one phase to the next.
+    """
+    history = History(phases=list(phases))
+    for phase in phases:
+        path = Path(train_dir) / phase / HISTORY_FILE
+        pts = load_phase_history(path)
+        if not pts:
+            raise InputError("training history has no rows", path=str(path))
+        if history.points and pts[0].epoch <= history.points[-1].epoch:
+            raise InputError(
+                f"epochs must be global across phases: phase '{phase}' starts at epoch "
+                f"{pts[0].epoch:g}, not after {history.points[-1].epoch:g}",
+                path=str(path),
+            )
+        with path.open(newline="", encoding="utf-8") as fh:
+            history.columns.update(next(csv.reader(fh)))
+        history.points.extend(pts)
+    return history

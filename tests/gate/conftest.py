@@ -1,0 +1,152 @@
+"""Synthetic gate inputs (eval metrics, per-phase histories, a checkpoint, a tokenizer) and a real
+sqlite-backed MLflow registry per test (copied from one migrated template to save the ~3 s of
+schema migrations per test)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from hrm.config import Params, parse_params
+
+HISTORY_COLUMNS = ["phase", "epoch", "step", "loss", "lm_loss", "q_halt_loss", "q_continue_loss",
+                   "token_accuracy", "exact_accuracy", "q_halt_accuracy", "act_steps", "lr",
+                   "tokens_per_s", "wall_time_s", "code_tiered_accuracy"]
+
+LENIENT = [
+    {"metric": "loss", "op": "<", "threshold": 5.0, "split": "val"},
+    {"metric": "token_accuracy_all", "op": ">", "threshold": 0.1, "split": "val"},
+]
+
+# A plausible mid-training model: fails most of the plan's default criteria.
+MID_TRAINING_VAL = {
+    "loss": 0.62, "token_accuracy_all": 0.71, "exact_accuracy": 0.05, "code_compilation_success": 0.55,
+    "code_tiered_accuracy": 0.31, "swe_search_convergence_rate": 0.12, "reverse_learning_integration": 0.4,
+}
+
+
+def write_metrics(eval_dir: Path, split: str, metrics: dict) -> Path:
+    path = eval_dir / split / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics))
+    return path
+
+
+def write_history(train_dir: Path, phases: list[tuple[str, int]], *, loss_fn=None, acc_fn=None,
+                  tiered_fn=None, rows_per_epoch: int = 2, seed: int = 0, tiered: bool = True) -> None:
+    """Histories with global epochs (1-based) across phases, `rows_per_epoch` logged steps each."""
+    rng = np.random.default_rng(seed)
+    loss_fn = loss_fn or (lambda t: 2.0 * math.exp(-0.15 * t) + 0.25)
+    acc_fn = acc_fn or (lambda t: 0.85 / (1 + math.exp(-0.3 * (t - 8))))
+    tiered_fn = tiered_fn or (lambda t: 0.5 / (1 + math.exp(-0.25 * (t - 10))))
+    epoch, step = 0, 0
+    for phase, epochs in phases:
+        path = train_dir / phase / "history.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        columns = HISTORY_COLUMNS if tiered else HISTORY_COLUMNS[:-1]
+        with path.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=columns)
+            w.writeheader()
+            for _ in range(epochs):
+                epoch += 1
+                for _ in range(rows_per_epoch):
+                    step += 1
+                    row = {"phase": phase, "epoch": epoch, "step": step,
+                           "loss": loss_fn(epoch) + rng.normal(0, 0.01), "lm_loss": 1.0,
+                           "q_halt_loss": 0.1, "q_continue_loss": 0.1,
+                           "token_accuracy": acc_fn(epoch) + rng.normal(0, 0.005),
+                           "exact_accuracy": 0.0, "q_halt_accuracy": 0.5, "act_steps": 2, "lr": 1e-3,
+                           "tokens_per_s": 1000.0, "wall_time_s": float(step)}
+                    if tiered:
+                        row["code_tiered_accuracy"] = tiered_fn(epoch) + rng.normal(0, 0.005)
+                    w.writerow(row)
+
+
+@dataclass
+class Run:
+    """One synthetic pipeline run's gate inputs."""
+
+    root: Path
+    eval_dir: Path
+    train_dir: Path
+    out_dir: Path
+    checkpoint: Path
+    tokenizer: Path
+
+    def new_checkpoint(self, payload: bytes) -> None:
+        """Replace the final checkpoint's contents (a different candidate)."""
+        (self.checkpoint / "step_000100.pt").write_bytes(payload)
+
+
+@pytest.fixture()
+def run_dirs(tmp_path: Path) -> Run:
+    eval_dir, train_dir = tmp_path / "eval", tmp_path / "train"
+    write_metrics(eval_dir, "val", MID_TRAINING_VAL)
+    write_metrics(eval_dir, "train", {**MID_TRAINING_VAL, "token_accuracy_all": 0.93, "loss": 0.31})
+    write_history(train_dir, [("foundation", 10), ("optimisation", 5), ("refinement", 5)])
+    ckpt = train_dir / "refinement" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "step_000100.pt").write_bytes(b"weights-v1" * 1000)
+    (ckpt / "latest.json").write_text('{"step": 100}')
+    tok = tmp_path / "tokenizer"
+    tok.mkdir()
+    (tok / "tokenizer.json").write_text('{"model": {"type": "BPE"}}')
+    (tok / "meta.json").write_text('{"vocab_size": 512}')
+    return Run(tmp_path, eval_dir, train_dir, tmp_path / "gate", ckpt, tok)
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory) -> Path:
+    """An empty MLflow sqlite database with every migration applied (tracking + registry)."""
+    from mlflow import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}", registry_uri=f"sqlite:///{db}")
+    client.search_experiments()
+    client.search_registered_models()
+    return db
+
+
+@pytest.fixture()
+def make_params(repo_root: Path, tmp_path: Path, template_db: Path, monkeypatch):
+    """Build tiny-profile Params with gate overrides and tracking in a fresh sqlite registry."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("HRM_PIPELINE_RUN", f"test-{tmp_path.name}")
+    db = tmp_path / "mlflow.db"
+    shutil.copy2(template_db, db)
+
+    def make(criteria: list[dict] | None = None, **gate: object) -> Params:
+        raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+        raw["profile"] = "tiny"
+        raw["artifacts_dir"] = str(tmp_path / "artifacts")
+        raw["tracking"] = {"tracking_uri": f"sqlite:///{db}", "artifact_location": str(tmp_path / "mlartifacts"),
+                           "experiment": "gate-test"}
+        if criteria is not None:
+            raw["gate"]["criteria"] = criteria
+        raw["gate"].update(gate)
+        # the tiny profile overrides gate keys too: the test's overrides must win over it
+        raw["profiles"]["tiny"].setdefault("gate", {}).update(gate)
+        return parse_params(raw, "tiny")
+
+    yield make
+    import mlflow
+
+    while mlflow.active_run() is not None:  # never leak a run into the next test
+        mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def synth():
+    """The synthetic-input helpers (pytest's importlib mode does not make conftest importable)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(write_metrics=write_metrics, write_history=write_history, LENIENT=LENIENT,
+                           MID_TRAINING_VAL=MID_TRAINING_VAL)

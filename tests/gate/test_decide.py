@@ -1,0 +1,115 @@
+"""The gate decision: criteria against metrics, gate.json, and input/config errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from hrm.config import ConfigError, GateConfig, parse_params
+from hrm.errors import InputError
+from hrm.gate.decide import decide, read_gate_json
+from hrm.gate.inputs import load_history
+
+
+def test_lenient_criteria_promote_and_gate_json_is_strict(make_params, run_dirs, synth):
+    params = make_params(synth.LENIENT)
+    result = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    assert result.verdict == "PROMOTE"
+    raw = json.loads((run_dirs.out_dir / "gate.json").read_text())
+    assert raw["verdict"] == "PROMOTE" and raw["promote"] is True
+    assert raw["counts"]["passed"] == raw["counts"]["total"] == 2
+    assert [r["value"] for r in raw["criteria"]] == [0.62, 0.71]
+    assert read_gate_json(run_dirs.out_dir / "gate.json").verdict == "PROMOTE"
+
+
+def test_default_criteria_flag_with_value_threshold_and_gap(make_params, run_dirs):
+    params = make_params()  # the plan's six criteria
+    result = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    assert result.verdict == "FLAG"
+    failing = {c.metric: c for c in result.failing}
+    # compilation 0.55 > 0.5 passes; the other five fail
+    assert set(failing) == {"loss", "code_tiered_accuracy", "token_accuracy_all",
+                            "swe_search_convergence_rate", "reverse_learning_integration"}
+    assert failing["loss"].gap == pytest.approx(0.32)
+    assert failing["code_tiered_accuracy"].gap == pytest.approx(0.68)
+    raw = json.loads((run_dirs.out_dir / "gate.json").read_text())
+    assert raw["verdict"] == "FLAG" and raw["counts"] == {
+        "total": 6, "passed": 1, "failed": 5, "status_pass": 1, "status_fail": 5,
+        "status_missing": 0, "status_null": 0, "status_non_finite": 0}
+    assert any(line.startswith("val/loss < 0.3: 0.62 is not < 0.3") for line in raw["failing"])
+
+
+def test_missing_null_and_nan_metrics_flag_and_say_so(make_params, run_dirs):
+    (run_dirs.eval_dir / "val" / "metrics.json").write_text(
+        '{"loss": NaN, "token_accuracy_all": null, "code_compilation_success": 0.9}')
+    params = make_params([
+        {"metric": "loss", "op": "<", "threshold": 5.0},
+        {"metric": "token_accuracy_all", "op": ">", "threshold": 0.0},
+        {"metric": "code_compilation_success", "op": ">", "threshold": 0.5},
+        {"metric": "resolved_rate", "op": ">=", "threshold": 0.0},
+    ])
+    result = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    assert result.verdict == "FLAG"
+    assert [c.status for c in result.criteria] == ["non_finite", "null", "pass", "missing"]
+    raw = json.loads((run_dirs.out_dir / "gate.json").read_text())  # strict JSON: NaN written as null
+    assert raw["criteria"][0]["value"] is None and raw["criteria"][0]["status"] == "non_finite"
+    assert "not in val/metrics.json" in raw["criteria"][3]["note"]
+
+
+def test_unknown_metric_in_criteria_is_a_config_error_naming_the_key(repo_root):
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    raw["gate"]["criteria"][2]["metric"] = "tiered_acc"
+    with pytest.raises(ConfigError, match=r"gate\.criteria\.2.*unknown metric 'tiered_acc'"):
+        parse_params(raw, "cpu")
+    with pytest.raises(ValueError, match="guard_metric"):
+        GateConfig(criteria=[{"metric": "loss", "op": "<", "threshold": 1}], guard_metric="exact_accuracy")
+
+
+def test_bad_metrics_file_names_the_file(make_params, run_dirs, synth):
+    params = make_params(synth.LENIENT)
+    path = run_dirs.eval_dir / "val" / "metrics.json"
+    path.write_text('{"loss": "low"}')
+    with pytest.raises(InputError, match=r"val/metrics\.json: metric 'loss' must be a number"):
+        decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    path.write_text('{"loss": 0.1,\n')
+    with pytest.raises(InputError, match=r"metrics\.json:2: not valid JSON"):
+        decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    path.unlink()
+    with pytest.raises(InputError, match=r"val/metrics\.json: metrics for split 'val' not found"):
+        decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+
+
+def test_empty_criteria_is_refused(make_params, run_dirs):
+    params = make_params([])
+    with pytest.raises(ValueError, match="criteria is empty"):
+        decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+
+
+def test_history_is_averaged_per_epoch_and_checked(tmp_path, synth):
+    synth.write_history(tmp_path, [("a", 3), ("b", 2)], rows_per_epoch=4)
+    history = load_history(tmp_path, ["a", "b"])
+    assert [p.epoch for p in history.points] == [1, 2, 3, 4, 5]
+    assert history.phase_starts() == [("a", 1), ("b", 4)]
+    # phase b restarting its epochs at 1 breaks the global-epoch contract
+    synth.write_history(tmp_path / "bad", [("a", 3)])
+    synth.write_history(tmp_path / "bad2", [("b", 2)])
+    (tmp_path / "bad" / "b").mkdir()
+    (tmp_path / "bad2" / "b" / "history.csv").rename(tmp_path / "bad" / "b" / "history.csv")
+    with pytest.raises(InputError, match=r"b/history\.csv: epochs must be global"):
+        load_history(tmp_path / "bad", ["a", "b"])
+    bad = tmp_path / "c" / "history.csv"
+    bad.parent.mkdir()
+    bad.write_text("phase,epoch,step,loss\nc,1,1,0.5\n")
+    with pytest.raises(InputError, match=r"c/history\.csv:1: missing columns \['token_accuracy'\]"):
+        load_history(tmp_path, ["c"])
+    bad.write_text("phase,epoch,step,loss,token_accuracy\nc,1,1,oops,0.5\n")
+    with pytest.raises(InputError, match=r"c/history\.csv:2: column 'loss' is not a number"):
+        load_history(tmp_path, ["c"])
+
+
+def test_split_metrics_used_by_criteria_on_train(make_params, run_dirs, synth):
+    synth.write_metrics(run_dirs.eval_dir, "train", {**synth.MID_TRAINING_VAL, "loss": 0.2})
+    params = make_params([{"metric": "loss", "op": "<", "threshold": 0.3, "split": "train"}])
+    assert decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir).verdict == "PROMOTE"

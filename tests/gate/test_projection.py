@@ -1,0 +1,64 @@
+"""Curve fits recover known parameters; probabilities and failure modes behave."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hrm.gate.projection import MIN_POINTS, exp_decay, logistic, project
+
+EPOCHS = np.arange(1, 31, dtype=float)
+
+
+def test_exponential_decay_recovers_known_parameters():
+    rng = np.random.default_rng(3)
+    y = exp_decay(EPOCHS, 2.0, 0.15, 0.25) + rng.normal(0, 0.02, EPOCHS.size)
+    p = project("loss", "exp_decay", EPOCHS.tolist(), y.tolist(), 50, samples=100)
+    assert p.status == "ok" and p.r2 > 0.99
+    assert p.params["a"] == pytest.approx(2.0, rel=0.08)
+    assert p.params["b"] == pytest.approx(0.15, rel=0.1)
+    assert p.params["c"] == pytest.approx(0.25, abs=0.03)
+    truth = float(exp_decay(np.array([50.0]), 2.0, 0.15, 0.25)[0])
+    assert p.interval[0] <= truth <= p.interval[1]
+    assert p.interval[1] - p.interval[0] < 0.2  # informative, not the whole axis
+
+
+def test_logistic_recovers_known_parameters():
+    rng = np.random.default_rng(4)
+    y = logistic(EPOCHS, 0.85, 0.3, 10.0) + rng.normal(0, 0.01, EPOCHS.size)
+    p = project("token_accuracy", "logistic", EPOCHS.tolist(), y.tolist(), 50, samples=100)
+    assert p.status == "ok"
+    assert p.params["u"] == pytest.approx(0.85, abs=0.02)
+    assert p.params["k"] == pytest.approx(0.3, rel=0.15)
+    assert p.params["t0"] == pytest.approx(10.0, abs=0.7)
+
+
+def test_probability_near_one_past_target_and_near_zero_when_flat_and_far():
+    rng = np.random.default_rng(5)
+    past = exp_decay(EPOCHS, 2.0, 0.3, 0.1) + rng.normal(0, 0.01, EPOCHS.size)
+    p = project("loss", "exp_decay", EPOCHS.tolist(), past.tolist(), 50, samples=100)
+    assert p.probability("<", 0.3) >= 0.95
+    flat = 2.0 + rng.normal(0, 0.02, EPOCHS.size)
+    p = project("loss", "exp_decay", EPOCHS.tolist(), flat.tolist(), 50, samples=50)
+    assert p.status == "ok" and p.probability("<", 0.3) <= 0.05
+    flat_acc = 0.05 + rng.normal(0, 0.01, EPOCHS.size)
+    p = project("token_accuracy", "logistic", EPOCHS.tolist(), flat_acc.tolist(), 50, samples=100)
+    assert p.probability(">", 0.8) <= 0.05
+    # a curve halfway between: the probability is genuinely uncertain, neither 0 nor 1
+    noisy = exp_decay(EPOCHS, 2.0, 0.1, 0.3) + rng.normal(0, 0.05, EPOCHS.size)
+    p = project("loss", "exp_decay", EPOCHS.tolist(), noisy.tolist(), 50, samples=100)
+    assert 0.1 < p.probability("<", 0.3) < 0.9
+
+
+def test_too_few_points_is_reported_not_fitted():
+    p = project("loss", "exp_decay", [1, 2, 3, 4], [2.0, 1.5, 1.2, 1.0], 50, samples=50)
+    assert p.status == "too_few_points" and str(MIN_POINTS) in p.message
+    assert p.projected is None and p.probability("<", 0.3) is None
+
+
+def test_fit_that_cannot_converge_is_reported():
+    # Non-finite data makes curve_fit refuse: reported as fit_failed, no projection.
+    y = [2.0, 1.5, float("inf"), 1.0, 0.9, 0.8]
+    p = project("loss", "exp_decay", list(range(1, 7)), y, 50, samples=20)
+    assert p.status == "fit_failed" and "did not converge" in p.message
+    assert p.probability("<", 0.3) is None

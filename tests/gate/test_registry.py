@@ -1,0 +1,101 @@
+"""Promotion and flagging in a real sqlite-backed MLflow Model Registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hrm.gate.decide import decide
+from hrm.gate.registry import CHECKPOINT_TAG, RegistryError, champion, flag, promote
+from hrm.tracking import configure
+
+
+def _client(params):
+    from mlflow import MlflowClient
+
+    configure(params.tracking)
+    return MlflowClient()
+
+
+def _versions(client, name):
+    return sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+
+
+def test_promote_then_second_promotion_keeps_first_and_rerun_is_idempotent(make_params, run_dirs, synth):
+    params = make_params(synth.LENIENT)
+    result = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    first = promote(params, result, run_dirs.checkpoint, run_dirs.tokenizer)
+    assert (first.action, first.version, first.created, first.previous_champion) == ("promoted", "1", True, None)
+    client = _client(params)
+    champ = champion(client, "hrm-swe", "champion")
+    assert str(champ.version) == "1" and champ.tags["gate"] == "promoted"
+    assert champ.tags["metric.val.loss"] == "0.62" and champ.tags[CHECKPOINT_TAG] == first.checkpoint_sha256
+
+    # Same checkpoint again: no new version, alias unchanged.
+    again = promote(params, result, run_dirs.checkpoint, run_dirs.tokenizer)
+    assert (again.action, again.version, again.created) == ("already_champion", "1", False)
+    assert _versions(client, "hrm-swe") == [1]
+
+    # A different checkpoint: a new version takes the alias, the first stays registered.
+    run_dirs.new_checkpoint(b"weights-v2" * 1000)
+    second = promote(params, result, run_dirs.checkpoint, run_dirs.tokenizer)
+    assert (second.action, second.version, second.previous_champion) == ("promoted", "2", "1")
+    client = _client(params)
+    assert str(champion(client, "hrm-swe", "champion").version) == "2"
+    assert _versions(client, "hrm-swe") == [1, 2]
+    old = client.get_model_version("hrm-swe", "1")
+    assert old.tags["champion_status"] == "previous" and old.tags["superseded_by"] == "2"
+    # The registered artifacts are the candidate's files (downloaded back, not just logged).
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(
+        artifact_uri="models:/hrm-swe@champion", dst_path=str(run_dirs.root / "dl")))
+    assert (local / "checkpoint" / "step_000100.pt").read_bytes() == b"weights-v2" * 1000
+    assert (local / "tokenizer" / "meta.json").is_file() and (local / "params.yaml").is_file()
+
+
+def test_flag_with_default_criteria_tags_and_never_moves_alias(make_params, run_dirs, synth):
+    lenient = make_params(synth.LENIENT)
+    promote(lenient, decide(lenient.gate, run_dirs.eval_dir, run_dirs.out_dir),
+            run_dirs.checkpoint, run_dirs.tokenizer)
+    run_dirs.new_checkpoint(b"weights-v2" * 1000)
+    strict = make_params()  # the plan's defaults: this model fails five of six
+    result = decide(strict.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    assert result.verdict == "FLAG"
+    outcome = flag(strict, result, run_dirs.checkpoint, run_dirs.tokenizer)
+    assert (outcome.action, outcome.version, outcome.champion_version) == ("flagged", "2", "1")
+    client = _client(strict)
+    v2 = client.get_model_version("hrm-swe", "2")
+    assert v2.tags["gate"] == "flagged" and "val/loss < 0.3" in v2.tags["gate.failing"]
+    assert str(champion(client, "hrm-swe", "champion").version) == "1"
+    with pytest.raises(RegistryError, match="refusing to promote"):
+        promote(strict, result, run_dirs.checkpoint, run_dirs.tokenizer)
+
+
+def test_guard_blocks_a_candidate_worse_than_the_champion(make_params, run_dirs, synth):
+    params = make_params(synth.LENIENT, guard_metric="loss")
+    promote(params, decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir), run_dirs.checkpoint, run_dirs.tokenizer)
+    synth.write_metrics(run_dirs.eval_dir, "val", {**synth.MID_TRAINING_VAL, "loss": 0.9})  # worse, still lenient-pass
+    run_dirs.new_checkpoint(b"worse" * 1000)
+    result = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    assert result.verdict == "PROMOTE"
+    outcome = promote(params, result, run_dirs.checkpoint, run_dirs.tokenizer)
+    assert outcome.action == "guard_blocked" and "0.9 is worse than champion v1 0.62" in outcome.reasons[0]
+    client = _client(params)
+    assert str(champion(client, "hrm-swe", "champion").version) == "1"
+    assert client.get_model_version("hrm-swe", "2").tags["gate"] == "flagged"
+
+
+def test_alias_does_not_move_when_registered_artifacts_do_not_verify(make_params, run_dirs, synth):
+    params = make_params(synth.LENIENT)
+    result = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    flagged_params = make_params()
+    flag(flagged_params, decide(flagged_params.gate, run_dirs.eval_dir, run_dirs.root / "g2"),
+         run_dirs.checkpoint, run_dirs.tokenizer)
+    # Corrupt the stored copy of version 1: promotion must refuse before touching the alias.
+    stored = next((run_dirs.root / "mlartifacts").rglob("model/checkpoint/step_000100.pt"))
+    stored.write_bytes(b"tampered")
+    with pytest.raises(RegistryError, match="differ from the manifest"):
+        promote(params, result, run_dirs.checkpoint, run_dirs.tokenizer)
+    assert champion(_client(params), "hrm-swe", "champion") is None
