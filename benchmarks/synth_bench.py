@@ -1,0 +1,44 @@
+"""Generator benchmark (not run by the suite): instances kept per minute and keep rate.
+
+    .venv/bin/python benchmarks/synth_bench.py --profile tiny          # 12 instances
+    .venv/bin/python benchmarks/synth_bench.py --profile cpu           # 60 instances
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from hrm.config import load_params
+from hrm.synth import synthesize
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", default="tiny")
+    ap.add_argument("--max-instances", type=int, default=None)
+    ap.add_argument("--time-budget-s", type=float, default=None)
+    args = ap.parse_args()
+    params = load_params(profile=args.profile)
+    if args.max_instances:
+        params.synth.max_instances = args.max_instances
+    if args.time_budget_s:
+        params.synth.time_budget_s = args.time_budget_s
+    tmp = Path(tempfile.mkdtemp(prefix="hrm-synth-bench-"))
+    try:
+        result = synthesize(params, tmp / "instances.jsonl")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report = asdict(result)
+    report["keep_rate"] = result.keep_rate
+    report["kept_per_minute"] = round(60 * result.kept / result.elapsed_s, 2)
+    report["profile"] = args.profile
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

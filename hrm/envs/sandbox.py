@@ -1,0 +1,287 @@
+"""Run one command confined: the only way any repository test (and later, model output) runs.
+
+Every run gets:
+- a wall-clock timeout; on expiry the whole process group is killed (SIGKILL), and with a PID
+  namespace (`unshare -p --fork --kill-child`) every descendant dies with it, even one that
+  called setsid();
+- rlimits: CPU seconds, address space (envs.memory_mb), largest file (envs.max_file_mb),
+  number of processes (envs.max_processes), core dumps 0;
+- a scrubbed environment: PATH, HOME (a fresh temporary directory), LANG, TMPDIR (inside HOME)
+  and the PYTHON* variables set here, nothing inherited;
+- cwd = the temporary tree; stdout+stderr captured and capped at envs.max_output_kb (the
+  rest is drained and counted, so a flood can neither block the child nor fill memory);
+- no network: a new network namespace (`unshare -rn`, loopback only, down) where the kernel
+  allows unprivileged user namespaces. Where it does not, a `sitecustomize` that refuses
+  inet sockets is used instead, and `isolation` says so (a weaker, in-process guard);
+- paths given as `readonly` (the cached venv and pristine tree) are bind-mounted read-only
+  inside a private mount namespace, so a run cannot alter the cache;
+- when the caller is root, the run drops to an unprivileged user (envs.sandbox_user):
+  root ignores RLIMIT_NPROC and may write anywhere, so without this a fork bomb or a write
+  outside the tree would not be contained.
+
+`isolation` in the result names what was in force, e.g. `uid+netns+pidns+ro`.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+_MOUNT_RO = (
+    # $1..$n-1: paths to make read-only, then "--", then the command.
+    'while [ "$1" != "--" ]; do mount --bind "$1" "$1" && '
+    'mount -o remount,bind,ro "$1" || exit 97; shift; done; shift; exec "$@"'
+)
+_NET_GUARD = '''\
+"""Installed by hrm's sandbox where no network namespace is available: refuse inet sockets."""
+import socket as _socket
+
+_orig_connect = _socket.socket.connect
+_orig_connect_ex = _socket.socket.connect_ex
+
+
+def _guard(self, address, *rest):
+    if self.family in (_socket.AF_INET, _socket.AF_INET6):
+        raise OSError(101, "network disabled by the hrm sandbox")
+    return _orig_connect(self, address, *rest)
+
+
+def _guard_ex(self, address, *rest):
+    if self.family in (_socket.AF_INET, _socket.AF_INET6):
+        return 101
+    return _orig_connect_ex(self, address, *rest)
+
+
+_socket.socket.connect = _guard
+_socket.socket.connect_ex = _guard_ex
+'''
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    timeout_s: float
+    memory_mb: int
+    max_processes: int
+    max_file_mb: int
+    max_output_kb: int
+    sandbox_user: str | None = "nobody"
+    """Unprivileged user the run drops to when the caller is root (None: never drop)."""
+
+    @property
+    def cpu_s(self) -> int:
+        # CPU time of one process cannot usefully exceed its wall-clock budget.
+        return int(self.timeout_s) + 2
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    exit_code: int | None
+    """Exit status; None when killed by a signal (see `signal_name`)."""
+    signal_name: str
+    timed_out: bool
+    output: str
+    output_truncated: bool
+    output_bytes: int
+    duration_s: float
+    isolation: str
+
+    @property
+    def killed_reason(self) -> str:
+        if self.timed_out:
+            return "wall-clock timeout: process group killed"
+        return {
+            "SIGXCPU": "CPU-time limit exceeded",
+            "SIGXFSZ": "file-size limit exceeded",
+            "SIGKILL": "killed (memory or process limit, or the kernel)",
+            "SIGSEGV": "crashed (SIGSEGV; possibly the address-space limit)",
+        }.get(self.signal_name, self.signal_name)
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """What the host supports; probed once per process."""
+
+    uid: int | None
+    gid: int | None
+    unshare: list[str]
+    """Prefix command (empty: none available)."""
+    label: str
+
+
+def sandbox_identity(limits: SandboxLimits) -> tuple[int, int] | None:
+    """(uid, gid) a run drops to, or None when the caller is not root or dropping is off."""
+    if os.geteuid() != 0 or not limits.sandbox_user:
+        return None
+    try:
+        entry = pwd.getpwnam(limits.sandbox_user)
+    except KeyError:
+        raise RuntimeError(
+            f"envs.sandbox_user {limits.sandbox_user!r} does not exist on this host"
+        ) from None
+    return entry.pw_uid, entry.pw_gid
+
+
+@lru_cache(maxsize=4)
+def probe_isolation(uid: int | None, gid: int | None) -> Isolation:
+    """Find the strongest namespace set that works here for this identity."""
+    candidates = [
+        (["unshare", "-rnmp", "--fork", "--kill-child", "--propagation", "private"],
+         "netns+pidns+ro"),
+        (["unshare", "-rn"], "netns"),
+    ]
+    probe_dir = tempfile.mkdtemp(prefix="hrm-probe-")
+    os.chmod(probe_dir, 0o755)
+    try:
+        return _probe(candidates, probe_dir, uid, gid)
+    finally:
+        os.rmdir(probe_dir)
+
+
+def _probe(candidates, probe_dir: str, uid: int | None, gid: int | None) -> Isolation:
+    if shutil.which("unshare"):
+        for prefix, label in candidates:
+            cmd = prefix + (["sh", "-c", _MOUNT_RO, "sh", probe_dir, "--", "true"]
+                            if "pidns" in label else ["true"])
+            try:
+                ok = subprocess.run(
+                    cmd, capture_output=True, timeout=10, user=uid, group=gid,
+                    extra_groups=[] if uid is not None else None,
+                ).returncode == 0
+            except (OSError, subprocess.SubprocessError):
+                ok = False
+            if ok:
+                return Isolation(uid, gid, prefix, ("uid+" if uid is not None else "") + label)
+    return Isolation(uid, gid, [], ("uid+" if uid is not None else "") + "sitecustomize-net")
+
+
+def _limit_resources(limits: SandboxLimits):
+    def apply() -> None:
+        mb = 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_file_mb * mb,) * 2)
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes,) * 2)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+class _CappedReader(threading.Thread):
+    """Drain a pipe to EOF, keeping the first `cap` bytes and counting the rest."""
+
+    def __init__(self, stream, cap: int):
+        super().__init__(daemon=True)
+        self.stream, self.cap = stream, cap
+        self.kept = bytearray()
+        self.total = 0
+
+    def run(self) -> None:
+        while chunk := self.stream.read(65536):
+            self.total += len(chunk)
+            room = self.cap - len(self.kept)
+            if room > 0:
+                self.kept += chunk[:room]
+
+
+def chown_tree(path: Path, uid: int, gid: int) -> None:
+    """Give a scratch tree to the sandbox user (only used when dropping from root)."""
+    os.chown(path, uid, gid)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), uid, gid)
+
+
+def run_sandboxed(
+    argv: list[str],
+    *,
+    cwd: Path,
+    home: Path,
+    limits: SandboxLimits,
+    path_dirs: list[str],
+    python_env: dict[str, str],
+    readonly: list[Path],
+) -> SandboxResult:
+    """Run `argv` in `cwd` under the limits; `home` is a fresh scratch directory.
+
+    `python_env` may only hold PYTHON* variables; `readonly` paths are mounted read-only
+    where a mount namespace is available. Never raises for anything the child does.
+    """
+    bad = [k for k in python_env if not k.startswith("PYTHON")]
+    if bad:
+        raise ValueError(f"only PYTHON* variables may be passed into the sandbox, got {bad}")
+    ident = sandbox_identity(limits)
+    iso = probe_isolation(*(ident or (None, None)))
+    tmp = home / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": os.pathsep.join([*path_dirs, "/usr/bin", "/bin"]),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TMPDIR": str(tmp),
+        **python_env,
+    }
+    if iso.label.endswith("sitecustomize-net"):
+        guard_dir = home / "netguard"
+        guard_dir.mkdir(exist_ok=True)
+        (guard_dir / "sitecustomize.py").write_text(_NET_GUARD, encoding="utf-8")
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(guard_dir), env.get("PYTHONPATH", "")) if p
+        )
+    if ident is not None:
+        chown_tree(home, *ident)
+        chown_tree(cwd, *ident)
+    cmd = list(argv)
+    if "pidns" in iso.label:
+        cmd = iso.unshare + ["sh", "-c", _MOUNT_RO, "sh", *map(str, readonly), "--", *cmd]
+    elif iso.unshare:
+        cmd = iso.unshare + cmd
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_limit_resources(limits),
+        user=ident[0] if ident else None, group=ident[1] if ident else None,
+        extra_groups=[] if ident else None,
+    )
+    reader = _CappedReader(proc.stdout, limits.max_output_kb * 1024)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=limits.timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    # Kill the group either way: a background child must not outlive the run.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    reader.join(timeout=5)
+    proc.stdout.close()
+    duration = time.monotonic() - start
+    code = proc.returncode
+    sig = ""
+    if code is not None and code < 0:
+        sig = signal.Signals(-code).name
+        code = None
+    if timed_out:
+        code = None
+    return SandboxResult(
+        exit_code=code,
+        signal_name=sig,
+        timed_out=timed_out,
+        output=reader.kept.decode("utf-8", errors="replace"),
+        output_truncated=reader.total > len(reader.kept),
+        output_bytes=reader.total,
+        duration_s=round(duration, 3),
+        isolation=iso.label,
+    )

@@ -1,0 +1,136 @@
+"""Hostile test code ends within its limits, is reported as failing with a reason, and leaves
+the host and the cached environment unchanged."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from hrm.envs.environment import limits_from
+from hrm.envs.sandbox import probe_isolation, sandbox_identity
+
+TIMEOUT = 6.0
+
+
+def _hostile(env, body: str, timeout_s: float = TIMEOUT):
+    """Run one hostile test file in a working copy; returns (run, wall seconds, tree path)."""
+    with env.working_copy() as tree:
+        (tree / "tests" / "test_hostile.py").write_text(textwrap.dedent(body))
+        start = time.monotonic()
+        run = env.run_tests(tree, ["tests/test_hostile.py::test_hostile"], timeout_s=timeout_s)
+        return run, time.monotonic() - start, tree
+
+
+@pytest.fixture(scope="module")
+def cache_hash_before(tenacity_env, tree_hash):
+    return tree_hash(tenacity_env.root)
+
+
+def test_isolation_is_namespaces_here(envs_cfg):
+    label = probe_isolation(*(sandbox_identity(limits_from(envs_cfg)) or (None, None))).label
+    # On this host unprivileged user namespaces work: the strong path must be in force.
+    assert "netns" in label and "pidns" in label and "ro" in label, label
+
+
+def test_infinite_loop_times_out(tenacity_env, cache_hash_before):
+    run, wall, _ = _hostile(tenacity_env, """
+        def test_hostile():
+            while True:
+                pass
+    """)
+    assert run.timed_out and not run.passed and wall < TIMEOUT + 5
+    assert run.results["tests/test_hostile.py::test_hostile"].outcome == "timeout"
+    assert "timeout" in run.killed_reason
+
+
+def test_fork_bomb_is_contained(tenacity_env, cache_hash_before):
+    run, wall, tree = _hostile(tenacity_env, """
+        import os, time
+
+        def test_hostile():
+            children = 0
+            while True:
+                try:
+                    if os.fork() == 0:
+                        time.sleep(60)
+                        os._exit(0)
+                    children += 1
+                except OSError:
+                    break
+            assert children < 256, children
+            time.sleep(60)
+    """)
+    assert not run.passed and wall < TIMEOUT + 5
+    left = subprocess.run(["pgrep", "-f", str(tree)], capture_output=True, text=True).stdout
+    assert left.strip() == ""  # the PID namespace died with the run: no sleeper survives
+
+
+def test_writes_outside_the_tree_fail(tenacity_env, repo_root, cache_hash_before, tree_hash):
+    outside = repo_root / f"hostile-{uuid.uuid4().hex}.txt"
+    target_src = tenacity_env.pristine / "tenacity" / "__init__.py"
+    site = next((tenacity_env.root / "venv" / "lib").glob("python3*/site-packages"))
+    run, _, _ = _hostile(tenacity_env, f"""
+        def test_hostile():
+            wrote = []
+            for path in [{str(outside)!r}, {str(target_src)!r}, {str(site / 'evil.pth')!r}]:
+                try:
+                    with open(path, "a") as fh:
+                        fh.write("pwned")
+                    wrote.append(path)
+                except OSError:
+                    pass
+            assert wrote, "every write outside the tree was refused"
+    """)
+    outcome = run.results["tests/test_hostile.py::test_hostile"]
+    assert outcome.outcome == "failed" and "every write outside the tree was refused" in (
+        outcome.message)
+    assert not outside.exists()
+    assert tree_hash(tenacity_env.root) == cache_hash_before
+
+
+def test_network_is_unreachable(tenacity_env, cache_hash_before):
+    run, _, _ = _hostile(tenacity_env, """
+        import socket
+
+        def test_hostile():
+            socket.create_connection(("1.1.1.1", 80), timeout=3).close()
+    """)
+    outcome = run.results["tests/test_hostile.py::test_hostile"]
+    assert outcome.outcome == "failed" and "unreachable" in outcome.message.lower(), outcome
+
+
+def test_output_flood_is_capped(tenacity_env, envs_cfg, cache_hash_before, tree_hash):
+    run, wall, _ = _hostile(tenacity_env, """
+        import os
+
+        def test_hostile():
+            chunk = b"x" * (1 << 20)
+            for _ in range(100):
+                os.write(1, chunk)
+                os.write(2, chunk)
+    """)
+    assert not run.passed and wall < TIMEOUT + 5
+    assert len(run.output.encode()) <= envs_cfg.max_output_kb * 1024
+    # pytest captures into a temp file: the file-size rlimit stops the flood at 64 MB.
+    assert run.killed_reason or run.output_truncated, (run.exit_code, run.output[-300:])
+    assert tree_hash(tenacity_env.root) == cache_hash_before
+
+
+def test_memory_hog_is_stopped(tenacity_env, cache_hash_before):
+    run, _, _ = _hostile(tenacity_env, """
+        def test_hostile():
+            blocks = [bytearray(256 << 20) for _ in range(64)]  # 16 GB
+            assert len(blocks) == 64
+    """)
+    outcome = run.results["tests/test_hostile.py::test_hostile"]
+    assert outcome.outcome == "failed" and "MemoryError" in outcome.message
+
+
+def test_cache_unchanged_after_hostile_runs(tenacity_env, cache_hash_before, tree_hash):
+    assert tree_hash(tenacity_env.root) == cache_hash_before
+    assert not list(Path(tenacity_env.pristine).glob("**/test_hostile.py"))
