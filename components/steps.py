@@ -1,0 +1,321 @@
+"""The KFP v2 lightweight components, one per pipeline step.
+
+Every body imports and calls one `hrm` step function and nothing else of substance: KFP only
+decides where the files live. The bodies run inside the project image (components/image.py),
+which carries `hrm`, `components` and every dependency, so `packages_to_install` is empty and
+`install_kfp_package=False` (the image pins kfp too): nothing is pip-installed in the cluster.
+
+KFP serialises only the body's source, so every import a body needs is inside it.
+"""
+
+# No `from __future__ import annotations`: KFP reads the annotations as types.
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from components.image import BASE_IMAGE, GPU_IMAGE
+
+# No run-time installs anywhere: the image is the environment.
+_COMMON = {"packages_to_install": [], "install_kfp_package": False}
+
+
+@dsl.component(base_image=BASE_IMAGE, **_COMMON)
+def ingest(
+    params: str,
+    profile: str,
+    data_source: str,
+    snapshot: Output[Dataset],
+) -> None:
+    """Materialise the data source (`hf:`, a file, a directory, or `synth:`) as one JSONL snapshot.
+
+    DVC equivalent: `hrm data materialise` (a pull) behind data.dvc (not a dvc.yaml stage).
+    """
+    from components.runtime import task_params
+    from hrm.data.pull import pull
+
+    cfg = task_params(params, profile, data_source=data_source)
+    pull(cfg.data.source, snapshot.path, cfg.data)
+
+
+@dsl.component(base_image=BASE_IMAGE, **_COMMON)
+def validate(
+    params: str,
+    profile: str,
+    tracking_uri: str,
+    pipeline_run: str,
+    snapshot: Input[Dataset],
+    validated: Output[Dataset],
+    summary: Output[Metrics],
+    report: Output[Markdown],
+) -> None:
+    """Great Expectations validation; bad rows quarantined. Stage `validate`."""
+    import os
+
+    from components.runtime import log_metrics_file, publish_text, task_params
+    from hrm.data.validate import validate as run_validate
+
+    cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
+    run_validate(snapshot.path, validated.path, cfg.data)
+    log_metrics_file(summary, os.path.join(validated.path, "summary.json"))
+    publish_text(os.path.join(validated.path, "report.md"), report)
+
+
+@dsl.component(base_image=BASE_IMAGE, **_COMMON)
+def split(
+    params: str,
+    profile: str,
+    tracking_uri: str,
+    pipeline_run: str,
+    validated: Input[Dataset],
+    splits: Output[Dataset],
+    stats: Output[Metrics],
+) -> None:
+    """Leak-free train/val/test assignment. Stage `split`."""
+    import os
+
+    from components.runtime import log_metrics_file, task_params
+    from hrm.splits import build_splits
+
+    cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
+    build_splits(os.path.join(validated.path, "instances.jsonl"), splits.path, cfg.sequences)
+    log_metrics_file(stats, os.path.join(splits.path, "split_stats.json"))
+
+
+@dsl.component(base_image=BASE_IMAGE, **_COMMON)
+def tokenizer(
+    params: str,
+    profile: str,
+    tracking_uri: str,
+    pipeline_run: str,
+    validated: Input[Dataset],
+    splits: Input[Dataset],
+    tokenizer_dir: Output[Artifact],
+) -> None:
+    """Byte-level BPE trained on the train split only. Stage `tokenizer`."""
+    import os
+
+    from components.runtime import task_params
+    from hrm.tokenizer import build_tokenizer
+
+    cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
+    build_tokenizer(
+        os.path.join(validated.path, "instances.jsonl"),
+        os.path.join(splits.path, "splits.json"),
+        tokenizer_dir.path,
+        cfg.tokenizer,
+    )
+
+
+@dsl.component(base_image=BASE_IMAGE, **_COMMON)
+def sequences(
+    params: str,
+    profile: str,
+    tracking_uri: str,
+    pipeline_run: str,
+    validated: Input[Dataset],
+    splits: Input[Dataset],
+    tokenizer_dir: Input[Artifact],
+    sequences_dir: Output[Dataset],
+) -> None:
+    """Prompt/target sequences per split. Stage `sequences`."""
+    import os
+
+    from components.runtime import task_params
+    from hrm.sequences import build_sequences
+
+    cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
+    build_sequences(
+        os.path.join(validated.path, "instances.jsonl"),
+        os.path.join(splits.path, "splits.json"),
+        tokenizer_dir.path,
+        sequences_dir.path,
+        cfg.sequences,
+    )
+
+
+@dsl.component(base_image=GPU_IMAGE, **_COMMON)
+def train_phase(
+    params: str,
+    profile: str,
+    tracking_uri: str,
+    pipeline_run: str,
+    phase: str,
+    gpus: int,
+    sequences_dir: Input[Dataset],
+    tokenizer_dir: Input[Artifact],
+    model: Output[Model],
+    summary: Output[Metrics],
+    previous: Input[Model] = None,
+) -> None:
+    """One training phase, resuming from the previous phase's checkpoints when given.
+
+    Stages `train_<phase>`. With `gpus` > 1 the same `hrm train` command runs under torchrun
+    (one process per GPU of this pod, DDP); multi-node training goes to the Kubeflow Trainer.
+    """
+    import os
+    import subprocess
+
+    import yaml
+
+    from components.runtime import log_metrics_file, task_params, torchrun_command
+    from hrm.train.run import run_phase
+
+    cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
+    resume = os.path.join(previous.path, "checkpoints") if previous is not None else None
+    if gpus > 1:
+        # DDP needs one process per GPU, so the step runs as the CLI under torchrun; the
+        # params go through a file because the CLI reads one.
+        params_file = os.path.join(os.path.dirname(model.path) or ".", "params.resolved.yaml")
+        with open(params_file, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(cfg.model_dump(mode="json"), fh, sort_keys=False)
+        args = ["train", "--params", params_file, "--profile", cfg.profile, "--phase", phase,
+                "--sequences", sequences_dir.path, "--tokenizer", tokenizer_dir.path,
+                "--out", model.path]
+        if resume:
+            args += ["--resume-from", resume]
+        subprocess.run(torchrun_command(gpus, args), check=True)
+    else:
+        run_phase(cfg, phase, sequences_dir.path, tokenizer_dir.path, model.path,
+                  resume_from=resume)
+    log_metrics_file(summary, os.path.join(model.path, "summary.json"))
+
+
+@dsl.component(base_image=BASE_IMAGE, **_COMMON)
+def evaluate(
+    params: str,
+    profile: str,
+    tracking_uri: str,
+    pipeline_run: str,
+    split: str,
+    model: Input[Model],
+    tokenizer_dir: Input[Artifact],
+    sequences_dir: Input[Dataset],
+    validated: Input[Dataset],
+    evaluation: Output[Dataset],
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+) -> None:
+    """Metrics, baselines, SWE-search and the reverse-learning ablation on one split.
+
+    Stage `evaluate@<split>`.
+    """
+    import os
+
+    from components.runtime import log_metrics_file, publish_text, task_params
+    from hrm.eval.evaluate import evaluate as run_evaluate
+
+    cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
+    run_evaluate(cfg, os.path.join(model.path, "checkpoints"), tokenizer_dir.path,
+                 sequences_dir.path, split, evaluation.path,
+                 instances_path=os.path.join(validated.path, "instances.jsonl"))
+    log_metrics_file(metrics, os.path.join(evaluation.path, "metrics.json"))
+    publish_text(os.path.join(evaluation.path, "report.md"), report)
+
+
+@dsl.component(base_image=BASE_IMAGE, **_COMMON)
+def gate(
+    params: str,
+    profile: str,
+    tracking_uri: str,
+    pipeline_run: str,
+    eval_val: Input[Dataset],
+    eval_train: Input[Dataset],
+    train_foundation: Input[Model],
+    train_optimisation: Input[Model],
+    train_refinement: Input[Model],
+    decision: Output[Dataset],
+    gate_metrics: Output[Metrics],
+    report: Output[Markdown],
+) -> str:
+    """The convergence gate: returns the verdict, `promote` or `flag`. Stage `gate`.
+
+    The step reads one tree (`eval/<split>/`, `train/<phase>/`), so the inputs are linked
+    into that layout first. Registry promotion is left to the `promote` branch.
+    """
+    import json
+    import os
+    import tempfile
+
+    from components.runtime import log_metrics_file, publish_text, stage_layout, task_params
+    from hrm.gate.step import run_gate
+
+    cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
+    root = stage_layout(tempfile.mkdtemp(prefix="hrm-gate-"), {
+        "eval/val": eval_val.path,
+        "eval/train": eval_train.path,
+        "train/foundation": train_foundation.path,
+        "train/optimisation": train_optimisation.path,
+        "train/refinement": train_refinement.path,
+    })
+    run_gate(cfg, os.path.join(root, "eval"), os.path.join(root, "train"), decision.path,
+             use_registry=False)
+    log_metrics_file(gate_metrics, os.path.join(decision.path, "gate.json"))
+    publish_text(os.path.join(decision.path, "report.md"), report)
+    with open(os.path.join(decision.path, "gate.json"), encoding="utf-8") as fh:
+        return str(json.load(fh)["verdict"]).lower()
+
+
+@dsl.component(base_image=BASE_IMAGE, **_COMMON)
+def promote(
+    params: str,
+    profile: str,
+    tracking_uri: str,
+    pipeline_run: str,
+    decision: Input[Dataset],
+    model: Input[Model],
+    tokenizer_dir: Input[Artifact],
+    registration: Output[Markdown],
+) -> str:
+    """Register the refinement checkpoint and move the alias (gate verdict `promote`).
+
+    `hrm.gate.registry.promote` refuses anything but a PROMOTE decision, so this branch cannot
+    promote a flagged model even if wired wrongly.
+    """
+    import os
+    from pathlib import Path
+
+    from components.runtime import task_params
+    from hrm.gate.decide import read_gate_json
+    from hrm.gate.registry import promote as run_promote
+
+    cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
+    result = read_gate_json(os.path.join(decision.path, "gate.json"))
+    outcome = run_promote(cfg, result, Path(model.path) / "checkpoints", Path(tokenizer_dir.path))
+    with open(registration.path, "w", encoding="utf-8") as fh:
+        fh.write("# Registry\n\n" + "\n".join(f"- {line}" for line in outcome.lines()) + "\n")
+    return "promote"
+
+
+@dsl.component(base_image=BASE_IMAGE, **_COMMON)
+def flag(
+    params: str,
+    profile: str,
+    tracking_uri: str,
+    pipeline_run: str,
+    decision: Input[Dataset],
+    model: Input[Model],
+    tokenizer_dir: Input[Artifact],
+    notice: Output[Markdown],
+) -> str:
+    """Register the checkpoint and tag it `gate=flagged` with its failing criteria (gate verdict
+    `flag`); the champion alias never moves. The notice carries the registry outcome and the
+    gate's report (every failed criterion and warning).
+
+    `hrm.gate.registry.flag` refuses a PROMOTE decision, mirroring `promote`.
+    """
+    import os
+    from pathlib import Path
+
+    from components.runtime import task_params
+    from hrm.gate.decide import read_gate_json
+    from hrm.gate.registry import flag as run_flag
+
+    cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
+    result = read_gate_json(os.path.join(decision.path, "gate.json"))
+    outcome = run_flag(cfg, result, Path(model.path) / "checkpoints", Path(tokenizer_dir.path))
+    with open(os.path.join(decision.path, "report.md"), encoding="utf-8") as fh:
+        report = fh.read()
+    with open(notice.path, "w", encoding="utf-8") as fh:
+        fh.write("# Registry\n\n" + "\n".join(f"- {line}" for line in outcome.lines()) + "\n\n")
+        fh.write(report)
+    return "flag"

@@ -1,0 +1,1 @@
+"""The Kubeflow Pipelines v2 DAG over the components in `components/`."""

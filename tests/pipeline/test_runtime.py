@@ -1,0 +1,103 @@
+"""The glue the component bodies run: params, metrics logging, input layout, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.runtime import (
+    log_metrics_file,
+    publish_text,
+    stage_layout,
+    task_params,
+    torchrun_command,
+)
+from hrm.config import ConfigError
+from hrm.errors import InputError
+
+
+class _Metrics:
+    """Records log_metric calls the way kfp.dsl.Metrics would."""
+
+    def __init__(self) -> None:
+        self.logged: dict[str, float] = {}
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.logged[name] = value
+
+
+def test_task_params_applies_profile_source_and_tracking(repo_root: Path, monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HRM_PIPELINE_RUN", raising=False)
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params = task_params(json.dumps(raw), "tiny", data_source="/data/x.jsonl",
+                         tracking_uri="http://mlflow:5000", pipeline_run="run-7")
+    assert params.profile == "tiny"
+    assert params.tokenizer.vocab_size == raw["profiles"]["tiny"]["tokenizer"]["vocab_size"]
+    assert params.data.source == "/data/x.jsonl"
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert os.environ["HRM_PIPELINE_RUN"] == "run-7"
+
+
+def test_task_params_names_the_parameter_on_bad_input() -> None:
+    with pytest.raises(ConfigError, match="pipeline parameter params"):
+        task_params("[1, 2]", "tiny")
+    with pytest.raises(ConfigError, match="tokenizer.vocab_size"):
+        task_params(json.dumps({"tokenizer": {"vocab_size": 3}}), "")
+
+
+def test_metrics_logged_flat_finite_numbers_only(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"loss": 0.5, "n": 3, "skip": None, "flag": True, "name": "x",
+                                "nan": float("nan"), "by": {"val": 0.25}}))
+    metrics = _Metrics()
+    assert log_metrics_file(metrics, path) == {"loss": 0.5, "n": 3.0, "by.val": 0.25}
+    assert metrics.logged == {"loss": 0.5, "n": 3.0, "by.val": 0.25}
+
+
+def test_metrics_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="missing.json"):
+        log_metrics_file(_Metrics(), tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\n  oops")
+    with pytest.raises(InputError, match=r"bad.json:2"):
+        log_metrics_file(_Metrics(), bad)
+    arr = tmp_path / "arr.json"
+    arr.write_text("[1]")
+    with pytest.raises(InputError, match="JSON object"):
+        log_metrics_file(_Metrics(), arr)
+
+
+def test_stage_layout_links_inputs_where_the_step_reads_them(tmp_path: Path) -> None:
+    val = tmp_path / "a" / "val"
+    val.mkdir(parents=True)
+    (val / "metrics.json").write_text("{}")
+    root = stage_layout(tmp_path / "root", {"eval/val": str(val)})
+    assert (root / "eval" / "val" / "metrics.json").read_text() == "{}"
+    with pytest.raises(InputError, match="eval/train"):
+        stage_layout(tmp_path / "root2", {"eval/train": str(tmp_path / "nope")})
+
+
+def test_publish_text_copies_the_report(tmp_path: Path) -> None:
+    src = tmp_path / "report.md"
+    src.write_text("# Gate\n")
+
+    class _Artifact:
+        path = str(tmp_path / "out" / "report")
+
+    publish_text(src, _Artifact())
+    assert Path(_Artifact.path).read_text() == "# Gate\n"
+    with pytest.raises(InputError, match="absent.md"):
+        publish_text(tmp_path / "absent.md", _Artifact())
+
+
+def test_torchrun_only_for_several_gpus() -> None:
+    cmd = torchrun_command(4, ["train", "--phase", "foundation"])
+    assert cmd[:3] == ["torchrun", "--standalone", "--nproc_per_node=4"]
+    assert cmd[3:6] == ["-m", "hrm", "train"]
+    with pytest.raises(ValueError):
+        torchrun_command(1, ["train"])
