@@ -61,7 +61,7 @@ def test_repro_runs_every_stage_then_nothing(dvc_project: Path):
     assert _stages_ran(first) == expected
 
     gate = json.loads((dvc_project / "artifacts/gate/gate.json").read_text())
-    assert gate["verdict"] in {"promote", "flag"}
+    assert gate["verdict"] in {"PROMOTE", "FLAG"}
     assert (dvc_project / "artifacts/gate/report.md").stat().st_size > 0
     shown = _run(["dvc", "metrics", "show", "--json"], dvc_project)
     assert "artifacts/eval/val/metrics.json" in shown

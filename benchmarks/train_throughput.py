@@ -1,0 +1,111 @@
+"""Training throughput and utilisation of the HRM on this machine (not part of the test suite).
+
+For each config (the params.yaml cpu profile, and the reference config: hidden 256, 4 heads,
+2+2 layers, 2x2 cycles, seq 512, batch 8, vocab 4096, bootstrapped q_continue) and each
+precision (fp32, bf16 autocast) it reports:
+  tokens/s     = batch * seq_len / mean optimizer-step time (one ACT segment per step, plus the
+                 bootstrap segment), after warm-up steps;
+  utilisation  = achieved model FLOP/s / matmul peak, where model FLOPs of one step are counted by
+                 torch.utils.flop_counter (forward, backward and the bootstrap segment) and the
+                 peak is measured in the same process with large square matmuls of the same dtype.
+It also trains the reference config for a few steps in fp32 and bf16 from the same seed and
+reports the largest relative difference of the loss curves.
+
+    .venv/bin/python benchmarks/train_throughput.py [--steps 5] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from hrm.config import ModelConfig, load_params
+from hrm.model import build_model
+from hrm.model.losses import act_losses
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(2):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def make_step(cfg: ModelConfig, vocab: int, seq: int, batch: int, precision: str, seed: int = 0):
+    torch.manual_seed(seed)
+    model = build_model(cfg, vocab, seq, "cpu").train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.randint(0, vocab, (batch, seq), generator=gen, dtype=torch.int32)
+    labels = torch.full((batch, seq), -100)
+    labels[:, seq // 2 :] = inputs[:, : seq - seq // 2].long()  # a copy task: learnable
+    state = {"carry": model.initial_carry(batch, torch.device("cpu"))}
+    state["carry"].inputs, state["carry"].labels = inputs, labels
+    state["carry"].valid[:] = True
+
+    def step() -> float:
+        carry = state["carry"]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(carry)
+        parts = act_losses(out.logits, out.labels, out.valid, out.q_halt, out.q_continue,
+                           out.target_q_continue, q_weight=0.5)
+        parts.total.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        # Keep every row in flight (no halting) so each step is one full segment.
+        state["carry"] = out.carry
+        state["carry"].fresh[:] = out.carry.halted
+        return float(parts.lm.detach())
+
+    return step
+
+
+def measure(name: str, cfg: ModelConfig, vocab: int, seq: int, batch: int, precision: str, steps: int) -> None:
+    step = make_step(cfg, vocab, seq, batch, precision)
+    step()
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    dt = (time.perf_counter() - t) / steps
+    peak = matmul_peak(torch.bfloat16 if precision == "bf16" else torch.float32)
+    print(f"{name:10s} {precision:5s} tokens/s {batch * seq / dt:8.0f}  step {dt:6.3f}s  "
+          f"model {flops / dt / 1e9:7.1f} GFLOP/s  peak {peak / 1e9:7.1f} GFLOP/s  "
+          f"utilisation {flops / dt / peak:5.1%}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--curve-steps", type=int, default=20)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    params = load_params("params.yaml", "cpu")
+    ref = ModelConfig(hidden_size=256, num_heads=4, H_layers=2, L_layers=2, H_cycles=2, L_cycles=2,
+                      q_target="bootstrap", attention="sdpa")
+    for precision in ("fp32", "bf16"):
+        measure("cpu", params.model, params.tokenizer.vocab_size, params.sequences.seq_len,
+                params.train.batch_size, precision, args.steps)
+        measure("reference", ref, 4096, 512, 8, precision, args.steps)
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        step = make_step(ref, 4096, 512, 8, precision, seed=1)
+        curves[precision] = [step() for _ in range(args.curve_steps)]
+    rel = max(abs(a - b) / abs(a) for a, b in zip(curves["fp32"], curves["bf16"], strict=True))
+    print(f"loss curve fp32 {curves['fp32'][0]:.3f} -> {curves['fp32'][-1]:.3f}, "
+          f"bf16 {curves['bf16'][0]:.3f} -> {curves['bf16'][-1]:.3f}, max relative difference {rel:.2%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""The HRM core: two recurrent modules (H: slow planning, L: fast computation) and heads.
+
+One forward call is one ACT *segment*: H_cycles x L_cycles updates with input injection
+(L sees z_L + z_H + x, H sees z_H + z_L), of which only the last L update and the last H update
+are tracked by autograd (the paper's one-step gradient approximation); all earlier updates run
+under `torch.no_grad()`. The returned carry is detached, so no gradient flows between segments.
+
+`architecture: trm` replaces H and L by one shared network (Tiny Recursive Model style): the
+last full recursion (L_cycles updates of z_L then one update of z_H) carries the gradient.
+
+Optional reverse feedback: after each H update, z_H += sigmoid(gate) * W z_L, a gated path from
+the low-level state into the high-level one. The gate is observable (`gate_value`) and can be
+forced to zero (`gate_off`), which makes the model compute exactly what a no-feedback model with
+the same remaining weights computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hrm.config import ModelConfig
+from hrm.model.attention import Attention
+from hrm.model.layers import (
+    Linear,
+    RotaryEmbedding,
+    ScaledEmbedding,
+    SwiGLU,
+    rms_norm,
+    trunc_normal_,
+)
+
+
+class Block(nn.Module):
+    """Post-norm transformer block: x = norm(x + attn(x)); x = norm(x + mlp(x))."""
+
+    def __init__(self, cfg: ModelConfig, backend: str):
+        super().__init__()
+        self.attn = Attention(cfg.hidden_size, cfg.num_heads, backend)
+        self.mlp = SwiGLU(cfg.hidden_size, cfg.expansion)
+        self.eps = cfg.rms_norm_eps
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = rms_norm(x + self.attn(x, cos, sin), self.eps)
+        return rms_norm(x + self.mlp(x), self.eps)
+
+
+class ReasoningModule(nn.Module):
+    """A stack of blocks updating a latent state given an injection: z <- blocks(z + injection)."""
+
+    def __init__(self, cfg: ModelConfig, layers: int, backend: str):
+        super().__init__()
+        self.layers = nn.ModuleList(Block(cfg, backend) for _ in range(layers))
+
+    def forward(self, z: torch.Tensor, injection: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        h = z + injection
+        for layer in self.layers:
+            h = layer(h, cos, sin)
+        return h
+
+
+class ReverseFeedback(nn.Module):
+    """Gated L -> H path: returns sigmoid(gate) * W z_L (scalar or per-channel gate)."""
+
+    def __init__(self, hidden_size: int, per_channel: bool, init_logit: float):
+        super().__init__()
+        self.proj = Linear(hidden_size, hidden_size)
+        self.gate_logit = nn.Parameter(torch.full((hidden_size if per_channel else 1,), float(init_logit)))
+
+    def gate_value(self) -> torch.Tensor:
+        return torch.sigmoid(self.gate_logit.float())
+
+    def forward(self, z_L: torch.Tensor) -> torch.Tensor:
+        return self.gate_value().to(z_L.dtype) * self.proj(z_L)
+
+
+@dataclass
+class SegmentOutput:
+    """What one segment produces. z_H/z_L are detached (the next segment's carry)."""
+
+    z_H: torch.Tensor
+    z_L: torch.Tensor
+    logits: torch.Tensor
+    """[B, L, V], in the autocast dtype (losses upcast to fp32)."""
+    q_halt: torch.Tensor
+    """[B] fp32 logit of "halt now"."""
+    q_continue: torch.Tensor
+    """[B] fp32 logit of "continue"."""
+    feedback_ratio: torch.Tensor | None
+    """Scalar: mean ||feedback|| / ||z_H|| over the segment's H updates (None: no feedback)."""
+
+
+class HRMCore(nn.Module):
+    """Embedding, the recurrent modules, the LM head on z_H and the Q head on position 0."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, seq_len: int, backend: str):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.hidden_size
+        self.embed = ScaledEmbedding(vocab_size, d)
+        self.rope = RotaryEmbedding(d // cfg.num_heads, seq_len, cfg.rope_theta)
+        if cfg.architecture == "hrm":
+            self.H = ReasoningModule(cfg, cfg.H_layers, backend)
+            self.L = ReasoningModule(cfg, cfg.L_layers, backend)
+        else:
+            # TRM: one shared network plays both roles; H_layers is ignored.
+            self.L = ReasoningModule(cfg, cfg.L_layers, backend)
+            self.H = self.L
+        self.feedback = (
+            ReverseFeedback(d, cfg.reverse_gate == "channel", cfg.reverse_gate_init) if cfg.reverse_feedback else None
+        )
+        self.lm_head = Linear(d, vocab_size)
+        self.q_head = Linear(d, 2, bias=True)
+        with torch.no_grad():
+            # Q head starts near zero weights with bias -5: the model initially prefers to continue
+            # (sigmoid(-5) ~ 0.007), which stabilises early Q-learning (reference init).
+            self.q_head.weight.zero_()
+            self.q_head.bias.fill_(-5.0)
+        # Initial latent states (fixed random vectors, not trained), broadcast over batch and length.
+        self.register_buffer("H_init", trunc_normal_(torch.empty(d), 1.0), persistent=True)
+        self.register_buffer("L_init", trunc_normal_(torch.empty(d), 1.0), persistent=True)
+
+    def set_attention_backend(self, backend: str) -> None:
+        """Switch the attention kernel of every block (weights unchanged)."""
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.backend = backend
+
+    def initial_state(self, batch: int, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (batch, seq_len, self.cfg.hidden_size)
+        return self.H_init.to(device).expand(shape).clone(), self.L_init.to(device).expand(shape).clone()
+
+    def reset_rows(self, reset: torch.Tensor, z_H: torch.Tensor, z_L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows where `reset` is true restart from the initial states."""
+        mask = reset.view(-1, 1, 1)
+        return torch.where(mask, self.H_init.to(z_H.dtype), z_H), torch.where(mask, self.L_init.to(z_L.dtype), z_L)
+
+    def _update_H(self, z_H, z_L, cos, sin, gate_off: bool, ratios: list[torch.Tensor]):
+        z_H = self.H(z_H, z_L, cos, sin)
+        if self.feedback is not None and not gate_off:
+            fb = self.feedback(z_L)
+            with torch.no_grad():
+                ratios.append((fb.float().norm(dim=-1) / z_H.float().norm(dim=-1).clamp_min(1e-6)).mean())
+            z_H = z_H + fb
+        elif self.feedback is not None:
+            ratios.append(torch.zeros((), device=z_H.device))
+        return z_H
+
+    def forward(
+        self,
+        z_H: torch.Tensor,
+        z_L: torch.Tensor,
+        inputs: torch.Tensor,
+        *,
+        L_cycles: int | None = None,
+        gate_off: bool = False,
+    ) -> SegmentOutput:
+        """One segment from carry (z_H, z_L) on token ids `inputs` [B, L]."""
+        cfg = self.cfg
+        n_L = L_cycles or cfg.L_cycles
+        n_H = cfg.H_cycles
+        cos, sin = self.rope()
+        x = self.embed(inputs)
+        ratios: list[torch.Tensor] = []
+        if cfg.architecture == "hrm":
+            with torch.no_grad():
+                for h in range(n_H):
+                    for l_step in range(n_L):
+                        if h == n_H - 1 and l_step == n_L - 1:
+                            break  # the very last L update is taken with gradient below
+                        z_L = self.L(z_L, z_H + x, cos, sin)
+                    if h < n_H - 1:
+                        z_H = self._update_H(z_H, z_L, cos, sin, gate_off, ratios)
+            # One-step gradient: only these two updates are differentiated.
+            z_L = self.L(z_L, z_H + x, cos, sin)
+            z_H = self._update_H(z_H, z_L, cos, sin, gate_off, ratios)
+        else:
+            with torch.no_grad():
+                for _ in range(n_H - 1):
+                    for _ in range(n_L):
+                        z_L = self.L(z_L, z_H + x, cos, sin)
+                    z_H = self._update_H(z_H, z_L, cos, sin, gate_off, ratios)
+            # TRM: the last full recursion is differentiated.
+            for _ in range(n_L):
+                z_L = self.L(z_L, z_H + x, cos, sin)
+            z_H = self._update_H(z_H, z_L, cos, sin, gate_off, ratios)
+        logits = self.lm_head(z_H)
+        q = self.q_head(z_H[:, 0]).float()
+        ratio = torch.stack(ratios).mean() if ratios else None
+        return SegmentOutput(z_H.detach(), z_L.detach(), logits, q[:, 0], q[:, 1], ratio)

@@ -1,0 +1,216 @@
+"""Checkpoints: full training state, atomic writes, sha256 verification, keep-last-K, resume.
+
+Layout of a checkpoints directory:
+    step-00000120.pt        torch.save of the state dict below
+    step-00000120.json      manifest: {"file", "sha256", "bytes", "step", "epoch", "phase"}
+
+The .pt is written to a temporary file, fsynced and renamed; the manifest is written the same way
+AFTER it, so a manifest names a complete file. On load the sha256 is recomputed and compared; a
+mismatch (or a missing manifest) marks the checkpoint corrupt. `latest_valid` walks checkpoints
+newest first and skips corrupt ones with a warning.
+
+State saved: model (and EMA) weights, optimizer, LR schedule position (step, examples consumed),
+phase step and global epoch counters, RNG states (torch, numpy, python, the exploration
+generator), the feeder position (epoch, position), the ACT carry (every row's latent state and
+data, so resumed training continues the same rows exactly), the epoch metric accumulators and the
+history so far, the config, the tokenizer fingerprint and the code version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hrm.config import ModelConfig
+from hrm.errors import InputError
+
+_NAME_RE = re.compile(r"^step-(\d{8})\.pt$")
+
+
+class CorruptCheckpoint(InputError):
+    """A checkpoint whose checksum or manifest does not verify."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through `write(fileobj)` to a temp file in the same dir, fsync, rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def code_version() -> str | None:
+    """The git commit of the working tree (with `-dirty` when modified), or None outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def tokenizer_fingerprint(tokenizer_dir: str | Path | None) -> str | None:
+    """sha256 of the tokenizer dir's meta.json (None when absent)."""
+    if tokenizer_dir is None:
+        return None
+    meta = Path(tokenizer_dir) / "meta.json"
+    return sha256_file(meta) if meta.exists() else None
+
+
+def save_checkpoint(ckpt_dir: Path, state: dict[str, Any], *, keep: int) -> Path:
+    """Atomically write `state` as step-<step>.pt plus its manifest; prune to the newest `keep`."""
+    ckpt_dir = Path(ckpt_dir)
+    step = int(state["step"])
+    path = ckpt_dir / f"step-{step:08d}.pt"
+    _atomic_write(path, lambda fh: torch.save(state, fh))
+    manifest = {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "step": step,
+        "epoch": int(state["global_epoch"]),
+        "phase": state.get("phase"),
+    }
+    _atomic_write(path.with_suffix(".json"), lambda fh: fh.write(json.dumps(manifest, indent=2).encode()))
+    for old in list_checkpoints(ckpt_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".json").unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """Checkpoint files in `ckpt_dir`, oldest first (by step)."""
+    if not Path(ckpt_dir).is_dir():
+        return []
+    found = [p for p in Path(ckpt_dir).iterdir() if _NAME_RE.match(p.name)]
+    return sorted(found, key=lambda p: int(_NAME_RE.match(p.name).group(1)))
+
+
+def verify(path: Path) -> None:
+    """Raise CorruptCheckpoint unless the manifest exists and its sha256 matches the file."""
+    manifest_path = path.with_suffix(".json")
+    if not manifest_path.exists():
+        raise CorruptCheckpoint("no manifest (incomplete write?)", path=str(path))
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptCheckpoint(f"unreadable manifest: {err}", path=str(manifest_path)) from None
+    actual = sha256_file(path)
+    if actual != manifest.get("sha256"):
+        raise CorruptCheckpoint(f"sha256 mismatch (manifest {manifest.get('sha256')}, file {actual})", path=str(path))
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Verify then load one checkpoint file."""
+    verify(Path(path))
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # a verified file that still fails to unpickle is corrupt too
+        raise CorruptCheckpoint(f"cannot load: {err}", path=str(path)) from None
+
+
+def latest_valid(ckpt_dir: Path) -> Path | None:
+    """The newest checkpoint that verifies; corrupt ones are skipped with a warning."""
+    for path in reversed(list_checkpoints(ckpt_dir)):
+        try:
+            verify(path)
+        except CorruptCheckpoint as err:
+            warnings.warn(f"skipping corrupt checkpoint: {err}", stacklevel=2)
+            continue
+        return path
+    return None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A file stays as is; a directory resolves to its newest valid checkpoint."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = latest_valid(path)
+        if found is None:
+            raise InputError("no valid checkpoint in directory", path=str(path))
+        return found
+    raise InputError("checkpoint path does not exist", path=str(path))
+
+
+@dataclass
+class CheckpointInfo:
+    """What `load_for_inference` says about the loaded weights."""
+
+    path: str
+    phase: str | None
+    step: int
+    global_epoch: int
+    vocab_size: int
+    seq_len: int
+    model_config: dict
+    tokenizer_fingerprint: str | None
+    code_version: str | None
+    weights: str
+    """`ema` or `model`: which weights were loaded."""
+
+
+def load_for_inference(path: str | Path, device: str | torch.device = "cpu", *, use_ema: bool = True):
+    """Build the model from a checkpoint (file or checkpoints dir) in eval mode.
+
+    Returns (model, CheckpointInfo). EMA weights are used when the checkpoint has them and
+    `use_ema` is true.
+    """
+    from hrm.model import build_model
+
+    file = resolve_checkpoint(path)
+    state = load_checkpoint(file)
+    cfg = ModelConfig.model_validate(state["model_config"])
+    model = build_model(cfg, int(state["vocab_size"]), int(state["seq_len"]), device)
+    weights = "ema" if (use_ema and state.get("ema") is not None) else "model"
+    model.load_state_dict(state["ema"] if weights == "ema" else state["model"])
+    model.eval()
+    info = CheckpointInfo(
+        path=str(file),
+        phase=state.get("phase"),
+        step=int(state["step"]),
+        global_epoch=int(state["global_epoch"]),
+        vocab_size=int(state["vocab_size"]),
+        seq_len=int(state["seq_len"]),
+        model_config=state["model_config"],
+        tokenizer_fingerprint=state.get("tokenizer_fingerprint"),
+        code_version=state.get("code_version"),
+        weights=weights,
+    )
+    return model, info

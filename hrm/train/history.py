@@ -1,0 +1,83 @@
+"""Per-epoch training history: accumulators, rows, and the history.csv/json and summary.json files
+the gate reads. Columns are fixed (HISTORY_COLUMNS); a value that could not be computed in an
+epoch (e.g. no row halted) is written as null / an empty CSV cell, never as a made-up number.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import torch
+
+HISTORY_COLUMNS = (
+    "phase", "epoch", "step", "loss", "lm_loss", "q_halt_loss", "q_continue_loss", "token_accuracy",
+    "exact_accuracy", "q_halt_accuracy", "act_steps", "lr", "tokens_per_s", "wall_time_s",
+)
+
+# Order of the sums in an accumulator tensor (summed across ranks with one all_reduce).
+_SUMS = ("loss", "lm_loss", "q_halt_loss", "q_continue_loss", "steps", "tok_correct", "tok_total",
+         "seq_correct", "seq_total", "q_correct", "act_steps", "tokens")
+
+
+class EpochAccumulator:
+    """Running sums for one epoch on one rank. Loss columns are means over optimizer steps; accuracy
+    columns count rows when they halt (the prediction an example ends with)."""
+
+    def __init__(self) -> None:
+        self.sums = torch.zeros(len(_SUMS), dtype=torch.float64)
+
+    def add(self, name: str, value: float) -> None:
+        self.sums[_SUMS.index(name)] += value
+
+    def state_dict(self) -> dict:
+        return {"sums": self.sums.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums = state["sums"].clone()
+
+    @staticmethod
+    def row(sums: torch.Tensor, **extra) -> dict:
+        s = dict(zip(_SUMS, sums.tolist(), strict=True))
+
+        def ratio(a: str, b: str) -> float | None:
+            return s[a] / s[b] if s[b] > 0 else None
+
+        row = {
+            "loss": ratio("loss", "steps"),
+            "lm_loss": ratio("lm_loss", "steps"),
+            "q_halt_loss": ratio("q_halt_loss", "steps"),
+            "q_continue_loss": ratio("q_continue_loss", "steps"),
+            "token_accuracy": ratio("tok_correct", "tok_total"),
+            "exact_accuracy": ratio("seq_correct", "seq_total"),
+            "q_halt_accuracy": ratio("q_correct", "seq_total"),
+            "act_steps": ratio("act_steps", "seq_total"),
+            "tokens": s["tokens"],
+        }
+        row.update(extra)
+        return row
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_history(out_dir: Path, rows: list[dict]) -> None:
+    """history.csv and history.json with exactly HISTORY_COLUMNS."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clean = [{c: _clean(r.get(c)) for c in HISTORY_COLUMNS} for r in rows]
+    with open(out_dir / "history.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        for r in clean:
+            writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    (out_dir / "history.json").write_text(json.dumps(clean, indent=2))
+
+
+def write_summary(out_dir: Path, summary: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps({k: _clean(v) for k, v in summary.items()}, indent=2))

@@ -1,0 +1,409 @@
+"""One training phase: deep-supervision ACT training with checkpoints, history and exact resume.
+
+`train_phase` is a pure function of its inputs (params, phase name, arrays, directories) to files
+under `out_dir`: checkpoints/, history.csv, history.json, summary.json. It runs unchanged under
+`torchrun` (DDP, rank-0 writes). MLflow logging lives in hrm.train.run (the file-level step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hrm.config import ModelConfig, Params, PhaseConfig
+from hrm.errors import InputError, StepFailed
+from hrm.model import HRMAct, build_model
+from hrm.model.act import ActCarry
+from hrm.model.inference import run_inference
+from hrm.model.losses import act_losses, token_losses
+from hrm.train import checkpoint as ckpt
+from hrm.train.data import RowFeeder, TrainArrays, fill_halted_rows
+from hrm.train.distributed import DistContext, init_distributed
+from hrm.train.history import EpochAccumulator, write_history, write_summary
+from hrm.train.optim import EMA, LRSchedule, build_optimizer, set_lr
+
+
+class NonFiniteLoss(StepFailed):
+    """Training produced a NaN/inf loss or gradient; the last good checkpoint was kept."""
+
+
+@dataclass
+class StepInfo:
+    """What the per-step hook sees (tests use it to stop a run or to corrupt weights)."""
+
+    step: int
+    loss: float
+    lm_loss: float
+    model: HRMAct
+
+
+@dataclass
+class PhaseResult:
+    out_dir: Path
+    history: list[dict]
+    summary: dict
+    checkpoint: Path | None
+    step_losses: list[float] = field(default_factory=list)
+    """Loss of every optimizer step run in this call (for resume tests and plots)."""
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("train.device is cuda but no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def effective_model_config(model_cfg: ModelConfig, phase: PhaseConfig) -> ModelConfig:
+    """The model config with the phase's overrides applied (stored in its checkpoints)."""
+    updates = {}
+    if phase.L_cycles is not None:
+        updates["L_cycles"] = phase.L_cycles
+    if phase.halt_exploration_prob is not None:
+        updates["halt_exploration_prob"] = phase.halt_exploration_prob
+    return model_cfg.model_copy(update=updates)
+
+
+def autocast_context(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise InputError("train.precision=fp16 needs CUDA (use bf16 on CPU)")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state(explore_gen: torch.Generator) -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "explore": explore_gen.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, explore_gen: torch.Generator) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    explore_gen.set_state(state["explore"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _phase_index(params: Params, name: str) -> tuple[int, PhaseConfig]:
+    for i, phase in enumerate(params.train.phases):
+        if phase.name == name:
+            return i, phase
+    raise InputError(f"train.phases: no phase named {name!r} (have {[p.name for p in params.train.phases]})")
+
+
+@torch.no_grad()
+def evaluate_arrays(model: HRMAct, arrays: TrainArrays, batch_size: int, loss_kind: str) -> dict:
+    """Clean evaluation on `arrays` (eval semantics: every row runs halt_max_steps segments)."""
+    tok_correct = tok_total = seq_correct = 0
+    loss_sum = 0.0
+    for start in range(0, len(arrays.inputs), batch_size):
+        inputs = torch.from_numpy(arrays.inputs[start : start + batch_size])
+        labels = torch.from_numpy(arrays.labels[start : start + batch_size]).to(next(model.parameters()).device)
+        out = run_inference(model, inputs)
+        mask = labels != -100
+        loss_sum += float(token_losses(out.logits, labels, loss_kind).sum())
+        correct = (out.logits.argmax(-1) == labels) & mask
+        tok_correct += int(correct.sum())
+        tok_total += int(mask.sum())
+        seq_correct += int((correct.sum(-1) == mask.sum(-1)).sum())
+    return {
+        "train_eval_lm_loss": loss_sum / max(tok_total, 1),
+        "train_eval_token_accuracy": tok_correct / max(tok_total, 1),
+        "train_eval_exact_accuracy": seq_correct / len(arrays.inputs),
+    }
+
+
+def train_phase(
+    params: Params,
+    phase_name: str,
+    arrays: TrainArrays,
+    out_dir: str | Path,
+    *,
+    resume_from: str | Path | None = None,
+    resume: str = "none",
+    tokenizer_dir: str | Path | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    final_eval: bool = True,
+    progress: bool = True,
+) -> PhaseResult:
+    """Train one phase of `params.train.phases` on `arrays`; writes under `out_dir`.
+
+    resume_from: the previous phase's checkpoint (file or dir): weights and the global epoch
+        counter continue from it; optimizer, schedule and ACT carry start fresh (a new phase has
+        a new learning rate; the carry is reset because the phase may change data order).
+    resume: "none", "auto" (continue THIS phase from the newest valid checkpoint in
+        out_dir/checkpoints, skipping corrupt ones; start normally if there is none) or a path.
+    """
+    cfg = params.train
+    phase_idx, phase = _phase_index(params, phase_name)
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    device = resolve_device(cfg.device)
+    ctx: DistContext = init_distributed(device.type)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    if cfg.batch_size % ctx.world:
+        raise InputError(f"train.batch_size={cfg.batch_size} must be divisible by the world size {ctx.world}")
+    local_batch = cfg.batch_size // ctx.world
+    seed = cfg.seed + 1000 * phase_idx
+    _seed_everything(seed)
+
+    model_cfg = effective_model_config(params.model, phase)
+    model = build_model(model_cfg, arrays.vocab_size, arrays.seq_len, device)
+    optimizer = build_optimizer(model, cfg, phase.lr)
+    schedule = LRSchedule(phase.lr, phase.warmup_steps, cfg.min_lr_ratio)
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+    explore_gen = torch.Generator().manual_seed(seed * 7919 + ctx.rank)
+    feeder = RowFeeder(arrays, phase, seed, ctx.rank, ctx.world)
+    carry = model.initial_carry(local_batch, device)
+    acc = EpochAccumulator()
+    history: list[dict] = []
+    step = 0
+    consumed = 0  # examples loaded into rows this phase (this rank)
+    start_epoch = 0  # global epoch counter before this phase
+    elapsed_before = 0.0
+
+    # ---- resume --------------------------------------------------------------------------
+    own = None
+    if resume == "auto":
+        own = ckpt.latest_valid(ckpt_dir)
+    elif resume not in ("none", "", None):
+        own = ckpt.resolve_checkpoint(resume)
+    if own is not None:
+        state = ckpt.load_checkpoint(own, map_location=device)
+        if state["model_config"] != model_cfg.model_dump(mode="json") or state.get("phase") != phase.name:
+            raise InputError("checkpoint was written with a different model config or phase; "
+                             "remove it or train into a new --out", path=str(own))
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        if scaler is not None and state.get("scaler") is not None:
+            scaler.load_state_dict(state["scaler"])
+        step, start_epoch, history = int(state["step"]), int(state["start_epoch"]), list(state["history"])
+        elapsed_before = float(state.get("wall_time_s", 0.0))
+        ranks = state["rank_states"]
+        if len(ranks) == ctx.world:
+            rs = ranks[ctx.rank]
+            feeder.load_state_dict(rs["feeder"])
+            carry = ActCarry.from_state_dict(rs["carry"]).to(device)
+            acc.load_state_dict(rs["accumulator"])
+            consumed = int(rs["consumed"])
+            _set_rng_state(rs["rng"], explore_gen)
+        else:
+            # Documented reset: a different world size cannot reuse per-rank streams and carries;
+            # restart the current epoch's stream with an empty carry.
+            warnings.warn(f"checkpoint has {len(ranks)} rank states, running with {ctx.world}: "
+                          "the ACT carry and the epoch's data stream are reset", stacklevel=2)
+            feeder.load_state_dict({"epoch": ranks[0]["feeder"]["epoch"], "position": 0})
+        if ctx.is_main:
+            print(f"resumed phase {phase.name} from {own} at step {step}")
+    elif resume_from is not None:
+        prev_path = ckpt.resolve_checkpoint(resume_from)
+        prev = ckpt.load_checkpoint(prev_path, map_location=device)
+        if int(prev["vocab_size"]) != arrays.vocab_size or int(prev["seq_len"]) != arrays.seq_len:
+            raise InputError(f"previous phase was trained with vocab {prev['vocab_size']} / seq_len "
+                             f"{prev['seq_len']}, these sequences have {arrays.vocab_size} / {arrays.seq_len}",
+                             path=str(prev_path))
+        model.load_state_dict(prev["model"])
+        if ema is not None and prev.get("ema") is not None:
+            ema.load_state_dict(prev["ema"])
+        start_epoch = int(prev["global_epoch"])
+    tok_fp = ckpt.tokenizer_fingerprint(tokenizer_dir)
+    version = ckpt.code_version() if ctx.is_main else None
+
+    # ---- wrap -----------------------------------------------------------------------------
+    net: torch.nn.Module = model
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if model_cfg.compile:
+        net = torch.compile(net)
+    model.train()
+    planned = phase.epochs * feeder.epoch_size
+    last_ckpt: Path | None = ckpt.latest_valid(ckpt_dir) if own is not None else None
+    step_losses: list[float] = []
+    t_start = time.perf_counter()
+    epoch_t0 = time.perf_counter()
+
+    def save() -> Path | None:
+        """Gather per-rank state and write a checkpoint from rank 0."""
+        nonlocal last_ckpt
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise NonFiniteLoss(f"non-finite weights at phase {phase.name}, step {step}: checkpoint not "
+                                f"written, last good checkpoint kept: {last_ckpt}")
+        rank_state = {
+            "feeder": feeder.state_dict(),
+            "carry": carry.state_dict(),
+            "accumulator": acc.state_dict(),
+            "consumed": consumed,
+            "rng": _rng_state(explore_gen),
+        }
+        ranks = ctx.gather_objects(rank_state)
+        if ctx.is_main:
+            state = {
+                "phase": phase.name,
+                "step": step,
+                "start_epoch": start_epoch,
+                "global_epoch": start_epoch + feeder.epoch,
+                "model": model.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "schedule": {"peak": schedule.peak, "warmup_steps": schedule.warmup_steps,
+                             "min_ratio": schedule.min_ratio, "consumed": consumed, "planned": planned},
+                "rank_states": ranks,
+                "history": history,
+                "wall_time_s": elapsed_before + time.perf_counter() - t_start,
+                "model_config": model_cfg.model_dump(mode="json"),
+                "train_config": cfg.model_dump(mode="json"),
+                "vocab_size": arrays.vocab_size,
+                "seq_len": arrays.seq_len,
+                "tokenizer_fingerprint": tok_fp,
+                "code_version": version,
+            }
+            last_ckpt = ckpt.save_checkpoint(ckpt_dir, state, keep=cfg.keep_checkpoints)
+        ctx.barrier()
+        return last_ckpt
+
+    bar = tqdm(total=phase.epochs * feeder.epoch_size, initial=feeder.epoch * feeder.epoch_size + feeder.position,
+               desc=f"train:{phase.name}", disable=not (progress and ctx.is_main), dynamic_ncols=True)
+    exploration = model_cfg.halt_exploration_prob
+    while feeder.epoch < phase.epochs:
+        loaded = fill_halted_rows(carry, feeder, arrays, exploration, model_cfg.halt_max_steps, explore_gen)
+        consumed += loaded
+        bar.update(loaded)
+        lr = schedule.lr(step, consumed / max(planned, 1))
+        set_lr(optimizer, lr)
+        # Global denominators: DDP averages gradients, so each rank divides by global / world.
+        counts = ctx.all_sum(torch.tensor([float((carry.labels != -100)[carry.valid].sum()),
+                                           float(carry.valid.sum())], dtype=torch.float64))
+        lm_den = max(float(counts[0]), 1.0) / ctx.world
+        row_den = max(float(counts[1]), 1.0) / ctx.world
+        with autocast_context(cfg.precision, device):
+            out = net(carry, L_cycles=model_cfg.L_cycles)
+        parts = act_losses(out.logits, out.labels, out.valid, out.q_halt, out.q_continue, out.target_q_continue,
+                           q_weight=phase.q_loss_weight, kind=model_cfg.loss,
+                           lm_denominator=lm_den, row_denominator=row_den)
+        if scaler is not None:
+            scaler.scale(parts.total).backward()
+            scaler.unscale_(optimizer)
+        else:
+            parts.total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        # Losses are local partial sums; the global value is their sum over ranks.
+        reduced = ctx.all_sum(torch.stack([parts.total.detach(), parts.lm.detach(), parts.q_halt.detach(),
+                                           parts.q_continue.detach()]).double().cpu() / ctx.world)
+        finite = ctx.all_min(float(torch.isfinite(reduced).all() and torch.isfinite(grad_norm)))
+        if finite < 1.0:
+            bar.close()
+            where = f"phase {phase.name}, step {step + 1}, epoch {start_epoch + feeder.epoch + 1}"
+            kept = f"last good checkpoint kept: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+            raise NonFiniteLoss(f"non-finite loss or gradient at {where} (loss={reduced[0].item()}, "
+                                f"grad_norm={float(grad_norm)}); training stopped, {kept}")
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(model)
+        step += 1
+        step_losses.append(float(reduced[0]))
+
+        # ---- bookkeeping on rows that halted in this step -------------------------------
+        carry = out.carry
+        carry.halted |= ~carry.valid
+        with torch.no_grad():
+            done = carry.halted & carry.valid
+            mask = parts.label_mask[done]
+            acc.add("loss", float(reduced[0]) / ctx.world)  # summed again over ranks at epoch end
+            acc.add("lm_loss", float(reduced[1]) / ctx.world)
+            acc.add("q_halt_loss", float(reduced[2]) / ctx.world)
+            acc.add("q_continue_loss", float(reduced[3]) / ctx.world)
+            acc.add("steps", 1.0 / ctx.world)
+            acc.add("tok_correct", float(parts.token_correct[done].sum()))
+            acc.add("tok_total", float(mask.sum()))
+            acc.add("seq_correct", float(parts.seq_correct[done].sum()))
+            acc.add("seq_total", float(done.sum()))
+            acc.add("q_correct", float(((out.q_halt[done] > 0) == parts.seq_correct[done]).sum()))
+            acc.add("act_steps", float(out.steps[done].sum()))
+            acc.add("tokens", float(carry.valid.sum()) * arrays.seq_len)
+        if ctx.is_main and step % 5 == 0:
+            bar.set_postfix(loss=f"{float(reduced[0]):.3f}", lm=f"{float(reduced[1]):.3f}")
+        if on_step is not None:
+            on_step(StepInfo(step, float(reduced[0]), float(reduced[1]), model))
+        periodic = bool(cfg.checkpoint_every_steps) and step % cfg.checkpoint_every_steps == 0
+        if ctx.all_min(float(feeder.exhausted)) >= 1.0:  # every rank finished its epoch stream
+            sums = ctx.all_sum(acc.sums)
+            epoch_time = time.perf_counter() - epoch_t0
+            row = EpochAccumulator.row(
+                sums, phase=phase.name, epoch=start_epoch + feeder.epoch + 1, step=step, lr=lr,
+                wall_time_s=round(elapsed_before + time.perf_counter() - t_start, 3),
+            )
+            row["tokens_per_s"] = row.pop("tokens") / max(epoch_time, 1e-9)
+            history.append(row)
+            acc = EpochAccumulator()
+            feeder.next_epoch()
+            epoch_t0 = time.perf_counter()
+            if ctx.is_main:
+                write_history(out_dir, history)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", tok_acc=f"{row['token_accuracy'] or 0:.3f}",
+                                tok_s=f"{row['tokens_per_s']:.0f}")
+                if on_epoch is not None:
+                    on_epoch(row)
+            save()
+        elif periodic:
+            # Saved after the epoch-end check so that a resumed run continues at the next fill.
+            save()
+    bar.close()
+
+    summary = dict(history[-1]) if history else {}
+    if final_eval and ctx.is_main:
+        eval_model = model
+        if ema is not None:
+            eval_model = build_model(model_cfg, arrays.vocab_size, arrays.seq_len, device)
+            eval_model.load_state_dict(ema.state_dict())
+        summary.update(evaluate_arrays(eval_model, arrays, local_batch * ctx.world, model_cfg.loss))
+    if ctx.is_main:
+        summary.update(phase_steps=step, world_size=ctx.world, precision=cfg.precision,
+                       checkpoint=str(last_ckpt) if last_ckpt else None)
+        write_history(out_dir, history)
+        write_summary(out_dir, summary)
+    return PhaseResult(out_dir, history, summary, last_ckpt, step_losses)

@@ -1,0 +1,80 @@
+"""The `hrm train --phase` step: files in, files out, tracked in MLflow (rank 0 only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+from hrm.config import Params
+from hrm.train.data import load_train_arrays
+from hrm.train.loop import PhaseResult, _phase_index, train_phase
+
+
+def _flat(prefix: str, mapping: dict) -> dict[str, str]:
+    out = {}
+    for key, value in mapping.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, dict):
+            out.update(_flat(name, value))
+        elif key != "phases":
+            out[name] = str(value)
+    return out
+
+
+def run_phase(
+    params: Params,
+    phase_name: str,
+    sequences_dir: str | Path,
+    tokenizer_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    resume_from: str | Path | None = None,
+    resume: str = "none",
+    track: bool = True,
+) -> PhaseResult:
+    """Load the train split, train one phase, log it to MLflow under `train:<phase>`."""
+    import torch
+
+    out_dir = Path(out_dir)
+    _, phase = _phase_index(params, phase_name)
+    arrays = load_train_arrays(sequences_dir, "train")
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if not (track and is_main):
+        return train_phase(params, phase_name, arrays, out_dir, resume_from=resume_from, resume=resume,
+                           tokenizer_dir=tokenizer_dir)
+
+    import mlflow
+
+    from hrm.tracking import step_run
+
+    with step_run(params, f"train:{phase_name}"):
+        mlflow.log_params({**_flat("model", params.model.model_dump(mode="json")),
+                           **_flat("train", params.train.model_dump(mode="json")),
+                           **_flat("phase", phase.model_dump(mode="json")),
+                           "data.train_examples": str(len(arrays.inputs)),
+                           "data.seq_len": str(arrays.seq_len), "data.vocab_size": str(arrays.vocab_size)})
+        mlflow.set_tags({"hrm.phase": phase_name, "sys.torch": torch.__version__,
+                         "sys.python": platform.python_version(), "sys.platform": platform.platform(),
+                         "sys.cpu_count": str(os.cpu_count()), "sys.cuda": str(torch.cuda.is_available()),
+                         "sys.world_size": os.environ.get("WORLD_SIZE", "1")})
+
+        def on_epoch(row: dict) -> None:
+            metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and k not in ("epoch", "step")}
+            mlflow.log_metrics(metrics, step=int(row["epoch"]))
+
+        result = train_phase(params, phase_name, arrays, out_dir, resume_from=resume_from, resume=resume,
+                             tokenizer_dir=tokenizer_dir, on_epoch=on_epoch)
+        mlflow.log_metrics({k: float(v) for k, v in result.summary.items()
+                            if k.startswith("train_eval_") and isinstance(v, (int, float))})
+        config_path = out_dir / "config.json"
+        config_path.write_text(json.dumps({"model": params.model.model_dump(mode="json"),
+                                           "train": params.train.model_dump(mode="json"),
+                                           "phase": phase_name}, indent=2))
+        for name in ("config.json", "history.csv", "history.json", "summary.json"):
+            mlflow.log_artifact(str(out_dir / name))
+        if result.checkpoint is not None:
+            mlflow.log_artifact(str(result.checkpoint), artifact_path="checkpoint")
+            mlflow.log_artifact(str(result.checkpoint.with_suffix(".json")), artifact_path="checkpoint")
+    return result

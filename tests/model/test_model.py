@@ -1,0 +1,184 @@
+"""HRM model: shapes, one-step gradient, carry handling, attention kernels, feedback gate."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hrm.config import ModelConfig
+from hrm.model import build_model
+from hrm.model.attention import flash_available
+from hrm.model.inference import run_inference
+from hrm.model.layers import RotaryEmbedding, apply_rotary
+from hrm.model.losses import act_losses, stablemax_log_probs
+
+VOCAB, SEQ = 50, 12
+
+
+def _model(cfg: ModelConfig, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(cfg, VOCAB, SEQ, "cpu")
+
+
+def _carry(model, ids):
+    carry = model.initial_carry(ids.shape[0], torch.device("cpu"))
+    carry.inputs = ids.to(torch.int32)
+    carry.valid[:] = True
+    carry.halted[:] = False
+    return carry
+
+
+def test_shapes_and_q_head_init(small_cfg, ids):
+    model = _model(small_cfg)
+    out = model(_carry(model, ids))
+    assert out.logits.shape == (4, SEQ, VOCAB)
+    assert out.q_halt.shape == out.q_continue.shape == (4,)
+    assert out.q_halt.dtype == torch.float32
+    # Zero weights and bias -5: both Q logits start at exactly -5.
+    assert torch.allclose(out.q_halt, torch.full((4,), -5.0))
+    assert out.carry.z_H.shape == (4, SEQ, 32) and not out.carry.z_H.requires_grad
+    assert out.steps.tolist() == [1, 1, 1, 1]
+
+
+def test_inference_runs_halt_max_steps_and_returns_fp32(small_cfg, ids):
+    model = _model(small_cfg)
+    out = run_inference(model, ids)
+    assert out.steps.tolist() == [3, 3, 3, 3]
+    assert out.logits.dtype == torch.float32 and out.logits.shape == (4, SEQ, VOCAB)
+    assert 0.0 < out.gate_mean < 1.0 and out.feedback_ratio > 0
+    assert run_inference(model, ids, max_steps=2).steps.tolist() == [2, 2, 2, 2]
+    with pytest.raises(ValueError, match="token ids"):
+        run_inference(model, torch.full((1, SEQ), VOCAB))
+
+
+def test_halt_on_q_stops_rows_whose_q_halt_wins(small_cfg, ids):
+    model = _model(small_cfg)
+    with torch.no_grad():
+        model.core.q_head.bias.copy_(torch.tensor([5.0, -5.0]))  # q_halt > q_continue everywhere
+    assert run_inference(model, ids, halt_on_q=True).steps.tolist() == [1, 1, 1, 1]
+    assert run_inference(model, ids, halt_on_q=False).steps.tolist() == [3, 3, 3, 3]
+
+
+@pytest.mark.parametrize("arch", ["hrm", "trm"])
+def test_only_last_updates_carry_gradient(small_cfg, ids, arch):
+    cfg = small_cfg.model_copy(update={"architecture": arch})
+    model = _model(cfg).eval()  # eval: no extra bootstrap segment; autograd still on
+    calls = {"L": [], "H": []}
+    if arch == "hrm":
+        model.core.L.register_forward_hook(lambda *a: calls["L"].append(torch.is_grad_enabled()))
+        model.core.H.register_forward_hook(lambda *a: calls["H"].append(torch.is_grad_enabled()))
+    else:
+        model.core.L.register_forward_hook(lambda *a: calls["L"].append(torch.is_grad_enabled()))
+    model(_carry(model, ids))
+    if arch == "hrm":
+        assert len(calls["L"]) == 2 * 3 and calls["L"].count(True) == 1 and calls["L"][-1]
+        assert len(calls["H"]) == 2 and calls["H"] == [False, True]
+    else:
+        # shared net: per cycle 3 L updates + 1 H update; the last full recursion (4 calls) has grad
+        assert calls["L"] == [False] * 4 + [True] * 4
+
+
+def test_gradient_ignores_no_grad_cycles(small_cfg, ids):
+    """Changing the carry's H state only matters through the tracked updates: the gradient w.r.t. a
+    parameter is the same function of the input to the last two updates."""
+    model = _model(small_cfg)
+    carry = _carry(model, ids)
+    carry.fresh[:] = False
+    carry.z_H = carry.z_H.clone().requires_grad_(True)
+    out = model(carry)
+    out.logits.float().sum().backward()
+    # The carry enters only through no-grad cycles: no gradient can reach it.
+    assert carry.z_H.grad is None
+    assert model.core.L.layers[0].attn.qkv.weight.grad is not None
+
+
+def test_fresh_rows_reset_to_initial_state(small_cfg, ids):
+    model = _model(small_cfg)
+    carry = _carry(model, ids)
+    first = model(carry).carry  # one segment: states moved away from init
+    first.fresh = torch.tensor([True, False, False, False])
+    second = model(first)
+    reference = model(_carry(model, ids))  # every row fresh
+    assert torch.allclose(second.logits[0], reference.logits[0], atol=1e-6)
+    assert not torch.allclose(second.logits[1], reference.logits[1], atol=1e-3)
+    assert second.steps.tolist() == [1, 2, 2, 2]
+
+
+def test_sdpa_matches_math(small_cfg, ids):
+    model = _model(small_cfg)
+    sdpa = run_inference(model, ids).logits
+    model.core.set_attention_backend("math")
+    math = run_inference(model, ids).logits
+    assert torch.allclose(sdpa, math, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.cuda
+def test_flash_matches_sdpa(small_cfg, ids):
+    if not flash_available():
+        pytest.skip("flash-attn not installed")
+    cfg = small_cfg.model_copy(update={"attention": "flash"})
+    torch.manual_seed(0)
+    model = build_model(cfg, VOCAB, SEQ, "cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        flash = run_inference(model, ids.cuda()).logits
+        model.core.set_attention_backend("sdpa")
+        sdpa = run_inference(model, ids.cuda()).logits
+    assert torch.allclose(flash, sdpa, atol=5e-2, rtol=5e-2)
+
+
+def test_rope_preserves_norm_and_relative_positions():
+    rope = RotaryEmbedding(8, 16, 10000.0)
+    cos, sin = rope()
+    x = torch.randn(1, 16, 1, 8)
+    y = apply_rotary(x, cos, sin)
+    assert torch.allclose(x.norm(dim=-1), y.norm(dim=-1), atol=1e-5)
+    # Dot product of rotated q, k depends only on the offset: same vectors at (2,5) and (7,10).
+    q, k = torch.randn(8), torch.randn(8)
+    seq = torch.zeros(1, 16, 1, 8)
+    seq[0, 2, 0], seq[0, 5, 0], seq[0, 7, 0], seq[0, 10, 0] = q, k, q, k
+    r = apply_rotary(seq, cos, sin)[0, :, 0]
+    assert torch.allclose(r[2] @ r[5], r[7] @ r[10], atol=1e-5)
+
+
+def test_reverse_gate_off_equals_model_without_feedback(small_cfg, ids):
+    with_fb = _model(small_cfg.model_copy(update={"reverse_gate": "channel"}))
+    without = build_model(small_cfg.model_copy(update={"reverse_feedback": False}), VOCAB, SEQ, "cpu")
+    missing = without.load_state_dict(with_fb.state_dict(), strict=False)
+    assert set(missing.unexpected_keys) == {"core.feedback.proj.weight", "core.feedback.gate_logit"}
+    off = run_inference(with_fb, ids, reverse_gate_off=True)
+    ref = run_inference(without, ids)
+    assert torch.equal(off.logits, ref.logits)
+    assert off.gate_mean == 0.0 and ref.gate_mean is None and ref.feedback_ratio is None
+    on = run_inference(with_fb, ids)
+    assert not torch.allclose(on.logits, ref.logits, atol=1e-4)
+
+
+def test_bootstrap_target_only_in_training(small_cfg, ids):
+    model = _model(small_cfg)
+    model.train()
+    out = model(_carry(model, ids))
+    assert out.target_q_continue is not None and ((out.target_q_continue > 0) & (out.target_q_continue < 1)).all()
+    halt_only = _model(small_cfg.model_copy(update={"q_target": "halt_only"}))
+    halt_only.train()
+    assert halt_only(_carry(halt_only, ids)).target_q_continue is None
+
+
+def test_losses_mean_over_label_tokens_and_q_targets():
+    logits = torch.zeros(2, 3, 4)
+    logits[0, :, 1] = 10.0  # row 0 predicts token 1 everywhere
+    labels = torch.tensor([[-100, 1, 1], [-100, -100, 2]])
+    parts = act_losses(logits, labels, torch.tensor([True, True]), torch.zeros(2), torch.zeros(2),
+                       torch.tensor([1.0, 0.0]), q_weight=0.5)
+    assert parts.seq_correct.tolist() == [True, False]
+    expected_lm = (2 * torch.log1p(3 * torch.exp(torch.tensor(-10.0))) + torch.log(torch.tensor(4.0))) / 3
+    assert torch.allclose(parts.lm, expected_lm, atol=1e-5)
+    assert torch.allclose(parts.total, parts.lm + 0.5 * (parts.q_halt + parts.q_continue))
+    # Invalid rows contribute nothing.
+    masked = act_losses(logits, labels, torch.tensor([True, False]), torch.zeros(2), torch.zeros(2),
+                        None, q_weight=0.5)
+    assert masked.label_mask.sum() == 2 and masked.q_continue == 0
+
+
+def test_stablemax_is_a_distribution():
+    logp = stablemax_log_probs(torch.randn(5, 7) * 10)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(5), atol=1e-5)

@@ -1,0 +1,41 @@
+"""Worker launched by torchrun in the DDP test (not collected: no test_ prefix).
+
+Trains the tiny profile's foundation phase on synthetic arrays and saves the final weights.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conftest import synthetic_arrays  # noqa: E402
+
+from hrm.config import load_params  # noqa: E402
+from hrm.train import train_phase  # noqa: E402
+from hrm.train.distributed import (
+    DistContext,  # noqa: E402
+    shutdown_distributed,  # noqa: E402
+)
+
+
+def main(params_file: str, out_dir: str) -> None:
+    import os
+
+    params = load_params(params_file)
+    result = train_phase(params, "foundation", synthetic_arrays(n=32), out_dir, final_eval=False, progress=False)
+    if int(os.environ.get("RANK", "0")) == 0:
+        torch.save({"losses": result.step_losses,
+                    "model": torch.load(result.checkpoint, weights_only=False)["model"]},
+                   Path(out_dir) / "final.pt")
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        shutdown_distributed(DistContext(dist.get_rank(), 0, dist.get_world_size()))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,130 @@
+"""Training: phases, history files, checkpoints (exact resume, corruption), non-finite stop."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from hrm.model.inference import run_inference
+from hrm.train import NonFiniteLoss, train_phase
+from hrm.train.checkpoint import latest_valid, list_checkpoints, load_for_inference
+from hrm.train.history import HISTORY_COLUMNS
+
+
+def _with(params, **train):
+    return params.model_copy(update={"train": params.train.model_copy(update=train)})
+
+
+def test_phases_chain_and_write_history(tiny_params, arrays, tmp_path):
+    first = train_phase(tiny_params, "foundation", arrays, tmp_path / "foundation", progress=False)
+    second = train_phase(tiny_params, "optimisation", arrays, tmp_path / "optimisation",
+                         resume_from=tmp_path / "foundation" / "checkpoints", progress=False)
+    assert [r["epoch"] for r in first.history] == [1, 2]
+    assert [r["epoch"] for r in second.history] == [3]  # the global epoch continues
+    with open(tmp_path / "optimisation" / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == HISTORY_COLUMNS and rows[0]["phase"] == "optimisation"
+    hist = json.loads((tmp_path / "foundation" / "history.json").read_text())
+    assert len(hist) == 2 and all(math.isfinite(r["loss"]) for r in hist)
+    summary = json.loads((tmp_path / "foundation" / "summary.json").read_text())
+    assert summary["epoch"] == 2 and 0.0 <= summary["train_eval_token_accuracy"] <= 1.0
+    # The second phase starts from the first phase's weights.
+    model, info = load_for_inference(tmp_path / "optimisation" / "checkpoints", "cpu")
+    assert info.phase == "optimisation" and info.global_epoch == 3 and info.weights == "model"
+    out = run_inference(model, torch.from_numpy(arrays.inputs[:2]))
+    assert out.logits.shape == (2, arrays.seq_len, arrays.vocab_size)
+
+
+def test_exact_resume_after_kill(tiny_params, arrays, tmp_path):
+    params = _with(tiny_params, checkpoint_every_steps=3, keep_checkpoints=10)
+    straight = train_phase(params, "foundation", arrays, tmp_path / "a", final_eval=False, progress=False)
+    total = len(straight.step_losses)
+    kill_at = 7  # killed one step after the checkpoint of step 6: that step is lost and redone
+    assert total > kill_at + 2
+
+    class Killed(Exception):
+        pass
+
+    def kill(info):
+        if info.step == kill_at:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_phase(params, "foundation", arrays, tmp_path / "b", on_step=kill, final_eval=False, progress=False)
+    resumed = train_phase(params, "foundation", arrays, tmp_path / "b", resume="auto", final_eval=False,
+                          progress=False)
+    assert resumed.step_losses == straight.step_losses[6:]
+    a = torch.load(straight.checkpoint, weights_only=False)
+    b = torch.load(resumed.checkpoint, weights_only=False)
+    assert a["step"] == b["step"] == total
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    strip = ("wall_time_s", "tokens_per_s")
+    assert [{k: v for k, v in r.items() if k not in strip} for r in a["history"]] == \
+           [{k: v for k, v in r.items() if k not in strip} for r in b["history"]]
+
+
+def test_resume_auto_skips_corrupt_checkpoint(tiny_params, arrays, tmp_path):
+    params = _with(tiny_params, checkpoint_every_steps=2, keep_checkpoints=5)
+    train_phase(params, "foundation", arrays, tmp_path, final_eval=False, progress=False)
+    files = list_checkpoints(tmp_path / "checkpoints")
+    newest, previous = files[-1], files[-2]
+    with open(newest, "r+b") as fh:  # flip bytes in the middle of the newest file
+        fh.seek(newest.stat().st_size // 2)
+        fh.write(b"\x00\x01\x02\x03")
+    with pytest.warns(UserWarning, match="skipping corrupt checkpoint"):
+        assert latest_valid(tmp_path / "checkpoints") == previous
+    with pytest.warns(UserWarning, match="skipping corrupt checkpoint"):
+        result = train_phase(params, "foundation", arrays, tmp_path, resume="auto", final_eval=False,
+                             progress=False)
+    expected_remaining = int(newest.stem.split("-")[1]) - int(previous.stem.split("-")[1])
+    assert len(result.step_losses) == expected_remaining
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_params, arrays, tmp_path):
+    params = _with(tiny_params, checkpoint_every_steps=2, keep_checkpoints=5)
+
+    def poison(info):
+        if info.step == 3:
+            with torch.no_grad():
+                info.model.core.lm_head.weight.fill_(float("nan"))
+
+    with pytest.raises(NonFiniteLoss, match="non-finite loss.*step 4.*last good checkpoint kept"):
+        train_phase(params, "foundation", arrays, tmp_path, on_step=poison, final_eval=False, progress=False)
+    good = latest_valid(tmp_path / "checkpoints")
+    assert good is not None and good.name == "step-00000002.pt"
+    model, _ = load_for_inference(good, "cpu")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_bad_phase_name_is_a_clear_error(tiny_params, arrays, tmp_path):
+    from hrm.errors import InputError
+
+    with pytest.raises(InputError, match="no phase named 'nope'"):
+        train_phase(tiny_params, "nope", arrays, tmp_path, progress=False)
+
+
+def test_curriculum_orders(tiny_params, arrays):
+    import numpy as np
+
+    from hrm.train.data import epoch_order
+
+    phases = {p.name: p for p in tiny_params.train.phases}
+    lengths = arrays.target_lengths()
+    easy = epoch_order(len(lengths), 0, 0, phases["optimisation"], lengths)
+    assert (np.diff(lengths[easy]) >= 0).all() and sorted(easy) == list(range(len(lengths)))
+    hard = epoch_order(len(lengths), 0, 0, phases["refinement"], lengths)
+    assert len(hard) == len(lengths) // 2 and lengths[hard].min() >= np.median(lengths)
+
+
+def test_load_for_inference_rejects_missing_dir(tmp_path):
+    from hrm.errors import InputError
+
+    with pytest.raises(InputError, match="no valid checkpoint"):
+        load_for_inference(tmp_path, "cpu")
+    assert not Path(tmp_path / "x").exists()
