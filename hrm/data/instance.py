@@ -113,6 +113,8 @@ def _as_list(value: Any) -> list[str]:
 def read_instances(path: str | Path) -> list[Instance]:
     """Read instances from JSONL; an unreadable line raises InputError naming file and line."""
     path = Path(path)
+    if not path.is_file():
+        raise InputError("instances file not found", path=str(path))
     out: list[Instance] = []
     with path.open("r", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):

@@ -15,8 +15,11 @@ Predictions are only compiled, never executed.
 
 from __future__ import annotations
 
+import ast
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from hrm.eval.fragments import (
     compiles,
@@ -101,12 +104,45 @@ def splice_files(
     return out
 
 
-def _compile_files(files: Mapping[str, str]) -> bool:
-    return all(compiles(src) for src in files.values())
+@lru_cache(maxsize=256)
+def _parse_module(source: str) -> ast.Module | None:
+    """The module's AST when `source` compiles (parser and symbol table), else None. Cached:
+    the reference file of a row is checked for every system and search candidate."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # untrusted model output: its warnings are noise
+        try:
+            tree = ast.parse(source)
+            compile(tree, "<hrm-file>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+            return None
+    return tree
 
 
-def _ast_files(files: Mapping[str, str]) -> dict[str, str | None]:
-    return {path: normalized_ast(src) for path, src in files.items()}
+def _stmt_text(lines: list[str], node: ast.stmt) -> tuple[str, int, int]:
+    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    return "".join(lines[first - 1:node.end_lineno]), node.col_offset, node.end_col_offset or 0
+
+
+def _dump(node: ast.AST) -> str:
+    return ast.dump(node, annotate_fields=True, include_attributes=False)
+
+
+def same_module_ast(a_src: str, a: ast.Module, b_src: str, b: ast.Module) -> bool:
+    """Normalised-AST equality of two modules (as `ast.dump` without positions), dumping only
+    the top-level statements whose source text differs: a spliced file shares the rest."""
+    if a_src == b_src:
+        return True
+    if len(a.body) != len(b.body):
+        return False
+    a_lines, b_lines = a_src.splitlines(keepends=True), b_src.splitlines(keepends=True)
+    for x, y in zip(a.body, b.body, strict=True):
+        if type(x) is not type(y):
+            return False
+        if _stmt_text(a_lines, x) == _stmt_text(b_lines, y):
+            continue  # the same statement text at the same columns parses to the same AST
+        if _dump(x) != _dump(y):
+            return False
+    return True
 
 
 def check_in_files(
@@ -124,7 +160,8 @@ def check_in_files(
         return _wrong_hunk_count(ref_hunks)
     ref_files = splice_files(hunks, ref_hunks, buggy_files)
     syntax = _syntax(pred_hunks, ref_hunks)
-    if not _compile_files(ref_files):
+    ref_trees = {path: _parse_module(src) for path, src in ref_files.items()}
+    if any(tree is None for tree in ref_trees.values()):
         return CodeCheck(syntax, None, None, "excluded: reference does not compile in its file")
     if any(is_blank(p) and not is_blank(r) for p, r in zip(pred_hunks, ref_hunks, strict=True)):
         return CodeCheck(syntax, False, False, "file")
@@ -132,5 +169,9 @@ def check_in_files(
         pred_files = splice_files(hunks, pred_hunks, buggy_files)
     except ValueError:
         return CodeCheck(syntax, False, False, "file")
-    ok = _compile_files(pred_files)
-    return CodeCheck(syntax, ok, ok and _ast_files(pred_files) == _ast_files(ref_files), "file")
+    pred_trees = {path: _parse_module(src) for path, src in pred_files.items()}
+    if any(tree is None for tree in pred_trees.values()):
+        return CodeCheck(syntax, False, False, "file")
+    match = all(same_module_ast(pred_files[p], pred_trees[p], ref_files[p], ref_trees[p])
+                for p in ref_files)
+    return CodeCheck(syntax, True, match, "file")

@@ -46,20 +46,36 @@ def load_instances(path: str | Path | None) -> dict[str, Any]:
 def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
              sequences_dir: str | Path, split: str, out_dir: str | Path,
              instances_path: str | Path | None = None) -> dict[str, Any]:
-    """Run the whole evaluation of `split`; returns the metrics written to metrics.json."""
+    """Run the whole evaluation of `split`; returns the metrics written to metrics.json.
+
+    The device is resolved like training's (`train.device: auto` = cuda when available, else
+    cpu; `cuda` without a device is an error). A checkpoint trained with another tokenizer, or
+    on sequences of another shape, is refused rather than scored.
+    """
+    from hrm.errors import InputError
     from hrm.sequences import decode_target, load_split
     from hrm.tokenizer import load_tokenizer
-    from hrm.train.checkpoint import load_for_inference
+    from hrm.train.checkpoint import load_for_inference, tokenizer_fingerprint
+    from hrm.train.loop import resolve_device
 
     cfg = params.eval
+    if instances_path is not None and not Path(instances_path).is_file():
+        raise InputError("instances file not found (pass --no-instances to skip the test tier)",
+                         path=str(instances_path))
     tok = load_tokenizer(tokenizer_dir)
     data = load_split(sequences_dir, split)
     if len(data) == 0:
-        from hrm.errors import InputError
-
         raise InputError(f"split {split!r} has no rows", path=str(sequences_dir))
-    model, info = load_for_inference(checkpoint, "cpu" if params.train.device == "auto"
-                                     else params.train.device)
+    model, info = load_for_inference(checkpoint, resolve_device(params.train.device))
+    fingerprint = tokenizer_fingerprint(tokenizer_dir)
+    if info.tokenizer_fingerprint is not None and info.tokenizer_fingerprint != fingerprint:
+        raise InputError(f"checkpoint was trained with another tokenizer "
+                         f"({info.tokenizer_fingerprint[:12]} != {str(fingerprint)[:12]})",
+                         path=str(tokenizer_dir))
+    if (info.seq_len, info.vocab_size) != (data.meta.seq_len, data.meta.vocab_size):
+        raise InputError(f"checkpoint expects seq_len={info.seq_len}, vocab={info.vocab_size}; "
+                         f"sequences have {data.meta.seq_len}, {data.meta.vocab_size}",
+                         path=str(sequences_dir))
     decode: Decode = lambda ids: decode_target(tok, ids[data.meta.prompt_len:])  # noqa: E731
     execution = None
     if instances_path is not None:
@@ -69,6 +85,7 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
     return evaluate_loaded(params, model, data, tok, decode, scorer, out_dir,
                            train_labels=load_split(sequences_dir, "train").labels,
                            model_info={"checkpoint": info.path, "step": info.step,
+                                       "phase": info.phase, "weights": info.weights,
                                        "reverse_feedback": bool(
                                            info.model_config.get("reverse_feedback", False))},
                            split=split)
@@ -136,8 +153,11 @@ def evaluate_loaded(params: Params, model, data, tok, decode: Decode, scorer: Ro
 def _log(params: Params, split: str, metrics: dict[str, Any], out: Path) -> None:
     import mlflow
 
-    from hrm.tracking import step_run
+    from hrm.tracking import configure, step_run
 
+    # step_run opens the nested run in MLflow's active experiment, which it does not set:
+    # without this the step run lands in "Default" while its parent is in the configured one.
+    mlflow.set_experiment(experiment_id=configure(params.tracking))
     with step_run(params, f"evaluate:{split}"):
         flat = {k: v for k, v in metrics.items() if isinstance(v, float)}
         for name, values in metrics["baselines"].items():

@@ -84,6 +84,7 @@ class ExecutionTier:
         self._contexts: dict[str, RowContext | str] = {}
         self._envs: dict[str, object] = {}
         self._runs: dict[tuple[str, tuple[str, ...]], TestOutcome] = {}
+        self._raw_runs: dict[tuple[str, tuple[str, ...]], TestOutcome] = {}
 
     def _environment(self, repo: str) -> object | str:
         from hrm.envs import get_environment
@@ -132,12 +133,12 @@ class ExecutionTier:
             instance.FAIL_TO_PASS + sample_pass_to_pass(instance, self.max_pass_to_pass)))
         return RowContext(instance, env, hunks, files, node_ids)
 
-    def run(self, ctx: RowContext, pred_hunks: Sequence[str]) -> TestOutcome:
-        """Splice `pred_hunks` into a fresh buggy tree and run the row's tests in the sandbox."""
-        key = (ctx.instance.instance_id, tuple(pred_hunks))
-        if key in self._runs:
-            return self._runs[key]
-        spliced = splice_files(ctx.hunks, pred_hunks, ctx.buggy_files)
+    def _raw(self, ctx: RowContext, hunks: Sequence[str]) -> TestOutcome:
+        """Splice `hunks` into a fresh buggy tree and run the row's tests in the sandbox."""
+        key = (ctx.instance.instance_id, tuple(hunks))
+        if key in self._raw_runs:
+            return self._raw_runs[key]
+        spliced = splice_files(ctx.hunks, list(hunks), ctx.buggy_files)
         env = ctx.env
         with env.working_copy() as tree:
             env.apply_patch(tree, ctx.instance.patch)
@@ -154,5 +155,32 @@ class ExecutionTier:
             if not bad and not run.killed_reason:
                 why = f"pytest exit code {run.exit_code}"
             outcome = TestOutcome(False, why, outcomes, run.duration_s)
+        self._raw_runs[key] = outcome
+        return outcome
+
+    def run(self, ctx: RowContext, pred_hunks: Sequence[str]) -> TestOutcome:
+        """Run the row's tests on `pred_hunks` (cached per instance and prediction).
+
+        A run that fails only on PASS_TO_PASS tests is checked against the reference fix on the
+        same selection: tests that fail with the reference too (order-dependent tests, e.g. one
+        test closing the event loop another needs) say nothing about the prediction and are
+        ignored, named in the reason. FAIL_TO_PASS failures, kills and timeouts never are.
+        """
+        key = (ctx.instance.instance_id, tuple(pred_hunks))
+        if key in self._runs:
+            return self._runs[key]
+        outcome = self._raw(ctx, pred_hunks)
+        bad = [n for n, o in outcome.outcomes.items() if o != "passed"]
+        f2p = set(ctx.instance.FAIL_TO_PASS)
+        if not outcome.resolved and bad and not any(n in f2p for n in bad) \
+                and "not passing" in outcome.reason:
+            gold = self._raw(ctx, [h.fixed_text for h in ctx.hunks])
+            broken = {n for n, o in gold.outcomes.items() if o != "passed"}
+            gold_f2p_ok = all(gold.outcomes.get(n) == "passed" for n in f2p)
+            if gold_f2p_ok and set(bad) <= broken:
+                outcome = TestOutcome(
+                    True, f"resolved; ignored {len(bad)} PASS_TO_PASS test(s) failing with the "
+                    f"reference fix too in this selection: {', '.join(sorted(bad)[:3])}",
+                    outcome.outcomes, outcome.duration_s)
         self._runs[key] = outcome
         return outcome

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
+import warnings
 from dataclasses import dataclass
 
 _OPEN = {"(": ")", "[": "]", "{": "}"}
@@ -191,7 +192,11 @@ def scan_tokens(fragment: str) -> TokenScan:
 def compiles(source: str) -> bool:
     """True when `source` compiles to a code object (parser and symbol-table errors included)."""
     try:
-        compile(source, "<hrm-fragment>", "exec", dont_inherit=True)
+        # Model output is untrusted and often odd: its SyntaxWarnings (invalid escapes, `1if`)
+        # are not the evaluation's to print.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(source, "<hrm-fragment>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
         return False
     return True
@@ -200,7 +205,9 @@ def compiles(source: str) -> bool:
 def normalized_ast(source: str) -> str | None:
     """AST dump without positions (layout and comments ignored); None when it does not parse."""
     try:
-        tree = ast.parse(source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
         return None
     return ast.dump(tree, annotate_fields=True, include_attributes=False)

@@ -26,8 +26,10 @@ def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str
                  reverse: bool) -> None:
     """Write the markdown report; every number comes from `metrics` (nothing recomputed)."""
     base = metrics["baselines"]
+    rows = metrics.get("rows")
     lines = [f"# Evaluation: split `{split}`", "", f"Checkpoint: `{info.get('checkpoint')}` "
-             f"(step {info.get('step')}); rows: {_fmt(metrics.get('rows'))}.", "",
+             f"(phase {info.get('phase')}, step {info.get('step')}, {info.get('weights')} "
+             f"weights); rows: {'n/a' if rows is None else int(rows)}.", "",
              "## Model vs baselines", "", "| metric | model | copy | unigram |",
              "|---|---|---|---|"]
     for name in _TABLE:

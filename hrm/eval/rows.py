@@ -76,6 +76,14 @@ class RowScorer:
         self.run_tests = run_tests
 
     def context(self, record: Any) -> RowContext | str:
+        """The row's execution context, or why it has none (reported per row).
+
+        A row whose target was cut to `sequences.max_target_tokens` has no file context: its
+        reference is a prefix of the fix, which neither splices into the file nor can resolve
+        the instance, so it is scored on fragments and never run.
+        """
+        if getattr(record, "target_truncated", False):
+            return "target truncated (sequences.max_target_tokens): no file context or tests"
         if self.execution is None:
             return "no instances file given: no environment"
         return self.execution.context(record.instance_id, record.repo, record.hunks)
@@ -112,6 +120,9 @@ class RowScorer:
     @staticmethod
     def code_check(ctx: RowContext | str, pred_hunks: list[str], ref_hunks: list[str]) -> CodeCheck:
         if isinstance(ctx, RowContext):
+            if len(ref_hunks) != len(ctx.hunks):
+                raise ValueError(f"{ctx.instance.instance_id}: reference has {len(ref_hunks)} "
+                                 f"hunk(s), the instance {len(ctx.hunks)}")
             return check_in_files(pred_hunks, ref_hunks, ctx.hunks, ctx.buggy_files)
         return check_fragments(pred_hunks, ref_hunks)
 

@@ -98,3 +98,34 @@ def test_tiers_are_nested_and_row_metrics(sample_hunks):
     assert m["resolved_rate"] == 0.5 and m["resolved_rows_without_env"] == 1.0
     assert m["code_tiered_accuracy"] == 1.0
     assert row_metrics(rows, tests_enabled=False)["resolved_rate"] is None
+
+
+def test_file_ast_match_equals_a_full_dump(tenacity_scorer, tenacity_rows):
+    """The statement-wise AST comparison of spliced files agrees with dumping whole files, on
+    layout-only edits (match) and real edits (no match)."""
+    from hrm.eval.code_checks import check_in_files, splice_files
+    from hrm.eval.fragments import normalized_ast
+
+    checked = 0
+    for _inst, rec in tenacity_rows:
+        ctx = tenacity_scorer.context(rec)
+        refs = [h.fixed_text for h in ctx.hunks]
+        first = refs[0].splitlines(keepends=True)
+        commented = ["".join([first[0].rstrip("\n") + "  # a comment\n", *first[1:]]),
+                     *refs[1:]]
+        variants = {"oracle": refs, "layout only": commented,
+                    "copy": [h.buggy_text for h in ctx.hunks],
+                    "extra statement": [refs[0] + first[-1], *refs[1:]]}
+        ref_files = splice_files(ctx.hunks, refs, ctx.buggy_files)
+        results = {}
+        for name, pred in variants.items():
+            files = splice_files(ctx.hunks, pred, ctx.buggy_files)
+            full = all(normalized_ast(files[p]) == normalized_ast(ref_files[p]) for p in files)
+            got = check_in_files(pred, refs, ctx.hunks, ctx.buggy_files)
+            if got.compiles:
+                assert got.ast_match is full, name
+                checked += 1
+            results[name] = got.ast_match
+        assert results["oracle"] is True and results["layout only"] is True
+        assert results["copy"] is False
+    assert checked >= 6
