@@ -123,6 +123,20 @@ class EnvsConfig(_Section):
     max_output_kb: int = Field(default=256, ge=1)
     """Captured stdout/stderr per run is truncated to this size."""
 
+    sandbox_user: str | None = "nobody"
+    """When the caller is root, sandboxed runs drop to this user (root ignores the process
+    limit and may write anywhere); None: never drop."""
+
+    sandbox_uid_range: tuple[int, int] | None = (60000, 1000)
+    """(first uid, count): when dropping from root, each run leases its own uid from this
+    range (its group stays `sandbox_user`'s). RLIMIT_NPROC counts every process of a uid on
+    the host, so runs sharing one uid share one budget: one run's fork bomb would make every
+    concurrent run fail to start. None: all runs use `sandbox_user`'s uid."""
+
+    python: str | None = None
+    """Base interpreter for environment venvs (None: this interpreter, or /usr/bin/python3
+    when runs drop to `sandbox_user` and this one is not reachable by that user)."""
+
 
 class SynthConfig(_Section):
     env: str = "swesmith/jd__tenacity.0d40e76f"
@@ -236,6 +250,12 @@ class ModelConfig(_Section):
     reverse_feedback: bool = True
     """Gated L-to-H feedback path ("reverse learning")."""
 
+    reverse_gate: Literal["scalar", "channel"] = "scalar"
+    """Feedback gate: one learned scalar, or one learned value per channel (sigmoid of a logit)."""
+
+    reverse_gate_init: float = -2.0
+    """Initial gate logit (sigmoid(-2) ~ 0.12: feedback starts small)."""
+
     architecture: Literal["hrm", "trm"] = "hrm"
     """`hrm`: separate H and L modules, one-step gradient. `trm`: one shared net, last recursion with gradient."""
 
@@ -302,6 +322,9 @@ class TrainConfig(_Section):
 
     grad_clip: float = Field(default=1.0, gt=0)
     """Gradient-norm clipping."""
+
+    min_lr_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+    """The cosine decay ends at this share of the phase's peak learning rate."""
 
     ema_decay: float | None = Field(default=None, gt=0.0, lt=1.0)
     """EMA of weights (None: off)."""
@@ -397,6 +420,19 @@ class Criterion(_Section):
     split: Literal["train", "val", "test"] = "val"
     """Split whose metrics are read."""
 
+    @model_validator(mode="after")
+    def _known_metric(self) -> Criterion:
+        _check_metric_name(self.metric, "metric")
+        return self
+
+
+def _check_metric_name(name: str, field: str) -> None:
+    """Raise if `name` is not a metric `hrm evaluate` writes (imported lazily: keeps config light)."""
+    from hrm.eval.metric_names import METRIC_NAMES
+
+    if name not in METRIC_NAMES:
+        raise ValueError(f"{field}: unknown metric '{name}' (known: {', '.join(METRIC_NAMES)})")
+
 
 class GateConfig(_Section):
     criteria: list[Criterion] = Field(default_factory=list)
@@ -434,6 +470,25 @@ class GateConfig(_Section):
 
     bootstrap_samples: int = Field(default=200, ge=10)
     """Bootstrap resamples for projection intervals."""
+
+    search_min_convergence: float = Field(default=0.3, ge=0.0, le=1.0)
+    """swe_search_convergence_rate (val) below this is the "search not converging" warning."""
+
+    seed: int = 0
+    """Seed of the projection bootstrap (the report is deterministic for a seed and inputs)."""
+
+    @model_validator(mode="after")
+    def _guard(self) -> GateConfig:
+        # The guard compares against the champion in the direction and on the split of the
+        # criterion on the same metric, so it must name a metric that has one.
+        if self.guard_metric is not None:
+            _check_metric_name(self.guard_metric, "guard_metric")
+            if not any(c.metric == self.guard_metric for c in self.criteria):
+                raise ValueError(
+                    f"guard_metric: '{self.guard_metric}' needs a criterion on that metric "
+                    "(its op gives the direction, its split the values compared)"
+                )
+        return self
 
 
 # --------------------------------------------------------------------------------------------
