@@ -22,12 +22,15 @@ def main() -> None:
     ap.add_argument("--profile", default="tiny")
     ap.add_argument("--max-instances", type=int, default=None)
     ap.add_argument("--time-budget-s", type=float, default=None)
+    ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args()
     params = load_params(profile=args.profile)
     if args.max_instances:
         params.synth.max_instances = args.max_instances
     if args.time_budget_s:
         params.synth.time_budget_s = args.time_budget_s
+    if args.workers:
+        params.synth.workers = args.workers
     tmp = Path(tempfile.mkdtemp(prefix="hrm-synth-bench-"))
     try:
         result = synthesize(params, tmp / "instances.jsonl")

@@ -35,6 +35,7 @@ def check_command(
     instances: Path = typer.Option(..., "--instances", help="Instances JSONL (raw or validated)."),
     out: Path | None = typer.Option(None, "--out", help="Write per-instance results as JSON."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Check only the first N rows."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Instances checked at once."),
     params_path: Path = ParamsPath,
     profile: str | None = Profile,
 ) -> None:
@@ -44,7 +45,7 @@ def check_command(
 
     params = load(params_path, profile)
     rows = read_instances(instances)[:limit]
-    report = check_instances(rows, params.envs)
+    report = check_instances(rows, params.envs, workers=workers)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"counts": report.counts(),

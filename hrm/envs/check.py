@@ -17,7 +17,8 @@ class InstanceCheck:
     instance_id: str
     status: str
     """`valid`, `patch_does_not_apply`, `passes_with_bug`, `fails_after_revert`,
-    `unavailable` (no environment for its repo here)."""
+    `unavailable` (no environment for its repo here), `sandbox_error` (pytest never started:
+    the run is no evidence either way, so it is neither valid nor a failed check)."""
     detail: str = ""
     bug_seconds: float = 0.0
     fixed_seconds: float = 0.0
@@ -43,10 +44,16 @@ def check_instance(env: RepoEnvironment, inst: Instance) -> InstanceCheck:
         except PatchError as err:
             return InstanceCheck(inst.instance_id, "patch_does_not_apply", err.git_message[:300])
         bug = env.run_tests(tree, inst.FAIL_TO_PASS)
+        if bug.sandbox_error:
+            return InstanceCheck(inst.instance_id, "sandbox_error", "with bug: "
+                                 + bug.sandbox_error, bug.duration_s)
         if bug.passed:
             return InstanceCheck(inst.instance_id, "passes_with_bug", "", bug.duration_s)
         env.apply_patch(tree, inst.patch, reverse=True)
         fixed = env.run_tests(tree, inst.FAIL_TO_PASS)
+        if fixed.sandbox_error:
+            return InstanceCheck(inst.instance_id, "sandbox_error", "after revert: "
+                                 + fixed.sandbox_error, bug.duration_s, fixed.duration_s)
         if not fixed.passed:
             detail = "; ".join(f"{n}: {r.outcome}" for n, r in fixed.results.items()
                                if r.outcome != "passed")[:300]
@@ -55,21 +62,32 @@ def check_instance(env: RepoEnvironment, inst: Instance) -> InstanceCheck:
         return InstanceCheck(inst.instance_id, "valid", "", bug.duration_s, fixed.duration_s)
 
 
-def check_instances(instances: list[Instance], cfg: EnvsConfig) -> CheckReport:
-    """Check every instance whose repo has an environment here (others: `unavailable`)."""
+def check_instances(instances: list[Instance], cfg: EnvsConfig, workers: int = 1,
+                    progress: bool = True) -> CheckReport:
+    """Check every instance whose repo has an environment here (others: `unavailable`).
+
+    `workers` instances are checked at once (threads: each check is sandboxed
+    subprocesses, and every run leases its own uid, so concurrent runs do not share a
+    process budget). Results keep the input order.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
     envs: dict[str, RepoEnvironment | str] = {}
-    report = CheckReport()
-    for inst in tqdm(instances, desc="envs check", unit="inst"):
-        if inst.repo not in envs:
-            try:
-                envs[inst.repo] = get_environment(inst.repo, cfg)
-            except EnvironmentUnavailable as err:
-                envs[inst.repo] = err.reason
+    for repo in dict.fromkeys(inst.repo for inst in instances):
+        try:
+            envs[repo] = get_environment(repo, cfg)
+        except EnvironmentUnavailable as err:
+            envs[repo] = err.reason
+
+    def one(inst: Instance) -> InstanceCheck:
         env = envs[inst.repo]
         if isinstance(env, str):
-            report.checks.append(InstanceCheck(inst.instance_id, "unavailable", env[:300]))
-            continue
-        report.checks.append(check_instance(env, inst))
-    return report
+            return InstanceCheck(inst.instance_id, "unavailable", env[:300])
+        return check_instance(env, inst)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        checks = list(tqdm(pool.map(one, instances), total=len(instances), desc="envs check",
+                           unit="inst", disable=not progress))
+    return CheckReport(checks=checks)

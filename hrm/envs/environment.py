@@ -54,6 +54,7 @@ def limits_from(cfg: EnvsConfig, timeout_s: float | None = None) -> SandboxLimit
         max_file_mb=cfg.max_file_mb,
         max_output_kb=cfg.max_output_kb,
         sandbox_user=cfg.sandbox_user,
+        uid_range=tuple(cfg.sandbox_uid_range) if cfg.sandbox_uid_range else None,
     )
 
 
@@ -252,7 +253,8 @@ class RepoEnvironment:
                             "PYTHONHASHSEED": "0"},
                 readonly=[self.root],
             )
-            all_tests, collection_errors = aggregate(read_reports(report))
+            records = read_reports(report)
+            all_tests, collection_errors = aggregate(records)
         finally:
             shutil.rmtree(home, ignore_errors=True)
         return TestRun(
@@ -266,4 +268,5 @@ class RepoEnvironment:
             all_tests=all_tests,
             collection_errors=collection_errors,
             killed_reason=res.killed_reason if (res.timed_out or res.signal_name) else "",
+            started=res.timed_out or any(r.get("when") == "session" for r in records),
         )

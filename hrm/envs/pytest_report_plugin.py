@@ -44,6 +44,13 @@ def _write(record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
+def pytest_sessionstart(session):
+    # Marks that pytest itself started: a run without this line never got that far (the
+    # sandbox could not start it), which is not a test outcome.
+    _write({"nodeid": "", "when": "session", "outcome": "started", "duration": 0.0,
+            "subtest": False, "message": ""})
+
+
 def pytest_runtest_logreport(report):
     _write(
         {

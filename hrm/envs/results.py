@@ -44,6 +44,17 @@ class TestRun:
     """Node ids (files/modules) whose collection failed, e.g. a broken import."""
     killed_reason: str = ""
     """Why the sandbox ended the run early (timeout, rlimit signal); empty otherwise."""
+    started: bool = True
+    """False when pytest never started (the sandbox itself failed, e.g. `unshare: fork
+    failed`): the run says nothing about the tests, see `sandbox_error`."""
+
+    @property
+    def sandbox_error(self) -> str:
+        """Why the run is no evidence either way (empty when pytest ran)."""
+        if self.started:
+            return ""
+        return "pytest never started in the sandbox: " + (self.output.strip()[-300:] or
+                                                          f"exit {self.exit_code}")
 
     @property
     def passed(self) -> bool:
@@ -90,6 +101,8 @@ def aggregate(records: list[dict]) -> tuple[dict[str, TestResult], list[str]]:
     collection_errors: list[str] = []
     for rec in records:
         node = rec["nodeid"]
+        if rec["when"] == "session":
+            continue
         if rec["when"] == "collect":
             collection_errors.append(node or "<session>")
             continue

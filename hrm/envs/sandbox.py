@@ -15,15 +15,21 @@ Every run gets:
   inet sockets is used instead, and `isolation` says so (a weaker, in-process guard);
 - paths given as `readonly` (the cached venv and pristine tree) are bind-mounted read-only
   inside a private mount namespace, so a run cannot alter the cache;
-- when the caller is root, the run drops to an unprivileged user (envs.sandbox_user):
-  root ignores RLIMIT_NPROC and may write anywhere, so without this a fork bomb or a write
-  outside the tree would not be contained.
+- when the caller is root, the run drops to an unprivileged uid: root ignores RLIMIT_NPROC
+  and may write anywhere, so without this a fork bomb or a write outside the tree would not
+  be contained. Each run leases its own uid from envs.sandbox_uid_range (group: that of
+  envs.sandbox_user): RLIMIT_NPROC counts all processes of a uid on the host (user
+  namespaces included), so runs sharing one uid would share one process budget, and one
+  run's fork bomb would make every concurrent run fail at its first fork. After the run
+  every process of the leased uid is killed before the uid is released.
 
 `isolation` in the result names what was in force, e.g. `uid+netns+pidns+ro`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pwd
 import resource
@@ -76,6 +82,9 @@ class SandboxLimits:
     max_output_kb: int
     sandbox_user: str | None = "nobody"
     """Unprivileged user the run drops to when the caller is root (None: never drop)."""
+    uid_range: tuple[int, int] | None = None
+    """(first, count): lease a private uid per run from this range when dropping (None: use
+    `sandbox_user`'s uid for every run, sharing its RLIMIT_NPROC budget)."""
 
     @property
     def cpu_s(self) -> int:
@@ -129,6 +138,95 @@ def sandbox_identity(limits: SandboxLimits) -> tuple[int, int] | None:
             f"envs.sandbox_user {limits.sandbox_user!r} does not exist on this host"
         ) from None
     return entry.pw_uid, entry.pw_gid
+
+
+_LEASE_DIR = Path(tempfile.gettempdir()) / "hrm-sandbox-uids"
+
+
+def _uids_in_use() -> set[int]:
+    """uids owning a process on this host (the owner of /proc/<pid> is its effective uid)."""
+    out = set()
+    with os.scandir("/proc") as it:
+        for entry in it:
+            if entry.name.isdigit():
+                try:
+                    out.add(entry.stat().st_uid)
+                except OSError:
+                    pass
+    return out
+
+
+def _kill_uid(uid: int, gid: int) -> None:
+    """SIGKILL every process of `uid` (kill(-1) as that uid), then wait briefly until gone."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["kill", "-KILL", "-1"], user=uid, group=gid, extra_groups=[],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+    deadline = time.monotonic() + 3
+    while uid in _uids_in_use() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def lease_identity(limits: SandboxLimits):
+    """Yield the (uid, gid) one run uses, or None when not dropping from root.
+
+    With `uid_range`, the uid is this run's alone (an flock under /tmp/hrm-sandbox-uids
+    makes it exclusive across processes; uids with a passwd entry or a live process are
+    skipped) and every process it still owns is killed before release.
+    """
+    base = sandbox_identity(limits)
+    if base is None or limits.uid_range is None:
+        yield base
+        return
+    first, count = limits.uid_range
+    _LEASE_DIR.mkdir(mode=0o700, exist_ok=True)
+    busy = _uids_in_use()
+    start = os.getpid() % count
+    for i in range(count):
+        uid = first + (start + i) % count
+        if uid in busy:
+            continue
+        try:
+            pwd.getpwuid(uid)
+            continue  # a real account: never borrow it
+        except KeyError:
+            pass
+        fh = (_LEASE_DIR / f"{uid}.lock").open("w")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        try:
+            if uid in _uids_in_use():  # a run that released it is still dying
+                continue
+            try:
+                yield uid, base[1]
+            finally:
+                _kill_uid(uid, base[1])
+            return
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+    raise RuntimeError(f"no free sandbox uid in envs.sandbox_uid_range {limits.uid_range}")
+
+
+def isolation_for(limits: SandboxLimits) -> Isolation:
+    """The isolation runs under these limits get (probed once per process and identity)."""
+    base = sandbox_identity(limits)
+    if base is None or limits.uid_range is None:
+        return probe_isolation(*(base or (None, None)))
+    return _probe_leased(limits.sandbox_user, limits.uid_range, base)
+
+
+@lru_cache(maxsize=4)
+def _probe_leased(user, uid_range, base) -> Isolation:
+    lim = SandboxLimits(timeout_s=10, memory_mb=1024, max_processes=64, max_file_mb=1,
+                        max_output_kb=1, sandbox_user=user, uid_range=uid_range)
+    with lease_identity(lim) as ident:
+        iso = probe_isolation.__wrapped__(*ident)
+    # Report the pool, not the one uid the probe happened to lease.
+    return Isolation(None, base[1], iso.unshare, iso.label)
 
 
 @lru_cache(maxsize=4)
@@ -219,8 +317,14 @@ def run_sandboxed(
     bad = [k for k in python_env if not k.startswith("PYTHON")]
     if bad:
         raise ValueError(f"only PYTHON* variables may be passed into the sandbox, got {bad}")
-    ident = sandbox_identity(limits)
-    iso = probe_isolation(*(ident or (None, None)))
+    iso = isolation_for(limits)
+    with lease_identity(limits) as ident:
+        return _run(argv, cwd=cwd, home=home, limits=limits, path_dirs=path_dirs,
+                    python_env=python_env, readonly=readonly, ident=ident, iso=iso)
+
+
+def _run(argv, *, cwd, home, limits, path_dirs, python_env, readonly, ident, iso
+         ) -> SandboxResult:
     tmp = home / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     env = {

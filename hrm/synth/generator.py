@@ -18,10 +18,14 @@ candidate; re-running with the same seed and environment continues where it stop
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import random
+import shutil
+import subprocess
+import tempfile
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -32,6 +36,7 @@ from pathlib import Path
 from hrm.config import Params
 from hrm.data.instance import Instance, parse_instance_id
 from hrm.envs import RepoEnvironment, get_environment
+from hrm.envs.providers import GIT_IDENTITY
 from hrm.envs.results import TestResult
 from hrm.errors import InputError
 from hrm.synth.mutations import KINDS, Site, apply_site, enumerate_sites
@@ -105,35 +110,74 @@ def _init_worker(repo_id: str, envs_cfg_json: str, baseline: list[str], timeout_
               baseline=baseline, timeout_s=timeout_s, max_p2p=max_p2p)
 
 
+def _worker_tree(env: RepoEnvironment) -> Path:
+    """This worker's one working copy of the pristine tree, reused across candidates.
+
+    Copying the tree per candidate cost ~0.2 s; instead the mutated file is restored after
+    each candidate and the copy is checked clean (`_release_tree`) or thrown away.
+    """
+    tree = _W.get("tree")
+    if tree is None:
+        tmp = Path(tempfile.mkdtemp(prefix="hrm-synth-wc-"))
+        os.chmod(tmp, 0o755)  # the sandbox user must reach the tree inside
+        tree = tmp / "tree"
+        shutil.copytree(env.pristine, tree, symlinks=True)
+        atexit.register(shutil.rmtree, tmp, True)
+        _W["tree"] = tree
+    return tree
+
+
+def _release_tree(env: RepoEnvironment, tree: Path, site: Site, source: str) -> None:
+    """Put the pristine source back; if anything else changed, drop the copy (fresh next)."""
+    (tree / site.file).write_text(source, encoding="utf-8")
+    status = subprocess.run(
+        ["git", *GIT_IDENTITY, "status", "--porcelain", "--untracked-files=all", "--ignored"],
+        cwd=tree, capture_output=True, text=True)
+    if status.returncode != 0 or status.stdout.strip():
+        shutil.rmtree(tree.parent, ignore_errors=True)
+        _W.pop("tree", None)
+
+
 def evaluate_site(site: Site) -> dict:
     """Try one site; returns {"status": ..., "row": instance row or None}."""
     env: RepoEnvironment = _W["env"]
-    baseline: list[str] = _W["baseline"]
     source = (env.pristine / site.file).read_text(encoding="utf-8")
     mutated = apply_site(source, site)
     if mutated is None:
         return {"status": "no_compile"}
-    with env.working_copy() as tree:
-        (tree / site.file).write_text(mutated, encoding="utf-8")
-        patch = env.diff(tree)
-        if not patch:
-            return {"status": "unchanged"}
-        run = env.run_tests(tree, list(env.spec.test_dirs), timeout_s=_W["timeout_s"])
-        if run.timed_out or run.killed_reason:
-            return {"status": "timeout"}
-        if run.collection_errors or run.exit_code not in (0, 1):
-            return {"status": "import_error"}
-        now = run.all_tests
-        failing = [n for n in baseline if n not in now or now[n].outcome != "passed"]
-        if not failing:
-            return {"status": "no_failure"}
-        if len(failing) == len(baseline):
-            return {"status": "import_error"}  # everything broke: not a targeted bug
-        # Independent confirmation: revert the bug, the failing tests must all pass.
-        env.apply_patch(tree, patch, reverse=True)
-        check = env.run_tests(tree, failing, timeout_s=_W["timeout_s"])
-        if not check.passed:
-            return {"status": "flaky"}
+    tree = _worker_tree(env)
+    try:
+        return _evaluate_in(env, tree, site, mutated)
+    finally:
+        _release_tree(env, tree, site, source)
+
+
+def _evaluate_in(env: RepoEnvironment, tree: Path, site: Site, mutated: str) -> dict:
+    baseline: list[str] = _W["baseline"]
+    (tree / site.file).write_text(mutated, encoding="utf-8")
+    patch = env.diff(tree)
+    if not patch:
+        return {"status": "unchanged"}
+    run = env.run_tests(tree, list(env.spec.test_dirs), timeout_s=_W["timeout_s"])
+    if run.sandbox_error:
+        return {"status": "sandbox_error"}
+    if run.timed_out or run.killed_reason:
+        return {"status": "timeout"}
+    if run.collection_errors or run.exit_code not in (0, 1):
+        return {"status": "import_error"}
+    now = run.all_tests
+    failing = [n for n in baseline if n not in now or now[n].outcome != "passed"]
+    if not failing:
+        return {"status": "no_failure"}
+    if len(failing) == len(baseline):
+        return {"status": "import_error"}  # everything broke: not a targeted bug
+    # Independent confirmation: revert the bug, the failing tests must all pass.
+    env.apply_patch(tree, patch, reverse=True)
+    check = env.run_tests(tree, failing, timeout_s=_W["timeout_s"])
+    if check.sandbox_error:
+        return {"status": "sandbox_error"}
+    if not check.passed:
+        return {"status": "flaky"}
     hash8 = hashlib.sha256(patch.encode()).hexdigest()[:8]
     base = env.repo_id.split("/", 1)[-1]
     instance_id = f"{base}.func_pm_{site.kind}__{hash8}"
@@ -252,7 +296,9 @@ def synthesize(params: Params, out_path: str | Path) -> SynthResult:
             if time.monotonic() - started > cfg.time_budget_s:
                 stopped_by = "time_budget"
                 break
-            while todo and len(inflight) < cfg.workers:
+            # Keep more in flight than workers: results are committed in order, and a slow
+            # candidate at the head must not leave the other workers idle meanwhile.
+            while todo and len(inflight) < 3 * cfg.workers:
                 site = todo.popleft()
                 inflight.append((site, pool.submit(evaluate_site, site)))
             if not inflight:
@@ -276,9 +322,9 @@ def synthesize(params: Params, out_path: str | Path) -> SynthResult:
             fut.cancel()
     bar.close()
     from hrm.envs.environment import limits_from
-    from hrm.envs.sandbox import probe_isolation, sandbox_identity
+    from hrm.envs.sandbox import isolation_for
 
-    iso = probe_isolation(*(sandbox_identity(limits_from(params.envs)) or (None, None))).label
+    iso = isolation_for(limits_from(params.envs)).label
     return SynthResult(
         out_path=str(out_path), kept=len(rows), tried=state.tried, candidates=len(sites),
         dropped=dict(sorted(state.dropped.items())), kept_by_kind=dict(sorted(kept_by_kind.items())),

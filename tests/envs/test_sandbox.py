@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -134,3 +135,55 @@ def test_memory_hog_is_stopped(tenacity_env, cache_hash_before):
 def test_cache_unchanged_after_hostile_runs(tenacity_env, cache_hash_before, tree_hash):
     assert tree_hash(tenacity_env.root) == cache_hash_before
     assert not list(Path(tenacity_env.pristine).glob("**/test_hostile.py"))
+
+
+def test_fork_bomb_does_not_starve_a_concurrent_run(tenacity_env, envs_cfg):
+    """RLIMIT_NPROC counts every process of a uid on the host: with one shared sandbox uid a
+    fork bomb in one run made concurrent runs die at `unshare: fork failed` (all ids
+    `missing`: the first shift's 6 `fails_after_revert`). Each run now leases its own uid."""
+    assert envs_cfg.sandbox_uid_range is not None
+    bomb_done = threading.Event()
+
+    def bomb() -> None:
+        try:
+            _hostile(tenacity_env, """
+                import os, time
+
+                def test_hostile():
+                    while True:
+                        try:
+                            if os.fork() == 0:
+                                time.sleep(60)
+                                os._exit(0)
+                        except OSError:
+                            time.sleep(60)
+            """, timeout_s=8)
+        finally:
+            bomb_done.set()
+
+    thread = threading.Thread(target=bomb)
+    thread.start()
+    try:
+        time.sleep(3)  # the bomb has reached its process limit by now
+        assert not bomb_done.is_set()
+        with tenacity_env.working_copy() as tree:
+            run = tenacity_env.run_tests(
+                tree, ["tests/test_tenacity.py::TestRetryConditions::test_retry_all"])
+        assert run.started and not run.sandbox_error, run.output[-300:]
+        assert run.passed, run.output[-300:]
+    finally:
+        thread.join()
+
+
+def test_a_run_that_never_reaches_pytest_is_a_sandbox_error(tenacity_env):
+    """No session record from the report plugin: the run is no evidence about the tests."""
+    from hrm.envs.results import TestRun
+
+    run = TestRun(results={}, exit_code=1, timed_out=False, output_truncated=False,
+                  output="unshare: fork failed: Resource temporarily unavailable\n",
+                  duration_s=0.01, isolation="x", started=False)
+    assert "fork failed" in run.sandbox_error and not run.passed
+    with tenacity_env.working_copy() as tree:
+        ok = tenacity_env.run_tests(tree, ["tests/test_tenacity.py::TestRetryConditions"
+                                           "::test_retry_all"])
+    assert ok.started and ok.sandbox_error == ""
