@@ -16,6 +16,8 @@ export DO_NOT_TRACK := true
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GX_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
+# dvc stages call `hrm`, `dvc` calls back into the venv: both must resolve to .venv/bin.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv run data test lint clean
 
