@@ -30,11 +30,13 @@ def ingest(
 
     DVC equivalent: `hrm data materialise` (a pull) behind data.dvc (not a dvc.yaml stage).
     """
+    from pathlib import Path
+
     from components.runtime import task_params
-    from hrm.data.pull import pull
+    from hrm.data.materialise import obtain
 
     cfg = task_params(params, profile, data_source=data_source)
-    pull(cfg.data.source, snapshot.path, cfg.data)
+    obtain(cfg, cfg.data.source, Path(snapshot.path))
 
 
 @dsl.component(base_image=BASE_IMAGE, **_COMMON)

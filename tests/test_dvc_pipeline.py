@@ -1,8 +1,12 @@
-"""`dvc repro` end to end on the tiny profile, in a temporary git + DVC project.
+"""What `make run` does, end to end on the tiny profile, in a temporary git + DVC project.
 
-Checks the behaviour users rely on: the whole chain runs from a fresh project, a second
-`dvc repro` does nothing, and changing a tokenizer param re-runs only the tokenizer and what
-depends on it.
+1. `hrm data materialise` with no source configured uses the offline generator on the real
+   tenacity 9.0.0 sdist and `dvc add`s the result (the default data of a fresh clone).
+2. The generated instances are real bugs: checked here independently of the generator's own
+   bookkeeping (the bug patch applies to the pristine tree, FAIL_TO_PASS fails with it and passes
+   after reverting it) and by the Great Expectations suite.
+3. `dvc repro` runs every stage; a second `dvc repro` does nothing; changing a tokenizer param
+   re-runs only the tokenizer and what depends on it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hrm.config import load_params
+from hrm.data.instance import read_instances
+
 BIN = Path(sys.executable).parent
+MIN_GENERATED = 30
 
 
 def _run(args: list[str], cwd: Path, timeout: int = 900) -> str:
@@ -34,47 +42,65 @@ def _stages_ran(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def dvc_project(tmp_path_factory, sample_path, repo_root) -> Path:
-    """A scratch project: the repository's dvc.yaml, hrm/ sources, params.yaml on `tiny`."""
+def project(tmp_path_factory, repo_root) -> Path:
+    """A scratch project with the repository's dvc.yaml and hrm/ sources, on the tiny profile,
+    whose data/ was materialised by the generator."""
     proj = tmp_path_factory.mktemp("dvc-project")
     shutil.copy2(repo_root / "dvc.yaml", proj / "dvc.yaml")
     shutil.copytree(repo_root / "hrm", proj / "hrm", ignore=shutil.ignore_patterns("__pycache__"))
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())
     raw["profile"] = "tiny"
+    raw["profiles"]["tiny"]["synth"] = {"max_instances": MIN_GENERATED, "time_budget_s": 480}
     # Reuse the environment cache the rest of the suite builds, instead of a second build.
     raw["envs"]["cache_dir"] = str(repo_root / ".cache" / "hrm-envs")
     (proj / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     _run(["git", "init", "-q"], proj)
-    _run(["git", "config", "user.email", "ci@example.com"], proj)
-    _run(["git", "config", "user.name", "ci"], proj)
     _run(["dvc", "init", "-q"], proj)
-    _run(["hrm", "data", "pull", str(sample_path), "--params", "params.yaml"], proj)
-    _run(["dvc", "add", "data"], proj)
+    out = _run(["hrm", "data", "materialise", "--params", "params.yaml"], proj)
+    assert "synth:tenacity" in out and "data.dvc" in out, out
     return proj
 
 
-def test_repro_runs_every_stage_then_nothing(dvc_project: Path):
-    first = _run(["dvc", "repro"], dvc_project)
+def test_generator_makes_real_bugs(project: Path):
+    from hrm.envs.check import check_instances
+
+    assert (project / "data.dvc").exists()
+    instances = read_instances(project / "data" / "instances.jsonl")
+    assert len(instances) >= MIN_GENERATED
+    params = load_params(project / "params.yaml")
+    report = check_instances(instances, params.envs, workers=2)
+    counts = report.counts()
+    assert counts.get("valid", 0) == len(instances), counts
+
+
+def test_repro_runs_every_stage_then_nothing(project: Path):
+    first = _run(["dvc", "repro"], project)
     expected = set(
-        yaml.safe_load((dvc_project / "dvc.yaml").read_text())["stages"]
+        yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     ) - {"evaluate"} | {"evaluate@val", "evaluate@train"}
     assert _stages_ran(first) == expected
 
-    gate = json.loads((dvc_project / "artifacts/gate/gate.json").read_text())
-    assert gate["verdict"] in {"PROMOTE", "FLAG"}
-    assert (dvc_project / "artifacts/gate/report.md").stat().st_size > 0
-    shown = _run(["dvc", "metrics", "show", "--json"], dvc_project)
-    assert "artifacts/eval/val/metrics.json" in shown
+    summary = json.loads((project / "artifacts/validated/summary.json").read_text())
+    assert summary["quarantined"] == 0 and summary["valid"] >= MIN_GENERATED
+    gate = json.loads((project / "artifacts/gate/gate.json").read_text())
+    # The verdict follows from the per-criterion table (the tiny model cannot meet the plan).
+    assert gate["verdict"] == "FLAG", gate
+    assert len(gate["criteria"]) == 6 and gate["failing"]
+    assert any(not row["passed"] for row in gate["criteria"])
+    assert (project / "artifacts/gate/report.md").stat().st_size > 0
+    assert any((project / "artifacts/gate/plots").glob("*.png"))
+    shown = _run(["dvc", "metrics", "show", "--json"], project)
+    assert "artifacts/eval/val/metrics.json" in shown and "artifacts/gate/gate.json" in shown
 
-    second = _run(["dvc", "repro"], dvc_project)
+    second = _run(["dvc", "repro"], project)
     assert _stages_ran(second) == set(), second
 
 
-def test_tokenizer_param_change_reruns_only_downstream(dvc_project: Path):
-    params_path = dvc_project / "params.yaml"
+def test_tokenizer_param_change_reruns_only_downstream(project: Path):
+    params_path = project / "params.yaml"
     raw = yaml.safe_load(params_path.read_text())
     raw["tokenizer"]["min_frequency"] += 1
     params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    ran = _stages_ran(_run(["dvc", "repro"], dvc_project))
+    ran = _stages_ran(_run(["dvc", "repro"], project))
     assert {"tokenizer", "sequences", "train_foundation", "gate"} <= ran, ran
     assert not ran & {"validate", "split"}, ran

@@ -53,21 +53,24 @@ def _has_remote(root: Path) -> bool:
     return bool(_dvc("remote", "list", cwd=root).strip())
 
 
-def _synthesize(params: Params, out_path: Path) -> None:
-    try:
+def obtain(params: Params, source: str, out_path: Path) -> tuple[str, str]:
+    """Write the snapshot for `source` to `out_path`: generate it (`synth:`) or pull it.
+
+    Returns (action, message). Shared by `materialise` (DVC) and the KFP ingest component.
+    """
+    from hrm.data.pull import pull
+
+    if source.startswith(SYNTH_PREFIX):
         from hrm.synth import synthesize
-    except ImportError as err:
-        raise HrmError(
-            f"the offline generator (hrm.synth.synthesize) is not available ({err}); "
-            "pass a data file instead: `make run DATA=path/to/instances.jsonl`"
-        ) from None
-    synthesize(params, out_path)
+
+        synthesize(params, out_path)
+        return "synth", f"generated {out_path} from {source}"
+    summary = pull(source, out_path, params.data)
+    return "pull", f"pulled {summary.rows} rows from {source} into {out_path}"
 
 
 def materialise(params: Params, source: str | None = None, root: str | Path = ".") -> MaterialiseResult:
     """Ensure the snapshot `params.data.snapshot` (relative to `root`) exists; see the module doc."""
-    from hrm.data.pull import pull
-
     root = Path(root)
     snapshot = root / params.data.snapshot
     if snapshot.exists():
@@ -80,14 +83,7 @@ def materialise(params: Params, source: str | None = None, root: str | Path = ".
             raise HrmError(f"`dvc pull {pointer.name}` ran but {snapshot} is still missing")
         return MaterialiseResult(str(snapshot), "dvc-pull", False, f"restored {snapshot} with dvc pull")
 
-    source = source or params.data.source
-    if source.startswith(SYNTH_PREFIX):
-        _synthesize(params, snapshot)
-        action, message = "synth", f"generated {snapshot} from {source}"
-    else:
-        summary = pull(source, snapshot, params.data)
-        action = "pull"
-        message = f"pulled {summary.rows} rows from {source} into {snapshot}"
+    action, message = obtain(params, source or params.data.source, snapshot)
     tracked = False
     if in_dvc_repo:
         data_dir = Path(params.data.snapshot).parts[0]

@@ -121,10 +121,14 @@ class ExecutionTier:
             except PatchError as err:
                 return f"bug patch does not apply: {err.git_message[:200]}"
             for path in dict.fromkeys(h.file for h in hunks):
-                target = _inside(Path(tree), path)
+                try:
+                    target = _inside(Path(tree), path)
+                except ValueError as err:  # a hunk path escaping the tree: this row only
+                    return f"unsafe hunk path: {err}"
                 if not target.is_file():
                     return f"{path} not in the buggy tree"
-                files[path] = target.read_text(encoding="utf-8")
+                # Bytes decoded as-is: text mode would turn CRLF into LF and no hunk would match.
+                files[path] = target.read_bytes().decode("utf-8")
         try:
             splice_files(hunks, [h.fixed_text for h in hunks], files)
         except ValueError as err:
@@ -143,7 +147,7 @@ class ExecutionTier:
         with env.working_copy() as tree:
             env.apply_patch(tree, ctx.instance.patch)
             for path, text in spliced.items():
-                _inside(Path(tree), path).write_text(text, encoding="utf-8")
+                _inside(Path(tree), path).write_text(text, encoding="utf-8", newline="")
             run = env.run_tests(tree, ctx.node_ids)
         outcomes = {n: r.outcome for n, r in run.results.items()}
         if run.passed:

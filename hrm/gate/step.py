@@ -1,8 +1,8 @@
 """The whole gate step: decide, report, act on the registry, and log it all to MLflow.
 
 `run_gate` is what `hrm gate` (and the DVC stage) runs. The KFP pipeline runs the same parts as
-separate tasks: `decide_and_report` (the decision and the report), then `registry.promote` or
-`registry.flag` on the decision it wrote.
+separate tasks: its gate task calls `run_gate(..., use_registry=False)` (decision, report and
+tracking), then `registry.promote` or `registry.flag` on the decision it wrote.
 """
 
 from __future__ import annotations

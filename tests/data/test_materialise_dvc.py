@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-import types
 from pathlib import Path
-
-import pytest
 
 from hrm.config import Params
 from hrm.data.materialise import dvc_executable, materialise
-from hrm.errors import HrmError
 
 
 def _run(*cmd: str, cwd: Path) -> None:
@@ -48,10 +43,3 @@ def test_materialise_pull_dvc_add_push_and_restore(sample_path, tmp_path):
     restored = materialise(params, source="/nonexistent/never/read", root=repo)
     assert restored.action == "dvc-pull"
     assert snapshot.read_bytes() == original
-
-
-def test_synth_source_without_generator_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "hrm.synth", types.ModuleType("hrm.synth"))  # no synthesize
-    with pytest.raises(HrmError, match=r"offline generator .* not available.*make run DATA="):
-        materialise(Params(), source="synth:tenacity", root=tmp_path)
-    assert not (tmp_path / "data").exists()
