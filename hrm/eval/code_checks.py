@@ -118,6 +118,11 @@ def _parse_module(source: str) -> ast.Module | None:
     return tree
 
 
+def module_compiles(source: str) -> bool:
+    """`source` parses and compiles as a module (never executed)."""
+    return _parse_module(source) is not None
+
+
 def _stmt_text(lines: list[str], node: ast.stmt) -> tuple[str, int, int]:
     first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
     return "".join(lines[first - 1:node.end_lineno]), node.col_offset, node.end_col_offset or 0

@@ -83,7 +83,7 @@ class ExecutionTier:
         self.max_pass_to_pass = max_pass_to_pass
         self._contexts: dict[str, RowContext | str] = {}
         self._envs: dict[str, object] = {}
-        self._runs: dict[tuple[str, tuple[str, ...]], TestOutcome] = {}
+        self._runs: dict[tuple[str, tuple[str, ...], str], TestOutcome] = {}
         self._raw_runs: dict[tuple[str, tuple[str, ...]], TestOutcome] = {}
 
     def _environment(self, repo: str) -> object | str:
@@ -162,15 +162,33 @@ class ExecutionTier:
         self._raw_runs[key] = outcome
         return outcome
 
-    def run(self, ctx: RowContext, pred_hunks: Sequence[str]) -> TestOutcome:
-        """Run the row's tests on `pred_hunks` (cached per instance and prediction).
+    def _original(self, ctx: RowContext) -> TestOutcome:
+        """The row's test selection on the ORIGINAL repository (pristine tree, no bug patch)."""
+        key = (ctx.instance.instance_id, ("<original repository>",))
+        if key not in self._raw_runs:
+            env = ctx.env
+            with env.working_copy() as tree:
+                run = env.run_tests(tree, ctx.node_ids)
+            outcomes = {n: r.outcome for n, r in run.results.items()}
+            self._raw_runs[key] = TestOutcome(run.passed, run.killed_reason or "", outcomes,
+                                              run.duration_s)
+        return self._raw_runs[key]
 
-        A run that fails only on PASS_TO_PASS tests is checked against the reference fix on the
-        same selection: tests that fail with the reference too (order-dependent tests, e.g. one
-        test closing the event loop another needs) say nothing about the prediction and are
-        ignored, named in the reason. FAIL_TO_PASS failures, kills and timeouts never are.
+    def run(self, ctx: RowContext, pred_hunks: Sequence[str], *,
+            baseline: str = "reference") -> TestOutcome:
+        """Run the row's tests on `pred_hunks` (cached per instance, prediction and baseline).
+
+        A run that fails only on PASS_TO_PASS tests is checked against a baseline run of the
+        same selection: tests that fail there too (order-dependent tests, e.g. one test closing
+        the event loop another needs) say nothing about the prediction and are ignored, named in
+        the reason. FAIL_TO_PASS failures, kills and timeouts never are. `baseline`:
+        `reference` (the metrics: the reference fix spliced into the buggy tree) or `original`
+        (the search verifier, which must not use the reference: the original repository, i.e.
+        the pristine tree without the bug patch).
         """
-        key = (ctx.instance.instance_id, tuple(pred_hunks))
+        if baseline not in ("reference", "original"):
+            raise ValueError(f"unknown baseline {baseline!r}")
+        key = (ctx.instance.instance_id, tuple(pred_hunks), baseline)
         if key in self._runs:
             return self._runs[key]
         outcome = self._raw(ctx, pred_hunks)
@@ -178,13 +196,16 @@ class ExecutionTier:
         f2p = set(ctx.instance.FAIL_TO_PASS)
         if not outcome.resolved and bad and not any(n in f2p for n in bad) \
                 and "not passing" in outcome.reason:
-            gold = self._raw(ctx, [h.fixed_text for h in ctx.hunks])
-            broken = {n for n, o in gold.outcomes.items() if o != "passed"}
-            gold_f2p_ok = all(gold.outcomes.get(n) == "passed" for n in f2p)
-            if gold_f2p_ok and set(bad) <= broken:
+            if baseline == "reference":
+                base, label = self._raw(ctx, [h.fixed_text for h in ctx.hunks]), "the reference fix"
+            else:
+                base, label = self._original(ctx), "the original repository"
+            broken = {n for n, o in base.outcomes.items() if o != "passed"}
+            base_f2p_ok = all(base.outcomes.get(n) == "passed" for n in f2p)
+            if base_f2p_ok and set(bad) <= broken:
                 outcome = TestOutcome(
-                    True, f"resolved; ignored {len(bad)} PASS_TO_PASS test(s) failing with the "
-                    f"reference fix too in this selection: {', '.join(sorted(bad)[:3])}",
+                    True, f"resolved; ignored {len(bad)} PASS_TO_PASS test(s) failing with "
+                    f"{label} too in this selection: {', '.join(sorted(bad)[:3])}",
                     outcome.outcomes, outcome.duration_s)
         self._runs[key] = outcome
         return outcome

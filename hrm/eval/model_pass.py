@@ -2,8 +2,10 @@
 and the reverse-learning ablation (the same rows with the L->H feedback gate forced to 0).
 
 Definitions:
-- `loss`: mean per-token cross-entropy (natural log) over all label tokens of the split, from
-  the logits of the final ACT segment each row ran (micro average).
+- `loss`: mean per-token LM loss (natural log) over all label tokens of the split, from the
+  logits of the final ACT segment each row ran (micro average), with the model's configured loss
+  kind (`model.loss`: softmax cross-entropy or stablemax, `hrm.model.losses.token_losses`), i.e.
+  the same quantity as training's `train_eval_lm_loss` on the same rows.
 - `act_mean_steps`: mean number of ACT segments run per row.
 - `reverse_learning_integration`: share of rows whose mean per-token loss is lower with the
   feedback than with the gate forced to 0; ties count half (0.5 = no effect). Null when the
@@ -28,24 +30,25 @@ class ModelPass:
     pred_ids: np.ndarray
     """int64 [N, L] argmax token per position."""
     row_loss_sum: np.ndarray
-    """float64 [N] summed label-token CE per row."""
+    """float64 [N] summed label-token LM loss per row (the model's loss kind)."""
     row_tokens: np.ndarray
     """int64 [N] label tokens per row."""
     q_halt: np.ndarray
     steps: np.ndarray
     ablation_loss_sum: np.ndarray | None = None
-    """[N] summed CE with the feedback gate forced to 0 (None: no feedback path)."""
+    """[N] summed LM loss with the feedback gate forced to 0 (None: no feedback path)."""
     gate_means: list[tuple[float, int]] = field(default_factory=list)
     feedback_ratios: list[tuple[float, int]] = field(default_factory=list)
 
 
-def _row_ce(logits, labels, ignore_index: int):
-    """Summed cross-entropy over the label tokens of each row ([B])."""
-    import torch.nn.functional as F
+def _row_loss(logits, labels, ignore_index: int, kind: str):
+    """Summed LM loss of kind `kind` over the label tokens of each row ([B])."""
+    from hrm.model.losses import IGNORE_INDEX, token_losses
 
-    ce = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=ignore_index,
-                         reduction="none")
-    return (ce * (labels != ignore_index)).sum(dim=1).double().cpu().numpy()
+    if ignore_index != IGNORE_INDEX:
+        raise ValueError(f"sequences use ignore_index {ignore_index}, the losses {IGNORE_INDEX}")
+    per_token = token_losses(logits, labels, kind)
+    return (per_token * (labels != ignore_index)).sum(dim=1).double().cpu().numpy()
 
 
 def run_model_pass(model, inputs: np.ndarray, labels: np.ndarray, *, ignore_index: int,
@@ -53,8 +56,9 @@ def run_model_pass(model, inputs: np.ndarray, labels: np.ndarray, *, ignore_inde
     """Greedy outputs for every row; with `ablation`, also the gate-off losses."""
     import torch
 
-    from hrm.model.inference import run_inference
+    from hrm.model.inference import run_inference, unwrap
 
+    kind = unwrap(model).cfg.loss
     n = inputs.shape[0]
     preds, loss_sum, q_halt, steps, abl = [], [], [], [], []
     gates: list[tuple[float, int]] = []
@@ -65,7 +69,7 @@ def run_model_pass(model, inputs: np.ndarray, labels: np.ndarray, *, ignore_inde
         out = run_inference(model, x, halt_on_q=halt_on_q)
         y = y.to(out.logits.device)
         preds.append(out.logits.argmax(dim=-1).cpu().numpy())
-        loss_sum.append(_row_ce(out.logits, y, ignore_index))
+        loss_sum.append(_row_loss(out.logits, y, ignore_index, kind))
         q_halt.append(out.q_halt.float().cpu().numpy())
         steps.append(out.steps.cpu().numpy())
         if out.gate_mean is not None:
@@ -74,7 +78,7 @@ def run_model_pass(model, inputs: np.ndarray, labels: np.ndarray, *, ignore_inde
             ratios.append((out.feedback_ratio, len(x)))
         if ablation:
             off = run_inference(model, x, halt_on_q=halt_on_q, reverse_gate_off=True)
-            abl.append(_row_ce(off.logits, y, ignore_index))
+            abl.append(_row_loss(off.logits, y, ignore_index, kind))
     return ModelPass(
         pred_ids=np.concatenate(preds).astype(np.int64),
         row_loss_sum=np.concatenate(loss_sum),

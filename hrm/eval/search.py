@@ -2,13 +2,23 @@
 
 Iteration 0 is the greedy prediction. Each of at most `max_iterations` iterations proposes up to
 `candidates_per_iteration` candidates, rotating three sources:
-  1. argmax after a different number of ACT segments (1..halt_max_steps, other than greedy's);
-  2. sampling every target position at `temperature` with a seed fixed per (row, candidate);
+  1. argmax after a different number of ACT segments (1..halt_max_steps-1; greedy's is the last);
+  2. sampling every target position at `temperature` (draws pre-made per row, seeded per row);
   3. the current best with its `alternative_positions` least confident tokens replaced by the
      next most likely token (successive candidates move to the next least confident ones).
-The verifier never sees the reference: with an environment, the candidate must compile in the
-buggy file and pass the row's tests (resolved); without one, it must compile under its own
-smallest wrapper and the Q head must say halt (sigmoid(q_halt) > 0.5), ranked by the Q score.
+The search never holds full [T, V] logits: per source it keeps the argmax ids, the top-2 tokens
+and their probabilities per position (`SourceView`) and q_halt; samples are drawn when the
+batch's logits exist and kept as ids (`Sample`).
+
+Verifier (`verify`), reference-free: it never reads the reference fix (`Hunk.fixed_text`).
+  - With an environment: the candidate is spliced into its BUGGY file (the pristine tree plus
+    the bug patch) and the file must compile; then the instance's test harness runs
+    (FAIL_TO_PASS + the seeded PASS_TO_PASS sample) and every test must pass. PASS_TO_PASS tests
+    that also fail when the same selection runs on the ORIGINAL repository (the pristine tree,
+    before the bug patch) are ignored (order-dependent tests); the reference fix is never run.
+  - Without one: each hunk must compile under the smallest wrapper in which the row's BUGGY hunk
+    compiles (a buggy hunk that is blank or compiles in no wrapper: the candidate's own smallest
+    wrapper, said in the verdict's reason), and sigmoid(q_halt) > 0.5; ranked by the Q score.
 The best candidate is kept; the search has converged when the best passes the verifier and has
 not changed for the last 2 iterations, and stops there.
 
@@ -28,11 +38,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from hrm.config import SearchConfig
+from hrm.eval.code_checks import module_compiles, splice_files
 from hrm.eval.execution import RowContext
-from hrm.eval.fragments import reference_wrapper
+from hrm.eval.fragments import compiles, is_blank, reference_wrapper
 
 PATIENCE = 2
 """Iterations the passing best must stay unchanged to count as converged."""
+
+TOP_K = 2
+"""Tokens kept per position: enough for "the next most likely token other than the chosen one"."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,36 @@ class Verdict:
     passes: bool
     rank: tuple[float, ...]
     reason: str
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """What the search keeps of one run's target region (no full logits)."""
+
+    name: str
+    top_ids: np.ndarray
+    """int64 [T, TOP_K] most likely tokens per position, best first (column 0 = argmax)."""
+    top_probs: np.ndarray
+    """float32 [T, TOP_K] their softmax probabilities."""
+    q_halt: float
+    conf: np.ndarray | None = None
+    """float32 [T] probability of the tokens this source's candidate chose; None: of the argmax."""
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.top_ids[:, 0]
+
+    @property
+    def chosen_conf(self) -> np.ndarray:
+        return self.top_probs[:, 0] if self.conf is None else self.conf
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One pre-drawn sample of the target region: ids and each token's untempered probability."""
+
+    ids: np.ndarray
+    probs: np.ndarray
 
 
 @dataclass
@@ -56,49 +100,79 @@ class SearchOutcome:
     best_source: str
 
 
-def verify(ctx: RowContext | str, hunks: list[str], q_halt: float, scorer) -> Verdict:
-    """Reference-free verdict on a candidate (see the module docstring)."""
-    q_prob = 1.0 / (1.0 + math.exp(-max(min(q_halt, 50.0), -50.0)))
+def max_samples(cfg: SearchConfig) -> int:
+    """Upper bound on the samples one row's search can consume (every slot a sample)."""
+    return cfg.max_iterations * cfg.candidates_per_iteration
+
+
+def _q_prob(q_halt: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(min(q_halt, 50.0), -50.0)))
+
+
+def fragment_compiles(candidate: str, buggy: str) -> tuple[bool, str]:
+    """The no-environment compile check of one hunk, from the buggy hunk (never the reference)."""
+    if is_blank(candidate):
+        return False, "blank hunk"
+    wrapper = reference_wrapper(buggy)
+    if wrapper is None:
+        own = reference_wrapper(candidate)
+        return own is not None, "buggy hunk compiles in no wrapper: candidate's own wrapper"
+    return compiles(wrapper.apply(candidate)), f"wrapper of the buggy hunk ({wrapper.description})"
+
+
+def verify(ctx: RowContext | str, hunks: list[str], q_halt: float, scorer,
+           buggy_hunks: Sequence[str]) -> Verdict:
+    """Reference-free verdict on a candidate (see the module docstring). `buggy_hunks`: the
+    row's buggy regions (used without an environment)."""
+    q_prob = _q_prob(q_halt)
     if isinstance(ctx, RowContext):
-        code = scorer.code_check(ctx, hunks, [h.fixed_text for h in ctx.hunks])
-        if not code.compiles:
-            return Verdict(False, (0.0, 0.0, q_prob), "does not compile in its file")
-        if not scorer.run_tests:
+        if len(hunks) != len(ctx.hunks):
+            return Verdict(False, (0.0, 0.0, q_prob), f"{len(hunks)} hunks, expected {len(ctx.hunks)}")
+        try:
+            files = splice_files(ctx.hunks, hunks, ctx.buggy_files)
+        except ValueError as err:
+            return Verdict(False, (0.0, 0.0, q_prob), f"does not splice into its file: {err}")
+        if not all(module_compiles(src) for src in files.values()):
+            return Verdict(False, (0.0, 0.0, q_prob), "does not compile in its buggy file")
+        if not scorer.run_tests or scorer.execution is None:
             return Verdict(q_prob > 0.5, (0.0, 1.0, q_prob), "compiles; tests disabled")
-        resolved, reason, _ = scorer.test(ctx, code, hunks)
-        return Verdict(bool(resolved), (float(bool(resolved)), 1.0, q_prob), reason)
-    compiled = all(h.strip() and reference_wrapper(h) is not None for h in hunks)
+        outcome = scorer.execution.run(ctx, hunks, baseline="original")
+        return Verdict(outcome.resolved, (float(outcome.resolved), 1.0, q_prob), outcome.reason)
+    if len(hunks) != len(buggy_hunks):
+        return Verdict(False, (0.0, 0.0, q_prob), f"{len(hunks)} hunks, expected {len(buggy_hunks)}")
+    checks = [fragment_compiles(h, b) for h, b in zip(hunks, buggy_hunks, strict=True)]
+    compiled = all(ok for ok, _ in checks)
     passes = compiled and q_prob > 0.5
+    how = "; ".join(sorted({why for _, why in checks}))
     return Verdict(passes, (float(passes), float(compiled), q_prob),
-                   "compiles, Q says halt" if passes else "fails compile or Q check")
-
-
+                   ("compiles, Q says halt" if passes else "fails compile or Q check") + f" [{how}]")
 
 
 def search_row(
     *,
     greedy_ids: np.ndarray,
-    greedy_q: float,
-    step_logits: Sequence[tuple[str, np.ndarray, float]],
+    greedy: SourceView,
+    steps: Sequence[SourceView],
+    samples: Sequence[Sample],
     target_start: int,
     decode: Callable[[np.ndarray], list[str]],
     check: Callable[[list[str], float], Verdict],
     cfg: SearchConfig,
-    seed: int,
 ) -> SearchOutcome:
-    """Search one row. `step_logits`: (source name, target-region logits [T, V], q_halt) of the
-    alternative ACT segment counts, then of the greedy run last (used for sampling)."""
-    rng = np.random.default_rng(seed)
+    """Search one row. `greedy`: the greedy run's view (its `conf` = probabilities of
+    `greedy_ids`' target tokens); `steps`: the other ACT segment counts; `samples`: draws from
+    the greedy run at `cfg.temperature`, consumed in order (at least `max_samples(cfg)`)."""
     greedy_hunks = decode(greedy_ids)
-    greedy = check(greedy_hunks, greedy_q)
-    best = (greedy, greedy_ids, greedy_hunks, "greedy", step_logits[-1][1], greedy_q)
+    first = check(greedy_hunks, greedy.q_halt)
+    # best = (verdict, ids, hunks, source name, view for alternatives, q, conf of chosen tokens)
+    best = (first, greedy_ids, greedy_hunks, "greedy", greedy, greedy.q_halt, greedy.chosen_conf)
     seen = {tuple(greedy_ids[target_start:].tolist())}
     candidates = iterations = 0
     unchanged = 0
     converged = False
     alt_offset = 0
-    step_queue = list(step_logits[:-1])
-    base_logits = step_logits[-1][1]
+    step_queue = list(steps)
+    sample_queue = list(samples)
     for _ in range(cfg.max_iterations):
         if best[0].passes and unchanged >= PATIENCE:
             converged = True
@@ -109,25 +183,27 @@ def search_row(
             kind = (candidates + j) % 3
             ids = best[1].copy()
             if kind == 0 and step_queue:
-                name, logits, q = step_queue.pop(0)
-                ids[target_start:] = logits.argmax(-1)
+                view = step_queue.pop(0)
+                name, q, conf = view.name, view.q_halt, view.chosen_conf.copy()
+                ids[target_start:] = view.ids
             elif kind == 2 and cfg.alternative_positions > 0:
-                name, logits, q = f"alternative@{best[3]}", best[4], best[5]
-                probs = _softmax(logits)
+                view, q = best[4], best[5]
+                name = f"alternative@{best[3]}"
                 chosen = ids[target_start:]
-                conf = probs[np.arange(len(chosen)), chosen]
+                conf = best[6].copy()
                 order = np.argsort(conf, kind="stable")
                 picks = order[alt_offset:alt_offset + cfg.alternative_positions]
                 alt_offset += cfg.alternative_positions
                 for p in picks:
-                    ranked = np.argsort(-probs[p], kind="stable")
-                    ids[target_start + p] = next(t for t in ranked if t != chosen[p])
+                    k = 0 if view.top_ids[p, 0] != chosen[p] else 1
+                    chosen[p], conf[p] = view.top_ids[p, k], view.top_probs[p, k]
             else:
-                name, logits, q = f"sample(T={cfg.temperature})", base_logits, greedy_q
-                probs = _softmax(logits / cfg.temperature)
-                cum = probs.cumsum(-1)
-                draws = rng.random(len(probs))[:, None]
-                ids[target_start:] = np.minimum((cum < draws).sum(-1), probs.shape[-1] - 1)
+                if not sample_queue:
+                    raise ValueError(f"search needs up to {max_samples(cfg)} samples per row")
+                draw = sample_queue.pop(0)
+                name, view, q = f"sample(T={cfg.temperature})", greedy, greedy.q_halt
+                ids[target_start:] = draw.ids
+                conf = draw.probs.copy()
             key = tuple(ids[target_start:].tolist())
             if key in seen:
                 continue
@@ -136,19 +212,13 @@ def search_row(
             hunks = decode(ids)
             verdict = check(hunks, q)
             if verdict.rank > best[0].rank:
-                best = (verdict, ids, hunks, name, logits, q)
+                best = (verdict, ids, hunks, name, view, q, conf)
                 changed = True
         unchanged = 0 if changed else unchanged + 1
     if best[0].passes and unchanged >= PATIENCE:
         converged = True
-    return SearchOutcome(greedy.passes, best[1], best[2], best[0].passes, candidates,
+    return SearchOutcome(first.passes, best[1], best[2], best[0].passes, candidates,
                          iterations, converged, best[3])
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
 
 
 def search_metrics(outcomes: Sequence[SearchOutcome], tiered: Sequence[float | None],

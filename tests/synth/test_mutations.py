@@ -99,3 +99,22 @@ def test_statement_has_no_diff_lines_and_leak_check_works():
     leaky = [TestResult("t::x", "failed", 0.1, "NameError:     total = 1 here")]
     assert "total = 1" not in write_statement(function="clamp", module="m", failing=leaky,
                                               n_passing=0, patch=patch)
+
+
+def test_short_changed_lines_do_not_leak_through_messages():
+    """A changed line shorter than 6 characters (`i + 1`) used to pass the filter unseen."""
+    patch = ("--- a/m.py\n+++ b/m.py\n@@ -3,3 +3,3 @@\n     total = (\n-        i + 1\n"
+             "+        i - 1\n     )\n")
+    leaky = [TestResult("t::x", "failed", 0.1, "AssertionError: assert (i - 1) == 3"),
+             TestResult("t::y", "failed", 0.1, "AssertionError: got i+1 instead")]
+    text = write_statement(function="clamp", module="m", failing=leaky, n_passing=0, patch=patch)
+    assert "i - 1" not in text and "i+1" not in text
+    assert "`t::x` (failed)" in text and "`t::y` (failed)" in text
+    assert not leaks_patch(text, patch)
+    assert leaks_patch(text + "note: i - 1 is wrong\n", patch)
+    # token-wise, not substring: `i + 1` is not inside `pi + 10`; single tokens never count
+    assert not leaks_patch("pi + 10 is fine\n", patch)
+    one_token = "--- a/m.py\n+++ b/m.py\n@@ -3 +3 @@\n-    return\n+    pass\n"
+    ok = [TestResult("t::z", "failed", 0.1, "AssertionError: return value was None")]
+    assert "return value was None" in write_statement(function="f", module="m", failing=ok,
+                                                      n_passing=1, patch=one_token)
