@@ -25,6 +25,8 @@ from torch import nn
 from hrm.config import ModelConfig
 from hrm.model.hrm import HRMCore
 
+IGNORE_INDEX = -100
+
 
 @dataclass
 class ActCarry:
@@ -46,16 +48,32 @@ class ActCarry:
     """bool [B]: the row holds a real example (padding rows contribute to no loss or metric)."""
     min_steps: torch.Tensor
     """int32 [B]: exploration's minimum halt step for the row (0: none)."""
+    primed: torch.Tensor | None = None
+    """bool [B] (None: all False): z_H/z_L already hold the no-grad prefix of the row's next
+    segment (`bootstrap_reuse`); ignored on fresh rows."""
 
     def to(self, device: torch.device) -> ActCarry:
-        return ActCarry(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return ActCarry(**{f.name: _to(getattr(self, f.name), device) for f in fields(self)})
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f.name: getattr(self, f.name).detach().cpu() for f in fields(self)}
+        return {f.name: getattr(self, f.name).detach().cpu() for f in fields(self) if getattr(self, f.name) is not None}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor]) -> ActCarry:
-        return cls(**{f.name: state[f.name] for f in fields(cls)})
+        return cls(**{f.name: state[f.name] for f in fields(cls) if f.name in state})
+
+
+def _to(value: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if value is None else value.to(device)
+
+
+def label_span(labels: torch.Tensor, valid: torch.Tensor) -> tuple[int, int]:
+    """[lo, hi): the smallest column range holding every label of the valid rows ((0, 1) when
+    there is none, so the LM head still takes part in the graph, e.g. under DDP)."""
+    cols = ((labels != IGNORE_INDEX) & valid.view(-1, 1)).any(dim=0).nonzero().flatten()
+    if cols.numel() == 0:
+        return 0, 1
+    return int(cols[0]), int(cols[-1]) + 1
 
 
 @dataclass
@@ -63,6 +81,8 @@ class ActStepOutput:
     carry: ActCarry
     """The carry after this segment (detached); `halted` says which rows finished."""
     logits: torch.Tensor
+    """[B, L, V]; with `labels_only`, [B, hi-lo, V] over the batch's label columns [lo, hi)
+    (`label_span`), with `labels` sliced alike, so losses and accuracies are unchanged."""
     q_halt: torch.Tensor
     q_continue: torch.Tensor
     target_q_continue: torch.Tensor | None
@@ -107,26 +127,45 @@ class HRMAct(nn.Module):
         gate_off: bool = False,
         halt_on_q: bool | None = None,
         max_steps: int | None = None,
+        labels_only: bool = False,
     ) -> ActStepOutput:
-        """Run one segment on every row. `halt_on_q` defaults to `self.training`."""
+        """Run one segment on every row. `halt_on_q` defaults to `self.training`.
+
+        `labels_only` (the training loop): logits and labels cover only the batch's label columns
+        [lo, hi) (`label_span`), which leaves losses and accuracies unchanged and saves the LM
+        head, its softmax and their backward over the prompt."""
         halt_max = max_steps or self.cfg.halt_max_steps
         use_q = self.training if halt_on_q is None else halt_on_q
         z_H, z_L = self.core.reset_rows(carry.fresh, carry.z_H, carry.z_L)
-        seg = self.core(z_H, z_L, carry.inputs, L_cycles=L_cycles, gate_off=gate_off)
+        labels, span = carry.labels, None
+        if labels_only:
+            span = label_span(carry.labels, carry.valid)
+            labels = carry.labels[:, span[0] : span[1]]
+        bootstrap = self.training and self.cfg.q_target == "bootstrap" and halt_max > 1
+        reuse = bootstrap and self.cfg.bootstrap_reuse
+        primed = carry.primed & ~carry.fresh if (reuse and carry.primed is not None) else None
+        seg = self.core(z_H, z_L, carry.inputs, L_cycles=L_cycles, gate_off=gate_off, head_span=span,
+                        primed=primed)
         target_q_continue = None
+        next_z = (seg.z_H, seg.z_L)
         with torch.no_grad():
             steps = torch.where(carry.fresh, torch.zeros_like(carry.steps), carry.steps) + 1
             is_last = steps >= halt_max
             halted = is_last.clone()
             if use_q and halt_max > 1:
                 halted |= (seg.q_halt > seg.q_continue) & (steps >= carry.min_steps)
-            if self.training and self.cfg.q_target == "bootstrap" and halt_max > 1:
-                nxt = self.core(seg.z_H, seg.z_L, carry.inputs, L_cycles=L_cycles, gate_off=gate_off)
+            if bootstrap:
+                # The row's next segment (no grad), for its Q values only (no LM head).
+                nxt = self.core(seg.z_H, seg.z_L, carry.inputs, L_cycles=L_cycles, gate_off=gate_off,
+                                lm_head=False, return_prefix=reuse)
                 target_q_continue = torch.sigmoid(
                     torch.where(is_last, nxt.q_halt, torch.maximum(nxt.q_halt, nxt.q_continue))
                 )
-        new_carry = replace(carry, z_H=seg.z_H, z_L=seg.z_L, steps=steps, halted=halted,
-                            fresh=torch.zeros_like(carry.fresh))
+                if reuse:
+                    next_z = nxt.prefix
+        new_carry = replace(carry, z_H=next_z[0], z_L=next_z[1], steps=steps, halted=halted,
+                            fresh=torch.zeros_like(carry.fresh),
+                            primed=torch.full_like(carry.fresh, reuse))
         return ActStepOutput(
             carry=new_carry,
             logits=seg.logits,
@@ -134,7 +173,7 @@ class HRMAct(nn.Module):
             q_continue=seg.q_continue,
             target_q_continue=target_q_continue,
             inputs=carry.inputs,
-            labels=carry.labels,
+            labels=labels,
             valid=carry.valid,
             steps=steps,
             feedback_ratio=seg.feedback_ratio,

@@ -57,8 +57,9 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         batch, seq_len, _ = x.shape
         qkv = self.qkv(x).view(batch, seq_len, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.unbind(dim=2)  # each [B, L, H, D]
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        # RoPE on q and k in one pass (half the elementwise kernel launches).
+        q, k = apply_rotary(qkv[:, :, :2], cos, sin).unbind(dim=2)  # each [B, L, H, D]
+        v = qkv[:, :, 2]
         if self.backend == "flash":
             from flash_attn import flash_attn_func
 

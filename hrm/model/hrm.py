@@ -82,14 +82,17 @@ class SegmentOutput:
 
     z_H: torch.Tensor
     z_L: torch.Tensor
-    logits: torch.Tensor
-    """[B, L, V], in the autocast dtype (losses upcast to fp32)."""
+    logits: torch.Tensor | None
+    """[B, L, V] (or [B, hi-lo, V] with `head_span`; None with `lm_head=False`), in the autocast
+    dtype (losses upcast to fp32)."""
     q_halt: torch.Tensor
     """[B] fp32 logit of "halt now"."""
     q_continue: torch.Tensor
     """[B] fp32 logit of "continue"."""
     feedback_ratio: torch.Tensor | None
     """Scalar: mean ||feedback|| / ||z_H|| over the segment's H updates (None: no feedback)."""
+    prefix: tuple[torch.Tensor, torch.Tensor] | None = None
+    """(z_H, z_L) after the no-grad prefix (only with `return_prefix`)."""
 
 
 class HRMCore(nn.Module):
@@ -101,6 +104,9 @@ class HRMCore(nn.Module):
         d = cfg.hidden_size
         self.embed = ScaledEmbedding(vocab_size, d)
         self.rope = RotaryEmbedding(d // cfg.num_heads, seq_len, cfg.rope_theta)
+        self.positions = (
+            nn.Parameter(trunc_normal_(torch.empty(seq_len, d), 1.0 / d**0.5)) if cfg.learned_positions else None
+        )
         if cfg.architecture == "hrm":
             self.H = ReasoningModule(cfg, cfg.H_layers, backend)
             self.L = ReasoningModule(cfg, cfg.L_layers, backend)
@@ -148,6 +154,30 @@ class HRMCore(nn.Module):
             ratios.append(torch.zeros((), device=z_H.device))
         return z_H
 
+    def _prefix(self, z_H, z_L, x, cos, sin, n_H: int, n_L: int, gate_off: bool, ratios: list):
+        """The no-grad part of a segment: every update except the differentiated last ones."""
+        with torch.no_grad():
+            if self.cfg.architecture == "hrm":
+                for h in range(n_H):
+                    for l_step in range(n_L):
+                        if h == n_H - 1 and l_step == n_L - 1:
+                            break  # the very last L update is taken with gradient
+                        z_L = self.L(z_L, z_H + x, cos, sin)
+                    if h < n_H - 1:
+                        z_H = self._update_H(z_H, z_L, cos, sin, gate_off, ratios)
+            else:
+                for _ in range(n_H - 1):
+                    for _ in range(n_L):
+                        z_L = self.L(z_L, z_H + x, cos, sin)
+                    z_H = self._update_H(z_H, z_L, cos, sin, gate_off, ratios)
+        return z_H, z_L
+
+    def _final(self, z_H, z_L, x, cos, sin, n_L: int, gate_off: bool, ratios: list):
+        """The differentiated end of a segment (HRM: last L and H update; TRM: last recursion)."""
+        for _ in range(1 if self.cfg.architecture == "hrm" else n_L):
+            z_L = self.L(z_L, z_H + x, cos, sin)
+        return self._update_H(z_H, z_L, cos, sin, gate_off, ratios), z_L
+
     def forward(
         self,
         z_H: torch.Tensor,
@@ -156,37 +186,43 @@ class HRMCore(nn.Module):
         *,
         L_cycles: int | None = None,
         gate_off: bool = False,
+        head_span: tuple[int, int] | None = None,
+        lm_head: bool = True,
+        primed: torch.Tensor | None = None,
+        return_prefix: bool = False,
     ) -> SegmentOutput:
-        """One segment from carry (z_H, z_L) on token ids `inputs` [B, L]."""
+        """One segment from carry (z_H, z_L) on token ids `inputs` [B, L].
+
+        `head_span=(lo, hi)`: the LM head runs on positions [lo, hi) only (logits [B, hi-lo, V]);
+        training passes the span of the batch's label columns (the prompt never has labels, so the
+        loss is unchanged and the head, its softmax and their backward shrink to the target
+        region). `lm_head=False`: no logits at all (the bootstrap segment only needs the Q head).
+        `primed` (bool [B]): rows whose (z_H, z_L) already are this segment's no-grad prefix
+        state (`return_prefix` of the previous bootstrap segment); the prefix runs on the other
+        rows only. `return_prefix`: also return the state after the no-grad prefix.
+        """
         cfg = self.cfg
         n_L = L_cycles or cfg.L_cycles
         n_H = cfg.H_cycles
         cos, sin = self.rope()
         x = self.embed(inputs)
+        if self.positions is not None:
+            x = x + self.positions[: inputs.shape[1]].to(x.dtype) * self.embed.scale
         ratios: list[torch.Tensor] = []
-        if cfg.architecture == "hrm":
-            with torch.no_grad():
-                for h in range(n_H):
-                    for l_step in range(n_L):
-                        if h == n_H - 1 and l_step == n_L - 1:
-                            break  # the very last L update is taken with gradient below
-                        z_L = self.L(z_L, z_H + x, cos, sin)
-                    if h < n_H - 1:
-                        z_H = self._update_H(z_H, z_L, cos, sin, gate_off, ratios)
-            # One-step gradient: only these two updates are differentiated.
-            z_L = self.L(z_L, z_H + x, cos, sin)
-            z_H = self._update_H(z_H, z_L, cos, sin, gate_off, ratios)
+        if primed is None or not bool(primed.any()):
+            z_H, z_L = self._prefix(z_H, z_L, x, cos, sin, n_H, n_L, gate_off, ratios)
+        elif not bool(primed.all()):
+            rows = (~primed).nonzero().flatten()
+            sub_H, sub_L = self._prefix(z_H[rows], z_L[rows], x[rows], cos, sin, n_H, n_L, gate_off, ratios)
+            z_H, z_L = z_H.index_copy(0, rows, sub_H), z_L.index_copy(0, rows, sub_L)
+        prefix = (z_H.detach(), z_L.detach()) if return_prefix else None
+        z_H, z_L = self._final(z_H, z_L, x, cos, sin, n_L, gate_off, ratios)
+        if not lm_head:
+            logits = None
+        elif head_span is not None:
+            logits = self.lm_head(z_H[:, head_span[0] : head_span[1]])
         else:
-            with torch.no_grad():
-                for _ in range(n_H - 1):
-                    for _ in range(n_L):
-                        z_L = self.L(z_L, z_H + x, cos, sin)
-                    z_H = self._update_H(z_H, z_L, cos, sin, gate_off, ratios)
-            # TRM: the last full recursion is differentiated.
-            for _ in range(n_L):
-                z_L = self.L(z_L, z_H + x, cos, sin)
-            z_H = self._update_H(z_H, z_L, cos, sin, gate_off, ratios)
-        logits = self.lm_head(z_H)
+            logits = self.lm_head(z_H)
         q = self.q_head(z_H[:, 0]).float()
         ratio = torch.stack(ratios).mean() if ratios else None
-        return SegmentOutput(z_H.detach(), z_L.detach(), logits, q[:, 0], q[:, 1], ratio)
+        return SegmentOutput(z_H.detach(), z_L.detach(), logits, q[:, 0], q[:, 1], ratio, prefix)

@@ -20,10 +20,14 @@ def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
 
 
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Parameter-free RMSNorm in fp32 (bf16 variance is too coarse), cast back to x's dtype."""
+    """Parameter-free RMSNorm in fp32 (bf16 variance is too coarse), cast back to x's dtype.
+
+    mean(x^2) is taken as ||x||^2 / d: one fused reduction kernel instead of pow + mean over the
+    full tensor (the rest works on the [..., 1] statistics)."""
     dtype = x.dtype
     x32 = x.float()
-    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    norm = torch.linalg.vector_norm(x32, dim=-1, keepdim=True)
+    x32 = x32 * torch.rsqrt(norm.square() / x32.shape[-1] + eps)
     return x32.to(dtype)
 
 
@@ -62,9 +66,11 @@ class RotaryEmbedding(nn.Module):
         emb = torch.cat((freqs, freqs), dim=-1)
         self.register_buffer("cos", emb.cos(), persistent=False)
         self.register_buffer("sin", emb.sin(), persistent=False)
+        # sin with rotate_half's sign folded in: rotate_half(x) * sin == swap_halves(x) * signed_sin.
+        self.register_buffer("signed_sin", torch.cat((-freqs.sin(), freqs.sin()), dim=-1), persistent=False)
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cos, self.sin
+        return self.cos, self.signed_sin
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -72,11 +78,18 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, L, H, D] by position; cos/sin are [L, D]."""
-    cos = cos[: x.shape[1]].unsqueeze(-2).to(x.dtype)
-    sin = sin[: x.shape[1]].unsqueeze(-2).to(x.dtype)
-    return x * cos + _rotate_half(x) * sin
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, signed: bool = True) -> torch.Tensor:
+    """Rotate x [B, L, ..., D] (e.g. [B, L, H, D], or [B, L, 2, H, D] for q and k at once) by
+    position; cos/sin are [L, D]. `signed` (what `RotaryEmbedding()` returns): `sin` already
+    carries rotate_half's sign (-sin on the first half), which saves a negation kernel;
+    `signed=False` takes the plain sin table (`RotaryEmbedding.sin`)."""
+    shape = (x.shape[1],) + (1,) * (x.dim() - 3) + (x.shape[-1],)
+    cos = cos[: x.shape[1]].to(x.dtype).view(shape)
+    sin = sin[: x.shape[1]].to(x.dtype).view(shape)
+    if not signed:
+        return x * cos + _rotate_half(x) * sin
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((x2, x1), dim=-1) * sin
 
 
 def _multiple_of(value: float, multiple: int) -> int:

@@ -76,13 +76,35 @@ def effective_model_config(model_cfg: ModelConfig, phase: PhaseConfig) -> ModelC
     return model_cfg.model_copy(update=updates)
 
 
+def compile_reasoning_modules(model: HRMAct) -> None:
+    """`model.compile`: torch.compile the H and L modules in place (nn.Module.compile keeps the
+    state-dict keys, so checkpoints stay plain). They hold nearly all the compute and are free of
+    Python control flow; inductor fuses their elementwise work (RMSNorm, RoPE, SwiGLU, residual
+    adds) that otherwise costs a memory round trip per op."""
+    core = model.core
+    for module in {id(m): m for m in (core.H, core.L)}.values():
+        module.compile()
+
+
 def autocast_context(precision: str, device: torch.device):
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "fp16" and device.type != "cuda":
         raise InputError("train.precision=fp16 needs CUDA (use bf16 on CPU)")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("train.precision=bf16 on a CPU without bf16 matrix instructions (avx512_bf16/amx_bf16): "
+                      "oneDNN emulates bf16 matmuls, which runs far slower than fp32; use fp32 here",
+                      stacklevel=2)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN can run bf16 matmuls natively on this CPU (avx512_bf16 / AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _seed_everything(seed: int) -> None:
@@ -253,7 +275,7 @@ def train_phase(
 
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     if model_cfg.compile:
-        net = torch.compile(net)
+        compile_reasoning_modules(model)
     model.train()
     planned = phase.epochs * feeder.epoch_size
     last_ckpt: Path | None = ckpt.latest_valid(ckpt_dir) if own is not None else None
@@ -316,7 +338,7 @@ def train_phase(
         lm_den = max(float(counts[0]), 1.0) / ctx.world
         row_den = max(float(counts[1]), 1.0) / ctx.world
         with autocast_context(cfg.precision, device):
-            out = net(carry, L_cycles=model_cfg.L_cycles)
+            out = net(carry, L_cycles=model_cfg.L_cycles, labels_only=True)
         parts = act_losses(out.logits, out.labels, out.valid, out.q_halt, out.q_continue, out.target_q_continue,
                            q_weight=phase.q_loss_weight, kind=model_cfg.loss,
                            lm_denominator=lm_den, row_denominator=row_den)
