@@ -114,6 +114,7 @@ class SequenceMeta:
     """Per split and quantity (statement/code/prompt/target tokens before any cut or drop, over
     every instance of the split): min, mean, p50, p95, max."""
     tokenizer_fingerprint: str
+    """`HrmTokenizer.fingerprint` (sha256 of tokenizer.json) of the tokenizer that built these rows."""
     data_fingerprint: str
     """sha256 of the instances file and the splits file."""
     config: dict[str, Any] = field(default_factory=dict)
@@ -351,6 +352,18 @@ def load_meta(seq_dir: str | Path) -> SequenceMeta:
         return SequenceMeta(**json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, TypeError) as err:
         raise InputError(f"invalid sequences meta: {err}", path=str(path)) from None
+
+
+def check_tokenizer(seq_dir: str | Path, meta: SequenceMeta, tokenizer_dir: str | Path,
+                    fingerprint: str) -> None:
+    """Raise InputError unless the sequences in `seq_dir` were built with the tokenizer whose
+    fingerprint (`hrm.tokenizer.tokenizer_fingerprint(tokenizer_dir)`) is `fingerprint`."""
+    if meta.tokenizer_fingerprint != fingerprint:
+        raise InputError(
+            f"the sequences were built with another tokenizer: {Path(seq_dir) / META_FILE} records "
+            f"tokenizer_fingerprint {meta.tokenizer_fingerprint or '(none)'}, "
+            f"{Path(tokenizer_dir) / 'tokenizer.json'} has {fingerprint}; rebuild the sequences with "
+            "this tokenizer or pass the tokenizer they were built with", path=str(seq_dir))
 
 
 def load_split(seq_dir: str | Path, split: str) -> SequenceSplit:

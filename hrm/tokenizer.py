@@ -55,6 +55,10 @@ class HrmTokenizer:
     tokenizer: object
     """The underlying `tokenizers.Tokenizer`."""
     meta: dict
+    fingerprint: str
+    """The tokenizer's identity: sha256 of its `tokenizer.json` (vocab, merges, specials). The one
+    fingerprint sequences meta and checkpoints record and evaluation compares
+    (`tokenizer_fingerprint`)."""
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
@@ -71,10 +75,6 @@ class HrmTokenizer:
     def special_ids(self) -> dict[str, int]:
         return {name: getattr(self, f"{name}_id") for name in
                 ("pad", "bos", "eos", "sep", "hunk", "mask", "unk")}
-
-    @property
-    def fingerprint(self) -> str:
-        return self.meta["training_text_sha256"]
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`; no special token is added or recognised."""
@@ -113,6 +113,22 @@ def _fingerprint(texts: list[str]) -> str:
         data = text.encode("utf-8")
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
+    return digest.hexdigest()
+
+
+def tokenizer_fingerprint(directory: str | Path) -> str:
+    """The tokenizer fingerprint of a tokenizer directory: sha256 of its `tokenizer.json`.
+
+    Captures vocabulary, merges and special tokens (what the token ids mean); not the training
+    text, which meta.json records separately as `training_text_sha256`.
+    """
+    path = Path(directory) / TOKENIZER_FILE
+    if not path.is_file():
+        raise InputError("tokenizer file not found (run `hrm tokenizer build`)", path=str(path))
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -161,6 +177,7 @@ def build_tokenizer(instances_path: str | Path, splits_path: str | Path, out_dir
         "special_ids": {
             "pad": 0, "bos": 1, "eos": 2, "sep": 3, "hunk": 4, "mask": 5, "unk": 6,
         },
+        "tokenizer_sha256": tokenizer_fingerprint(out_dir),
         "training_text_sha256": _fingerprint(texts),
         "training_texts": len(texts),
         "training_chars": sum(len(t) for t in texts),
@@ -196,4 +213,10 @@ def load_tokenizer(directory: str | Path) -> HrmTokenizer:
         if tok.token_to_id(token) != expected:
             raise InputError(f"special token {token} does not have id {expected}",
                              path=str(tok_path))
-    return HrmTokenizer(tokenizer=tok, meta=meta)
+    fingerprint = tokenizer_fingerprint(directory)
+    recorded = meta.get("tokenizer_sha256")
+    if recorded is not None and recorded != fingerprint:
+        raise InputError(f"tokenizer.json (sha256 {fingerprint}) is not the file this meta.json was "
+                         f"written with (tokenizer_sha256 {recorded}): rebuild the tokenizer",
+                         path=str(tok_path))
+    return HrmTokenizer(tokenizer=tok, meta=meta, fingerprint=fingerprint)

@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
 def sample_path() -> Path:
     """The 57 real SWE-smith rows, read in place. Absent: skip, or fail under CI=true."""
     if not SAMPLE_PATH.exists():
-        message = f"real SWE-smith sample not found at ../shared/data/swe-smith/sample.jsonl"
+        message = "real SWE-smith sample not found at ../shared/data/swe-smith/sample.jsonl"
         if os.environ.get("CI") == "true":
             pytest.fail(message + " (required under CI=true)")
         pytest.skip(message)

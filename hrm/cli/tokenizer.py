@@ -36,7 +36,8 @@ def build(
             mlflow.log_params({f"tokenizer.{k}": v for k, v in meta["config"].items()})
             mlflow.log_metrics({k: meta[k] for k in
                                 ("vocab_size", "training_texts", "training_chars")})
-            mlflow.set_tag("tokenizer.fingerprint", meta["training_text_sha256"])
+            mlflow.set_tags({"tokenizer.fingerprint": meta["tokenizer_sha256"],
+                             "tokenizer.training_text_sha256": meta["training_text_sha256"]})
 
 
 def register(app: typer.Typer) -> None:

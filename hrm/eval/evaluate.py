@@ -49,13 +49,15 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
     """Run the whole evaluation of `split`; returns the metrics written to metrics.json.
 
     The device is resolved like training's (`train.device: auto` = cuda when available, else
-    cpu; `cuda` without a device is an error). A checkpoint trained with another tokenizer, or
-    on sequences of another shape, is refused rather than scored.
+    cpu; `cuda` without a device is an error). A checkpoints directory means its newest
+    checkpoint, which must verify. Sequences built with another tokenizer, a checkpoint trained
+    with another tokenizer (or recording none), or on sequences of another shape, are refused
+    rather than scored.
     """
     from hrm.errors import InputError
-    from hrm.sequences import decode_target, load_split
+    from hrm.sequences import check_tokenizer, decode_target, load_split
     from hrm.tokenizer import load_tokenizer
-    from hrm.train.checkpoint import load_for_inference, tokenizer_fingerprint
+    from hrm.train.checkpoint import load_for_inference
     from hrm.train.loop import resolve_device
 
     cfg = params.eval
@@ -66,12 +68,13 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
     data = load_split(sequences_dir, split)
     if len(data) == 0:
         raise InputError(f"split {split!r} has no rows", path=str(sequences_dir))
+    check_tokenizer(sequences_dir, data.meta, tokenizer_dir, tok.fingerprint)
     model, info = load_for_inference(checkpoint, resolve_device(params.train.device))
-    fingerprint = tokenizer_fingerprint(tokenizer_dir)
-    if info.tokenizer_fingerprint is not None and info.tokenizer_fingerprint != fingerprint:
-        raise InputError(f"checkpoint was trained with another tokenizer "
-                         f"({info.tokenizer_fingerprint[:12]} != {str(fingerprint)[:12]})",
-                         path=str(tokenizer_dir))
+    if info.tokenizer_fingerprint != tok.fingerprint:
+        recorded = info.tokenizer_fingerprint or "(none: trained without a tokenizer directory)"
+        raise InputError(f"checkpoint was trained with another tokenizer: it records tokenizer "
+                         f"fingerprint {recorded}, {Path(tokenizer_dir) / 'tokenizer.json'} has "
+                         f"{tok.fingerprint}", path=info.path)
     if (info.seq_len, info.vocab_size) != (data.meta.seq_len, data.meta.vocab_size):
         raise InputError(f"checkpoint expects seq_len={info.seq_len}, vocab={info.vocab_size}; "
                          f"sequences have {data.meta.seq_len}, {data.meta.vocab_size}",

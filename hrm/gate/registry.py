@@ -1,12 +1,16 @@
 """Promotion through the MLflow Model Registry (sqlite or a tracking server: whatever
 `params.tracking` / MLFLOW_TRACKING_URI points at).
 
-A candidate is the final checkpoint directory, the tokenizer directory and the resolved params,
-logged as artifacts under `model/` of the gate's MLflow run with a `manifest.json` of sha256 per
-file, and registered as a version of `gate.model_name` with the source pointing at `model/`.
+A candidate is ONE checkpoint file (a checkpoints directory resolves to its newest checkpoint,
+which must verify against its manifest, else `CorruptCheckpoint` names the file: never an older
+one; the same rule evaluation uses), with its manifest, the tokenizer directory and the resolved
+params, logged as artifacts under `model/` of the gate's MLflow run with a `manifest.json` of
+sha256 per file, and registered as a version of `gate.model_name` with the source pointing at
+`model/`.
 
-- Idempotent: a version is found by its `checkpoint_sha256` tag before one is created, so
-  re-running the gate on the same checkpoint reuses (and re-tags) the same version.
+- Idempotent: a version is found by its `checkpoint_sha256` tag (the sha256 of the checkpoint
+  file) before one is created, so re-running the gate on the same checkpoint reuses (and
+  re-tags) the same version.
 - Atomic promotion: the alias moves only after the version's artifacts were downloaded back
   from the registry and every file's hash matched the manifest and the local checkpoint.
 - PROMOTE moves `gate.alias` to the version; the previous champion stays registered, tagged
@@ -89,23 +93,22 @@ def tree_manifest(root: Path, prefix: str = "") -> dict[str, str]:
     return {prefix + p.relative_to(root).as_posix(): _file_sha256(p) for p in files}
 
 
-def manifest_digest(manifest: dict[str, str]) -> str:
-    """One sha256 over a manifest: changes when any file's path or content changes."""
-    h = hashlib.sha256()
-    for path, digest in sorted(manifest.items()):
-        h.update(f"{path}\0{digest}\n".encode())
-    return h.hexdigest()
+def resolve_candidate(checkpoint: Path) -> tuple[Path, str]:
+    """(the one checkpoint file `checkpoint` names, its sha256).
+
+    A file is itself, a checkpoints directory its newest checkpoint; either must verify against
+    its manifest (`hrm.train.checkpoint.resolve_checkpoint`: raises `CorruptCheckpoint` naming
+    the file, never falls back to an older checkpoint).
+    """
+    from hrm.train.checkpoint import resolve_checkpoint
+
+    file = resolve_checkpoint(checkpoint)
+    return file, _file_sha256(file)
 
 
 def checkpoint_sha256(checkpoint: Path) -> str:
-    """The identity of a checkpoint directory (or a single checkpoint file)."""
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_file():
-        return manifest_digest({checkpoint.name: _file_sha256(checkpoint)})
-    manifest = tree_manifest(checkpoint)
-    if not manifest:
-        raise InputError("checkpoint directory is empty", path=str(checkpoint))
-    return manifest_digest(manifest)
+    """The identity of a candidate: sha256 of the one checkpoint file it resolves to."""
+    return resolve_candidate(checkpoint)[1]
 
 
 # ------------------------------------------------------------------------------------------
@@ -193,9 +196,9 @@ def register_candidate(params: Params, checkpoint: Path, tokenizer: Path, run_id
         raise InputError("checkpoint not found", path=str(checkpoint))
     if not tokenizer.is_dir():
         raise InputError("tokenizer directory not found", path=str(tokenizer))
+    file, sha = resolve_candidate(checkpoint)
     client = _client()
     name = params.gate.model_name
-    sha = checkpoint_sha256(checkpoint)
     _ensure_registered_model(client, name)
     existing = find_version(client, name, sha)
     if existing is not None:
@@ -204,10 +207,12 @@ def register_candidate(params: Params, checkpoint: Path, tokenizer: Path, run_id
     with tempfile.TemporaryDirectory(prefix="hrm-gate-model-") as tmp:
         staged = Path(tmp) / MODEL_ARTIFACT_DIR
         (staged / "checkpoint").mkdir(parents=True)
-        if checkpoint.is_file():
-            shutil.copy2(checkpoint, staged / "checkpoint" / checkpoint.name)
-        else:
-            shutil.copytree(checkpoint, staged / "checkpoint", dirs_exist_ok=True)
+        # Exactly the resolved checkpoint and its own manifest (so the registered copy verifies
+        # and loads with `load_for_inference`), nothing else from its directory.
+        shutil.copy2(file, staged / "checkpoint" / file.name)
+        shutil.copy2(file.with_suffix(".json"), staged / "checkpoint" / file.with_suffix(".json").name)
+        if _file_sha256(staged / "checkpoint" / file.name) != sha:
+            raise RegistryError(f"{file} changed while it was being staged for registration")
         shutil.copytree(tokenizer, staged / "tokenizer")
         (staged / "params.yaml").write_text(
             yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
@@ -219,8 +224,8 @@ def register_candidate(params: Params, checkpoint: Path, tokenizer: Path, run_id
     source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT_DIR}"
     version = client.create_model_version(
         name, source, run_id=run_id,
-        tags={CHECKPOINT_TAG: sha, "hrm.profile": params.profile},
-        description=f"checkpoint {checkpoint} (sha256 {sha[:16]}…)",
+        tags={CHECKPOINT_TAG: sha, "checkpoint_file": file.name, "hrm.profile": params.profile},
+        description=f"checkpoint {file} (sha256 {sha[:16]}…)",
     )
     return version, True, sha
 
@@ -228,10 +233,13 @@ def register_candidate(params: Params, checkpoint: Path, tokenizer: Path, run_id
 def verify_version(client, name: str, version: str, sha: str) -> None:
     """Download the version's artifacts back and check every hash; raise `RegistryError` if not.
 
-    Checks: the files match the stored manifest exactly (nothing missing, extra or altered) and
-    the checkpoint inside hashes to `sha`, the local candidate's hash.
+    Checks: the files match the stored manifest exactly (nothing missing, extra or altered),
+    `checkpoint/` holds exactly one checkpoint file (plus its manifest), it hashes to `sha`, the
+    local candidate's hash, and it verifies against its own manifest.
     """
     import mlflow
+
+    from hrm.train.checkpoint import CorruptCheckpoint, list_checkpoints, verify
 
     with tempfile.TemporaryDirectory(prefix="hrm-gate-verify-") as tmp:
         local = Path(mlflow.artifacts.download_artifacts(
@@ -244,9 +252,18 @@ def verify_version(client, name: str, version: str, sha: str) -> None:
         if actual != stored["files"]:
             diff = sorted(set(actual.items()) ^ set(stored["files"].items()))
             raise RegistryError(f"{name} v{version}: downloaded artifacts differ from the manifest: {diff[:5]}")
-        got = manifest_digest(tree_manifest(local / "checkpoint"))
+        files = list_checkpoints(local / "checkpoint")
+        if len(files) != 1:
+            raise RegistryError(f"{name} v{version}: expected exactly one checkpoint file in the registered "
+                                f"artifacts, found {[f.name for f in files]}")
+        got = _file_sha256(files[0])
         if got != sha or stored.get("checkpoint_sha256") != sha:
-            raise RegistryError(f"{name} v{version}: checkpoint hash {got[:16]}… != candidate {sha[:16]}…")
+            raise RegistryError(f"{name} v{version}: checkpoint {files[0].name} hash {got[:16]}… != "
+                                f"candidate {sha[:16]}…")
+        try:
+            verify(files[0])
+        except CorruptCheckpoint as err:
+            raise RegistryError(f"{name} v{version}: registered checkpoint does not verify: {err}") from None
 
 
 def _metric_tags(result: GateResult) -> dict[str, str]:

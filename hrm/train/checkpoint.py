@@ -6,8 +6,12 @@ Layout of a checkpoints directory:
 
 The .pt is written to a temporary file, fsynced and renamed; the manifest is written the same way
 AFTER it, so a manifest names a complete file. On load the sha256 is recomputed and compared; a
-mismatch (or a missing manifest) marks the checkpoint corrupt. `latest_valid` walks checkpoints
-newest first and skips corrupt ones with a warning.
+mismatch (or a missing manifest) marks the checkpoint corrupt.
+
+Resolving a checkpoints DIRECTORY: `resolve_checkpoint` (evaluation, the hand-off from one phase to
+the next, `--resume PATH`, the registry) takes the newest checkpoint and raises `CorruptCheckpoint`
+naming the file when it does not verify: never an older one in its place. Only `latest_valid`
+(`--resume auto`, crash recovery inside a phase) skips a corrupt newest checkpoint, with a warning.
 
 State saved: model (and EMA) weights, optimizer, LR schedule position (step, examples consumed),
 phase step and global epoch counters, RNG states (torch, numpy, python, the exploration
@@ -84,14 +88,6 @@ def code_version() -> str | None:
         return None
 
 
-def tokenizer_fingerprint(tokenizer_dir: str | Path | None) -> str | None:
-    """sha256 of the tokenizer dir's meta.json (None when absent)."""
-    if tokenizer_dir is None:
-        return None
-    meta = Path(tokenizer_dir) / "meta.json"
-    return sha256_file(meta) if meta.exists() else None
-
-
 def save_checkpoint(ckpt_dir: Path, state: dict[str, Any], *, keep: int) -> Path:
     """Atomically write `state` as step-<step>.pt plus its manifest; prune to the newest `keep`."""
     ckpt_dir = Path(ckpt_dir)
@@ -145,7 +141,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def latest_valid(ckpt_dir: Path) -> Path | None:
-    """The newest checkpoint that verifies; corrupt ones are skipped with a warning."""
+    """The newest checkpoint that verifies; corrupt ones are skipped with a warning.
+
+    For `--resume auto` (crash recovery inside a phase) only: everything else uses
+    `resolve_checkpoint`, which refuses a corrupt newest checkpoint.
+    """
     for path in reversed(list_checkpoints(ckpt_dir)):
         try:
             verify(path)
@@ -157,16 +157,29 @@ def latest_valid(ckpt_dir: Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A file stays as is; a directory resolves to its newest valid checkpoint."""
+    """The one checkpoint file `path` names, verified.
+
+    A file is itself; a checkpoints directory is its newest checkpoint (by step). Raises
+    `CorruptCheckpoint` naming the file when it does not verify (never falls back to an older
+    one) and `InputError` when the path does not exist or the directory holds no checkpoint.
+    """
     path = Path(path)
     if path.is_file():
+        verify(path)
         return path
-    if path.is_dir():
-        found = latest_valid(path)
-        if found is None:
-            raise InputError("no valid checkpoint in directory", path=str(path))
-        return found
-    raise InputError("checkpoint path does not exist", path=str(path))
+    if not path.is_dir():
+        raise InputError("checkpoint path does not exist", path=str(path))
+    found = list_checkpoints(path)
+    if not found:
+        raise InputError("no checkpoint (step-XXXXXXXX.pt) in directory", path=str(path))
+    newest = found[-1]
+    try:
+        verify(newest)
+    except CorruptCheckpoint as err:
+        raise CorruptCheckpoint(f"the newest checkpoint of the directory is corrupt ({err}); refusing to "
+                                "fall back to an older one: pass an older checkpoint file explicitly or "
+                                "retrain", path=str(newest)) from None
+    return newest
 
 
 @dataclass
@@ -187,7 +200,7 @@ class CheckpointInfo:
 
 
 def load_for_inference(path: str | Path, device: str | torch.device = "cpu", *, use_ema: bool = True):
-    """Build the model from a checkpoint (file or checkpoints dir) in eval mode.
+    """Build the model from a checkpoint (file, or checkpoints dir: its newest, which must verify).
 
     Returns (model, CheckpointInfo). EMA weights are used when the checkpoint has them and
     `use_ema` is true.

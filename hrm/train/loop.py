@@ -25,6 +25,7 @@ from hrm.model import HRMAct, build_model
 from hrm.model.act import ActCarry
 from hrm.model.inference import run_inference
 from hrm.model.losses import act_losses, token_losses
+from hrm.tokenizer import tokenizer_fingerprint
 from hrm.train import checkpoint as ckpt
 from hrm.train.data import RowFeeder, TrainArrays, fill_halted_rows
 from hrm.train.distributed import DistContext, init_distributed
@@ -183,7 +184,11 @@ def train_phase(
         counter continue from it; optimizer, schedule and ACT carry start fresh (a new phase has
         a new learning rate; the carry is reset because the phase may change data order).
     resume: "none", "auto" (continue THIS phase from the newest valid checkpoint in
-        out_dir/checkpoints, skipping corrupt ones; start normally if there is none) or a path.
+        out_dir/checkpoints, skipping corrupt ones with a warning: crash recovery; start normally
+        if there is none) or a path (a file, or a dir whose newest checkpoint must verify).
+    resume_from likewise takes the newest checkpoint of a dir and refuses it when corrupt.
+    tokenizer_dir: its fingerprint (`hrm.tokenizer.tokenizer_fingerprint`) is stored in every
+        checkpoint; a checkpoint resumed or continued from must carry the same one.
     """
     cfg = params.train
     phase_idx, phase = _phase_index(params, phase_name)
@@ -219,6 +224,16 @@ def train_phase(
     start_epoch = 0  # global epoch counter before this phase
     elapsed_before = 0.0
 
+    tok_fp = tokenizer_fingerprint(tokenizer_dir) if tokenizer_dir is not None else None
+
+    def check_tokenizer(state: dict, path: Path, what: str) -> None:
+        recorded = state.get("tokenizer_fingerprint")
+        if recorded != tok_fp:
+            raise InputError(f"{what} was trained with tokenizer fingerprint {recorded or '(none)'}, "
+                             f"this run uses {tok_fp or '(none)'} (tokenizer "
+                             f"{Path(tokenizer_dir) / 'tokenizer.json' if tokenizer_dir is not None else 'not given'}"
+                             "): the token ids would mean different things", path=str(path))
+
     # ---- resume --------------------------------------------------------------------------
     own = None
     if resume == "auto":
@@ -230,6 +245,7 @@ def train_phase(
         if state["model_config"] != model_cfg.model_dump(mode="json") or state.get("phase") != phase.name:
             raise InputError("checkpoint was written with a different model config or phase; "
                              "remove it or train into a new --out", path=str(own))
+        check_tokenizer(state, own, "the checkpoint to resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None and state.get("ema") is not None:
@@ -261,11 +277,11 @@ def train_phase(
             raise InputError(f"previous phase was trained with vocab {prev['vocab_size']} / seq_len "
                              f"{prev['seq_len']}, these sequences have {arrays.vocab_size} / {arrays.seq_len}",
                              path=str(prev_path))
+        check_tokenizer(prev, prev_path, "the previous phase's checkpoint")
         model.load_state_dict(prev["model"])
         if ema is not None and prev.get("ema") is not None:
             ema.load_state_dict(prev["ema"])
         start_epoch = int(prev["global_epoch"])
-    tok_fp = ckpt.tokenizer_fingerprint(tokenizer_dir)
     version = ckpt.code_version() if ctx.is_main else None
 
     # ---- wrap -----------------------------------------------------------------------------

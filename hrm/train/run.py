@@ -34,11 +34,19 @@ def run_phase(
     resume: str = "none",
     track: bool = True,
 ) -> PhaseResult:
-    """Load the train split, train one phase, log it to MLflow under `train:<phase>`."""
+    """Load the train split, train one phase, log it to MLflow under `train:<phase>`.
+
+    Refuses sequences built with another tokenizer than `tokenizer_dir` (their meta.json's
+    `tokenizer_fingerprint` against the sha256 of `tokenizer_dir/tokenizer.json`).
+    """
     import torch
+
+    from hrm.sequences import check_tokenizer, load_meta
+    from hrm.tokenizer import tokenizer_fingerprint
 
     out_dir = Path(out_dir)
     _, phase = _phase_index(params, phase_name)
+    check_tokenizer(sequences_dir, load_meta(sequences_dir), tokenizer_dir, tokenizer_fingerprint(tokenizer_dir))
     arrays = load_train_arrays(sequences_dir, "train")
     is_main = int(os.environ.get("RANK", "0")) == 0
     if not (track and is_main):

@@ -159,21 +159,65 @@ def test_report_and_mlflow_carry_the_same_numbers(e2e):
 
 
 def test_refuses_a_checkpoint_of_another_tokenizer(e2e, tmp_path):
+    """Tokenizer, sequences and checkpoint must carry one fingerprint (sha256 of tokenizer.json);
+    a mismatch or a checkpoint without one is refused, naming the files and both fingerprints."""
+    import re
+
+    import torch
+
     from hrm.errors import InputError
     from hrm.eval.evaluate import evaluate
+    from hrm.tokenizer import load_tokenizer
+    from hrm.train.checkpoint import list_checkpoints, save_checkpoint
 
-    root = e2e["root"]
+    root, params = e2e["root"], e2e["params"]
+    fp = load_tokenizer(root / "tok").fingerprint
+
+    # Another tokenizer (one merge fewer): the sequences were not built with it.
     other = tmp_path / "tok"
     shutil.copytree(root / "tok", other)
+    spec = json.loads((other / "tokenizer.json").read_text())
+    spec["model"]["merges"] = spec["model"]["merges"][:-1]
+    (other / "tokenizer.json").write_text(json.dumps(spec))
     meta = json.loads((other / "meta.json").read_text())
-    meta["retrained"] = True  # any change to meta.json is another tokenizer's fingerprint
+    meta.pop("tokenizer_sha256")
     (other / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(InputError, match="another tokenizer"):
-        evaluate(e2e["params"], root / "train" / "checkpoints", other, root / "seq", "val",
-                 tmp_path / "out", None)
+    other_fp = load_tokenizer(other).fingerprint
+    with pytest.raises(InputError, match=f"sequences were built with another tokenizer.*{fp}.*"
+                                         f"{re.escape(str(other / 'tokenizer.json'))}.*{other_fp}"):
+        evaluate(params, root / "train" / "checkpoints", other, root / "seq", "val", tmp_path / "out", None)
+
+    # Tokenizer and sequences agree, the checkpoint records another fingerprint, or none.
+    state = torch.load(list_checkpoints(root / "train" / "checkpoints")[-1], weights_only=False)
+    for recorded, shown in (("f" * 64, "f" * 64), (None, "(none")):
+        state["tokenizer_fingerprint"] = recorded
+        ckpt_dir = tmp_path / f"ckpt-{recorded}"
+        written = save_checkpoint(ckpt_dir, state, keep=1)
+        with pytest.raises(InputError, match=f"{re.escape(str(written))}: checkpoint was trained with "
+                                             f"another tokenizer.*{re.escape(shown)}.*{fp}"):
+            evaluate(params, ckpt_dir, root / "tok", root / "seq", "val", tmp_path / "out", None)
+
     with pytest.raises(InputError, match="instances file not found"):
-        evaluate(e2e["params"], root / "train" / "checkpoints", root / "tok", root / "seq", "val",
+        evaluate(params, root / "train" / "checkpoints", root / "tok", root / "seq", "val",
                  tmp_path / "out", tmp_path / "missing.jsonl")
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_a_corrupt_newest_checkpoint(e2e, tmp_path):
+    """A checkpoints directory means its newest checkpoint: corrupt, it is an error naming the
+    file, never a silent evaluation of an older one."""
+    from hrm.eval.evaluate import evaluate
+    from hrm.train.checkpoint import CorruptCheckpoint, list_checkpoints
+
+    root = e2e["root"]
+    ckpts = tmp_path / "checkpoints"
+    shutil.copytree(root / "train" / "checkpoints", ckpts)
+    files = list_checkpoints(ckpts)
+    assert len(files) >= 2, "needs an older checkpoint to (wrongly) fall back to"
+    newest = files[-1]
+    newest.write_bytes(newest.read_bytes()[:-16])  # truncated
+    with pytest.raises(CorruptCheckpoint, match=f"{newest.name}.*sha256 mismatch"):
+        evaluate(e2e["params"], ckpts, root / "tok", root / "seq", "val", tmp_path / "out", None)
     assert not (tmp_path / "out").exists()
 
 

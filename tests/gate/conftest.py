@@ -81,9 +81,23 @@ class Run:
     checkpoint: Path
     tokenizer: Path
 
-    def new_checkpoint(self, payload: bytes) -> None:
-        """Replace the final checkpoint's contents (a different candidate)."""
-        (self.checkpoint / "step_000100.pt").write_bytes(payload)
+    def new_checkpoint(self, payload: bytes, step: int = 100) -> Path:
+        """Write `step-<step>.pt` with `payload` and a manifest that verifies (a different
+        candidate when it is the newest step or replaces it)."""
+        return write_checkpoint(self.checkpoint, step, payload)
+
+
+def write_checkpoint(ckpt_dir: Path, step: int, payload: bytes) -> Path:
+    """A checkpoint file in hrm.train.checkpoint's layout (`step-XXXXXXXX.pt` + manifest); the
+    payload is opaque bytes: the registry hashes and verifies, it never unpickles."""
+    import hashlib
+
+    path = ckpt_dir / f"step-{step:08d}.pt"
+    path.write_bytes(payload)
+    path.with_suffix(".json").write_text(json.dumps(
+        {"file": path.name, "sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload),
+         "step": step, "epoch": 1, "phase": "refinement"}))
+    return path
 
 
 @pytest.fixture()
@@ -94,8 +108,7 @@ def run_dirs(tmp_path: Path) -> Run:
     write_history(train_dir, [("foundation", 10), ("optimisation", 5), ("refinement", 5)])
     ckpt = train_dir / "refinement" / "checkpoints"
     ckpt.mkdir(parents=True)
-    (ckpt / "step_000100.pt").write_bytes(b"weights-v1" * 1000)
-    (ckpt / "latest.json").write_text('{"step": 100}')
+    write_checkpoint(ckpt, 100, b"weights-v1" * 1000)
     tok = tmp_path / "tokenizer"
     tok.mkdir()
     (tok / "tokenizer.json").write_text('{"model": {"type": "BPE"}}')
@@ -149,4 +162,4 @@ def synth():
     from types import SimpleNamespace
 
     return SimpleNamespace(write_metrics=write_metrics, write_history=write_history, LENIENT=LENIENT,
-                           MID_TRAINING_VAL=MID_TRAINING_VAL)
+                           MID_TRAINING_VAL=MID_TRAINING_VAL, write_checkpoint=write_checkpoint)

@@ -51,7 +51,7 @@ def test_promote_then_second_promotion_keeps_first_and_rerun_is_idempotent(make_
 
     local = Path(mlflow.artifacts.download_artifacts(
         artifact_uri="models:/hrm-swe@champion", dst_path=str(run_dirs.root / "dl")))
-    assert (local / "checkpoint" / "step_000100.pt").read_bytes() == b"weights-v2" * 1000
+    assert (local / "checkpoint" / "step-00000100.pt").read_bytes() == b"weights-v2" * 1000
     assert (local / "tokenizer" / "meta.json").is_file() and (local / "params.yaml").is_file()
 
 
@@ -94,8 +94,62 @@ def test_alias_does_not_move_when_registered_artifacts_do_not_verify(make_params
     flag(flagged_params, decide(flagged_params.gate, run_dirs.eval_dir, run_dirs.root / "g2"),
          run_dirs.checkpoint, run_dirs.tokenizer)
     # Corrupt the stored copy of version 1: promotion must refuse before touching the alias.
-    stored = next((run_dirs.root / "mlartifacts").rglob("model/checkpoint/step_000100.pt"))
+    stored = next((run_dirs.root / "mlartifacts").rglob("model/checkpoint/step-00000100.pt"))
     stored.write_bytes(b"tampered")
     with pytest.raises(RegistryError, match="differ from the manifest"):
         promote(params, result, run_dirs.checkpoint, run_dirs.tokenizer)
     assert champion(_client(params), "hrm-swe", "champion") is None
+
+
+def test_registers_exactly_the_newest_checkpoint_file_of_the_directory(make_params, run_dirs, synth):
+    """The candidate is the one resolved checkpoint (newest step), hashed and registered alone:
+    older checkpoints and other files in the directory are neither hashed nor uploaded."""
+    import hashlib
+
+    import mlflow
+
+    params = make_params(synth.LENIENT)
+    result = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    older = synth.write_checkpoint(run_dirs.checkpoint, 50, b"older-weights" * 100)
+    (run_dirs.checkpoint / "notes.txt").write_text("not a checkpoint")
+    first = promote(params, result, run_dirs.checkpoint, run_dirs.tokenizer)
+    newest = run_dirs.checkpoint / "step-00000100.pt"
+    assert first.checkpoint_sha256 == hashlib.sha256(newest.read_bytes()).hexdigest()
+    local = Path(mlflow.artifacts.download_artifacts(
+        artifact_uri="models:/hrm-swe@champion", dst_path=str(run_dirs.root / "dl")))
+    assert sorted(p.name for p in (local / "checkpoint").iterdir()) == ["step-00000100.json",
+                                                                       "step-00000100.pt"]
+    client = _client(params)
+    assert client.get_model_version("hrm-swe", "1").tags["checkpoint_file"] == "step-00000100.pt"
+
+    # Identity is the file's sha256: other files coming and going do not make a new version.
+    older.unlink()
+    (run_dirs.checkpoint / "notes.txt").write_text("changed")
+    again = promote(params, result, run_dirs.checkpoint, run_dirs.tokenizer)
+    assert (again.action, again.version, again.created) == ("already_champion", "1", False)
+    # Passing the file itself is the same candidate.
+    same = promote(params, result, newest, run_dirs.tokenizer)
+    assert (same.version, same.created, same.checkpoint_sha256) == ("1", False, first.checkpoint_sha256)
+
+
+@pytest.mark.parametrize("damage", ["flip_bytes", "no_manifest"])
+def test_corrupt_newest_checkpoint_is_refused_never_replaced_by_an_older_one(make_params, run_dirs,
+                                                                             synth, damage):
+    from hrm.train.checkpoint import CorruptCheckpoint
+
+    params = make_params(synth.LENIENT)
+    result = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    synth.write_checkpoint(run_dirs.checkpoint, 50, b"older-weights" * 100)  # valid, older
+    newest = synth.write_checkpoint(run_dirs.checkpoint, 200, b"newest-weights" * 100)
+    if damage == "flip_bytes":
+        newest.write_bytes(b"newest-weightz" * 100)
+    else:
+        newest.with_suffix(".json").unlink()
+    with pytest.raises(CorruptCheckpoint, match="step-00000200.pt"):
+        promote(params, result, run_dirs.checkpoint, run_dirs.tokenizer)
+    with pytest.raises(CorruptCheckpoint, match="step-00000200.pt"):
+        flag(make_params(), decide(make_params().gate, run_dirs.eval_dir, run_dirs.root / "g2"),
+             run_dirs.checkpoint, run_dirs.tokenizer)
+    client = _client(params)
+    assert champion(client, "hrm-swe", "champion") is None
+    assert _versions(client, "hrm-swe") == []

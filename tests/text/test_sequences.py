@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -121,7 +122,8 @@ def test_meta_fingerprints_and_counts(built, budgets):
     ROOMY_SEQ = budgets["roomy"]
     meta = json.loads((built["seq_roomy"] / "meta.json").read_text())
     tok_meta = json.loads((built["tok"] / "meta.json").read_text())
-    assert meta["tokenizer_fingerprint"] == tok_meta["training_text_sha256"]
+    tok_sha = hashlib.sha256((built["tok"] / "tokenizer.json").read_bytes()).hexdigest()
+    assert meta["tokenizer_fingerprint"] == tok_sha == tok_meta["tokenizer_sha256"]
     assert meta["seq_len"] == ROOMY_SEQ.seq_len and meta["ignore_index"] == -100
     stats = meta["length_stats"]["train"]["target"]
     assert stats["min"] <= stats["p50"] <= stats["max"] and stats["max"] > 1

@@ -80,3 +80,27 @@ def test_bad_inputs(sample_path, built, tmp_path):
     stale.write_text(json.dumps({"splits": {"only-one": "train"}}))
     with pytest.raises(InputError, match="have no split"):
         build_tokenizer(sample_path, stale, tmp_path / "t", TokenizerConfig())
+
+
+def test_fingerprint_is_the_tokenizer_file_not_the_training_text(sample_path, built, tmp_path):
+    """Same training text, another vocab size: another tokenizer, so another fingerprint; the
+    training-text hash stays under its own name."""
+    import hashlib
+    import shutil
+
+    from hrm.tokenizer import tokenizer_fingerprint
+
+    base = load_tokenizer(built["tok"])
+    assert base.fingerprint == hashlib.sha256((built["tok"] / "tokenizer.json").read_bytes()).hexdigest()
+    assert base.fingerprint == tokenizer_fingerprint(built["tok"]) == base.meta["tokenizer_sha256"]
+    build_tokenizer(sample_path, built["splits"], tmp_path / "small", TokenizerConfig(vocab_size=600))
+    small = load_tokenizer(tmp_path / "small")
+    assert small.meta["training_text_sha256"] == base.meta["training_text_sha256"]
+    assert small.fingerprint != base.fingerprint
+
+    # tokenizer.json swapped after meta.json was written: refused, naming the file.
+    mixed = tmp_path / "mixed"
+    shutil.copytree(built["tok"], mixed)
+    shutil.copy2(tmp_path / "small" / "tokenizer.json", mixed / "tokenizer.json")
+    with pytest.raises(InputError, match=f"mixed/tokenizer.json: .*{small.fingerprint}.*{base.fingerprint}"):
+        load_tokenizer(mixed)

@@ -5,14 +5,23 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
 from hrm.model.inference import run_inference
+from hrm.tokenizer import tokenizer_fingerprint
 from hrm.train import NonFiniteLoss, train_phase
-from hrm.train.checkpoint import latest_valid, list_checkpoints, load_for_inference
+from hrm.train.checkpoint import (
+    CorruptCheckpoint,
+    latest_valid,
+    list_checkpoints,
+    load_for_inference,
+    resolve_checkpoint,
+)
 from hrm.train.history import HISTORY_COLUMNS
 
 
@@ -20,10 +29,31 @@ def _with(params, **train):
     return params.model_copy(update={"train": params.train.model_copy(update=train)})
 
 
+def _fake_tokenizer(directory: Path, content: str) -> str:
+    """A tokenizer dir as far as fingerprints go; returns its fingerprint (sha256 of tokenizer.json)."""
+    import hashlib
+
+    directory.mkdir(parents=True)
+    (directory / "tokenizer.json").write_text(content)
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
 def test_phases_chain_and_write_history(tiny_params, arrays, tmp_path):
-    first = train_phase(tiny_params, "foundation", arrays, tmp_path / "foundation", progress=False)
+    from hrm.errors import InputError
+
+    fp = _fake_tokenizer(tmp_path / "tok", '{"vocab": "A"}')
+    other = _fake_tokenizer(tmp_path / "tok-other", '{"vocab": "B"}')
+    first = train_phase(tiny_params, "foundation", arrays, tmp_path / "foundation", progress=False,
+                        tokenizer_dir=tmp_path / "tok")
+    # The hand-off refuses a previous phase trained with another tokenizer (or none).
+    for tok_dir, pattern in ((tmp_path / "tok-other", f"{fp}.*{other}"), (None, f"{fp}.*\\(none\\)")):
+        with pytest.raises(InputError, match=pattern):
+            train_phase(tiny_params, "optimisation", arrays, tmp_path / "refused",
+                        resume_from=tmp_path / "foundation" / "checkpoints", tokenizer_dir=tok_dir,
+                        progress=False)
     second = train_phase(tiny_params, "optimisation", arrays, tmp_path / "optimisation",
-                         resume_from=tmp_path / "foundation" / "checkpoints", progress=False)
+                         resume_from=tmp_path / "foundation" / "checkpoints", progress=False,
+                         tokenizer_dir=tmp_path / "tok")
     assert [r["epoch"] for r in first.history] == [1, 2]
     assert [r["epoch"] for r in second.history] == [3]  # the global epoch continues
     with open(tmp_path / "optimisation" / "history.csv") as fh:
@@ -36,6 +66,7 @@ def test_phases_chain_and_write_history(tiny_params, arrays, tmp_path):
     # The second phase starts from the first phase's weights.
     model, info = load_for_inference(tmp_path / "optimisation" / "checkpoints", "cpu")
     assert info.phase == "optimisation" and info.global_epoch == 3 and info.weights == "model"
+    assert info.tokenizer_fingerprint == fp
     out = run_inference(model, torch.from_numpy(arrays.inputs[:2]))
     assert out.logits.shape == (2, arrays.seq_len, arrays.vocab_size)
 
@@ -86,6 +117,86 @@ def test_resume_auto_skips_corrupt_checkpoint(tiny_params, arrays, tmp_path):
     assert len(result.step_losses) == expected_remaining
 
 
+def test_corrupt_newest_checkpoint_is_an_error_outside_resume_auto(tiny_params, arrays, tmp_path):
+    """Evaluation, the next phase and `--resume DIR` take the newest checkpoint of a directory and
+    refuse it when corrupt: never a silent fallback to older weights."""
+    params = _with(tiny_params, checkpoint_every_steps=2, keep_checkpoints=5)
+    train_phase(params, "foundation", arrays, tmp_path / "a", final_eval=False, progress=False)
+    ckpt_dir = tmp_path / "a" / "checkpoints"
+    files = list_checkpoints(ckpt_dir)
+    newest, previous = files[-1], files[-2]
+    assert resolve_checkpoint(ckpt_dir) == newest and resolve_checkpoint(previous) == previous
+    with open(newest, "r+b") as fh:
+        fh.seek(newest.stat().st_size // 2)
+        fh.write(b"\x00\x01\x02\x03")
+    pattern = f"{re.escape(str(newest))}.*sha256 mismatch"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "skipping" warning either: an error, not a fallback
+        for call in (lambda: resolve_checkpoint(ckpt_dir),
+                     lambda: resolve_checkpoint(newest),
+                     lambda: load_for_inference(ckpt_dir, "cpu"),
+                     lambda: train_phase(params, "optimisation", arrays, tmp_path / "b", resume_from=ckpt_dir,
+                                         final_eval=False, progress=False),
+                     lambda: train_phase(params, "foundation", arrays, tmp_path / "c", resume=str(ckpt_dir),
+                                         final_eval=False, progress=False)):
+            with pytest.raises(CorruptCheckpoint, match=pattern):
+                call()
+    assert not (tmp_path / "b" / "checkpoints").exists() and not (tmp_path / "c" / "checkpoints").exists()
+    # A missing manifest (a write cut between the file and its manifest) is corrupt as well.
+    newest.with_suffix(".json").unlink()
+    with pytest.raises(CorruptCheckpoint, match=f"{re.escape(str(newest))}.*no manifest"):
+        load_for_inference(ckpt_dir, "cpu")
+    # An older checkpoint stays usable when named explicitly.
+    _, info = load_for_inference(previous, "cpu")
+    assert info.path == str(previous)
+
+
+def test_resume_refuses_a_checkpoint_of_another_tokenizer(tiny_params, arrays, tmp_path):
+    from hrm.errors import InputError
+
+    params = _with(tiny_params, checkpoint_every_steps=2, keep_checkpoints=5)
+    fp = _fake_tokenizer(tmp_path / "tok", "A")
+    other = _fake_tokenizer(tmp_path / "tok-other", "B")
+
+    class Killed(Exception):
+        pass
+
+    def kill(info):
+        if info.step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_phase(params, "foundation", arrays, tmp_path / "run", tokenizer_dir=tmp_path / "tok", on_step=kill,
+                    final_eval=False, progress=False)
+    with pytest.raises(InputError, match=f"{fp}.*{other}"):
+        train_phase(params, "foundation", arrays, tmp_path / "run", resume="auto",
+                    tokenizer_dir=tmp_path / "tok-other", final_eval=False, progress=False)
+
+
+def test_run_phase_refuses_sequences_of_another_tokenizer(tiny_params, real_sequences, tmp_path):
+    import json
+    import shutil
+
+    from hrm.errors import InputError
+    from hrm.tokenizer import load_tokenizer
+    from hrm.train.run import run_phase
+
+    real_tok = real_sequences / "tokenizer"
+    fp = load_tokenizer(real_tok).fingerprint
+    meta = json.loads((real_sequences / "sequences" / "meta.json").read_text())
+    assert meta["tokenizer_fingerprint"] == fp
+    other = tmp_path / "other-tok"
+    shutil.copytree(real_tok, other)
+    spec = json.loads((other / "tokenizer.json").read_text())
+    spec["model"]["merges"] = spec["model"]["merges"][:-1]  # one merge fewer: another tokenizer
+    (other / "tokenizer.json").write_text(json.dumps(spec))
+    other_fp = tokenizer_fingerprint(other)
+    seq_meta = real_sequences / "sequences" / "meta.json"
+    with pytest.raises(InputError, match=f"{re.escape(str(seq_meta))}.*{fp}.*{re.escape(str(other / 'tokenizer.json'))}.*{other_fp}"):
+        run_phase(tiny_params, "foundation", real_sequences / "sequences", other, tmp_path / "out", track=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_params, arrays, tmp_path):
     params = _with(tiny_params, checkpoint_every_steps=2, keep_checkpoints=5)
 
@@ -125,6 +236,6 @@ def test_curriculum_orders(tiny_params, arrays):
 def test_load_for_inference_rejects_missing_dir(tmp_path):
     from hrm.errors import InputError
 
-    with pytest.raises(InputError, match="no valid checkpoint"):
+    with pytest.raises(InputError, match="no checkpoint"):
         load_for_inference(tmp_path, "cpu")
     assert not Path(tmp_path / "x").exists()
