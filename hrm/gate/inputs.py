@@ -18,7 +18,7 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 
 # Columns every history.csv must carry; others (e.g. code_tiered_accuracy) are optional.
-REQUIRED_HISTORY_COLUMNS = ("phase", "epoch", "step", "loss", "token_accuracy")
+REQUIRED_HISTORY_COLUMNS = ("phase", "epoch", "step", "loss", "lm_loss", "token_accuracy")
 
 
 def load_split_metrics(eval_dir: str | Path, split: str) -> dict[str, float | None]:

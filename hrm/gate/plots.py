@@ -11,7 +11,7 @@ from hrm.gate.projection import Projection
 
 # History columns drawn as learning curves, with their axis labels; absent columns are skipped.
 CURVES = (
-    ("loss", "loss"),
+    ("lm_loss", "LM loss"),
     ("token_accuracy", "token accuracy"),
     ("code_tiered_accuracy", "tiered accuracy"),
 )

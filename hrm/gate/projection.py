@@ -180,7 +180,7 @@ def project(series: str, model: Model, epochs: list[float], values: list[float],
 
 # Which training-history column projects which evaluation metric, with which curve.
 PROJECTED_METRICS: dict[str, tuple[str, Model]] = {
-    "loss": ("loss", "exp_decay"),
+    "loss": ("lm_loss", "exp_decay"),  # the `loss` metric is the LM loss, not lm + q
     "token_accuracy_all": ("token_accuracy", "logistic"),
     "code_tiered_accuracy": ("code_tiered_accuracy", "logistic"),
 }

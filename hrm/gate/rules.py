@@ -42,7 +42,7 @@ RECOMMENDATIONS = {
 
 def plateau_rule(gate: GateConfig, history: History) -> RuleResult:
     """Loss reduction over the last `plateau_window` epochs below `plateau_min_reduction`."""
-    epochs, loss = history.series("loss")
+    epochs, loss = history.series("lm_loss")
     name = "plateau"
     if not epochs:
         return RuleResult(name, "not_evaluated", "no finite loss in the training history")

@@ -59,8 +59,9 @@ def write_history(train_dir: Path, phases: list[tuple[str, int]], *, loss_fn=Non
                 epoch += 1
                 for _ in range(rows_per_epoch):
                     step += 1
+                    lm_loss = loss_fn(epoch) + rng.normal(0, 0.01)
                     row = {"phase": phase, "epoch": epoch, "step": step,
-                           "loss": loss_fn(epoch) + rng.normal(0, 0.01), "lm_loss": 1.0,
+                           "loss": lm_loss + 0.2, "lm_loss": lm_loss,  # total = lm + q losses
                            "q_halt_loss": 0.1, "q_continue_loss": 0.1,
                            "token_accuracy": acc_fn(epoch) + rng.normal(0, 0.005),
                            "exact_accuracy": 0.0, "q_halt_accuracy": 0.5, "act_steps": 2, "lr": 1e-3,

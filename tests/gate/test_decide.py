@@ -102,9 +102,9 @@ def test_history_is_averaged_per_epoch_and_checked(tmp_path, synth):
     bad = tmp_path / "c" / "history.csv"
     bad.parent.mkdir()
     bad.write_text("phase,epoch,step,loss\nc,1,1,0.5\n")
-    with pytest.raises(InputError, match=r"c/history\.csv:1: missing columns \['token_accuracy'\]"):
+    with pytest.raises(InputError, match=r"c/history\.csv:1: missing columns \['lm_loss', 'token_accuracy'\]"):
         load_history(tmp_path, ["c"])
-    bad.write_text("phase,epoch,step,loss,token_accuracy\nc,1,1,oops,0.5\n")
+    bad.write_text("phase,epoch,step,loss,lm_loss,token_accuracy\nc,1,1,oops,0.4,0.5\n")
     with pytest.raises(InputError, match=r"c/history\.csv:2: column 'loss' is not a number"):
         load_history(tmp_path, ["c"])
 
