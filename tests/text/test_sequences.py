@@ -176,3 +176,29 @@ def test_cli_end_to_end_and_clear_error(sample_path, tiny_params_file, tmp_path)
     )
     assert proc.returncode == 2
     assert "missing.jsonl: instances file not found" in proc.stderr
+
+
+def test_rebuilt_sequences_are_byte_identical(tmp_path, sample_path):
+    """Equal arrays must give equal files, or DVC re-runs training after every rebuild
+    (numpy writes fixed zip timestamps; this guards that)."""
+    import hashlib
+    import time
+
+    from hrm.config import SequencesConfig, TokenizerConfig
+    from hrm.sequences import build_sequences, load_split
+    from hrm.splits import build_splits
+    from hrm.tokenizer import build_tokenizer
+
+    build_splits(sample_path, tmp_path / "splits", SequencesConfig())
+    build_tokenizer(sample_path, tmp_path / "splits" / "splits.json", tmp_path / "tok",
+                    TokenizerConfig(vocab_size=512))
+    digests = []
+    for run in ("a", "b"):
+        if digests:
+            time.sleep(2.1)  # zip timestamps have 2 s resolution: make the clock visible
+        out = tmp_path / run
+        build_sequences(sample_path, tmp_path / "splits" / "splits.json", tmp_path / "tok", out,
+                        SequencesConfig(), progress=False)
+        digests.append(hashlib.sha256((out / "train.npz").read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+    assert load_split(tmp_path / "a", "train").inputs.shape[0] > 0
