@@ -21,7 +21,6 @@ sha256 per file, and registered as a version of `gate.model_name` with the sourc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -78,11 +77,11 @@ class RegistryOutcome:
 # hashing
 # ------------------------------------------------------------------------------------------
 def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    # The checkpoint module's hash (imported lazily: it pulls in torch), so registry hashes and
+    # checkpoint manifests are the same function.
+    from hrm.train.checkpoint import sha256_file
+
+    return sha256_file(path)
 
 
 def tree_manifest(root: Path, prefix: str = "") -> dict[str, str]:

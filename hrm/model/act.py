@@ -24,8 +24,7 @@ from torch import nn
 
 from hrm.config import ModelConfig
 from hrm.model.hrm import HRMCore
-
-IGNORE_INDEX = -100
+from hrm.model.losses import IGNORE_INDEX
 
 
 @dataclass

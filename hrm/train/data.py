@@ -19,8 +19,7 @@ from torch.utils.data import DistributedSampler
 
 from hrm.config import PhaseConfig
 from hrm.errors import InputError
-
-IGNORE_INDEX = -100
+from hrm.model.losses import IGNORE_INDEX
 
 
 @dataclass
