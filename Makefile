@@ -9,6 +9,10 @@ TORCH_SPEC ?= torch==2.13.0
 # Optional data source for `make run` (hf:OWNER/NAME, a file or a directory); default: params.yaml.
 DATA ?=
 PYTEST_ARGS ?=
+# `make sample`: where to fetch the 57-row real SWE-smith sample the suite reads in place.
+SAMPLE_URL ?=
+SAMPLE_DIR := ../shared/data/swe-smith
+SAMPLE_SHA256 := 9a0c54d9469c55ca79819a41d3dd5dac604406f14105cbfd8e7067eb324811e5
 
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -19,7 +23,7 @@ export PYTHONUNBUFFERED := 1
 # dvc stages call `hrm`, `dvc` calls back into the venv: both must resolve to .venv/bin.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv run data test lint clean
+.PHONY: help venv run data test sample lint clean
 
 help:
 	@echo "make run    # create .venv, materialise data/, dvc repro (DATA=src overrides data.source)"
@@ -43,6 +47,15 @@ run: data
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# CI machines without ../shared: fetch the sample from SAMPLE_URL and check its sha256.
+sample:
+	@test -n "$(SAMPLE_URL)" || { echo "make sample: set SAMPLE_URL to a copy of $(SAMPLE_DIR)/sample.jsonl" >&2; exit 1; }
+	mkdir -p $(SAMPLE_DIR)
+	curl --fail --silent --show-error --location '$(SAMPLE_URL)' -o $(SAMPLE_DIR)/sample.jsonl.part
+	echo "$(SAMPLE_SHA256)  $(SAMPLE_DIR)/sample.jsonl.part" | sha256sum --check --quiet \
+	  || { rm -f $(SAMPLE_DIR)/sample.jsonl.part; echo "make sample: $(SAMPLE_URL) is not the pinned sample (sha256 differs)" >&2; exit 1; }
+	mv $(SAMPLE_DIR)/sample.jsonl.part $(SAMPLE_DIR)/sample.jsonl
 
 lint: venv
 	$(BIN)/ruff check hrm components pipelines tests benchmarks

@@ -7,9 +7,11 @@ seed (shuffled per kind, then round-robin over kinds so no kind dominates); eval
 bug-introducing patch, runs the suite in the sandbox and keeps the mutation only if
 
 - nothing failed to collect (no broken import) and the run did not time out,
-- at least one baseline-passing test now fails: FAIL_TO_PASS (confirmed by reverting the
-  patch with `git apply -R` and re-running them: all must pass, which also drops flaky ones),
-- PASS_TO_PASS: a seeded sample of at most `synth.max_pass_to_pass` tests passing either way.
+- at least one baseline-passing test now fails: FAIL_TO_PASS,
+- PASS_TO_PASS: a seeded sample of at most `synth.max_pass_to_pass` tests passing either way,
+- both confirmed by two more runs of exactly those tests: with the bug (FAIL_TO_PASS keeps only
+  the tests that fail again, PASS_TO_PASS only those that pass again) and after reverting the
+  patch with `git apply -R` (all must pass). This drops tests that failed once by chance.
 
 Results are committed strictly in candidate order, so the output is deterministic for a seed
 and environment (up to flaky tests). Progress is saved in `<out>.state.json` after every
@@ -171,20 +173,32 @@ def _evaluate_in(env: RepoEnvironment, tree: Path, site: Site, mutated: str) -> 
         return {"status": "no_failure"}
     if len(failing) == len(baseline):
         return {"status": "import_error"}  # everything broke: not a targeted bug
-    # Independent confirmation: revert the bug, the failing tests must all pass.
+    still = sorted(set(baseline) - set(failing))
+    hash8 = hashlib.sha256(patch.encode()).hexdigest()[:8]
+    rng = random.Random(hash8)
+    p2p = sorted(rng.sample(still, min(_W["max_p2p"], len(still))))
+    # Confirmation, the instance's own check run twice more: with the bug FAIL_TO_PASS must
+    # fail again and PASS_TO_PASS pass; with the bug reverted all of them must pass. A test
+    # that failed once by chance (timing tests on a loaded machine) does not survive this.
+    again = env.run_tests(tree, failing + p2p, timeout_s=_W["timeout_s"])
+    if again.sandbox_error:
+        return {"status": "sandbox_error"}
+    if again.timed_out or again.killed_reason:
+        return {"status": "timeout"}
+    redo = again.all_tests
+    failing = [n for n in failing if n not in redo or redo[n].outcome != "passed"]
+    if not failing:
+        return {"status": "flaky"}
+    p2p = [n for n in p2p if n in redo and redo[n].outcome == "passed"]
     env.apply_patch(tree, patch, reverse=True)
-    check = env.run_tests(tree, failing, timeout_s=_W["timeout_s"])
+    check = env.run_tests(tree, failing + p2p, timeout_s=_W["timeout_s"])
     if check.sandbox_error:
         return {"status": "sandbox_error"}
     if not check.passed:
         return {"status": "flaky"}
-    hash8 = hashlib.sha256(patch.encode()).hexdigest()[:8]
     base = env.repo_id.split("/", 1)[-1]
     instance_id = f"{base}.func_pm_{site.kind}__{hash8}"
     parse_instance_id(instance_id)  # the id must be a valid SWE-smith id
-    still = sorted(set(baseline) - set(failing))
-    rng = random.Random(hash8)
-    p2p = sorted(rng.sample(still, min(_W["max_p2p"], len(still))))
     module = site.file[:-3].replace("/", ".") if site.file.endswith(".py") else site.file
     failed_results: list[TestResult] = [now.get(n) or TestResult(n, "missing") for n in failing]
     try:
