@@ -35,8 +35,9 @@ def _echo_verdict(result) -> None:
         typer.echo(f"  failing: {line}")
 
 
-def _exit_for(result, fail_on_flag: bool) -> None:
-    if fail_on_flag and result.verdict == "FLAG":
+def _exit_for(result, fail_on_flag: bool, registry_action: str | None = None) -> None:
+    """With --fail-on-flag, exit 1 on FLAG and on a PROMOTE the champion guard blocked."""
+    if fail_on_flag and (result.verdict == "FLAG" or registry_action == "guard_blocked"):
         raise typer.Exit(1)
 
 
@@ -66,7 +67,7 @@ def gate(
         for line in outcome.registry.lines():
             typer.echo(f"  registry: {line}")
     typer.echo(f"  report: {out / 'report.md'}")
-    _exit_for(outcome.result, fail_on_flag)
+    _exit_for(outcome.result, fail_on_flag, outcome.registry.action if outcome.registry else None)
 
 
 @gate_app.command("decide")

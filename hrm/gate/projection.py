@@ -5,8 +5,14 @@ logistic curve, `u / (1 + exp(-k (t - t0)))` with `u` <= 1. The interval comes f
 residual bootstrap: the fitted curve plus resampled residuals is refitted `samples` times, and
 each refit's value at the target epoch, plus one more resampled residual (a single future
 measurement is noisy too), is one draw. The probability of meeting a criterion is the share of
-draws that meet it. A fit that fails, or too few points to fit, is reported as such: the
-projection then carries no value and no probability.
+draws that meet it. Draws are clipped to the metric's range (a loss is >= 0, an accuracy lies
+in [0, 1]). A fit that fails, too few points to fit, or a curve that misses the history
+systematically is reported as such: the projection then carries no probability.
+
+Systematic misfit is judged by the Wald-Wolfowitz runs test on the residual signs: a curve
+that fits leaves residuals that change sign about as often as chance, one that does not (say
+val loss falling then rising, fitted with a decay) leaves long runs of one sign. R² would
+not do: a flat noisy curve is fitted well yet explains none of the (pure-noise) variance.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ Model = Literal["exp_decay", "logistic"]
 MIN_POINTS = 5
 # If more than this share of bootstrap refits fail, the interval is not trustworthy.
 MAX_FAILED_REFIT_SHARE = 0.5
+# Runs-test z below this: far fewer residual sign changes than chance, i.e. systematic misfit.
+MIN_RUNS_Z = -3.0
+# The values a metric can take: a loss is non-negative, an accuracy a share.
+RANGES: dict[str, tuple[float, float]] = {"exp_decay": (0.0, math.inf), "logistic": (0.0, 1.0)}
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -49,15 +59,16 @@ PARAM_NAMES: dict[str, tuple[str, str, str]] = {"exp_decay": ("a", "b", "c"), "l
 class Projection:
     """The fit of one series and its projection to `target_epoch`.
 
-    `status`: `ok`, `too_few_points`, `fit_failed` or `unstable` (most bootstrap refits
-    failed). Only `ok` carries `projected`, `interval` and probabilities.
+    `status`: `ok`, `too_few_points`, `fit_failed`, `unstable` (most bootstrap refits
+    failed) or `poor_fit` (residual runs test z below `MIN_RUNS_Z`). Only `ok` carries
+    probabilities; `poor_fit` keeps its fit and interval for the plot.
     """
 
     series: str
     model: Model
     target_epoch: float
     n_points: int
-    status: Literal["ok", "too_few_points", "fit_failed", "unstable"]
+    status: Literal["ok", "too_few_points", "fit_failed", "unstable", "poor_fit"]
     message: str
     params: dict[str, float] = field(default_factory=dict)
     r2: float | None = None
@@ -149,6 +160,7 @@ def project(series: str, model: Model, epochs: list[float], values: list[float],
     params = dict(zip(PARAM_NAMES[model], (float(p) for p in popt), strict=True))
     projected = float(FUNCTIONS[model](np.array([target_epoch], dtype=float), *popt)[0])
 
+    lo_bound, hi_bound = RANGES[model]
     rng = np.random.default_rng(seed)
     draws: list[float] = []
     boot_params: list[tuple[float, ...]] = []
@@ -161,7 +173,7 @@ def project(series: str, model: Model, epochs: list[float], values: list[float],
             failed += 1
             continue
         at_target = float(FUNCTIONS[model](np.array([target_epoch], dtype=float), *p_star)[0])
-        draws.append(at_target + float(rng.choice(residuals)))
+        draws.append(min(max(at_target + float(rng.choice(residuals)), lo_bound), hi_bound))
         boot_params.append(tuple(float(p) for p in p_star))
     proj = Projection(**base, status="ok", message="fit converged", params=params, r2=r2,
                       residual_std=resid_std, projected=projected, failed_refits=failed)
@@ -175,7 +187,25 @@ def project(series: str, model: Model, epochs: list[float], values: list[float],
     proj.boot_params = boot_params
     if failed:
         proj.message = f"fit converged; {failed}/{samples} bootstrap refits failed and were left out"
+    z = runs_z(residuals)
+    if z is not None and z < MIN_RUNS_Z:
+        proj.status = "poor_fit"
+        proj.message = (f"residuals change sign far less often than chance (runs test z = {z:.1f} "
+                        f"< {MIN_RUNS_Z:g}): the curve misses the history systematically")
     return proj
+
+
+def runs_z(residuals: np.ndarray) -> float | None:
+    """Wald-Wolfowitz runs test z-score of the residual signs (None when undefined)."""
+    signs = np.sign(residuals[residuals != 0])
+    n_pos, n_neg = int(np.sum(signs > 0)), int(np.sum(signs < 0))
+    n = n_pos + n_neg
+    if n_pos == 0 or n_neg == 0 or n < 3:
+        return None
+    runs = 1 + int(np.sum(signs[1:] != signs[:-1]))
+    mean = 2.0 * n_pos * n_neg / n + 1.0
+    var = 2.0 * n_pos * n_neg * (2.0 * n_pos * n_neg - n) / (n * n * (n - 1.0))
+    return float((runs - mean) / math.sqrt(var)) if var > 0 else None
 
 
 # Which training-history column projects which evaluation metric, with which curve.

@@ -327,7 +327,8 @@ def promote(params: Params, result: GateResult, checkpoint: Path, tokenizer: Pat
         current = champion(client, gate.model_name, gate.alias)
         base = {"model_name": gate.model_name, "version": v, "created": created, "checkpoint_sha256": sha}
         if current is not None and str(current.version) == v:
-            _tag(client, gate.model_name, v, {"gate": "promoted", "gate.verdict": "PROMOTE", **_metric_tags(result)})
+            _tag(client, gate.model_name, v, {"gate": "promoted", "gate.verdict": "PROMOTE",
+                                               "champion_status": "current", **_metric_tags(result)})
             return RegistryOutcome(action="already_champion", champion_version=v, **base,
                                    reasons=[f"version {v} already holds alias '{gate.alias}'"])
         blocked = _guard(params, result, current)
@@ -336,10 +337,13 @@ def promote(params: Params, result: GateResult, checkpoint: Path, tokenizer: Pat
                                                "gate.failing": blocked, **_metric_tags(result)})
             return RegistryOutcome(action="guard_blocked", champion_version=str(current.version), **base,
                                    reasons=[blocked])
-        _tag(client, gate.model_name, v, {"gate": "promoted", "gate.verdict": "PROMOTE", "gate.failing": "",
-                                           "champion_status": "current", **_metric_tags(result)})
+        # `promoting` marks a promotion under way: if the alias move below fails, the version
+        # does not claim to be promoted, and a re-run (same version) finishes the job.
+        _tag(client, gate.model_name, v, {"gate": "promoting", "gate.verdict": "PROMOTE", "gate.failing": "",
+                                           **_metric_tags(result)})
         # The only step that changes what consumers load; everything before it was verified.
         client.set_registered_model_alias(gate.model_name, gate.alias, v)
+        _tag(client, gate.model_name, v, {"gate": "promoted", "champion_status": "current"})
         previous = None
         if current is not None:
             previous = str(current.version)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from hrm.config import GateConfig
 from hrm.gate.decide import CriterionResult, GateResult
+from hrm.gate.html import write_html
 from hrm.gate.inputs import History
 from hrm.gate.plots import learning_curves, projection_plot
-from hrm.gate.projection import PROJECTED_METRICS, Projection, project
+from hrm.gate.projection import MIN_POINTS, PROJECTED_METRICS, Projection, project
 from hrm.gate.rules import RuleResult, evaluate_rules
 
 REPORT_FILE = "report.md"
@@ -24,31 +25,65 @@ PLOTS_DIR = "plots"
 
 @dataclass
 class ConvergenceReport:
-    """Everything the report shows, computed before anything is rendered."""
+    """Everything the report shows, computed before anything is rendered.
+
+    `projections` is keyed by criterion key (`split/metric`). A criterion on a split whose own
+    curve was not logged is projected from the train curve (`proxies` names those); when the
+    overfitting rule fires, train is no proxy for that split and no probability is given.
+    """
 
     gate: GateConfig
     result: GateResult
     history: History
     projections: dict[str, Projection]
     rules: list[RuleResult]
+    proxies: set[str] = field(default_factory=set)
     registry_lines: list[str] = field(default_factory=list)
 
+    @property
+    def proxy_withheld(self) -> bool:
+        """True when the train curve must not stand in for another split (overfitting)."""
+        return any(r.rule == "overfitting" and r.triggered for r in self.rules)
+
     def probability(self, c: CriterionResult) -> float | None:
-        proj = self.projections.get(c.metric)
-        return proj.probability(c.op, c.threshold) if proj is not None else None
+        proj = self.projections.get(c.key)
+        if proj is None or (c.key in self.proxies and self.proxy_withheld):
+            return None
+        return proj.probability(c.op, c.threshold)
+
+
+def history_column(history: History, split: str, column: str) -> tuple[str, bool]:
+    """The history column that tracks `column` on `split`, and whether it is a train proxy.
+
+    Training logs `val_<column>` per epoch when it evaluates val; a split without its own
+    curve (or with too few points to fit) falls back to the train curve.
+    """
+    if split != "train":
+        own = f"{split}_{column}"
+        if own in history.columns and len(history.series(own)[0]) >= MIN_POINTS:
+            return own, False
+        return column, True
+    return column, False
 
 
 def build_report(gate: GateConfig, result: GateResult, history: History, seed: int = 0) -> ConvergenceReport:
-    """Fit every projectable curve the history logs, and evaluate the warning rules."""
+    """Fit the curve behind every projectable criterion, and evaluate the warning rules."""
     projections: dict[str, Projection] = {}
-    for metric, (column, model) in PROJECTED_METRICS.items():
+    proxies: set[str] = set()
+    for c in result.criteria:
+        if c.metric not in PROJECTED_METRICS:
+            continue
+        base, model = PROJECTED_METRICS[c.metric]
+        column, proxy = history_column(history, c.split, base)
         if column not in history.columns:
             continue
         epochs, values = history.series(column)
-        projections[metric] = project(column, model, epochs, values, gate.target_epoch,
-                                      gate.bootstrap_samples, seed=seed)
+        projections[c.key] = project(column, model, epochs, values, gate.target_epoch,
+                                     gate.bootstrap_samples, seed=seed)
+        if proxy:
+            proxies.add(c.key)
     return ConvergenceReport(gate=gate, result=result, history=history, projections=projections,
-                             rules=evaluate_rules(gate, history, result.metrics))
+                             rules=evaluate_rules(gate, history, result.metrics), proxies=proxies)
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -78,7 +113,7 @@ def _criteria_table(rep: ConvergenceReport) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for c in rep.result.criteria:
-        proj = rep.projections.get(c.metric)
+        proj = rep.projections.get(c.key)
         if proj is None:
             projected, prob = "not projected (no learning curve logged)", "—"
         elif not proj.ok:
@@ -86,7 +121,10 @@ def _criteria_table(rep: ConvergenceReport) -> list[str]:
         else:
             lo, hi = proj.interval
             projected = f"{proj.projected:.4g} ({lo:.4g} – {hi:.4g})"
-            prob = f"{rep.probability(c):.0%}"
+            p = rep.probability(c)
+            prob = f"{p:.0%}" if p is not None else "withheld: train curve, overfitting"
+            if c.key in rep.proxies:
+                projected += " from the train curve"
         value = _fmt(c.value) if c.status in ("pass", "fail", "non_finite") else c.status
         lines.append(f"| `{c.key}` | {value} | {c.op} {c.threshold:g} | {_fmt(c.gap)} | {_progress(c)} "
                      f"| {projected} | {prob} |")
@@ -98,20 +136,24 @@ def _projection_section(rep: ConvergenceReport, plots: dict[str, str]) -> list[s
     if not rep.projections:
         return lines + ["No projectable curve (loss, token accuracy, tiered accuracy) in the training log.", ""]
     lines += [
-        "Curves are the per-epoch means of the training log (`history.csv`, train split), fitted with "
+        "Curves are the per-epoch means of the training log (`history.csv`): `val_*` columns are the "
+        "val split evaluated after each epoch, the others the training batches. Each is fitted with "
         "`a·exp(-b·t)+c` (loss) or `u/(1+exp(-k·(t-t0)))` (accuracies) by `scipy.optimize.curve_fit` and "
         f"projected to epoch {rep.gate.target_epoch}. Intervals and probabilities come from "
-        f"{rep.gate.bootstrap_samples} residual-bootstrap refits, each plus one resampled residual. "
-        "Criteria on val are judged from the training curve: a proxy, optimistic when val lags train.",
+        f"{rep.gate.bootstrap_samples} residual-bootstrap refits, each plus one resampled residual, "
+        "clipped to the metric's range. A criterion whose split has no curve of its own is projected "
+        "from the train curve; its probability is withheld when the overfitting rule fires.",
         "",
-        "| series | curve | points | status | parameters | R² | projected | 90% interval |",
-        "|---|---|---|---|---|---|---|---|",
+        "| criterion | series | curve | points | status | parameters | R² | projected | 90% interval |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for proj in rep.projections.values():
+    for key, proj in rep.projections.items():
         params = ", ".join(f"{k}={v:.4g}" for k, v in proj.params.items()) or "—"
         interval = f"{proj.interval[0]:.4g} – {proj.interval[1]:.4g}" if proj.interval else "—"
         status = proj.status if proj.ok else f"**{proj.status}**: {proj.message}"
-        lines.append(f"| `{proj.series}` | {proj.model} | {proj.n_points} | {status} | {params} | "
+        if key in rep.proxies:
+            status += " (train curve as proxy)"
+        lines.append(f"| `{key}` | `{proj.series}` | {proj.model} | {proj.n_points} | {status} | {params} | "
                      f"{'—' if proj.r2 is None else f'{proj.r2:.4f}'} | {_fmt(proj.projected)} | {interval} |")
     lines.append("")
     for metric, rel in plots.items():
@@ -161,7 +203,7 @@ def render_markdown(rep: ConvergenceReport, plots: dict[str, str]) -> str:
 
 
 def write_report(rep: ConvergenceReport, out_dir: str | Path) -> list[Path]:
-    """Draw the plots and write `report.md`; returns every file written (report last)."""
+    """Draw the plots, write `report.md` and `report.html`; returns every file written (report.md last)."""
     out = Path(out_dir)
     plot_dir = out / PLOTS_DIR
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -170,14 +212,15 @@ def write_report(rep: ConvergenceReport, out_dir: str | Path) -> list[Path]:
     if rep.history.points:
         written.append(learning_curves(rep.history, plot_dir / "learning_curves.png"))
         rel["learning_curves"] = f"{PLOTS_DIR}/learning_curves.png"
-    criteria = {c.metric: c for c in rep.result.criteria}
-    for metric, proj in rep.projections.items():
-        c = criteria.get(metric)
-        name = f"projection_{metric}.png"
+    criteria = {c.key: c for c in rep.result.criteria}
+    for key, proj in rep.projections.items():
+        c = criteria.get(key)
+        name = f"projection_{key.replace('/', '_')}.png"
         written.append(projection_plot(proj, rep.history, c.threshold if c else None, c.op if c else None,
                                        proj.series, plot_dir / name))
-        rel[metric] = f"{PLOTS_DIR}/{name}"
+        rel[key] = f"{PLOTS_DIR}/{name}"
     report = out / REPORT_FILE
     report.write_text(render_markdown(rep, rel) + "\n", encoding="utf-8")
+    written.append(write_html(report))  # self-contained, for the Kubeflow UI and offline browsers
     written.append(report)
     return written

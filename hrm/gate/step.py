@@ -52,6 +52,18 @@ def write_registry_json(outcome: RegistryOutcome, out_dir: str | Path) -> Path:
     return path
 
 
+def record_registry_action(outcome: RegistryOutcome, out_dir: str | Path) -> None:
+    """Add what the registry did to `gate.json`: a PROMOTE decision the champion guard
+    blocked is not a promotion, and `promoted` (0/1, a DVC metric) says so."""
+    path = Path(out_dir) / "gate.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["registry_action"] = outcome.action
+    doc["promoted"] = int(outcome.action in ("promoted", "already_champion"))
+    if outcome.action == "guard_blocked":
+        doc["guard_blocked"] = outcome.reasons
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
 def _log(result: GateResult, files: list[Path], out_dir: Path) -> None:
     """Log the decision's numbers and the report files to the active MLflow run."""
     import math
@@ -95,6 +107,8 @@ def run_gate(params: Params, eval_dir: str | Path, train_dir: str | Path, out_di
             tok = Path(tokenizer) if tokenizer else Path(params.artifacts_dir) / "tokenizer"
             outcome = registry.act(params, result, ckpt, tok)
             report.registry_lines = outcome.lines()
+        if outcome is not None:
+            record_registry_action(outcome, out)
         files = write_report(report, out) + [out / "gate.json"]
         if outcome is not None:
             files.append(write_registry_json(outcome, out))

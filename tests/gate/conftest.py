@@ -41,8 +41,14 @@ def write_metrics(eval_dir: Path, split: str, metrics: dict) -> Path:
 
 
 def write_history(train_dir: Path, phases: list[tuple[str, int]], *, loss_fn=None, acc_fn=None,
-                  tiered_fn=None, rows_per_epoch: int = 2, seed: int = 0, tiered: bool = True) -> None:
-    """Histories with global epochs (1-based) across phases, `rows_per_epoch` logged steps each."""
+                  tiered_fn=None, rows_per_epoch: int = 2, seed: int = 0, tiered: bool = True,
+                  val_loss_fn=None, val_acc_fn=None) -> None:
+    """Histories with global epochs (1-based) across phases, `rows_per_epoch` logged steps each.
+
+    With `val_loss_fn`/`val_acc_fn`, the last row of each epoch also carries `val_lm_loss` /
+    `val_token_accuracy` (empty in the other rows), as training logs its per-epoch val pass.
+    """
+    with_val = val_loss_fn is not None
     rng = np.random.default_rng(seed)
     loss_fn = loss_fn or (lambda t: 2.0 * math.exp(-0.15 * t) + 0.25)
     acc_fn = acc_fn or (lambda t: 0.85 / (1 + math.exp(-0.3 * (t - 8))))
@@ -52,12 +58,14 @@ def write_history(train_dir: Path, phases: list[tuple[str, int]], *, loss_fn=Non
         path = train_dir / phase / "history.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         columns = HISTORY_COLUMNS if tiered else HISTORY_COLUMNS[:-1]
+        if with_val:
+            columns = [*columns, "val_lm_loss", "val_token_accuracy"]
         with path.open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=columns)
             w.writeheader()
             for _ in range(epochs):
                 epoch += 1
-                for _ in range(rows_per_epoch):
+                for i in range(rows_per_epoch):
                     step += 1
                     lm_loss = loss_fn(epoch) + rng.normal(0, 0.01)
                     row = {"phase": phase, "epoch": epoch, "step": step,
@@ -68,6 +76,11 @@ def write_history(train_dir: Path, phases: list[tuple[str, int]], *, loss_fn=Non
                            "tokens_per_s": 1000.0, "wall_time_s": float(step)}
                     if tiered:
                         row["code_tiered_accuracy"] = tiered_fn(epoch) + rng.normal(0, 0.005)
+                    if with_val:
+                        last = i == rows_per_epoch - 1
+                        row["val_lm_loss"] = val_loss_fn(epoch) + rng.normal(0, 0.01) if last else ""
+                        row["val_token_accuracy"] = (val_acc_fn(epoch) + rng.normal(0, 0.005)
+                                                     if last else "")
                     w.writerow(row)
 
 

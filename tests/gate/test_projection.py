@@ -62,3 +62,23 @@ def test_fit_that_cannot_converge_is_reported():
     p = project("loss", "exp_decay", list(range(1, 7)), y, 50, samples=20)
     assert p.status == "fit_failed" and "did not converge" in p.message
     assert p.probability("<", 0.3) is None
+
+
+def test_systematic_misfit_is_poor_fit_without_probability():
+    # val loss that falls, then rises (overfitting): a decay curve misses it systematically
+    rng = np.random.default_rng(7)
+    u_shape = 1.0 + 0.004 * (EPOCHS - 12.0) ** 2 + rng.normal(0, 0.01, EPOCHS.size)
+    p = project("val_lm_loss", "exp_decay", EPOCHS.tolist(), u_shape.tolist(), 50, samples=50)
+    assert p.status == "poor_fit" and "runs test" in p.message
+    assert p.probability("<", 0.3) is None
+    assert p.params  # the fit is kept for the plot
+
+
+def test_draws_stay_in_the_metric_range():
+    rng = np.random.default_rng(8)
+    near_zero = exp_decay(EPOCHS, 2.0, 0.4, 0.0) + np.abs(rng.normal(0, 0.05, EPOCHS.size))
+    p = project("lm_loss", "exp_decay", EPOCHS.tolist(), near_zero.tolist(), 50, samples=100)
+    assert p.draws and min(p.draws) >= 0.0 and p.interval[0] >= 0.0
+    near_one = logistic(EPOCHS, 1.0, 0.5, 5.0) - np.abs(rng.normal(0, 0.02, EPOCHS.size))
+    p = project("token_accuracy", "logistic", EPOCHS.tolist(), near_one.tolist(), 50, samples=100)
+    assert p.draws and max(p.draws) <= 1.0 and p.interval[1] <= 1.0
