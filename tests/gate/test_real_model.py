@@ -10,6 +10,7 @@ import operator
 from pathlib import Path
 
 import pytest
+import yaml
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
@@ -59,8 +60,8 @@ def test_gate_on_a_really_trained_tiny_model(trained, make_params, tmp_path):
     assert "**too_few_points**: 4 epoch(s) logged" in report  # tiny trains 4 epochs: no fit pretended
     assert (art / "gate" / "plots" / "learning_curves.png").stat().st_size > 10_000
 
-    lenient = make_params([{"metric": "loss", "op": "<", "threshold": 1e6},
-                           {"metric": "act_mean_steps", "op": ">=", "threshold": 1}])
+    criteria = yaml.safe_load(Path(__file__).with_name("lenient_gate.yaml").read_text())["gate"]["criteria"]
+    lenient = make_params(criteria)
     promoted = run_gate(lenient, art / "eval", art / "train", art / "gate")
     # same checkpoint as the flagged run: the same version is promoted, none is added
     assert (promoted.registry.action, promoted.registry.version, promoted.registry.created) == ("promoted", "1", False)
@@ -68,3 +69,17 @@ def test_gate_on_a_really_trained_tiny_model(trained, make_params, tmp_path):
                                                      dst_path=str(tmp_path / "champion")))
     model, info = load_for_inference(local / "checkpoint", "cpu")
     assert sum(p.numel() for p in model.parameters()) > 0 and info.step > 0
+
+    # A second candidate: the refinement phase once more from the champion's checkpoint.
+    from hrm.train.run import run_phase
+
+    more = art / "train_more" / "refinement"
+    run_phase(lenient, "refinement", art / "sequences", art / "tokenizer", more,
+              resume_from=art / "train" / "refinement" / "checkpoints", track=False)
+    second = run_gate(lenient, art / "eval", art / "train", art / "gate2", checkpoint=more / "checkpoints")
+    assert (second.registry.action, second.registry.version, second.registry.previous_champion) == \
+        ("promoted", "2", "1")
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias("hrm-swe", "champion").version) == "2"
+    first = client.get_model_version("hrm-swe", "1")  # still registered, marked as superseded
+    assert first.tags["champion_status"] == "previous" and first.tags["superseded_by"] == "2"
