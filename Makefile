@@ -4,8 +4,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU wheel of torch; a GPU machine can pass TORCH_SPEC='torch>=2.4,<2.14'.
+# The CPU wheel of torch (PyPI's Linux wheel is the multi-GB CUDA build): TORCH_INDEX is added as
+# an extra index when it resolves. A GPU machine passes TORCH_INDEX= TORCH_SPEC='torch>=2.4,<2.14'.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # Optional data source for `make run` (hf:OWNER/NAME, a file or a directory); default: params.yaml.
 DATA ?=
 PYTEST_ARGS ?=
@@ -32,7 +34,10 @@ help:
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	@idx=""; host=$$(echo '$(TORCH_INDEX)' | cut -d/ -f3); \
+	if [ -n "$$host" ] && getent hosts "$$host" >/dev/null; then idx="--extra-index-url $(TORCH_INDEX)"; \
+	elif [ -n "$$host" ]; then echo "note: $$host does not resolve; torch comes from the configured pip sources"; fi; \
+	echo "$(BIN)/pip install -q \"$(TORCH_SPEC)\" $$idx"; $(BIN)/pip install -q "$(TORCH_SPEC)" $$idx
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
