@@ -70,3 +70,21 @@ def test_synthetic_set_passes_data_validation(synth_run, synth_params, tmp_path)
     _, out = synth_run
     result = validate(out, tmp_path / "validated", synth_params.data)
     assert result.rows == 2 and result.quarantined == 0 and result.passed, result.summary()
+
+
+def test_same_seed_same_instances_and_an_interrupted_run_continues(synth_run, synth_params, tmp_path):
+    """A fresh run with the seed of `synth_run` keeps the same bugs; stopping after one and
+    resuming with the full target gives exactly the uninterrupted output."""
+    from hrm.synth import synthesize
+
+    _, reference = synth_run
+    expected = [(r.instance_id, r.patch, r.FAIL_TO_PASS) for r in read_instances(reference)]
+    short = synth_params.model_copy(deep=True)
+    short.synth.max_instances = 1
+    out = tmp_path / "instances.jsonl"
+    first = synthesize(short, out)  # "interrupted" after one kept instance
+    assert first.kept == 1 and first.stopped_by == "max_instances"
+    resumed = synthesize(synth_params, out)
+    assert resumed.kept == 2 and resumed.tried >= first.tried
+    got = [(r.instance_id, r.patch, r.FAIL_TO_PASS) for r in read_instances(out)]
+    assert got == expected
