@@ -16,11 +16,74 @@ from typing import Any
 
 import yaml
 
-from hrm.config import ConfigError, Params, parse_params
+from hrm.config import ConfigError, Params, parse_params, resolve_raw
 from hrm.errors import InputError
 from hrm.tracking import PIPELINE_RUN_ENV
 
 PARAMS_SOURCE = "pipeline parameter params"
+OVERRIDES_SOURCE = "pipeline parameters (params with epochs_scale/lr_scale/criteria_json)"
+ENVS_CACHE_ENV = "HRM_ENVS_CACHE_DIR"
+"""Set by the CPU image to the environment cache baked into it (docker/Dockerfile.cpu); when
+set, it replaces `envs.cache_dir`, so evaluation's tests tier finds the built environments
+instead of downloading them in the pod."""
+
+
+def _load_mapping(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid JSON/YAML: {err}") from None
+
+
+def _positive(value: float, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"pipeline parameter {name}: must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"pipeline parameter {name}: must be a positive number, got {value!r}")
+    return value
+
+
+def resolve_params(
+    params: str,
+    profile: str,
+    epochs_scale: float = 1.0,
+    lr_scale: float = 1.0,
+    criteria_json: str = "",
+) -> dict[str, Any]:
+    """The params mapping every task runs with: `profile` applied, then the UI overrides.
+
+    `params` is params.yaml's content (profiles included) as JSON or YAML text. After the
+    profile's overrides are merged, every phase's `epochs` is multiplied by `epochs_scale`
+    (rounded, at least 1) and its `lr` by `lr_scale`; a non-empty `criteria_json` (a JSON list
+    of `{metric, op, threshold, split}`) replaces `gate.criteria`. The result is validated by the
+    same pydantic models as params.yaml (`ConfigError` naming the key) and returned as a plain
+    mapping without `profiles` (the profile is already applied).
+    """
+    raw = _load_mapping(params, PARAMS_SOURCE)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{PARAMS_SOURCE}: top level must be a mapping")
+    parse_params(raw, profile or None, source=PARAMS_SOURCE)  # the params themselves are valid
+    resolved = resolve_raw(raw, profile or None)
+    epochs_scale = _positive(epochs_scale, "epochs_scale")
+    lr_scale = _positive(lr_scale, "lr_scale")
+    train = resolved.setdefault("train", {})
+    phases = [dict(phase) for phase in train.get("phases") or []]
+    for phase in phases:
+        if epochs_scale != 1.0:
+            phase["epochs"] = max(1, round(phase["epochs"] * epochs_scale))
+        if lr_scale != 1.0:
+            phase["lr"] = phase["lr"] * lr_scale
+    train["phases"] = phases
+    if criteria_json.strip():
+        criteria = _load_mapping(criteria_json, "pipeline parameter criteria_json")
+        if not isinstance(criteria, list):
+            raise ConfigError("pipeline parameter criteria_json: must be a JSON list of "
+                              "{metric, op, threshold, split} objects")
+        resolved.setdefault("gate", {})["criteria"] = criteria
+    parse_params(resolved, resolved["profile"], source=OVERRIDES_SOURCE)
+    return resolved
 
 
 def task_params(
@@ -32,19 +95,21 @@ def task_params(
 ) -> Params:
     """Validate the pipeline's params mapping into `Params` and set the task's tracking context.
 
-    `params` is params.yaml's content (profiles included) as JSON or YAML text. `data_source` (when non-empty) overrides `data.source`; `tracking_uri` becomes
+    `params` is params.yaml's content (profiles included) as JSON or YAML text, or the
+    `resolve_params` output the pipeline's first task passes on. `data_source` (when
+    non-empty) overrides `data.source`; $HRM_ENVS_CACHE_DIR (set in the image) overrides
+    `envs.cache_dir`; `tracking_uri` becomes
     MLFLOW_TRACKING_URI (a pod's local sqlite file would be lost with the pod), and
     `pipeline_run` (the KFP run id) becomes HRM_PIPELINE_RUN so that every task of one run
     nests under the same MLflow parent run.
     """
-    try:
-        raw = yaml.safe_load(params)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{PARAMS_SOURCE}: not valid JSON/YAML: {err}") from None
+    raw = _load_mapping(params, PARAMS_SOURCE)
     if not isinstance(raw, dict):
         raise ConfigError(f"{PARAMS_SOURCE}: top level must be a mapping")
     if data_source:
         raw.setdefault("data", {})["source"] = data_source
+    if os.environ.get(ENVS_CACHE_ENV):
+        raw.setdefault("envs", {})["cache_dir"] = os.environ[ENVS_CACHE_ENV]
     params = parse_params(raw, profile or None, source=PARAMS_SOURCE)
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri

@@ -11,12 +11,32 @@ KFP serialises only the body's source, so every import a body needs is inside it
 # No `from __future__ import annotations`: KFP reads the annotations as types.
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.image import BASE_IMAGE, GPU_IMAGE
 
 # No run-time installs anywhere: the image is the environment.
 _COMMON = {"packages_to_install": [], "install_kfp_package": False}
+
+
+@dsl.component(base_image=BASE_IMAGE, **_COMMON)
+def resolve_params(
+    params: str,
+    profile: str,
+    epochs_scale: float,
+    lr_scale: float,
+    criteria_json: str,
+) -> str:
+    """The params every other task runs with: `profile` applied, then the run's overrides
+    (epochs and learning-rate scales, gate criteria), validated. Not a DVC stage: under DVC the
+    same values are edited in params.yaml.
+    """
+    import json
+
+    from components.runtime import resolve_params as resolve
+
+    return json.dumps(resolve(params, profile, epochs_scale=epochs_scale, lr_scale=lr_scale,
+                              criteria_json=criteria_json))
 
 
 @dsl.component(base_image=BASE_IMAGE, **_COMMON)
@@ -227,12 +247,14 @@ def gate(
     train_refinement: Input[Model],
     decision: Output[Dataset],
     gate_metrics: Output[Metrics],
-    report: Output[Markdown],
+    report: Output[HTML],
 ) -> str:
     """The convergence gate: returns the verdict, `promote` or `flag`. Stage `gate`.
 
     The step reads one tree (`eval/<split>/`, `train/<phase>/`), so the inputs are linked
-    into that layout first. Registry promotion is left to the `promote` branch.
+    into that layout first. Registry promotion is left to the `promote` branch. The report is
+    the gate's self-contained `report.html` (plots inlined), so the KFP UI renders the plots;
+    `report.md` and `plots/` stay in the `decision` dataset.
     """
     import json
     import os
@@ -252,7 +274,7 @@ def gate(
     run_gate(cfg, os.path.join(root, "eval"), os.path.join(root, "train"), decision.path,
              use_registry=False)
     log_metrics_file(gate_metrics, os.path.join(decision.path, "gate.json"))
-    publish_text(os.path.join(decision.path, "report.md"), report)
+    publish_text(os.path.join(decision.path, "report.html"), report)
     with open(os.path.join(decision.path, "gate.json"), encoding="utf-8") as fh:
         return str(json.load(fh)["verdict"]).lower()
 
@@ -270,8 +292,10 @@ def promote(
 ) -> str:
     """Register the refinement checkpoint and move the alias (gate verdict `promote`).
 
-    `hrm.gate.registry.promote` refuses anything but a PROMOTE decision, so this branch cannot
-    promote a flagged model even if wired wrongly.
+    Returns the registry's action: `promoted`, `already_champion`, or `guard_blocked` (the
+    champion guard kept the alias where it was and flagged the version instead), which is also
+    the pipeline run's output. `hrm.gate.registry.promote` refuses anything but a PROMOTE
+    decision, so this branch cannot promote a flagged model even if wired wrongly.
     """
     import os
     from pathlib import Path
@@ -285,7 +309,7 @@ def promote(
     outcome = run_promote(cfg, result, Path(model.path) / "checkpoints", Path(tokenizer_dir.path))
     with open(registration.path, "w", encoding="utf-8") as fh:
         fh.write("# Registry\n\n" + "\n".join(f"- {line}" for line in outcome.lines()) + "\n")
-    return "promote"
+    return outcome.action
 
 
 @dsl.component(base_image=BASE_IMAGE, **_COMMON)
@@ -300,7 +324,7 @@ def flag(
     notice: Output[Markdown],
 ) -> str:
     """Register the checkpoint and tag it `gate=flagged` with its failing criteria (gate verdict
-    `flag`); the champion alias never moves. The notice carries the registry outcome and the
+    `flag`); the champion alias never moves. Returns the registry's action (`flagged`). The notice carries the registry outcome and the
     gate's report (every failed criterion and warning).
 
     `hrm.gate.registry.flag` refuses a PROMOTE decision, mirroring `promote`.
@@ -320,4 +344,4 @@ def flag(
     with open(notice.path, "w", encoding="utf-8") as fh:
         fh.write("# Registry\n\n" + "\n".join(f"- {line}" for line in outcome.lines()) + "\n\n")
         fh.write(report)
-    return "flag"
+    return outcome.action

@@ -1,14 +1,16 @@
 """The HRM training pipeline as a KFP v2 DAG: the same steps, in the same order, as dvc.yaml.
 
-    ingest -> validate -> split -> tokenizer -> sequences
+    params -> ingest -> validate -> split -> tokenizer -> sequences
       -> train(foundation) -> train(optimisation) -> train(refinement)
       -> evaluate(val), evaluate(train) -> gate -> If(verdict == "promote") promote / Else flag
 
 The DAG's shape (which phases, which evaluation splits) is fixed when it is compiled, from the
 params file given to `build_pipeline`; the values every step reads come at run time from the
-`params` (a mapping) and `profile` pipeline parameters, whose defaults are that same file. Each task's
-display name is the DVC stage it mirrors (`STAGE_OF_TASK`), which is what the parity test and
-the KFP UI show.
+`params` (a mapping) and `profile` pipeline parameters, whose defaults are that same file, with
+the run's overrides (`epochs_scale`, `lr_scale`, `criteria_json`) merged in by the first task,
+`params`, whose output every other task reads. Each task's display name is the DVC stage it
+mirrors (`STAGE_OF_TASK`), which is what the parity test and the KFP UI show. The pipeline's
+output is the registry action of the gate branch that ran (`pipelines.local.BRANCH_OF_ACTION`).
 """
 
 # No `from __future__ import annotations`: KFP reads the pipeline signature as types.
@@ -30,10 +32,12 @@ PHASES = ("foundation", "optimisation", "refinement")
 EVAL_SPLITS = ("val", "train")
 PROMOTE = "promote"
 
-# Task display name -> dvc.yaml stage (foreach entries as `stage@item`). `ingest` mirrors
+# Task display name -> dvc.yaml stage (foreach entries as `stage@item`). `params` resolves the
+# profile and the run's overrides (DVC reads params.yaml directly: no stage). `ingest` mirrors
 # `hrm data materialise` behind data.dvc (no stage); `promote` / `flag` are the two outcomes of
 # the `gate` stage, which under DVC records the verdict and promotes in the same command.
 STAGE_OF_TASK: dict[str, str | None] = {
+    "params": None,
     "ingest": None,
     "validate": "validate",
     "split": "split",
@@ -105,13 +109,23 @@ def build_pipeline(params_path: str | Path = "params.yaml") -> Callable:
         data_source: str = "",
         tracking_uri: str = "",
         gpus_per_task: int = 1,
+        epochs_scale: float = 1.0,
+        lr_scale: float = 1.0,
+        criteria_json: str = "",
     ) -> str:
         """Parameters: params (params.yaml's content, profiles included, as JSON: one line,
         so it survives as a default; YAML text is accepted too), profile (tiny|cpu|gpu),
         data_source (overrides data.source; empty: the params' own), tracking_uri (MLflow
         server; empty: the params' own), gpus_per_task (GPUs per training pod; >1 runs
-        torchrun). Returns the gate branch that ran: `promote` or `flag`."""
-        cfg = dict(params=params, profile=profile)
+        torchrun), epochs_scale / lr_scale (multiply every phase's epochs, rounded and at
+        least 1, / peak learning rate of the profile), criteria_json (a JSON list of
+        {metric, op, threshold, split}: replaces gate.criteria; empty: the params' own).
+        Returns the registry action of the gate branch that ran: `promoted`,
+        `already_champion` or `guard_blocked` (verdict promote), `flagged` (verdict flag)."""
+        res = steps.resolve_params(params=params, profile=profile, epochs_scale=epochs_scale,
+                                   lr_scale=lr_scale, criteria_json=criteria_json)
+        _apply(res.set_display_name("params"), resources.DATA, cache=True)
+        cfg = dict(params=res.output, profile=profile)
         ctx = dict(cfg, tracking_uri=tracking_uri, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
 
         ing = steps.ingest(**cfg, data_source=data_source).set_display_name("ingest")

@@ -3,7 +3,8 @@
 The same pipeline function the cluster runs, executed by `kfp.local.SubprocessRunner` in the
 current Python environment (`use_venv=False`: the environment already has `hrm`, exactly as
 the image does, so nothing is installed). Outputs land under `<out>/local_outputs/`; MLflow
-goes to a sqlite file in `<out>` so a local run never touches the project's tracking store.
+goes to a sqlite file in `<out>` (its artifacts under the working directory's
+`tracking.artifact_location`) so a local run never touches the project's tracking store.
 """
 
 from __future__ import annotations
@@ -16,13 +17,25 @@ from hrm.errors import InputError
 
 RESULT_FILE = "run_local.json"
 
+# The pipeline's output is the registry action of the branch that ran; the branch follows.
+BRANCH_OF_ACTION = {
+    "promoted": "promote",
+    "already_champion": "promote",
+    "guard_blocked": "promote",
+    "flagged": "flag",
+}
+
 
 @dataclass(frozen=True)
 class LocalRunResult:
     """What a local run produced: the gate branch taken and where the task outputs are."""
 
     branch: str
-    """`promote` or `flag`: the output of the branch that ran."""
+    """`promote` or `flag`: the gate branch that ran."""
+
+    action: str
+    """The registry action of that branch (the pipeline's output): `promoted`,
+    `already_champion`, `guard_blocked` or `flagged`."""
 
     pipeline_root: str
     """Directory holding one sub-directory per task with its output artifacts."""
@@ -36,8 +49,16 @@ def run_local(
     out_dir: str | Path,
     params_path: str | Path = "params.yaml",
     profile: str = "tiny",
+    *,
+    epochs_scale: float = 1.0,
+    lr_scale: float = 1.0,
+    criteria_json: str = "",
 ) -> LocalRunResult:
-    """Run the whole pipeline locally on `data_file` (JSONL of SWE-smith instances)."""
+    """Run the whole pipeline locally on `data_file` (JSONL of SWE-smith instances).
+
+    `epochs_scale`, `lr_scale` and `criteria_json` are the pipeline parameters of the same
+    names (see `pipelines.hrm_pipeline`).
+    """
     from kfp import local
 
     from pipelines.hrm_pipeline import build_pipeline, read_params_mapping
@@ -63,9 +84,17 @@ def run_local(
         data_source=str(data_file),
         tracking_uri=tracking_uri,
         gpus_per_task=1,
+        epochs_scale=epochs_scale,
+        lr_scale=lr_scale,
+        criteria_json=criteria_json,
     )
+    action = str(task.output)
+    if action not in BRANCH_OF_ACTION:
+        raise RuntimeError(f"pipeline returned {action!r}, not a registry action "
+                           f"({', '.join(BRANCH_OF_ACTION)})")
     result = LocalRunResult(
-        branch=str(task.output), pipeline_root=str(pipeline_root), tracking_uri=tracking_uri
+        branch=BRANCH_OF_ACTION[action], action=action, pipeline_root=str(pipeline_root),
+        tracking_uri=tracking_uri,
     )
     (out_dir / RESULT_FILE).write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result

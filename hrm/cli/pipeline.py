@@ -17,6 +17,13 @@ pipeline_app = typer.Typer(
     help="Kubeflow Pipelines v2: compile, run locally (kfp.local), submit.", no_args_is_help=True
 )
 
+# The run's overrides: pipeline parameters of the same names (pipelines/hrm_pipeline.py).
+EpochsScale = typer.Option(1.0, "--epochs-scale", help="Multiply every phase's epochs (rounded, >= 1).")
+LrScale = typer.Option(1.0, "--lr-scale", help="Multiply every phase's peak learning rate.")
+Criteria = typer.Option(
+    "", "--criteria", help="JSON list of {metric, op, threshold, split}: replaces gate.criteria."
+)
+
 
 @pipeline_app.command("compile")
 def compile_cmd(
@@ -36,12 +43,17 @@ def run_local_cmd(
     out: Path = typer.Option(Path("artifacts/kfp-local"), "--out", help="Output directory."),
     params_path: Path = ParamsPath,
     profile: str = typer.Option("tiny", "--profile", help="Profile the tasks run with."),
+    epochs_scale: float = EpochsScale,
+    lr_scale: float = LrScale,
+    criteria: str = Criteria,
 ) -> None:
     """Run the same pipeline with kfp.local (SubprocessRunner, this environment)."""
     from pipelines.local import run_local
 
-    result = run_local(data, out, params_path, profile)
-    typer.echo(json.dumps({"branch": result.branch, "pipeline_root": result.pipeline_root}))
+    result = run_local(data, out, params_path, profile, epochs_scale=epochs_scale,
+                       lr_scale=lr_scale, criteria_json=criteria)
+    typer.echo(json.dumps({"branch": result.branch, "action": result.action,
+                           "pipeline_root": result.pipeline_root}))
 
 
 @pipeline_app.command("submit")
@@ -57,11 +69,31 @@ def submit_cmd(
     params_path: Path | None = typer.Option(
         None, "--params", help="Send this params.yaml as `params` (default: the compiled one)."
     ),
+    epochs_scale: float = EpochsScale,
+    lr_scale: float = LrScale,
+    criteria: str = Criteria,
+    wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish; exit 1 unless it succeeded."),
+    timeout: float = typer.Option(
+        6 * 3600, "--timeout", min=1, help="With --wait: stop waiting after this many seconds."
+    ),
+    summary: Path | None = typer.Option(
+        None, "--summary", help="With --wait: append a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)."
+    ),
 ) -> None:
-    """Create a run of the compiled pipeline on a KFP cluster ($KFP_TOKEN: bearer token)."""
+    """Create a run of the compiled pipeline on a KFP cluster ($KFP_TOKEN: bearer token).
+
+    With --wait, block until it finishes and print its final state and gate verdict.
+    """
     from pipelines.submit import submit
+    from pipelines.submit import wait as wait_for
 
     arguments: dict[str, object] = {"profile": profile, "gpus_per_task": gpus}
+    if epochs_scale != 1.0:
+        arguments["epochs_scale"] = epochs_scale
+    if lr_scale != 1.0:
+        arguments["lr_scale"] = lr_scale
+    if criteria:
+        arguments["criteria_json"] = criteria
     if data_source:
         arguments["data_source"] = data_source
     if tracking_uri:
@@ -70,11 +102,20 @@ def submit_cmd(
         from pipelines.hrm_pipeline import read_params_mapping
 
         arguments["params"] = json.dumps(read_params_mapping(params_path))
-    run = submit(
-        package, host, arguments, experiment=experiment, namespace=namespace,
-        existing_token=os.environ.get("KFP_TOKEN") or None,
-    )
+    token = os.environ.get("KFP_TOKEN") or None
+    run = submit(package, host, arguments, experiment=experiment, namespace=namespace,
+                 existing_token=token)
     typer.echo(json.dumps({"run_id": run.run_id, "url": run.url}))
+    if not wait:
+        return
+    finished = wait_for(host, run.run_id, timeout, namespace=namespace, existing_token=token)
+    typer.echo(json.dumps({"run_id": finished.run_id, "state": finished.state,
+                           "branch": finished.branch}))
+    if summary is not None:
+        with summary.open("a", encoding="utf-8") as fh:
+            fh.write(finished.markdown())
+    if not finished.succeeded:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -26,8 +26,29 @@ def test_loads_back_with_yaml_and_kfp(compiled_pipeline: Path) -> None:
     loaded = components.load_component_from_file(str(compiled_pipeline))
     assert loaded.name == "hrm-swe"
     assert set(loaded.component_spec.inputs) == {
-        "params", "profile", "data_source", "tracking_uri", "gpus_per_task"
+        "params", "profile", "data_source", "tracking_uri", "gpus_per_task",
+        "epochs_scale", "lr_scale", "criteria_json",
     }
+
+
+def test_overrides_are_pipeline_parameters_fed_to_every_task(spec: dict) -> None:
+    """The UI's knobs default to "no change" and reach the tasks only through `params`."""
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["epochs_scale"]["defaultValue"] == 1.0
+    assert params["lr_scale"]["defaultValue"] == 1.0
+    assert params["criteria_json"]["defaultValue"] == ""
+    tasks = _all_tasks(spec)
+    resolve = tasks["params"]["inputs"]["parameters"]
+    for name in ("params", "profile", "epochs_scale", "lr_scale", "criteria_json"):
+        assert resolve[name]["componentInputParameter"].endswith(name), name
+    executables = set(task_components(spec)) - {"params"}
+    assert executables == set(STAGE_OF_TASK) - {"params"}
+    for name in executables:
+        source = tasks[name]["inputs"]["parameters"]["params"]
+        # Top-level tasks read the output directly; tasks inside dsl.If/Else via the group.
+        producer = source.get("taskOutputParameter", {}).get("producerTask") or \
+            source.get("componentInputParameter")
+        assert producer in ("resolve-params", "pipelinechannel--resolve-params-Output"), name
 
 
 def test_params_default_is_the_repository_params(spec: dict, repo_root: Path) -> None:
@@ -102,6 +123,9 @@ def test_metrics_and_reports_are_typed(spec: dict) -> None:
     outputs = spec["components"]["comp-evaluate"]["outputDefinitions"]["artifacts"]
     assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
     assert outputs["report"]["artifactType"]["schemaTitle"] == "system.Markdown"
+    # The gate report is the self-contained HTML (plots inlined), so the UI renders the plots.
+    gate_out = spec["components"]["comp-gate"]["outputDefinitions"]["artifacts"]
+    assert gate_out["report"]["artifactType"]["schemaTitle"] == "system.HTML"
     train_out = spec["components"]["comp-train-phase"]["outputDefinitions"]["artifacts"]
     assert train_out["model"]["artifactType"]["schemaTitle"] == "system.Model"
 

@@ -90,3 +90,58 @@ def test_podman_build(repo_root: Path) -> None:
          "hrm:test", "."], cwd=repo_root, capture_output=True, text=True, timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_cpu_image_bakes_the_environments(repo_root: Path) -> None:
+    text = (repo_root / "docker/Dockerfile.cpu").read_text()
+    runtime = text[text.index("AS runtime"):]
+    assert "HRM_ENVS_CACHE_DIR=/opt/hrm-envs" in runtime
+    assert re.search(r'git=\$\{GIT_VERSION\}', runtime), "git (pinned) is needed by the environments"
+    assert "COPY params.yaml" in runtime
+    # Baked by the pods' user, after switching to it (same interpreter and fingerprint).
+    assert runtime.index("USER 1000") < runtime.index("RUN python -m components.bake_envs")
+    assert "!params.yaml" in (repo_root / ".dockerignore").read_text().splitlines()
+
+
+@pytest.mark.slow
+def test_baked_environment_is_found_by_the_tasks(tmp_path: Path, repo_root: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the image build does, offline (a local git repo instead of the tenacity sdist):
+    `components.bake_envs` builds into $HRM_ENVS_CACHE_DIR and a task's params point there,
+    so the evaluation step reuses the build instead of downloading."""
+    import json
+
+    import yaml
+
+    from components.bake_envs import main
+    from components.runtime import task_params
+    from hrm.envs import get_environment
+
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "tests").mkdir()
+    (src / "pkg" / "__init__.py").write_text("X = 1\n")
+    (src / "tests" / "test_x.py").write_text("def test_x():\n    assert True\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", str(src)], check=True)
+    subprocess.run([*git, "add", "-A"], cwd=src, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], cwd=src, check=True)
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    raw["envs"]["sandbox_user"] = None
+    raw["envs"]["repos"] = {"local/pkg": {"provider": "git", "git_url": str(src),
+                                          "source_dirs": ["pkg"], "test_dirs": ["tests"]}}
+    raw["synth"]["env"] = "local/pkg"
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    cache = tmp_path / "image-envs"
+    monkeypatch.setenv("HRM_ENVS_CACHE_DIR", str(cache))
+
+    assert main([str(params_file)]) == 0
+    marker = next(cache.glob("*/marker.json"))
+    built_at = json.loads(marker.read_text())["built_at"]
+
+    envs = task_params(params_file.read_text(), "tiny").envs
+    assert Path(envs.cache_dir) == cache
+    env = get_environment("local/pkg", envs)
+    assert env.root == marker.parent
+    assert json.loads(marker.read_text())["built_at"] == built_at  # reused, not rebuilt

@@ -40,8 +40,15 @@ def test_same_order(spec: dict, repo_root: Path) -> None:
 
 def test_ingest_feeds_validate_only(spec: dict) -> None:
     graph = task_graph(spec)
-    assert graph["ingest"] == set()
+    assert graph["params"] == set()
+    assert graph["ingest"] == {"params"}
     assert {t for t, deps in graph.items() if "ingest" in deps} == {"validate"}
+
+
+def test_every_task_reads_the_resolved_params(spec: dict) -> None:
+    """`params` (profile + the run's overrides) runs first and everything runs after it."""
+    graph = task_graph(spec)
+    assert all("params" in ancestors(graph, t) for t in graph if t != "params")
 
 
 def test_parity_check_catches_a_reordered_dag(spec: dict, repo_root: Path) -> None:

@@ -12,6 +12,7 @@ import yaml
 from components.runtime import (
     log_metrics_file,
     publish_text,
+    resolve_params,
     stage_layout,
     task_params,
     torchrun_command,
@@ -48,6 +49,55 @@ def test_task_params_names_the_parameter_on_bad_input() -> None:
         task_params("[1, 2]", "tiny")
     with pytest.raises(ConfigError, match="tokenizer.vocab_size"):
         task_params(json.dumps({"tokenizer": {"vocab_size": 3}}), "")
+
+
+def test_resolve_params_applies_profile_then_overrides(repo_root: Path, monkeypatch) -> None:
+    monkeypatch.delenv("HRM_PROFILE", raising=False)
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    tiny = raw["profiles"]["tiny"]["train"]["phases"]
+    criteria = [{"metric": "loss", "op": "<", "threshold": 1e9, "split": "val"}]
+    resolved = resolve_params(json.dumps(raw), "tiny", epochs_scale=2.5, lr_scale=0.5,
+                              criteria_json=json.dumps(criteria))
+    assert "profiles" not in resolved and resolved["profile"] == "tiny"
+    # Scaled from the *profile's* phases (the tiny profile replaces the base list).
+    assert [p["epochs"] for p in resolved["train"]["phases"]] == \
+        [max(1, round(p["epochs"] * 2.5)) for p in tiny]
+    assert [p["lr"] for p in resolved["train"]["phases"]] == [p["lr"] * 0.5 for p in tiny]
+    assert resolved["gate"]["criteria"] == criteria
+    # What the tasks then parse is exactly that, with the same profile.
+    params = task_params(json.dumps(resolved), "tiny")
+    assert [c.threshold for c in params.gate.criteria] == [1e9]
+    assert params.tokenizer.vocab_size == raw["profiles"]["tiny"]["tokenizer"]["vocab_size"]
+    # Epochs never drop below 1; defaults change nothing.
+    small = resolve_params(json.dumps(raw), "tiny", epochs_scale=0.01)
+    assert all(p["epochs"] == 1 for p in small["train"]["phases"])
+    same = resolve_params(json.dumps(raw), "cpu")
+    assert same["train"]["phases"] == raw["train"]["phases"]
+    assert same["gate"]["criteria"] == raw["gate"]["criteria"]
+
+
+def test_resolve_params_errors_name_the_key(repo_root: Path) -> None:
+    text = (repo_root / "params.yaml").read_text()
+    with pytest.raises(ConfigError, match="epochs_scale"):
+        resolve_params(text, "tiny", epochs_scale=0)
+    with pytest.raises(ConfigError, match="lr_scale"):
+        resolve_params(text, "tiny", lr_scale=float("nan"))
+    with pytest.raises(ConfigError, match="criteria_json: must be a JSON list"):
+        resolve_params(text, "tiny", criteria_json='{"metric": "loss"}')
+    with pytest.raises(ConfigError, match="criteria_json: not valid JSON"):
+        resolve_params(text, "tiny", criteria_json="[{")
+    with pytest.raises(ConfigError, match=r"gate\.criteria\.0: .*metric: unknown metric 'lose'"):
+        resolve_params(text, "tiny", criteria_json='[{"metric": "lose", "op": "<", "threshold": 1}]')
+    with pytest.raises(ConfigError, match=r"gate\.criteria\.0\.op"):
+        resolve_params(text, "tiny", criteria_json='[{"metric": "loss", "op": "=", "threshold": 1}]')
+
+
+def test_image_env_cache_overrides_cache_dir(repo_root: Path, monkeypatch) -> None:
+    text = (repo_root / "params.yaml").read_text()
+    monkeypatch.delenv("HRM_ENVS_CACHE_DIR", raising=False)
+    assert task_params(text, "tiny").envs.cache_dir == ".cache/hrm-envs"
+    monkeypatch.setenv("HRM_ENVS_CACHE_DIR", "/opt/hrm-envs")
+    assert task_params(text, "tiny").envs.cache_dir == "/opt/hrm-envs"
 
 
 def test_metrics_logged_flat_finite_numbers_only(tmp_path: Path) -> None:
