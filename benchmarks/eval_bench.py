@@ -12,7 +12,9 @@
 
     .venv/bin/python benchmarks/eval_bench.py [--sample ../shared/data/swe-smith/sample.jsonl]
         [--checkpoint DIR_OR_FILE --work DIR_OF_ITS_TOK_AND_SEQ] [--env-rows 2] [--exec-rows 6]
-        [--json out.json]
+        [--json out.json] [--no-search]
+
+`--no-search` stops after sections 1 and 2 (no training, about a minute).
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ def build(sample: Path, root: Path, params) -> None:
 
 def static_rate(scorer: RowScorer, items, min_s: float = 3.0) -> dict:
     """Rows/s of scoring each item's oracle and copy predictions, repeated for >= min_s; the
-    parse cache is cleared per pass (one pass = one evaluation's reuse, no more)."""
-    from hrm.eval.code_checks import _parse_module
+    parse caches are cleared per pass (one pass = one evaluation's reuse, no more)."""
+    from hrm.eval.rows import clear_caches
 
     n, t0 = 0, time.perf_counter()
     while True:
-        _parse_module.cache_clear()
+        clear_caches()
         for rec, pred, labels, ignore, buggy, oracle_h, copy_h in items:
             scorer.score(rec, pred, labels, ignore, buggy, oracle_h, oracle_h)
             scorer.score(rec, pred, labels, ignore, buggy, copy_h, oracle_h)
@@ -75,6 +77,7 @@ def main() -> None:
     ap.add_argument("--env-rows", type=int, default=2)
     ap.add_argument("--exec-rows", type=int, default=6)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--no-search", action="store_true", help="sections 1 and 2 only")
     args = ap.parse_args()
 
     import torch
@@ -148,6 +151,10 @@ def main() -> None:
         "max_pass_to_pass": params.eval.max_pass_to_pass,
     }
 
+    if args.no_search:
+        _finish(out, args, tmp)
+        return
+
     # ---- 3. search cost vs gain -------------------------------------------------------------
     from hrm.eval.model_pass import run_model_pass
     from hrm.eval.search_runner import run_search
@@ -199,6 +206,10 @@ def main() -> None:
                if not isinstance(exec_scorer.context(r), str)][:args.env_rows]
     out["search_env"] = search(exec_scorer, env_idx) if env_idx else None
     out["search_config"] = params.eval.search.model_dump()
+    _finish(out, args, tmp)
+
+
+def _finish(out: dict, args, tmp) -> None:
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:

@@ -195,23 +195,42 @@ class RepoEnvironment:
         return self.root / "venv" / "bin" / "python"
 
     @contextmanager
-    def working_copy(self) -> Iterator[Path]:
-        """Yield a fresh temporary copy of the pristine tree (a git repo); deleted after."""
+    def working_copy(self, git: bool = True) -> Iterator[Path]:
+        """Yield a fresh temporary copy of the pristine tree; deleted after.
+
+        `git=True`: a git repository like the pristine (`diff` needs one). `git=False`: the
+        files only, without `.git` (more than half of the tree's files and directories), for
+        callers that only apply a patch and run tests (`apply_patch` works on either). Either
+        way every file is a copy: nothing in the working copy shares an inode with the pristine,
+        so whatever runs in it cannot reach the cache.
+        """
         tmp = Path(tempfile.mkdtemp(prefix="hrm-wc-"))
         os.chmod(tmp, 0o755)  # the sandbox user must reach the tree inside
         try:
             tree = tmp / "tree"
-            shutil.copytree(self.pristine, tree, symlinks=True)
+            ignore = None if git else shutil.ignore_patterns(".git")
+            shutil.copytree(self.pristine, tree, symlinks=True, ignore=ignore)
             yield tree
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def apply_patch(self, tree: Path, patch: str, reverse: bool = False) -> None:
-        """`git apply` a unified diff to `tree`; raises PatchError with git's message."""
+        """`git apply` a unified diff to `tree`; raises PatchError with git's message.
+
+        A tree without `.git` is patched as plain files: repository discovery stops at the
+        tree (GIT_CEILING_DIRECTORIES), so a repository around the temporary directory is
+        never used instead.
+        """
         cmd = ["git", *GIT_IDENTITY, "apply", "--whitespace=nowarn"]
         if reverse:
             cmd.append("-R")
-        proc = subprocess.run(cmd, cwd=tree, input=patch, capture_output=True, text=True)
+        env = None
+        if not (Path(tree) / ".git").exists():
+            env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(Path(tree).resolve().parent)}
+            env.pop("GIT_DIR", None)
+            env.pop("GIT_WORK_TREE", None)
+        proc = subprocess.run(cmd, cwd=tree, input=patch, capture_output=True, text=True,
+                              env=env)
         if proc.returncode != 0:
             raise PatchError(proc.stderr or proc.stdout or f"git apply exit {proc.returncode}",
                              reverse=reverse)

@@ -115,7 +115,7 @@ class ExecutionTier:
             return env
         hunks = to_hunks(record_hunks)
         files: dict[str, str] = {}
-        with env.working_copy() as tree:
+        with env.working_copy(git=False) as tree:
             try:
                 env.apply_patch(tree, instance.patch)
             except PatchError as err:
@@ -144,7 +144,7 @@ class ExecutionTier:
             return self._raw_runs[key]
         spliced = splice_files(ctx.hunks, list(hunks), ctx.buggy_files)
         env = ctx.env
-        with env.working_copy() as tree:
+        with env.working_copy(git=False) as tree:
             env.apply_patch(tree, ctx.instance.patch)
             for path, text in spliced.items():
                 _inside(Path(tree), path).write_text(text, encoding="utf-8", newline="")
@@ -167,7 +167,7 @@ class ExecutionTier:
         key = (ctx.instance.instance_id, ("<original repository>",))
         if key not in self._raw_runs:
             env = ctx.env
-            with env.working_copy() as tree:
+            with env.working_copy(git=False) as tree:
                 run = env.run_tests(tree, ctx.node_ids)
             outcomes = {n: r.outcome for n, r in run.results.items()}
             self._raw_runs[key] = TestOutcome(run.passed, run.killed_reason or "", outcomes,

@@ -18,6 +18,7 @@ import io
 import tokenize
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = set(_OPEN.values())
@@ -162,8 +163,10 @@ class TokenScan:
         return self.leading_closers, self.unclosed, self.open_string
 
 
+@lru_cache(maxsize=1024)
 def scan_tokens(fragment: str) -> TokenScan:
-    """Tokenize `fragment` (under indentation headers for its first line) and track brackets."""
+    """Tokenize `fragment` (under indentation headers for its first line) and track brackets.
+    Cached: a row's reference is scanned for every system and search candidate."""
     source = candidate_wrappers(fragment)[0].apply(fragment)
     stack: list[str] = []
     leading: list[str] = []

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from hrm.eval import code_checks, token_metrics
 from hrm.eval.code_checks import CodeCheck, check_fragments, check_in_files
 from hrm.eval.execution import ExecutionTier, RowContext
 from hrm.eval.token_metrics import TokenScores, score_row
@@ -60,6 +61,13 @@ def tiers_reached(code: CodeCheck, resolved: bool | None) -> int:
             break
         reached += 1
     return reached
+
+
+def clear_caches() -> None:
+    """Forget the static tiers' content-keyed caches (parses, token scans, edit alignments):
+    benchmarks clear them to measure one evaluation's reuse and no more."""
+    code_checks.clear_caches()
+    token_metrics._edit_positions.cache_clear()
 
 
 def tier_score(tier: int, weights: Sequence[float]) -> float:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hrm.config import SearchConfig
-from hrm.eval.code_checks import module_compiles, splice_files
+from hrm.eval.code_checks import files_compile
 from hrm.eval.execution import RowContext
 from hrm.eval.fragments import compiles, is_blank, reference_wrapper
 
@@ -129,10 +129,10 @@ def verify(ctx: RowContext | str, hunks: list[str], q_halt: float, scorer,
         if len(hunks) != len(ctx.hunks):
             return Verdict(False, (0.0, 0.0, q_prob), f"{len(hunks)} hunks, expected {len(ctx.hunks)}")
         try:
-            files = splice_files(ctx.hunks, hunks, ctx.buggy_files)
+            compiled = files_compile(ctx.hunks, hunks, ctx.buggy_files)
         except ValueError as err:
             return Verdict(False, (0.0, 0.0, q_prob), f"does not splice into its file: {err}")
-        if not all(module_compiles(src) for src in files.values()):
+        if not compiled:
             return Verdict(False, (0.0, 0.0, q_prob), "does not compile in its buggy file")
         if not scorer.run_tests or scorer.execution is None:
             return Verdict(q_prob > 0.5, (0.0, 1.0, q_prob), "compiles; tests disabled")

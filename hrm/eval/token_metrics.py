@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -38,11 +39,18 @@ def edit_positions(buggy_ids: Sequence[int], target_ids: Sequence[int]) -> list[
     matches the buggy and target token sequences; every target token outside an `equal` block
     is one a model must produce by fixing rather than copying.
     """
+    return list(_edit_positions(tuple(int(t) for t in buggy_ids),
+                                tuple(int(t) for t in target_ids)))
+
+
+@lru_cache(maxsize=4096)
+def _edit_positions(buggy_ids: tuple[int, ...], target_ids: tuple[int, ...]) -> tuple[int, ...]:
+    """Cached: a row's buggy and target ids are the same for every system and candidate."""
     matcher = difflib.SequenceMatcher(a=list(buggy_ids), b=list(target_ids), autojunk=False)
     copied = np.zeros(len(target_ids), dtype=bool)
     for block in matcher.get_matching_blocks():
         copied[block.b : block.b + block.size] = True
-    return [int(i) for i in np.flatnonzero(~copied)]
+    return tuple(int(i) for i in np.flatnonzero(~copied))
 
 
 def score_row(
