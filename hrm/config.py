@@ -564,6 +564,16 @@ class Params(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     """MLflow tracking."""
 
+    @model_validator(mode="after")
+    def _synth_env_is_a_configured_repo(self) -> Params:
+        # Checked here, not in SynthConfig: the set of repos lives in another section.
+        if self.synth.env not in self.envs.repos:
+            raise ValueError(
+                f"synth.env: {self.synth.env!r} is not a key of envs.repos "
+                f"(known: {sorted(self.envs.repos) or 'none'}); add an envs.repos entry for it "
+                "or point synth.env at one")
+        return self
+
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Return `base` with `override` merged in; mappings merge, everything else replaces."""
@@ -591,7 +601,10 @@ def resolve_raw(raw: dict[str, Any], profile: str | None = None) -> dict[str, An
 def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid params"]
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if not e["loc"]:  # a cross-field check of Params: its message names the keys
+            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
+            continue
+        key = ".".join(str(p) for p in e["loc"])
         lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
 

@@ -11,8 +11,8 @@ that line belongs to. Splicing `fixed_text` over the `buggy_text` lines starting
 `buggy_start` of the buggy file therefore reproduces the fixed file exactly (see `apply_regions`).
 
 Each hunk also carries the enclosing function (qualified like `Class.method`) of its first changed
-line, and every scope its changed lines touch, so that splits can keep instances that edit the same
-function on one side.
+line, every scope its changed lines touch, and the original-file line numbers of its changes, so
+that splits can keep instances that edit the same function on one side (see `hrm.splits`).
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ class Hunk:
     """Every distinct scope touched by a changed line, on either side, in order of appearance."""
     fixed_start: int = 0
     """1-based line in the FIXED (original) file where `fixed_text` begins."""
+    changed_lines: tuple[int, ...] = field(default=())
+    """Lines of the FIXED (original) file the change touches: each removed line's number, and for
+    added lines the number of the original line they follow (0: the start of the file)."""
 
     @property
     def buggy_line_count(self) -> int:
@@ -104,23 +107,35 @@ def _scopes(lines: Sequence[tuple[str, bool]], header: list[tuple[int, str]]) ->
 
     `lines` are (text, changed) pairs of that side. A stack of (indent, name) of def/class lines
     is kept; a non-blank line at or left of a def's indentation closes that def. The header's
-    scope (git's function context, unindented) seeds the stack.
+    scope (git's function context, unindented) seeds the stack. A changed decorator line belongs
+    to the def/class it decorates (the next def/class at its indentation, when the hunk shows it).
     """
     stack = list(header)
     out: list[str] = []
+    pending: list[tuple[int, int]] = []  # (index in out, indent) of changed decorator lines
     for text, changed in lines:
         body = text.rstrip("\n")
+        stripped = body.lstrip(" \t")
+        indent = len(body) - len(stripped)
         # Comments and lines that close a bracket (the `) -> T:` of a multi-line signature)
         # do not end a scope.
-        if body.strip() and not body.lstrip().startswith(("#", ")", "]", "}")):
-            indent = len(body) - len(body.lstrip(" \t"))
+        if body.strip() and not stripped.startswith(("#", ")", "]", "}")):
             while stack and indent <= stack[-1][0]:
                 stack.pop()
             m = _DEF_RE.match(body)
             if m:
                 stack.append((len(m.group(1)), m.group(3)))
+                scope = ".".join(name for _, name in stack)
+                for k, dec_indent in pending:
+                    if dec_indent == indent:
+                        out[k] = scope
+                pending = []
+            elif not stripped.startswith("@"):
+                pending = []
         if changed:
             out.append(".".join(name for _, name in stack) or MODULE_SCOPE)
+            if stripped.startswith("@"):
+                pending.append((len(out) - 1, indent))
     return out
 
 
@@ -164,6 +179,10 @@ def parse_patch(patch: str, *, source: str = "patch") -> list[Hunk]:
         buggy_side: list[tuple[str, bool]] = []
         last_sides: tuple[bool, bool] = (False, False)  # (in fixed, in buggy) of the previous line
         n_old = n_new = 0
+        # number of the last original (fixed-side) line seen; git's start for an empty old side
+        # is the line before the insertion
+        fixed_pos = old_start - 1 if old_count else old_start
+        changed_lines: list[int] = []
         while i < len(lines) and (n_old < old_count or n_new < new_count or
                                   lines[i].startswith("\\")):
             body = lines[i]
@@ -185,17 +204,21 @@ def parse_patch(patch: str, *, source: str = "patch") -> list[Hunk]:
                 buggy.append(text)
                 fixed_side.append((text, False))
                 buggy_side.append((text, False))
+                fixed_pos += 1
                 n_old += 1
                 n_new += 1
                 last_sides = (True, True)
             elif tag == "-":
                 fixed.append(text)
                 fixed_side.append((text, True))
+                fixed_pos += 1
+                changed_lines.append(fixed_pos)
                 n_old += 1
                 last_sides = (True, False)
             elif tag == "+":
                 buggy.append(text)
                 buggy_side.append((text, True))
+                changed_lines.append(fixed_pos)
                 n_new += 1
                 last_sides = (False, True)
             else:
@@ -222,6 +245,7 @@ def parse_patch(patch: str, *, source: str = "patch") -> list[Hunk]:
                 function=first,
                 scopes=scopes,
                 fixed_start=old_start if old_count else old_start + 1,
+                changed_lines=tuple(dict.fromkeys(changed_lines)),
             )
         )
     if not hunks:

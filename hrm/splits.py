@@ -1,11 +1,26 @@
 """Train/val/test assignment by instance, grouped so no edited function spans two splits.
 
-Two instances that edit the same (repo, file, function) are near-duplicates from the model's
-point of view (same surrounding code, often the same lines), so they are joined into one group
-(union-find over every scope each hunk touches, see `hrm.hunks.Hunk.scopes`) and a group goes to
-exactly one split. Groups are shuffled with a fixed seed and filled into test, then val, never past
-their target size; what does not fit goes to train. The result depends only on the instances
-(ids and patches) and the seed.
+Two instances that edit the same function are near-duplicates from the model's point of view
+(same surrounding code, often the same lines), so they are joined into one group and a group goes
+to exactly one split. The grouping is deliberately conservative: the unit is the TOP-LEVEL block
+(module-level def/class, decorators included) that contains a change, so a method, its class and
+every other method of that class fall in one group. A patch only shows a few lines of context, so
+that block is identified in two independent ways and union-find joins instances sharing EITHER:
+
+- by name: the top-level name of every scope a changed line touches (`hrm.hunks.Hunk.scopes`,
+  seeded by git's `@@ ... @@ class X` header); module-level changes share `<module>` per file;
+- by position: all instances of one repo snapshot (same `repo`, and `base_commit` when given)
+  edit the same original file, so the original-side lines of every hunk of every instance are
+  pooled into a partial copy of that file; each changed line (`Hunk.changed_lines`) is keyed by
+  the nearest known line above it that starts a top-level block (an unindented statement, the
+  first of a decorator chain). Two lines in one block always get the same key, whatever the
+  header says (a `diff=python` header may name a nested def only). Pooled lines that disagree
+  (instances from different snapshots under one repo name) disable this for that file, with a
+  warning in the stats.
+
+Non-Python files are one group per file. Groups are shuffled with a fixed seed and filled into
+test, then val, never past their target size; what does not fit goes to train. The result depends
+only on the instances (ids, repos and patches) and the seed.
 """
 
 from __future__ import annotations
@@ -14,20 +29,26 @@ import hashlib
 import json
 import math
 import random
-from dataclasses import dataclass
+from bisect import bisect_right
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hrm.config import SequencesConfig
 from hrm.data.instance import Instance, read_instances
 from hrm.errors import InputError
-from hrm.hunks import parse_patch
+from hrm.hunks import MODULE_SCOPE, Hunk, parse_patch
 
 SPLITS = ("train", "val", "test")
 SPLITS_FILE = "splits.json"
 STATS_FILE = "split_stats.json"
 
 GroupKey = tuple[str, str, str]
-"""(repo, file, function) edited by some hunk."""
+"""(repo, file, block) edited by some hunk: block is a top-level name (`Class`, `func`,
+`<module>`), `line N` (the top-level block starting at original line N; `line N @commit` for rows
+with a `base_commit`), or `<file>` for a non-Python file."""
+
+PYTHON_SUFFIXES = (".py", ".pyi", ".pyx")
+FILE_SCOPE = "<file>"
 
 
 @dataclass(frozen=True)
@@ -66,21 +87,115 @@ class _UnionFind:
             self.parent[rb] = ra
 
 
-def instance_keys(instance: Instance) -> list[GroupKey]:
-    """(repo, file, function) for every scope the instance's hunks touch."""
+Space = tuple[str, str, str]
+"""(repo, base_commit or "", file): one original file, in whose line numbers hunks agree."""
+
+
+def _space(instance: Instance, file: str) -> Space:
+    base = instance.extra.get("base_commit")
+    return (instance.repo, base if isinstance(base, str) else "", file)
+
+
+def _is_python(file: str) -> bool:
+    return file.endswith(PYTHON_SUFFIXES)
+
+
+def _starts_statement(text: str) -> bool:
+    """An unindented line that is not blank, a comment or a closing bracket."""
+    return bool(text.strip()) and not text[0].isspace() and not text.startswith(
+        ("#", ")", "]", "}"))
+
+
+@dataclass
+class LineIndex:
+    """Original-file lines pooled from the hunks of many instances, per `Space`."""
+
+    lines: dict[Space, dict[int, str]] = field(default_factory=dict)
+    conflicts: set[Space] = field(default_factory=set)
+    _starts: dict[Space, list[int]] = field(default_factory=dict)
+
+    def add(self, instance: Instance, hunks: list[Hunk]) -> None:
+        for hunk in hunks:
+            if not _is_python(hunk.file):
+                continue
+            space = _space(instance, hunk.file)
+            known = self.lines.setdefault(space, {})
+            for offset, text in enumerate(hunk.fixed_text.split("\n")):
+                number = hunk.fixed_start + offset
+                if offset == hunk.fixed_text.count("\n") and not text:
+                    break  # the empty tail after the last newline
+                if known.setdefault(number, text) != text:
+                    self.conflicts.add(space)
+            self._starts.pop(space, None)
+
+    def block_start(self, space: Space, line: int) -> int | None:
+        """Nearest known top-level block start at or above `line` (0: none known), or None when
+        the pooled lines of `space` disagree."""
+        if space in self.conflicts:
+            return None
+        starts = self._starts.get(space)
+        if starts is None:
+            known = self.lines.get(space, {})
+            starts = [
+                n for n, text in sorted(known.items())
+                # the first line of a decorator chain starts the block, not the def below it
+                if _starts_statement(text) and not known.get(n - 1, "").startswith("@")
+            ]
+            self._starts[space] = starts
+        k = bisect_right(starts, line)
+        return starts[k - 1] if k else 0
+
+
+def instance_keys(instance: Instance, index: LineIndex | None = None,
+                  hunks: list[Hunk] | None = None) -> list[GroupKey]:
+    """The group keys of every top-level block the instance's hunks touch (see module doc).
+
+    Without `index`, only this instance's own lines are pooled (position keys still apply).
+    """
+    if hunks is None:
+        hunks = parse_patch(instance.patch, source=instance.instance_id)
+    if index is None:
+        index = LineIndex()
+        index.add(instance, hunks)
     keys: list[GroupKey] = []
-    for hunk in parse_patch(instance.patch, source=instance.instance_id):
+    for hunk in hunks:
+        if not _is_python(hunk.file):
+            keys.append((instance.repo, hunk.file, FILE_SCOPE))
+            continue
         for scope in hunk.scopes or (hunk.function,):
-            keys.append((instance.repo, hunk.file, scope))
+            top = scope.split(".", 1)[0] if scope != MODULE_SCOPE else scope
+            keys.append((instance.repo, hunk.file, top))
+        space = _space(instance, hunk.file)
+        suffix = f" @{space[1]}" if space[1] else ""
+        for line in hunk.changed_lines:
+            start = index.block_start(space, line)
+            if start is not None:
+                keys.append((instance.repo, hunk.file, f"line {start}{suffix}"))
     return list(dict.fromkeys(keys))
+
+
+def _line_index(instances: list[Instance]) -> tuple[LineIndex, dict[str, list[Hunk]]]:
+    index = LineIndex()
+    hunks_of: dict[str, list[Hunk]] = {}
+    for inst in instances:
+        hunks = parse_patch(inst.patch, source=inst.instance_id)
+        hunks_of[inst.instance_id] = hunks
+        index.add(inst, hunks)
+    return index, hunks_of
 
 
 def group_instances(instances: list[Instance]) -> list[Group]:
     """Union-find over shared keys; groups ordered by their smallest instance id."""
+    index, hunks_of = _line_index(instances)
+    return _group(instances, index, hunks_of)
+
+
+def _group(instances: list[Instance], index: LineIndex, hunks_of: dict[str, list[Hunk]],
+           ) -> list[Group]:
     uf = _UnionFind()
     keys_of: dict[str, list[GroupKey]] = {}
     for inst in instances:
-        keys = instance_keys(inst)
+        keys = instance_keys(inst, index, hunks_of[inst.instance_id])
         keys_of[inst.instance_id] = keys
         uf.find(("i", inst.instance_id))
         for key in keys:
@@ -103,7 +218,8 @@ def assign_splits(instances: list[Instance], cfg: SequencesConfig) -> SplitResul
         if inst.instance_id in seen:
             raise InputError(f"duplicate instance_id {inst.instance_id!r}")
         seen.add(inst.instance_id)
-    groups = group_instances(instances)
+    index, hunks_of = _line_index(instances)
+    groups = _group(instances, index, hunks_of)
     n = len(instances)
     targets = {
         "test": math.floor(cfg.test_fraction * n + 0.5),
@@ -129,6 +245,11 @@ def assign_splits(instances: list[Instance], cfg: SequencesConfig) -> SplitResul
         f"split '{s}' is empty although its fraction is {getattr(cfg, s + '_fraction')}"
         for s in ("val", "test")
         if counts[s] == 0 and getattr(cfg, s + "_fraction") > 0
+    ]
+    warnings += [
+        f"{repo} {file}{' @' + base if base else ''}: hunks disagree on the original lines, so "
+        "that file is grouped by names only (rows from different commits under one repo?)"
+        for repo, base, file in sorted(index.conflicts)
     ]
     stats: dict[str, object] = {
         "instances": n,

@@ -68,3 +68,14 @@ def test_every_profile_defines_the_sections_dvc_tracks(repo_root):
     for name, overrides in raw["profiles"].items():
         missing = tracked - set(overrides)
         assert not missing, f"profiles.{name} lacks {sorted(missing)} (use {{}} for no override)"
+
+
+def test_synth_env_must_name_a_configured_repo(repo_root):
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    raw["synth"]["env"] = "swesmith/nobody__nothing.0000abcd"
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw, "cpu")
+    message = str(err.value)
+    assert "synth.env: 'swesmith/nobody__nothing.0000abcd' is not a key of envs.repos" in message
+    assert "swesmith/jd__tenacity.0d40e76f" in message  # the known repos are listed
+    assert "got {" not in message  # the whole params mapping is not dumped

@@ -110,11 +110,16 @@ def _log_validation(params, summary: dict, out: Path) -> None:
 
 @data_app.command("materialise")
 def materialise_command(
-    source: str | None = typer.Option(None, "--source", help="Data source (default: data.source)."),
+    source: str | None = typer.Option(
+        None, "--source",
+        help="Obtain from this source, replacing an existing snapshot (default: keep it, else data.source)."),
     params_path: Path = ParamsPath,
     profile: str | None = Profile,
 ) -> None:
-    """Make sure data/instances.jsonl exists: keep it, dvc pull it, or produce it and dvc add it."""
+    """Make sure data/instances.jsonl exists: keep it, dvc pull it, or produce it and dvc add it.
+
+    With --source the snapshot is always obtained from that source (and replaces the old one).
+    """
     from hrm.data.materialise import materialise
 
     result = materialise(load(params_path, profile), source=source or None)

@@ -1,13 +1,20 @@
-"""`hrm data materialise`: make sure `data/instances.jsonl` exists, the cheapest way first.
+"""`hrm data materialise`: make sure `data/instances.jsonl` exists.
 
-Order: an existing snapshot is kept as it is; else `dvc pull data.dvc` when `data.dvc` exists and
-a DVC remote is configured; else the data is produced from the source (`synth:NAME` runs the
-offline generator `hrm.synth.synthesize`, anything else `hrm.data.pull.pull`) and, inside a DVC
-repository, `dvc add data` makes `data.dvc` track it.
+Without an explicit source, the cheapest way first: an existing snapshot is kept as it is; else
+`dvc pull data.dvc` when `data.dvc` exists and a DVC remote is configured; else the data is
+produced from `data.source`. With an explicit source (`hrm data materialise --source X`,
+`make run DATA=X`) the data is always produced from X, replacing any snapshot (the message says
+so): asking for a source and silently getting other data would be worse than the cost.
+
+Producing: `synth:NAME` runs the offline generator `hrm.synth.synthesize` on the environment NAME
+names (see `synth_env`), anything else `hrm.data.pull.pull`. The new snapshot is written next to
+the old one and moved over it only when complete; inside a DVC repository, `dvc add data` then
+makes `data.dvc` track it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hrm.config import Params
-from hrm.errors import HrmError
+from hrm.errors import HrmError, InputError
 
 SYNTH_PREFIX = "synth:"
 
@@ -28,6 +35,8 @@ class MaterialiseResult:
     tracked: bool
     """True when `dvc add` ran (data.dvc now tracks the data directory)."""
     message: str
+    replaced: bool = False
+    """True when an existing snapshot was replaced (an explicit source was given)."""
 
 
 def dvc_executable() -> str:
@@ -53,6 +62,35 @@ def _has_remote(root: Path) -> bool:
     return bool(_dvc("remote", "list", cwd=root).strip())
 
 
+def synth_env(params: Params, source: str) -> str:
+    """The `envs.repos` key a `synth:NAME` source generates from.
+
+    NAME may be empty (`synth:`: `synth.env`), a key of `envs.repos`, or a repo's short name
+    (`tenacity`, `jd__tenacity`: the `name` / `owner__name` of a `swesmith/owner__name.commit`
+    key). Raises InputError naming `envs.repos` when NAME matches no entry, or several.
+    """
+    name = source[len(SYNTH_PREFIX):].strip()
+    repos = sorted(params.envs.repos)
+    if not name:
+        name = params.synth.env
+    if name in params.envs.repos:
+        return name
+
+    def short_names(repo_id: str) -> set[str]:
+        base = repo_id.rsplit("/", 1)[-1]
+        owner_name = base.rsplit(".", 1)[0] if "." in base else base
+        return {base, owner_name, owner_name.split("__", 1)[-1]}
+
+    matches = [r for r in repos if name in short_names(r)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise InputError(f"source {source!r}: no environment {name!r} in envs.repos "
+                         f"(known: {repos or 'none'}); add one or name a known repo")
+    raise InputError(f"source {source!r}: {name!r} matches several envs.repos entries "
+                     f"({matches}); name the full repo id")
+
+
 def obtain(params: Params, source: str, out_path: Path) -> tuple[str, str]:
     """Write the snapshot for `source` to `out_path`: generate it (`synth:`) or pull it.
 
@@ -63,31 +101,64 @@ def obtain(params: Params, source: str, out_path: Path) -> tuple[str, str]:
     if source.startswith(SYNTH_PREFIX):
         from hrm.synth import synthesize
 
+        env = synth_env(params, source)
+        if env != params.synth.env:
+            params = params.model_copy(
+                update={"synth": params.synth.model_copy(update={"env": env})})
         synthesize(params, out_path)
-        return "synth", f"generated {out_path} from {source}"
+        return "synth", f"generated {out_path} from {source} (environment {env})"
     summary = pull(source, out_path, params.data)
     return "pull", f"pulled {summary.rows} rows from {source} into {out_path}"
 
 
+def _obtain_replacing(params: Params, source: str, snapshot: Path) -> tuple[str, str]:
+    """`obtain` into `<snapshot>.partial`, then move it (and a synth state file) over
+    `snapshot`: a failed or interrupted run never leaves a half snapshot in its place, and an
+    interrupted generator resumes from the partial file on the next call."""
+    partial = snapshot.with_name(snapshot.name + ".partial")
+    action, message = obtain(params, source, partial)
+    os.replace(partial, snapshot)
+    state = partial.with_name(partial.name + ".state.json")  # hrm.synth's resume state
+    snapshot_state = snapshot.with_name(snapshot.name + ".state.json")
+    if state.exists():
+        os.replace(state, snapshot_state)
+    elif snapshot_state.exists():  # the replaced snapshot's, stale now
+        snapshot_state.unlink()
+    return action, message.replace(str(partial), str(snapshot))
+
+
 def materialise(params: Params, source: str | None = None, root: str | Path = ".") -> MaterialiseResult:
-    """Ensure the snapshot `params.data.snapshot` (relative to `root`) exists; see the module doc."""
+    """Ensure the snapshot `params.data.snapshot` (relative to `root`) exists; see the module doc.
+
+    `source` given: always produce the snapshot from it (replacing one that exists). None: keep
+    an existing snapshot, else `dvc pull` it, else produce it from `data.source`.
+    """
     root = Path(root)
     snapshot = root / params.data.snapshot
-    if snapshot.exists():
-        return MaterialiseResult(str(snapshot), "present", False, f"{snapshot} already exists: nothing to do")
     in_dvc_repo = (root / ".dvc").is_dir()
-    pointer = root / (Path(params.data.snapshot).parts[0] + ".dvc")
-    if in_dvc_repo and pointer.exists() and _has_remote(root):
-        _dvc("pull", pointer.name, cwd=root)
-        if not snapshot.exists():
-            raise HrmError(f"`dvc pull {pointer.name}` ran but {snapshot} is still missing")
-        return MaterialiseResult(str(snapshot), "dvc-pull", False, f"restored {snapshot} with dvc pull")
+    replaced = False
+    if source:
+        replaced = snapshot.exists()
+    else:
+        if snapshot.exists():
+            return MaterialiseResult(str(snapshot), "present", False,
+                                     f"{snapshot} already exists: nothing to do (give a source "
+                                     "to replace it)")
+        pointer = root / (Path(params.data.snapshot).parts[0] + ".dvc")
+        if in_dvc_repo and pointer.exists() and _has_remote(root):
+            _dvc("pull", pointer.name, cwd=root)
+            if not snapshot.exists():
+                raise HrmError(f"`dvc pull {pointer.name}` ran but {snapshot} is still missing")
+            return MaterialiseResult(str(snapshot), "dvc-pull", False,
+                                     f"restored {snapshot} with dvc pull")
 
-    action, message = obtain(params, source or params.data.source, snapshot)
+    action, message = _obtain_replacing(params, source or params.data.source, snapshot)
+    if replaced:
+        message = f"replaced the existing snapshot (explicit source {source!r}): {message}"
     tracked = False
     if in_dvc_repo:
         data_dir = Path(params.data.snapshot).parts[0]
         _dvc("add", data_dir, cwd=root)
         tracked = True
         message += f"; `dvc add {data_dir}` tracks it in {data_dir}.dvc"
-    return MaterialiseResult(str(snapshot), action, tracked, message)
+    return MaterialiseResult(str(snapshot), action, tracked, message, replaced)

@@ -8,7 +8,8 @@ text because real inputs mix types across rows (a malformed `FAIL_TO_PASS` strin
 two schemas in one file) that a typed Arrow column cannot hold; hub and local data then share
 every later step (filter, limit, normalise, write) in `hrm.data.pull`.
 
-For `.json` arrays and `.parquet` files, `line` is the 1-based row number.
+For `.json` arrays and `.parquet` files, `line` is the 1-based row number (element number). A
+`.json` array is read element by element, so one broken element costs that element only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,25 +95,133 @@ def _wrap_rows(ds, file: str):
     return mapped.select_columns(list(ENVELOPE_COLUMNS))
 
 
+_JSON_WS = " \t\n\r"
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+"""Bytes that are not UTF-8, as `surrogateescape` decoding leaves them."""
+
+
+def _skip_ws(text: str, i: int) -> int:
+    while i < len(text) and text[i] in _JSON_WS:
+        i += 1
+    return i
+
+
+def _element_end(text: str, i: int) -> int:
+    """Index of the `,` or `]` ending the (possibly malformed) array element that starts at `i`,
+    matching brackets outside strings; `len(text)` when the file ends first. A closing bracket
+    that does not match closes the brackets left open inside it (`{"b": [1}` ends at `}`); one
+    that matches nothing open is the array's own `]`."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for j in range(i, len(text)):
+        c = text[j]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            stack.append("]" if c == "[" else "}")
+        elif c in "]}":
+            if c not in stack:
+                return j
+            while stack.pop() != c:
+                pass
+        elif c == "," and not stack:
+            return j
+    return len(text)
+
+
+def _line_col(text: str, pos: int) -> str:
+    line = text.count("\n", 0, pos) + 1
+    return f"line {line} column {pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
+
+
 def _json_array_records(path: Path) -> list[SourceRecord]:
-    """A `.json` file holding one array of objects; a broken file is one unreadable record."""
+    """A `.json` file holding one array of objects, read element by element.
+
+    As with JSONL lines, one bad element (not valid JSON, not valid UTF-8, not an object) becomes
+    one unreadable record named by its element number (`line`) with the text line and column in
+    its error; the elements around it are kept. A file that ends inside the array, or has text
+    after it, gets one more unreadable record saying so.
+    """
     raw = path.read_bytes()
-    try:
-        items = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        error = f"not valid UTF-8 (byte {err.start})"
-        return [SourceRecord(str(path), 1, None, error, base64.b64encode(raw).decode("ascii"))]
-    except json.JSONDecodeError as err:
-        error = f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
-        return [SourceRecord(str(path), err.lineno, None, error, base64.b64encode(raw).decode())]
-    out = []
-    for index, item in enumerate(items, start=1):
-        if isinstance(item, dict):
-            out.append(SourceRecord(str(path), index, item))
+    file = str(path)
+    text = raw.decode("utf-8", "surrogateescape")
+    undecodable = _UNDECODABLE.search(text) is not None  # the slow per-element scan only then
+    decoder = json.JSONDecoder()
+    out: list[SourceRecord] = []
+
+    def unreadable(index: int, error: str, span: str) -> None:
+        data = span.encode("utf-8", "surrogateescape")
+        out.append(SourceRecord(file, index, None, error, base64.b64encode(data).decode("ascii")))
+
+    i = _skip_ws(text, 1 if text.startswith("\ufeff") else 0)
+    if not text.startswith("[", i):
+        unreadable(1, "not valid JSON: expected an array", text)
+        return out
+    i = _skip_ws(text, i + 1)
+    index = 0
+    closed = text.startswith("]", i)
+    if closed:
+        i += 1
+    while not closed:
+        if i >= len(text):
+            unreadable(index + 1, f"the file ends inside the array, after element {index} "
+                       "(truncated?)", "")
+            break
+        index += 1
+        truncated = False
+        start = i
+        bad = _UNDECODABLE.search(text, start, _element_end(text, start)) if undecodable else None
+        try:
+            if bad:
+                raise UnicodeError
+            value, end = decoder.raw_decode(text, start)
+        except (json.JSONDecodeError, RecursionError, UnicodeError) as err:
+            end = _element_end(text, start)
+            where = _line_col(text, start)
+            if isinstance(err, UnicodeError):
+                assert bad is not None
+                error = f"not valid UTF-8 (byte {len(text[:bad.start()].encode('utf-8', 'surrogateescape'))})"
+            elif isinstance(err, RecursionError):
+                error = "not valid JSON: nested too deeply"
+            else:
+                error = f"not valid JSON: {err.msg} at {_line_col(text, err.pos)}"
+            if end == len(text):
+                truncated = True
+                error += " (truncated: the file ends inside this element)"
+            unreadable(index, f"array element {index} ({where}): {error}", text[start:end])
         else:
-            text = json.dumps(item).encode()
-            error = f"array element {index} is not a JSON object (got {type(item).__name__})"
-            out.append(SourceRecord(str(path), index, None, error, base64.b64encode(text).decode()))
+            if isinstance(value, dict):
+                out.append(SourceRecord(file, index, value))
+            else:
+                unreadable(index, f"array element {index} is not a JSON object "
+                           f"(got {type(value).__name__})", text[start:end])
+            after = _skip_ws(text, end)
+            if after < len(text) and text[after] not in ",]":
+                # a missing comma: say so, and read on from there
+                unreadable(index, f"expected ',' or ']' after array element {index} at "
+                           f"{_line_col(text, after)}", "")
+                i = after
+                continue
+            end = after
+        if end >= len(text):  # no closing ']': the file was cut
+            if not truncated:  # else the element's own error says so
+                unreadable(index + 1, f"the file ends inside the array, after element {index} "
+                           "(truncated?)", "")
+            i = end
+            break
+        closed = text[end] == "]"
+        i = _skip_ws(text, end + 1)
+    trailing = _skip_ws(text, i)
+    if closed and trailing < len(text):
+        unreadable(index + 1, f"text after the array's closing ']' at {_line_col(text, trailing)}",
+                   text[trailing:])
     return out
 
 

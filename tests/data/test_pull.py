@@ -130,3 +130,56 @@ def test_streaming_hub_path_offline(sample_rows, data_cfg):
     out = [snapshot_row(e, cfg, summary) for e in _select(_wrap_rows(stream, "hf:x/y[train]"), cfg)]
     assert [r["_source"] for r in out] == [{"file": "hf:x/y[train]", "line": i} for i in range(1, 5)]
     assert [r["patch"] for r in out] == [r["patch"] for r in sample_rows[1:5]]
+
+
+def test_json_array_with_a_broken_element_keeps_the_others(sample_rows, data_cfg, tmp_path):
+    rows = sample_rows[:6]
+    text = json.dumps(rows, indent=1)
+    good = json.dumps(rows[2], indent=1).replace("\n", "\n ")
+    assert good in text
+    # element 3 loses a value: `"repo": ,` (not valid JSON); every other element is intact
+    broken = good.replace(json.dumps(rows[2]["repo"]), "", 1)
+    src = tmp_path / "rows.json"
+    src.write_text(text.replace(good, broken, 1), encoding="utf-8")
+
+    snap = tmp_path / "snap.jsonl"
+    summary = pull(str(src), snap, data_cfg)
+    assert summary.rows == 6 and len(summary.unreadable) == 1
+    assert summary.unreadable[0].startswith(f"{src}:3: array element 3 (line ")
+    assert "not valid JSON" in summary.unreadable[0]
+
+    result = validate(snap, tmp_path / "out", data_cfg.model_copy(
+        update={"max_invalid_fraction": 0.5}))
+    assert (result.rows, result.valid, result.quarantined) == (6, 5, 1)
+    kept = [i.instance_id for i in read_instances(tmp_path / "out" / "instances.jsonl")]
+    assert kept == [r["instance_id"] for k, r in enumerate(rows) if k != 2]
+    (quarantined,) = [json.loads(line) for line in
+                      (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()]
+    assert quarantined["source"] == {"file": str(src), "line": 3}
+    assert "array element 3" in json.dumps(quarantined["reasons"])
+
+
+@pytest.mark.parametrize("text", [
+    '[{"a": 1}, {"b": "\xff"}, {"c": 3}]',  # replaced by invalid UTF-8 below
+    '[{"a": 1}, 7, {"c": 3}]',
+    '[{"a": 1}, {"b": [1, 2}, {"c": 3}]',
+])
+def test_json_array_element_errors_are_per_element(tmp_path, text):
+    from hrm.data.sources import _json_array_records
+
+    path = tmp_path / "a.json"
+    path.write_bytes(text.encode("utf-8").replace("\xff".encode(), b"\xff"))
+    records = _json_array_records(path)
+    assert [r.row for r in records] == [{"a": 1}, None, {"c": 3}]
+    assert [r.line for r in records] == [1, 2, 3]
+    assert records[1].error.startswith("array element 2")
+
+
+def test_truncated_json_array_is_reported(tmp_path):
+    from hrm.data.sources import _json_array_records
+
+    path = tmp_path / "a.json"
+    path.write_text('[{"a": 1}, {"b": 2}')
+    records = _json_array_records(path)
+    assert [r.row for r in records[:2]] == [{"a": 1}, {"b": 2}]
+    assert "ends inside the array" in records[2].error
