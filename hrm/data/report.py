@@ -42,15 +42,20 @@ def render_report(
         "",
         "## Expectations",
         "",
-        "| check | expectation | column | level | checked | failed rows | result |",
-        "|---|---|---|---|---:|---:|---|",
+        "GX-native: the expectation checks the snapshot's field itself (`_str_<field>`: its string "
+        "values). Derived: GX asserts on a column computed per row in Python (`hrm.data.checks`). "
+        "Level `report`: shown, but routes no row and never fails the step.",
+        "",
+        "| check | expectation | column | how | level | checked | failed rows | result |",
+        "|---|---|---|---|---|---:|---:|---|",
     ]
     for o in outcomes:
-        level = "table" if o.table_level else "row"
+        level = "table" if o.table_level else ("row" if o.routes else "report")
+        how = "GX-native" if o.native else "derived"
         checked = "" if o.element_count is None else o.element_count
         verdict = "pass" if o.success else ("error: " + _cell(o.error) if o.error else "FAIL")
         lines.append(
-            f"| {o.check} | {o.expectation} | {o.column or ''} | {level} | {checked} | "
+            f"| {o.check} | {o.expectation} | {o.column or ''} | {how} | {level} | {checked} | "
             f"{len(o.failed_rows)} | {verdict} |"
         )
     lines += ["", "## Quarantined rows", ""]

@@ -1,9 +1,12 @@
 """The row schemas SWE-smith has published, how a raw row is classified, and its normalisation.
 
 Two SWE-smith schemas exist: the current 7-field one (the Hugging Face dataset) and an older
-9-field one (SWE-smith's own test logs) that adds `created_at` and `base_commit`. SWE-bench rows
-look similar but their `patch` is the FIX, so they are recognised here and never mistaken for
-SWE-smith rows.
+9-field one (SWE-smith's own test logs) that adds `created_at` and `base_commit`. Both carry
+`image_name` (the offline generator and the SWE-bench converter write `""`). A row is classified
+by its exact set of schema fields (the 9 names above): it must be exactly one of the two sets;
+fields outside those 9 are extras, kept and passed through, and do not change the class.
+SWE-bench rows look similar but their `patch` is the FIX, so they are recognised here and never
+mistaken for SWE-smith rows.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ SCHEMA_INCOMPLETE = "incomplete"
 ALLOWED_SCHEMAS = (SCHEMA_7, SCHEMA_9)
 
 FIELDS_7 = frozenset(CORE_FIELDS)
-FIELDS_9 = FIELDS_7 | {"created_at", "base_commit"}
-REQUIRED_FIELDS = tuple(f for f in CORE_FIELDS if f != "image_name")
-"""`image_name` is optional: the offline generator has no container image to name."""
+OLDER_FIELDS = ("created_at", "base_commit")
+FIELDS_9 = FIELDS_7 | set(OLDER_FIELDS)
+SCHEMA_FIELDS = {SCHEMA_7: FIELDS_7, SCHEMA_9: FIELDS_9}
+REQUIRED_FIELDS = CORE_FIELDS
+"""Every core field is required, `image_name` included (it may be the empty string)."""
 
 # Fields only SWE-bench rows carry (SWE-smith never has them).
 SWE_BENCH_MARKERS = frozenset({"test_patch", "version", "environment_setup_commit", "hints_text"})
@@ -50,17 +55,24 @@ def is_swe_bench_row(row: dict[str, Any]) -> bool:
 def classify(row: dict[str, Any]) -> str:
     """Name the schema of a raw row (one of the SCHEMA_* constants).
 
-    Unknown extra fields do not change the class: they are kept and reported, not rejected.
+    The row's schema fields (those of `FIELDS_9` it has) must be exactly `FIELDS_7` or
+    `FIELDS_9`; anything else (a missing core field, one of `created_at`/`base_commit` without
+    the other) is `incomplete`. Unknown extra fields do not change the class: they are kept.
     """
     if is_swe_bench_row(row):
         return SCHEMA_SWE_BENCH
-    if any(f not in row for f in REQUIRED_FIELDS):
-        return SCHEMA_INCOMPLETE
-    return SCHEMA_9 if {"created_at", "base_commit"} <= row.keys() else SCHEMA_7
+    present = FIELDS_9 & row.keys()
+    for schema, fields in SCHEMA_FIELDS.items():
+        if present == fields:
+            return schema
+    return SCHEMA_INCOMPLETE
 
 
 def missing_fields(row: dict[str, Any]) -> list[str]:
-    return [f for f in REQUIRED_FIELDS if f not in row]
+    """The fields a row lacks for the schema it is closest to (9-field if it has either of
+    `created_at`/`base_commit`, else 7-field), in schema order; [] for a complete row."""
+    wanted = (*CORE_FIELDS, *OLDER_FIELDS) if any(f in row for f in OLDER_FIELDS) else CORE_FIELDS
+    return [f for f in wanted if f not in row]
 
 
 def normalise(row: dict[str, Any]) -> dict[str, Any]:

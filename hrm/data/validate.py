@@ -18,11 +18,11 @@ from typing import Any
 from tqdm import tqdm
 
 from hrm.config import DataConfig
-from hrm.data.checks import CHECKS, CHECKS_BY_NAME, RowChecks, check_row
+from hrm.data.checks import CHECKS_BY_NAME, check_row, native_detail
 from hrm.data.instance import Instance, write_instances
 from hrm.data.records import read_jsonl_records
 from hrm.data.schemas import PROVENANCE_KEY, UNPARSED_KEY, normalise
-from hrm.data.suite import ROW_ID, ExpectationOutcome, run_suite
+from hrm.data.suite import ExpectationOutcome, frame, run_suite
 from hrm.errors import InputError, StepFailed
 
 OUTPUT_FILES = ("instances.jsonl", "quarantine.jsonl", "gx_result.json", "report.md", "summary.json")
@@ -59,7 +59,8 @@ class ValidationResult:
     invalid_fraction: float
     max_invalid_fraction: float
     failures: dict[str, int]
-    """Rows failing each check (GX's unexpected count), every check listed."""
+    """Rows failing each check (GX's unexpected count), every check listed (the report-only
+    `id_copies` included: it counts every copy of a shared id)."""
     failed_table_checks: list[str]
     """Table-level expectations that failed (these fail the step whatever the fraction)."""
     errors: list[str] = field(default_factory=list)
@@ -118,20 +119,6 @@ def read_snapshot(path: Path) -> list[SnapshotRow]:
     return rows
 
 
-def _frame(rows: list[SnapshotRow], derived: list[RowChecks]):
-    import pandas as pd
-
-    records = []
-    for snap, rc in zip(rows, derived, strict=True):
-        record: dict[str, Any] = dict(snap.row or {})
-        record.update(rc.values)  # derived names start with "_" and win over a raw clash
-        record[ROW_ID] = snap.row_id
-        records.append(record)
-    return pd.DataFrame.from_records(records) if records else pd.DataFrame(
-        columns=[ROW_ID, *(c.column for c in CHECKS)]
-    )
-
-
 def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars in GX results
         return value.item()
@@ -151,15 +138,21 @@ def validate(snapshot: str | Path, out_dir: str | Path, cfg: DataConfig) -> Vali
         check_row(s.row, s.error, seen, f"{s.source_file}:{s.source_line}")
         for s in tqdm(rows, desc="checks", unit="row")
     ]
-    gx_json, outcomes = run_suite(_frame(rows, derived), cfg)
+    df = frame([s.row_id for s in rows], [s.row for s in rows], [d.values for d in derived])
+    gx_json, outcomes = run_suite(df, cfg)
 
+    # GX names the failing rows of each expectation: those rows are quarantined, with a reason
+    # per failed expectation (report-only expectations route nothing).
     reasons: dict[int, list[Reason]] = {}
     for outcome in outcomes:
-        if outcome.table_level:
+        if outcome.table_level or not outcome.routes:
             continue
         check = CHECKS_BY_NAME[outcome.check]
         for row_id in outcome.failed_rows:
-            detail = derived[row_id].details.get(check.name, "")
+            if check.native:
+                detail = native_detail(check, rows[row_id].row)
+            else:
+                detail = derived[row_id].details.get(check.name, "")
             reasons.setdefault(row_id, []).append(Reason(check.name, check.message, detail))
 
     valid = [s for s in rows if s.row_id not in reasons]
@@ -199,7 +192,7 @@ def _fails_table(outcome: ExpectationOutcome) -> bool:
     """Table-level expectations, and `mostly` bounds, fail the step when they fail."""
     if outcome.success:
         return False
-    return outcome.table_level or CHECKS_BY_NAME[outcome.check].kind == "max"
+    return outcome.table_level or outcome.mostly
 
 
 def _quarantine_record(s: SnapshotRow, reasons: list[Reason]) -> dict[str, Any]:
