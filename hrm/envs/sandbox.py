@@ -15,6 +15,16 @@ Every run gets:
   inet sockets is used instead, and `isolation` says so (a weaker, in-process guard);
 - paths given as `readonly` (the cached venv and pristine tree) are bind-mounted read-only
   inside a private mount namespace, so a run cannot alter the cache;
+- when the run does not drop to another uid (the caller is not root, e.g. a laptop's
+  `make test` or a CI runner user; or envs.sandbox_user is null), the run would otherwise write anywhere its user can (the checkout, ~). Inside
+  its mount namespace the whole filesystem is then made read-only (`_CONFINE_FS`) except the
+  working tree, the run's HOME/TMPDIR, /dev (with a private /dev/shm), /sys and a fresh /proc
+  (the host's /proc would reach the host's mounts through /proc/<pid>/root); the mounts are
+  then locked by a nested user+mount namespace (so the run, root inside its namespace, cannot
+  remount them read-write), and a write probe outside the tree must fail. If any of that does
+  not hold the run fails loudly (exit 97, "hrm sandbox: ..."; pytest never starts, so
+  `TestRun.sandbox_error`), never runs unconfined. Without user namespaces and without root
+  the filesystem is NOT confined and `isolation` ends in `+unconfined-fs`;
 - when the caller is root, the run drops to an unprivileged uid: root ignores RLIMIT_NPROC
   and may write anywhere, so without this a fork bomb or a write outside the tree would not
   be contained. Each run leases its own uid from envs.sandbox_uid_range (group: that of
@@ -23,7 +33,8 @@ Every run gets:
   run's fork bomb would make every concurrent run fail at its first fork. After the run
   every process of the leased uid is killed before the uid is released.
 
-`isolation` in the result names what was in force, e.g. `uid+netns+pidns+ro`.
+`isolation` in the result names what was in force: `uid+netns+pidns+ro` (root),
+`netns+pidns+rofs` (not root, namespaces), `sitecustomize-net+unconfined-fs` (neither).
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -49,6 +61,121 @@ _MOUNT_RO = (
     'while [ "$1" != "--" ]; do mount --bind "$1" "$1" && '
     'mount -o remount,bind,ro "$1" || exit 97; shift; done; shift; exec "$@"'
 )
+_CONFINE_FS = r"""
+# Run as `python -I -S -c _CONFINE_FS TREE HOME RO... -- CMD...` by `unshare -rnmp` (root in a
+# new user, mount, PID and network namespace; propagation private): make every mount
+# read-only except TREE, HOME, /dev, /sys and a fresh /proc, lock the mounts, then exec CMD.
+import ctypes, errno, os, re, sys
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_NOSYMFOLLOW, MS_BIND, MS_REC = 32, 256, 4096, 16384
+KEEP = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
+        "nosymfollow": MS_NOSYMFOLLOW}
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def die(msg):
+    sys.stderr.write("hrm sandbox: cannot confine the filesystem: " + msg + "\n")
+    sys.stderr.flush()
+    os._exit(97)
+
+
+def mount(src, tgt, fstype, flags, data=None):
+    enc = lambda v: None if v is None else os.fsencode(v)
+    if libc.mount(enc(src), enc(tgt), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), tgt)
+
+
+def mounts():
+    # (mount point, per-mount options) from mountinfo; "\040"-style octal escapes decoded.
+    out = []
+    with open("/proc/self/mountinfo", "rb") as fh:
+        for line in fh:
+            f = line.split()
+            path = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), f[4])
+            out.append((os.fsdecode(path), f[5].decode().split(",")))
+    return out
+
+
+def under(path, roots):
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+args = sys.argv[1:]
+sep = args.index("--")
+tree, home = (os.path.realpath(a) for a in args[:2])
+readonly, cmd = [os.path.realpath(a) for a in args[2:sep]], args[sep + 1:]
+writable = [tree, home]
+exempt = writable + ["/dev", "/proc", "/sys"]
+try:
+    for path in readonly + writable:  # separate mounts: remounting their parent spares them
+        mount(path, path, None, MS_BIND | MS_REC)
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if os.path.isdir("/dev/shm"):
+        mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+except OSError as exc:
+    die(f"mount {exc.filename}: {exc.strerror}")
+todo = {}
+for path, opts in mounts():
+    if not under(path, exempt):
+        todo[path] = opts  # the last entry of a path is the mount on top
+for path, opts in todo.items():
+    if "ro" in opts:
+        continue
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+    for name, bit in KEEP.items():  # locked flags must be kept; atime is kept by the kernel
+        if name in opts:
+            flags |= bit
+    try:
+        mount(None, path, None, flags)
+    except OSError:
+        pass  # judged below: only a mount the run cannot reach may stay writable
+
+
+def check(stage):
+    for path in todo:
+        try:
+            if not os.statvfs(path).f_flag & os.ST_RDONLY:
+                die(f"{path} is still writable ({stage})")
+        except (PermissionError, FileNotFoundError, NotADirectoryError):
+            pass  # not reachable by the run either
+    for probe_dir in {os.path.dirname(tree), os.path.dirname(home)}:
+        probe = os.path.join(probe_dir, f".hrm-rofs-probe-{os.getpid()}")
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                continue
+            die(f"write probe {probe}: {exc.strerror} ({stage})")
+        os.unlink(probe)
+        die(f"a write to {probe_dir} outside the tree succeeded ({stage})")
+
+
+check("after remount")
+# Lock: a mount namespace owned by a nested (less privileged) user namespace gets every mount
+# locked, so the run, root in its namespace, can neither remount nor unmount them.
+if libc.unshare(0x10000000 | 0x00020000) != 0:  # CLONE_NEWUSER | CLONE_NEWNS
+    die("nested unshare: " + os.strerror(ctypes.get_errno()))
+try:
+    for name, text in (("setgroups", "deny"), ("uid_map", "0 0 1"), ("gid_map", "0 0 1")):
+        with open(f"/proc/self/{name}", "w") as fh:
+            fh.write(text)
+except OSError as exc:
+    die(f"nested user namespace map: {exc}")
+target = max((p for p in todo if under(os.path.dirname(tree), [p])), key=len, default="/")
+try:
+    mount(None, target, None, MS_REMOUNT | MS_BIND | sum(
+        bit for name, bit in KEEP.items() if name in todo.get(target, [])))
+    die(f"{target} could be remounted read-write after locking")
+except OSError:
+    pass
+check("after locking")
+try:
+    os.execvp(cmd[0], cmd)
+except OSError as exc:
+    die(f"exec {cmd[0]}: {exc.strerror}")
+"""
 _NET_GUARD = '''\
 """Installed by hrm's sandbox where no network namespace is available: refuse inet sockets."""
 import socket as _socket
@@ -59,7 +186,7 @@ _orig_connect_ex = _socket.socket.connect_ex
 
 def _guard(self, address, *rest):
     if self.family in (_socket.AF_INET, _socket.AF_INET6):
-        raise OSError(101, "network disabled by the hrm sandbox")
+        raise OSError(101, "Network is unreachable (network disabled by the hrm sandbox)")
     return _orig_connect(self, address, *rest)
 
 
@@ -126,6 +253,14 @@ class Isolation:
     unshare: list[str]
     """Prefix command (empty: none available)."""
     label: str
+    confine_fs: bool = False
+    """Not dropping to another uid, but namespaces work: each run makes the filesystem
+    read-only outside its tree and HOME (`_CONFINE_FS`)."""
+
+    @property
+    def fs_confined(self) -> bool:
+        """Whether writes outside the tree are refused (by the uid drop or `_CONFINE_FS`)."""
+        return self.label.startswith("uid+") or self.confine_fs
 
 
 def sandbox_identity(limits: SandboxLimits) -> tuple[int, int] | None:
@@ -227,7 +362,7 @@ def _probe_leased(user, uid_range, base) -> Isolation:
     with lease_identity(lim) as ident:
         iso = probe_isolation.__wrapped__(*ident)
     # Report the pool, not the one uid the probe happened to lease.
-    return Isolation(None, base[1], iso.unshare, iso.label)
+    return Isolation(None, base[1], iso.unshare, iso.label, iso.confine_fs)
 
 
 @lru_cache(maxsize=4)
@@ -259,8 +394,42 @@ def _probe(candidates, probe_dir: str, uid: int | None, gid: int | None) -> Isol
             except (OSError, subprocess.SubprocessError):
                 ok = False
             if ok:
-                return Isolation(uid, gid, prefix, ("uid+" if uid is not None else "") + label)
-    return Isolation(uid, gid, [], ("uid+" if uid is not None else "") + "sitecustomize-net")
+                if uid is not None:
+                    return Isolation(uid, gid, prefix, "uid+" + label)
+                if "pidns" in label:  # no uid to drop to: confine the filesystem instead
+                    return Isolation(None, None, prefix, "netns+pidns+rofs", confine_fs=True)
+                return Isolation(None, None, prefix, label + "+unconfined-fs")
+    if uid is not None:
+        return Isolation(uid, gid, [], "uid+sitecustomize-net")
+    return Isolation(None, None, [], "sitecustomize-net+unconfined-fs")
+
+
+def userns_refused(uid: int | None = None, gid: int | None = None) -> str:
+    """Why unprivileged user namespaces cannot be created here (as uid), or "" when they can.
+
+    E.g. Ubuntu 24.04 (and GitHub's ubuntu-24.04 runners) set
+    `kernel.apparmor_restrict_unprivileged_userns=1`; `sudo sysctl -w
+    kernel.apparmor_restrict_unprivileged_userns=0` lifts it.
+    """
+    if not shutil.which("unshare"):
+        return "no `unshare` binary (util-linux) on PATH"
+    try:
+        proc = subprocess.run(["unshare", "-rn", "true"], capture_output=True, text=True,
+                              timeout=10, user=uid, group=gid,
+                              extra_groups=[] if uid is not None else None)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"`unshare -rn true` could not run: {exc}"
+    if proc.returncode == 0:
+        return ""
+    why = f"`unshare -rn true` failed: {proc.stderr.strip() or proc.returncode}"
+    for knob, refusing in (("kernel/apparmor_restrict_unprivileged_userns", "1"),
+                           ("kernel/unprivileged_userns_clone", "0"),
+                           ("user/max_user_namespaces", "0")):
+        with contextlib.suppress(OSError):
+            value = Path("/proc/sys", knob).read_text().strip()
+            if value == refusing:
+                why += f"; {knob.replace('/', '.')}={value}"
+    return why
 
 
 def _limit_resources(limits: SandboxLimits):
@@ -354,7 +523,7 @@ def _run(argv, *, cwd, home, limits, path_dirs, python_env, readonly, ident, iso
         "TMPDIR": str(tmp),
         **python_env,
     }
-    if iso.label.endswith("sitecustomize-net"):
+    if "sitecustomize-net" in iso.label:
         guard_dir = home / "netguard"
         guard_dir.mkdir(exist_ok=True)
         (guard_dir / "sitecustomize.py").write_text(_NET_GUARD, encoding="utf-8")
@@ -365,7 +534,10 @@ def _run(argv, *, cwd, home, limits, path_dirs, python_env, readonly, ident, iso
         chown_tree(home, *ident)
         chown_tree(cwd, *ident)
     cmd = list(argv)
-    if "pidns" in iso.label:
+    if iso.confine_fs:
+        cmd = iso.unshare + [sys.executable, "-I", "-S", "-c", _CONFINE_FS, str(cwd), str(home),
+                             *map(str, readonly), "--", *cmd]
+    elif "pidns" in iso.label:
         cmd = iso.unshare + ["sh", "-c", _MOUNT_RO, "sh", *map(str, readonly), "--", *cmd]
     elif iso.unshare:
         cmd = iso.unshare + cmd

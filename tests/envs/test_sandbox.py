@@ -4,6 +4,7 @@ the host and the cached environment unchanged."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -13,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from hrm.envs.environment import limits_from
-from hrm.envs.sandbox import probe_isolation, sandbox_identity
+from hrm.envs.sandbox import (
+    Isolation,
+    SandboxLimits,
+    _run,
+    isolation_for,
+    probe_isolation,
+    sandbox_identity,
+    userns_refused,
+)
 
 TIMEOUT = 6.0
 
@@ -33,9 +42,26 @@ def cache_hash_before(tenacity_env, tree_hash):
 
 
 def test_isolation_is_namespaces_here(envs_cfg):
-    label = probe_isolation(*(sandbox_identity(limits_from(envs_cfg)) or (None, None))).label
-    # On this host unprivileged user namespaces work: the strong path must be in force.
-    assert "netns" in label and "pidns" in label and "ro" in label, label
+    ident = sandbox_identity(limits_from(envs_cfg))
+    label = probe_isolation(*(ident or (None, None))).label
+    refused = userns_refused(*(ident or (None, None)))
+    if refused and "netns" not in label:
+        pytest.skip(f"unprivileged user namespaces are refused on this host ({refused}): runs "
+                    f"use the weaker fallback `{label}`, which the other tests here exercise")
+    # Where unprivileged user namespaces work the strong path must be in force.
+    if ident is not None:  # root: drop to a leased uid, cache bind-mounted read-only
+        assert label == "uid+netns+pidns+ro", label
+    else:  # not root: the whole filesystem read-only outside the tree and HOME
+        assert label == "netns+pidns+rofs", label
+
+
+def _skip_unless_fs_confined(envs_cfg) -> Isolation:
+    iso = isolation_for(limits_from(envs_cfg))
+    if not iso.fs_confined:
+        pytest.skip(f"isolation `{iso.label}`: not root and no user/mount namespaces "
+                    f"({userns_refused() or 'unshare refused'}), so writes outside the tree are "
+                    "not confined on this host (weak fallback)")
+    return iso
 
 
 def test_infinite_loop_times_out(tenacity_env, cache_hash_before):
@@ -71,14 +97,27 @@ def test_fork_bomb_is_contained(tenacity_env, cache_hash_before):
     assert left.strip() == ""  # the PID namespace died with the run: no sleeper survives
 
 
-def test_writes_outside_the_tree_fail(tenacity_env, repo_root, cache_hash_before, tree_hash):
+def test_writes_outside_the_tree_fail(tenacity_env, envs_cfg, repo_root, cache_hash_before,
+                                      tree_hash):
+    _skip_unless_fs_confined(envs_cfg)
     outside = repo_root / f"hostile-{uuid.uuid4().hex}.txt"
+    in_home = Path.home() / f"hostile-{uuid.uuid4().hex}.txt"
     target_src = tenacity_env.pristine / "tenacity" / "__init__.py"
     site = next((tenacity_env.root / "venv" / "lib").glob("python3*/site-packages"))
+    paths = [str(outside), str(in_home), str(target_src), str(site / "evil.pth")]
     run, _, _ = _hostile(tenacity_env, f"""
+        import os, subprocess
+
         def test_hostile():
+            # Root inside its namespace, the run tries to undo the read-only mounts first.
+            for path in {paths!r}:
+                for args in (["umount", "-l"], ["mount", "-o", "remount,bind,rw"]):
+                    try:
+                        subprocess.run(args + [os.path.dirname(path)], capture_output=True)
+                    except OSError:
+                        pass
             wrote = []
-            for path in [{str(outside)!r}, {str(target_src)!r}, {str(site / 'evil.pth')!r}]:
+            for path in {paths!r}:
                 try:
                     with open(path, "a") as fh:
                         fh.write("pwned")
@@ -90,7 +129,7 @@ def test_writes_outside_the_tree_fail(tenacity_env, repo_root, cache_hash_before
     outcome = run.results["tests/test_hostile.py::test_hostile"]
     assert outcome.outcome == "failed" and "every write outside the tree was refused" in (
         outcome.message)
-    assert not outside.exists()
+    assert not outside.exists() and not in_home.exists()
     assert tree_hash(tenacity_env.root) == cache_hash_before
 
 
@@ -103,6 +142,70 @@ def test_network_is_unreachable(tenacity_env, cache_hash_before):
     """)
     outcome = run.results["tests/test_hostile.py::test_hostile"]
     assert outcome.outcome == "failed" and "unreachable" in outcome.message.lower(), outcome
+
+
+def test_fallback_network_guard_says_unreachable(tmp_path):
+    """Without network namespaces a `sitecustomize` refuses inet connects, with the same
+    "Network is unreachable" a real empty network namespace gives."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "tree").mkdir()
+    limits = SandboxLimits(timeout_s=30, memory_mb=2048, max_processes=64, max_file_mb=8,
+                           max_output_kb=64, sandbox_user=None)
+    code = "import socket; socket.create_connection(('1.1.1.1', 80), timeout=3)"
+    res = _run([sys.executable, "-c", code], cwd=tmp_path / "tree", home=tmp_path / "home",
+               limits=limits, path_dirs=[], python_env={}, readonly=[], ident=None,
+               iso=Isolation(None, None, [], "sitecustomize-net+unconfined-fs"))
+    assert res.exit_code not in (0, None), res.output
+    assert "Network is unreachable (network disabled by the hrm sandbox)" in res.output, (
+        res.output)
+
+
+def _confined(tmp_path, code: str, readonly=()):
+    """Run `code` under the not-root confinement (`netns+pidns+rofs`), as whoever we are."""
+    iso = probe_isolation(None, None)
+    if not iso.confine_fs:
+        pytest.skip(f"isolation `{iso.label}` here: no user namespaces to confine the "
+                    f"filesystem with ({userns_refused() or 'unshare refused'})")
+    for name in ("home", "tree"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    limits = SandboxLimits(timeout_s=30, memory_mb=2048, max_processes=64, max_file_mb=8,
+                           max_output_kb=64, sandbox_user=None)
+    return _run([sys.executable, "-c", code], cwd=tmp_path / "tree", home=tmp_path / "home",
+                limits=limits, path_dirs=[], python_env={}, readonly=list(readonly),
+                ident=None, iso=iso)
+
+
+def test_confined_filesystem_is_read_only_outside_tree_and_home(tmp_path):
+    """The not-root path (also checked here when root, with no uid drop): only the tree, HOME
+    and /dev stay writable, the host's processes are not visible in /proc, and remounting
+    read-write from inside is refused."""
+    res = _confined(tmp_path, f"""if True:
+        import os, subprocess
+        subprocess.run(["mount", "-o", "remount,bind,rw", "/"], capture_output=True)
+        for path in [{str(tmp_path / "outside")!r}, {str(tmp_path / "tree" / "in")!r},
+                     {str(tmp_path / "home" / "in")!r}, "/dev/null"]:
+            try:
+                open(path, "w").close()
+                print("wrote", path)
+            except OSError as exc:
+                print("refused", path, exc.errno)
+        print("maxpid", max(int(p) for p in os.listdir("/proc") if p.isdigit()), "end")
+    """)
+    assert res.exit_code == 0 and res.isolation == "netns+pidns+rofs", res.output
+    assert f"refused {tmp_path / 'outside'} 30" in res.output, res.output  # EROFS
+    for path in (tmp_path / "tree" / "in", tmp_path / "home" / "in", "/dev/null"):
+        assert f"wrote {path}" in res.output, res.output
+    assert not (tmp_path / "outside").exists()
+    # A fresh /proc: no host /proc/<pid>/root to reach the host's writable mounts through.
+    assert int(res.output.split("maxpid ", 1)[1].split()[0]) < 10, res.output
+
+
+def test_confined_run_fails_loudly_when_the_filesystem_cannot_be_confined(tmp_path):
+    """A setup that cannot confine the filesystem never runs the command: exit 97 with the
+    reason (pytest never starts: `TestRun.sandbox_error`), never an unconfined run."""
+    res = _confined(tmp_path, "print('ran unconfined')", readonly=[tmp_path / "missing"])
+    assert res.exit_code == 97 and "hrm sandbox: cannot confine" in res.output, res.output
+    assert "ran unconfined" not in res.output
 
 
 def test_output_flood_is_capped(tenacity_env, envs_cfg, cache_hash_before, tree_hash):
@@ -144,6 +247,9 @@ def test_fork_bomb_does_not_starve_a_concurrent_run(tenacity_env, envs_cfg):
     fork bomb in one run made concurrent runs die at `unshare: fork failed` (all ids
     `missing`: the first shift's 6 `fails_after_revert`). Each run now leases its own uid."""
     assert envs_cfg.sandbox_uid_range is not None
+    if sandbox_identity(limits_from(envs_cfg)) is None:
+        pytest.skip("not root: every run is the caller's own uid, so concurrent runs share one "
+                    "RLIMIT_NPROC budget (per-run uids need root)")
     bomb_done = threading.Event()
 
     def bomb() -> None:
