@@ -3,8 +3,9 @@
 For each config (the params.yaml cpu profile, and the reference config: hidden 256, 4 heads,
 2+2 layers, 2x2 cycles, seq 512, batch 8, vocab 4096, bootstrapped q_continue) and each
 precision (fp32, bf16 autocast) it reports:
-  tokens/s     = batch * seq_len / mean optimizer-step time (one ACT segment per step, plus the
-                 bootstrap segment), after warm-up steps;
+  tokens/s     = batch * seq_len / median optimizer-step time (one ACT segment per step, plus the
+                 bootstrap segment, gradient clipping and the training loop's optimizer), after
+                 warm-up steps, with the training loop's allocator setting (`keep_freed_memory`);
   utilisation  = achieved model FLOP/s / matmul peak, where model FLOPs of one step are counted by
                  torch.utils.flop_counter (forward, backward and the bootstrap segment) and the
                  peak is measured in the same process with large square matmuls of the same dtype.
@@ -23,10 +24,11 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hrm.config import ModelConfig, load_params
+from hrm.config import ModelConfig, TrainConfig, load_params
 from hrm.model import build_model
 from hrm.model.losses import act_losses
-from hrm.train.loop import compile_reasoning_modules
+from hrm.train.loop import compile_reasoning_modules, keep_freed_memory
+from hrm.train.optim import build_optimizer
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
@@ -39,12 +41,16 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
-def make_step(cfg: ModelConfig, vocab: int, seq: int, batch: int, precision: str, seed: int = 0):
+def make_step(cfg: ModelConfig, vocab: int, seq: int, batch: int, precision: str, seed: int = 0,
+              train_cfg: TrainConfig | None = None):
+    """One optimizer step of the training loop (forward, losses, backward, gradient clipping, the
+    project's optimizer: `train_cfg`, default the cpu profile's)."""
+    train_cfg = train_cfg or load_params("params.yaml", "cpu").train
     torch.manual_seed(seed)
     model = build_model(cfg, vocab, seq, "cpu").train()
     if cfg.compile:
         compile_reasoning_modules(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = build_optimizer(model, train_cfg, 1e-3)
     gen = torch.Generator().manual_seed(seed)
     # The sequence layout of hrm.sequences (docs/sequences.md): prompt [0, P), target region
     # [P, seq) of mask tokens (id 5), with P = 3/4 seq (384 + 128 at seq 512) and targets that
@@ -65,6 +71,7 @@ def make_step(cfg: ModelConfig, vocab: int, seq: int, batch: int, precision: str
         parts = act_losses(out.logits, out.labels, out.valid, out.q_halt, out.q_continue,
                            out.target_q_continue, q_weight=0.5)
         parts.total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         # Keep every row in flight (no halting) so each step is one full segment.
@@ -79,8 +86,10 @@ def measure(name: str, cfg: ModelConfig, vocab: int, seq: int, batch: int, preci
     """Median over `steps` timed steps, each followed by a matmul-peak probe of the same dtype
     (the machine is shared: the pairs show how much of it this process got at that moment)."""
     step = make_step(cfg, vocab, seq, batch, precision)
+    t0 = time.perf_counter()
     step()
     step()  # warm-up (and torch.compile) outside the timings
+    warmup = time.perf_counter() - t0
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
@@ -96,7 +105,7 @@ def measure(name: str, cfg: ModelConfig, vocab: int, seq: int, batch: int, preci
     util = statistics.median(flops / t / p for t, p in zip(times, peaks, strict=True))
     print(f"{name:10s} {precision:5s} tokens/s {batch * seq / dt:8.0f} (best {batch * seq / min(times):6.0f})  "
           f"step {dt:6.3f}s  {flops / 1e9:6.1f} GFLOP/step  model {flops / dt / 1e9:6.1f} GFLOP/s  "
-          f"peak {peak / 1e9:6.1f} GFLOP/s  utilisation {util:5.1%}", flush=True)
+          f"peak {peak / 1e9:6.1f} GFLOP/s  utilisation {util:5.1%}  (2 warm-up steps {warmup:.1f}s)", flush=True)
 
 
 def main() -> None:
@@ -107,10 +116,14 @@ def main() -> None:
     ap.add_argument("--configs", default="cpu,reference", help="comma list of cpu, reference")
     ap.add_argument("--precisions", default="fp32,bf16", help="comma list of fp32, bf16")
     ap.add_argument("--compile", action="store_true", help="torch.compile the reasoning modules")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="glibc's default mmap/trim behaviour (no hrm.train.loop.keep_freed_memory)")
     ap.add_argument("--no-reuse", action="store_true", help="bootstrap_reuse off (reference behaviour)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.default_malloc:
+        keep_freed_memory()  # as hrm.train.loop.train_phase does on CPU
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     params = load_params("params.yaml", "cpu")
     extra = {"compile": args.compile, "bootstrap_reuse": not args.no_reuse}

@@ -156,7 +156,7 @@ class HRMAct(nn.Module):
             if bootstrap:
                 # The row's next segment (no grad), for its Q values only (no LM head).
                 nxt = self.core(seg.z_H, seg.z_L, carry.inputs, L_cycles=L_cycles, gate_off=gate_off,
-                                lm_head=False, return_prefix=reuse)
+                                lm_head=False, return_prefix=reuse, carry_out=False)
                 target_q_continue = torch.sigmoid(
                     torch.where(is_last, nxt.q_halt, torch.maximum(nxt.q_halt, nxt.q_continue))
                 )

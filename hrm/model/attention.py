@@ -54,16 +54,34 @@ class Attention(nn.Module):
         self.backend = backend
         """Kernel in use; a plain attribute so tests can switch it on the same weights."""
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def _projection_weight(self) -> torch.Tensor:
+        """The qkv weight with each head's q and k rows in adjacent RoPE pairs (row j, j + D/2 of
+        the stored rotate-half layout become rows 2j, 2j + 1), v as stored.
+        q.k is invariant under the common permutation, so the stored weights keep the reference
+        layout and meaning. One 0.75 MiB copy per call (a transposed view and a cat, whose
+        backward is a strided copy, unlike an index gather's scatter-add)."""
+        heads, half = self.num_heads, self.head_dim // 2
+        w = self.qkv.weight.view(3, heads, 2, half, -1)
+        return torch.cat((w[:2].transpose(2, 3), w[2:].view(1, heads, half, 2, -1))).view(self.qkv.weight.shape)
+
+    def project(self, x: torch.Tensor, rope: torch.Tensor):
+        """q, k, v [B, L, H, D] of x [B, L, d], RoPE applied to q and k (whose channels come
+        in adjacent-pair order, `_projection_weight`; the attention scores are unchanged)."""
         batch, seq_len, _ = x.shape
-        qkv = self.qkv(x).view(batch, seq_len, 3, self.num_heads, self.head_dim)
+        qkv = F.linear(x, self._projection_weight()).view(batch, seq_len, 3, self.num_heads, self.head_dim)
+        # split (not slicing + select): its backward is one cat, not zero-filled buffers plus adds.
+        qk, v = qkv.split([2, 1], dim=2)
         # RoPE on q and k in one pass (half the elementwise kernel launches).
-        q, k = apply_rotary(qkv[:, :, :2], cos, sin).unbind(dim=2)  # each [B, L, H, D]
-        v = qkv[:, :, 2]
+        q, k = apply_rotary(qk, rope).unbind(dim=2)  # each [B, L, H, D]
+        return q, k, v.squeeze(2)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention of queries q [B, Lq, H, D] over k, v [B, L, H, D], projected: [B, Lq, d]."""
+        batch, n_q = q.shape[:2]
         if self.backend == "flash":
             from flash_attn import flash_attn_func
 
-            out = flash_attn_func(q, k, v, causal=False)  # [B, L, H, D]
+            out = flash_attn_func(q, k, v, causal=False)  # [B, Lq, H, D]
         else:
             q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, L, D]
             if self.backend == "sdpa":
@@ -71,4 +89,14 @@ class Attention(nn.Module):
             else:
                 out = math_attention(q, k, v)
             out = out.transpose(1, 2)
-        return self.out(out.reshape(batch, seq_len, -1))
+        return self.out(out.reshape(batch, n_q, -1))
+
+    def forward(
+        self, x: torch.Tensor, rope: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Self-attention output [B, L, d]; with `rows` (position indices), only those query
+        positions are computed (keys and values still cover every position): [B, len(rows), d]."""
+        q, k, v = self.project(x, rope)
+        if rows is not None:
+            q = q.index_select(1, rows)
+        return self.attend(q, k, v)

@@ -42,22 +42,61 @@ class Block(nn.Module):
         self.mlp = SwiGLU(cfg.hidden_size, cfg.expansion)
         self.eps = cfg.rms_norm_eps
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = rms_norm(x + self.attn(x, cos, sin), self.eps)
+    def _tail(self, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        x = rms_norm(x + attn, self.eps)
         return rms_norm(x + self.mlp(x), self.eps)
+
+    def forward(
+        self, x: torch.Tensor, rope: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[B, L, d]; with `rows` (position indices) only those output positions: [B, len(rows), d]
+        (every position still serves as key and value)."""
+        if rows is None:
+            return self._tail(x, self.attn(x, rope))
+        return self._tail(x.index_select(1, rows), self.attn(x, rope, rows))
+
+    def forward_split(
+        self, x: torch.Tensor, rope: torch.Tensor, rows: torch.Tensor, rest: torch.Tensor
+    ) -> torch.Tensor:
+        """The full output [B, L, d], equal to `forward(x)`, of which only positions `rows` are
+        differentiated; positions `rest` (the others) are computed without autograd. Used where
+        the loss reads only `rows`: the backward of attention, MLP and norms shrinks to them."""
+        q, k, v = self.attn.project(x, rope)
+        y = self._tail(x.index_select(1, rows), self.attn.attend(q.index_select(1, rows), k, v))
+        with torch.no_grad():
+            y_rest = self._tail(x.index_select(1, rest), self.attn.attend(q.index_select(1, rest), k, v))
+            full = y_rest.new_empty(x.shape).index_copy_(1, rest, y_rest)
+        return full.index_copy(1, rows, y)
 
 
 class ReasoningModule(nn.Module):
-    """A stack of blocks updating a latent state given an injection: z <- blocks(z + injection)."""
+    """A stack of blocks updating a latent state given an injection: z <- blocks(z + injection).
+
+    `rows` (position indices) restricts the LAST block's output to those positions (the earlier
+    blocks feed its keys and values, so they run in full); with `rest` as well (the other
+    positions) the output is full but only `rows` is differentiated (`Block.forward_split`)."""
 
     def __init__(self, cfg: ModelConfig, layers: int, backend: str):
         super().__init__()
         self.layers = nn.ModuleList(Block(cfg, backend) for _ in range(layers))
 
-    def forward(self, z: torch.Tensor, injection: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        injection: torch.Tensor,
+        rope: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        rest: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         h = z + injection
-        for layer in self.layers:
-            h = layer(h, cos, sin)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            if i < last or rows is None:
+                h = layer(h, rope)
+            elif rest is None:
+                h = layer(h, rope, rows)
+            else:
+                h = layer.forward_split(h, rope, rows, rest)
         return h
 
 
@@ -80,8 +119,9 @@ class ReverseFeedback(nn.Module):
 class SegmentOutput:
     """What one segment produces. z_H/z_L are detached (the next segment's carry)."""
 
-    z_H: torch.Tensor
-    z_L: torch.Tensor
+    z_H: torch.Tensor | None
+    z_L: torch.Tensor | None
+    """None with `carry_out=False`."""
     logits: torch.Tensor | None
     """[B, L, V] (or [B, hi-lo, V] with `head_span`; None with `lm_head=False`), in the autocast
     dtype (losses upcast to fp32)."""
@@ -143,10 +183,12 @@ class HRMCore(nn.Module):
         mask = reset.view(-1, 1, 1)
         return torch.where(mask, self.H_init.to(z_H.dtype), z_H), torch.where(mask, self.L_init.to(z_L.dtype), z_L)
 
-    def _update_H(self, z_H, z_L, cos, sin, gate_off: bool, ratios: list[torch.Tensor]):
-        z_H = self.H(z_H, z_L, cos, sin)
+    def _update_H(self, z_H, z_L, rope, gate_off: bool, ratios: list[torch.Tensor], rows=None, rest=None):
+        """One H update; `rows`/`rest` as in `ReasoningModule` (rows alone: the new z_H holds
+        those positions only)."""
+        z_H = self.H(z_H, z_L, rope, rows, rest)
         if self.feedback is not None and not gate_off:
-            fb = self.feedback(z_L)
+            fb = self.feedback(z_L if rows is None or rest is not None else z_L.index_select(1, rows))
             with torch.no_grad():
                 ratios.append((fb.float().norm(dim=-1) / z_H.float().norm(dim=-1).clamp_min(1e-6)).mean())
             z_H = z_H + fb
@@ -154,7 +196,7 @@ class HRMCore(nn.Module):
             ratios.append(torch.zeros((), device=z_H.device))
         return z_H
 
-    def _prefix(self, z_H, z_L, x, cos, sin, n_H: int, n_L: int, gate_off: bool, ratios: list):
+    def _prefix(self, z_H, z_L, x, rope, n_H: int, n_L: int, gate_off: bool, ratios: list):
         """The no-grad part of a segment: every update except the differentiated last ones."""
         with torch.no_grad():
             if self.cfg.architecture == "hrm":
@@ -162,21 +204,35 @@ class HRMCore(nn.Module):
                     for l_step in range(n_L):
                         if h == n_H - 1 and l_step == n_L - 1:
                             break  # the very last L update is taken with gradient
-                        z_L = self.L(z_L, z_H + x, cos, sin)
+                        z_L = self.L(z_L, z_H + x, rope)
                     if h < n_H - 1:
-                        z_H = self._update_H(z_H, z_L, cos, sin, gate_off, ratios)
+                        z_H = self._update_H(z_H, z_L, rope, gate_off, ratios)
             else:
                 for _ in range(n_H - 1):
                     for _ in range(n_L):
-                        z_L = self.L(z_L, z_H + x, cos, sin)
-                    z_H = self._update_H(z_H, z_L, cos, sin, gate_off, ratios)
+                        z_L = self.L(z_L, z_H + x, rope)
+                    z_H = self._update_H(z_H, z_L, rope, gate_off, ratios)
         return z_H, z_L
 
-    def _final(self, z_H, z_L, x, cos, sin, n_L: int, gate_off: bool, ratios: list):
+    def _final(self, z_H, z_L, x, rope, n_L: int, gate_off: bool, ratios: list, rows=None, rest=None):
         """The differentiated end of a segment (HRM: last L and H update; TRM: last recursion)."""
         for _ in range(1 if self.cfg.architecture == "hrm" else n_L):
-            z_L = self.L(z_L, z_H + x, cos, sin)
-        return self._update_H(z_H, z_L, cos, sin, gate_off, ratios), z_L
+            z_L = self.L(z_L, z_H + x, rope)
+        return self._update_H(z_H, z_L, rope, gate_off, ratios, rows, rest), z_L
+
+    @staticmethod
+    def _head_rows(seq_len: int, span: tuple[int, int], device: torch.device):
+        """(rows, rest): the positions the heads read (0 for the Q head, `span` for the LM head)
+        and the others, or (None, None) when the others are too few to be worth a split."""
+        lo, hi = span
+        rows = torch.arange(lo, hi, device=device)
+        if lo > 0:
+            rows = torch.cat((torch.zeros(1, dtype=rows.dtype, device=device), rows))
+        if 4 * (seq_len - rows.numel()) < seq_len:
+            return None, None
+        keep = torch.ones(seq_len, dtype=torch.bool, device=device)
+        keep[rows] = False
+        return rows, keep.nonzero().flatten()
 
     def forward(
         self,
@@ -190,6 +246,7 @@ class HRMCore(nn.Module):
         lm_head: bool = True,
         primed: torch.Tensor | None = None,
         return_prefix: bool = False,
+        carry_out: bool = True,
     ) -> SegmentOutput:
         """One segment from carry (z_H, z_L) on token ids `inputs` [B, L].
 
@@ -200,23 +257,38 @@ class HRMCore(nn.Module):
         `primed` (bool [B]): rows whose (z_H, z_L) already are this segment's no-grad prefix
         state (`return_prefix` of the previous bootstrap segment); the prefix runs on the other
         rows only. `return_prefix`: also return the state after the no-grad prefix.
+        `carry_out=False` (only with `lm_head=False`): the caller needs the Q values only, so the
+        last block of the final H update runs on position 0 alone (its keys and values still
+        cover every position) and the output's z_H and z_L are None.
+
+        Under autograd with `head_span` (or `lm_head=False`), the last block of the final H
+        update differentiates only the positions the heads read (`Block.forward_split`): the
+        same values and gradients, with a smaller backward.
         """
+        if not carry_out and lm_head:
+            raise ValueError("carry_out=False needs lm_head=False")
         cfg = self.cfg
         n_L = L_cycles or cfg.L_cycles
         n_H = cfg.H_cycles
-        cos, sin = self.rope()
+        rope = self.rope()  # [L, head_dim / 2, 2]
         x = self.embed(inputs)
         if self.positions is not None:
             x = x + self.positions[: inputs.shape[1]].to(x.dtype) * self.embed.scale
         ratios: list[torch.Tensor] = []
         if primed is None or not bool(primed.any()):
-            z_H, z_L = self._prefix(z_H, z_L, x, cos, sin, n_H, n_L, gate_off, ratios)
+            z_H, z_L = self._prefix(z_H, z_L, x, rope, n_H, n_L, gate_off, ratios)
         elif not bool(primed.all()):
-            rows = (~primed).nonzero().flatten()
-            sub_H, sub_L = self._prefix(z_H[rows], z_L[rows], x[rows], cos, sin, n_H, n_L, gate_off, ratios)
-            z_H, z_L = z_H.index_copy(0, rows, sub_H), z_L.index_copy(0, rows, sub_L)
+            todo = (~primed).nonzero().flatten()
+            sub_H, sub_L = self._prefix(z_H[todo], z_L[todo], x[todo], rope, n_H, n_L, gate_off, ratios)
+            z_H, z_L = z_H.index_copy(0, todo, sub_H), z_L.index_copy(0, todo, sub_L)
         prefix = (z_H.detach(), z_L.detach()) if return_prefix else None
-        z_H, z_L = self._final(z_H, z_L, x, cos, sin, n_L, gate_off, ratios)
+        rows = rest = None
+        seq_len = inputs.shape[1]
+        if not carry_out:
+            rows = torch.zeros(1, dtype=torch.long, device=inputs.device)
+        elif torch.is_grad_enabled() and (head_span is not None or not lm_head):
+            rows, rest = self._head_rows(seq_len, head_span if lm_head else (0, 1), inputs.device)
+        z_H, z_L = self._final(z_H, z_L, x, rope, n_L, gate_off, ratios, rows, rest)
         if not lm_head:
             logits = None
         elif head_span is not None:
@@ -225,4 +297,6 @@ class HRMCore(nn.Module):
             logits = self.lm_head(z_H)
         q = self.q_head(z_H[:, 0]).float()
         ratio = torch.stack(ratios).mean() if ratios else None
+        if not carry_out:
+            return SegmentOutput(None, None, logits, q[:, 0], q[:, 1], ratio, prefix)
         return SegmentOutput(z_H.detach(), z_L.detach(), logits, q[:, 0], q[:, 1], ratio, prefix)

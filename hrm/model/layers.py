@@ -57,39 +57,30 @@ class ScaledEmbedding(nn.Module):
 
 
 class RotaryEmbedding(nn.Module):
-    """Precomputed RoPE cos/sin tables, [seq_len, head_dim] each (non-persistent buffers)."""
+    """Precomputed RoPE table [seq_len, head_dim / 2, 2]: (cos, sin) of each position's angle
+    for each frequency (a non-persistent buffer)."""
 
     def __init__(self, head_dim: int, seq_len: int, theta: float):
         super().__init__()
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        self.register_buffer("cos", emb.cos(), persistent=False)
-        self.register_buffer("sin", emb.sin(), persistent=False)
-        # sin with rotate_half's sign folded in: rotate_half(x) * sin == swap_halves(x) * signed_sin.
-        self.register_buffer("signed_sin", torch.cat((-freqs.sin(), freqs.sin()), dim=-1), persistent=False)
+        self.register_buffer("table", torch.stack((freqs.cos(), freqs.sin()), dim=-1), persistent=False)
 
-    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cos, self.signed_sin
+    def forward(self) -> torch.Tensor:
+        return self.table
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, signed: bool = True) -> torch.Tensor:
+def apply_rotary(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
     """Rotate x [B, L, ..., D] (e.g. [B, L, H, D], or [B, L, 2, H, D] for q and k at once) by
-    position; cos/sin are [L, D]. `signed` (what `RotaryEmbedding()` returns): `sin` already
-    carries rotate_half's sign (-sin on the first half), which saves a negation kernel;
-    `signed=False` takes the plain sin table (`RotaryEmbedding.sin`)."""
-    shape = (x.shape[1],) + (1,) * (x.dim() - 3) + (x.shape[-1],)
-    cos = cos[: x.shape[1]].to(x.dtype).view(shape)
-    sin = sin[: x.shape[1]].to(x.dtype).view(shape)
-    if not signed:
-        return x * cos + _rotate_half(x) * sin
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((x2, x1), dim=-1) * sin
+    position, pairing ADJACENT channels (2j, 2j + 1) as the complex number x_2j + i x_2j+1 and
+    multiplying it by exp(i * angle_j): one complex multiply instead of the four kernels of
+    `x * cos + rotate_half(x) * sin`. That is rotate-half RoPE on channels permuted so that
+    channel j and j + D/2 become 2j and 2j + 1 (the attention permutes its q and k projection
+    rows accordingly, which leaves q.k, hence the model, unchanged). rope: `RotaryEmbedding()`, [>= L, D/2, 2]."""
+    shape = (x.shape[1],) + (1,) * (x.dim() - 3) + (x.shape[-1] // 2,)
+    rot = torch.view_as_complex(rope[: x.shape[1]]).view(shape)
+    xc = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(xc * rot).flatten(-2).to(x.dtype)
 
 
 def _multiple_of(value: float, multiple: int) -> int:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from hrm.config import ModelConfig
 from hrm.model import build_model
-from hrm.model.attention import flash_available
+from hrm.model.attention import Attention, flash_available
 from hrm.model.inference import run_inference
 from hrm.model.layers import RotaryEmbedding, apply_rotary
 from hrm.model.losses import act_losses, stablemax_log_probs
@@ -127,17 +128,40 @@ def test_flash_matches_sdpa(small_cfg, ids):
 
 
 def test_rope_preserves_norm_and_relative_positions():
-    rope = RotaryEmbedding(8, 16, 10000.0)
-    cos, sin = rope()
+    rope = RotaryEmbedding(8, 16, 10000.0)()
     x = torch.randn(1, 16, 1, 8)
-    y = apply_rotary(x, cos, sin)
+    y = apply_rotary(x, rope)
     assert torch.allclose(x.norm(dim=-1), y.norm(dim=-1), atol=1e-5)
     # Dot product of rotated q, k depends only on the offset: same vectors at (2,5) and (7,10).
     q, k = torch.randn(8), torch.randn(8)
     seq = torch.zeros(1, 16, 1, 8)
     seq[0, 2, 0], seq[0, 5, 0], seq[0, 7, 0], seq[0, 10, 0] = q, k, q, k
-    r = apply_rotary(seq, cos, sin)[0, :, 0]
+    r = apply_rotary(seq, rope)[0, :, 0]
     assert torch.allclose(r[2] @ r[5], r[7] @ r[10], atol=1e-5)
+
+
+def test_attention_equals_rotate_half_reference():
+    """The stored q/k weights keep the reference layout: the attention (computed with adjacent
+    RoPE pairs on permuted projection rows) equals rotate-half RoPE on the stored rows."""
+    torch.manual_seed(0)
+    d, heads, seq = 32, 2, 12
+    attn = Attention(d, heads, "sdpa")
+    rope = RotaryEmbedding(d // heads, seq, 10000.0)
+    x = torch.randn(3, seq, d)
+    q, k, v = (x @ attn.qkv.weight.T).view(3, seq, 3, heads, d // heads).unbind(dim=2)
+    angle = torch.atan2(rope.table[..., 1], rope.table[..., 0])
+    cos, sin = (torch.cat((f(angle), f(angle)), dim=-1)[:, None, :] for f in (torch.cos, torch.sin))
+
+    def rotate_half(t):
+        t1, t2 = t.chunk(2, dim=-1)
+        return torch.cat((-t2, t1), dim=-1)
+
+    q, k = (t * cos + rotate_half(t) * sin for t in (q, k))
+    ref = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    ref = ref.transpose(1, 2).reshape(3, seq, d) @ attn.out.weight.T
+    assert torch.allclose(attn(x, rope()), ref, atol=1e-5)
+    rows = torch.tensor([0, 5, 6])
+    assert torch.allclose(attn(x, rope(), rows), ref[:, rows], atol=1e-5)
 
 
 def test_reverse_gate_off_equals_model_without_feedback(small_cfg, ids):

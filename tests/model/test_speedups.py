@@ -147,3 +147,52 @@ def test_learned_positions_break_the_mask_symmetry():
     act_losses(out.logits, out.labels, out.valid, out.q_halt, out.q_continue, out.target_q_continue,
                q_weight=0.5).total.backward()
     assert learned.core.positions.grad is not None and learned.core.positions.grad.abs().sum() > 0
+
+
+def test_q_only_bootstrap_segment_gives_the_same_q_values():
+    """`carry_out=False` runs the final H update's last block on position 0 only: the Q values
+    equal those of the full segment."""
+    for arch in ("hrm", "trm"):
+        model = build_model_for(architecture=arch, H_layers=2, L_layers=2)
+        carry = _carry(model)
+        with torch.no_grad():
+            full = model.core(carry.z_H, carry.z_L, carry.inputs, lm_head=False, return_prefix=True)
+            q_only = model.core(carry.z_H, carry.z_L, carry.inputs, lm_head=False, return_prefix=True,
+                                carry_out=False)
+        assert q_only.z_H is None and q_only.z_L is None
+        assert torch.allclose(q_only.q_halt, full.q_halt, atol=1e-6)
+        assert torch.allclose(q_only.q_continue, full.q_continue, atol=1e-6)
+        assert all(torch.equal(a, b) for a, b in zip(q_only.prefix, full.prefix, strict=True))
+
+
+def test_split_last_block_gives_the_same_state_and_gradients(monkeypatch):
+    """Under autograd with the head span, the final H update's last block differentiates only the
+    positions the heads read; the carry, the losses and every gradient are those of the full
+    block (the split switched off)."""
+    from hrm.model.hrm import HRMCore
+
+    results = {}
+    for split in (True, False):
+        if not split:
+            monkeypatch.setattr(HRMCore, "_head_rows", staticmethod(lambda *a: (None, None)))
+        model = build_model_for(H_layers=2, L_layers=2)
+        out = model(_carry(model), labels_only=True)
+        _losses(out).total.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results[split] = (out, grads)
+    (a, ga), (b, gb) = results[True], results[False]
+    assert torch.allclose(a.carry.z_H, b.carry.z_H, atol=1e-6) and torch.equal(a.carry.z_L, b.carry.z_L)
+    assert torch.allclose(a.logits, b.logits, atol=1e-6)
+    assert ga.keys() == gb.keys() and len(ga) == len(list(model.parameters()))
+    for name, g in gb.items():
+        assert torch.allclose(ga[name], g, rtol=1e-5, atol=1e-7), name
+
+
+def test_head_rows_split():
+    from hrm.model.hrm import HRMCore
+
+    rows, rest = HRMCore._head_rows(16, (10, 16), torch.device("cpu"))
+    assert rows.tolist() == [0, *range(10, 16)] and rest.tolist() == list(range(1, 10))
+    rows, rest = HRMCore._head_rows(16, (0, 3), torch.device("cpu"))
+    assert rows.tolist() == [0, 1, 2] and rest.tolist() == list(range(3, 16))
+    assert HRMCore._head_rows(16, (2, 16), torch.device("cpu")) == (None, None)  # too few left
