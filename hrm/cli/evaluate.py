@@ -36,3 +36,38 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{split}: " + ", ".join(
             f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)
             and k in ("loss", "token_accuracy_all", "code_tiered_accuracy", "resolved_rate")))
+
+    @app.command("transfer")
+    def transfer_cmd(
+        external: Path = typer.Option(..., "--external",
+                                      help="Instances from elsewhere, e.g. the real SWE-smith sample."),
+        checkpoint: Path = typer.Option(Path("artifacts/train/refinement/checkpoints"), "--checkpoint",
+                                        help="Checkpoint file or directory."),
+        tokenizer: Path = typer.Option(Path("artifacts/tokenizer"), "--tokenizer", help="Tokenizer directory."),
+        train_instances: Path = typer.Option(Path("artifacts/validated/instances.jsonl"), "--train-instances",
+                                             help="The instances the model was trained on (all splits)."),
+        splits: Path = typer.Option(Path("artifacts/splits/splits.json"), "--splits",
+                                    help="Their splits: rows of the train split are the training data."),
+        train_sequences: Path = typer.Option(Path("artifacts/sequences"), "--train-sequences",
+                                             help="Training sequences (for the unigram baseline)."),
+        out: Path = typer.Option(Path("artifacts/transfer"), "--out", help="Output directory."),
+        no_tests: bool = typer.Option(False, "--no-tests", help="Skip the execution tier."),
+        params_path: Path = ParamsPath,
+        profile: str | None = Profile,
+    ) -> None:
+        """Score the model on instances it has not trained on (overlaps removed, listed in overlap.json)."""
+        from hrm.eval.evaluate import evaluate
+        from hrm.eval.transfer import TRANSFER_SPLIT, prepare_transfer
+
+        params = load(params_path, profile)
+        prep = prepare_transfer(external, train_instances, splits, tokenizer, out, params.sequences)
+        typer.echo(f"transfer: {prep.kept}/{prep.external} external instances kept "
+                   f"({len(prep.dropped)} in the training data, {prep.same_function_as_train} edit a "
+                   f"function trained on); {prep.sequence_rows} fit the sequence budget")
+        metrics = evaluate(params, checkpoint, tokenizer, out / "sequences", TRANSFER_SPLIT, out / "eval",
+                           None if no_tests else out / "instances.jsonl",
+                           train_sequences_dir=train_sequences, label="transfer")
+        typer.echo("transfer: " + ", ".join(
+            f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)
+            and k in ("loss", "token_accuracy_all", "code_tiered_accuracy", "resolved_rate")))
+

@@ -45,8 +45,13 @@ def load_instances(path: str | Path | None) -> dict[str, Any]:
 
 def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
              sequences_dir: str | Path, split: str, out_dir: str | Path,
-             instances_path: str | Path | None = None) -> dict[str, Any]:
+             instances_path: str | Path | None = None, *,
+             train_sequences_dir: str | Path | None = None, label: str | None = None) -> dict[str, Any]:
     """Run the whole evaluation of `split`; returns the metrics written to metrics.json.
+
+    `train_sequences_dir` (default: `sequences_dir`) holds the train split the unigram baseline
+    is fitted on; `label` (default: `split`) names the run in the report and MLflow (transfer
+    evaluation scores the `test` split of separately built sequences as `transfer`).
 
     The device is resolved like training's (`train.device: auto` = cuda when available, else
     cpu; `cuda` without a device is an error). A checkpoints directory means its newest
@@ -85,13 +90,19 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
         execution = ExecutionTier(params.envs, load_instances(instances_path),
                                   cfg.max_pass_to_pass)
     scorer = RowScorer(cfg.tier_weights, execution, cfg.run_tests)
+    train_dir = Path(train_sequences_dir) if train_sequences_dir is not None else Path(sequences_dir)
+    train_split = load_split(train_dir, "train")
+    check_tokenizer(train_dir, train_split.meta, tokenizer_dir, tok.fingerprint)
+    if len(train_split) == 0:
+        raise InputError("the train split is empty: no unigram baseline (pass the training "
+                         "sequences as train_sequences_dir)", path=str(train_dir))
     return evaluate_loaded(params, model, data, tok, decode, scorer, out_dir,
-                           train_labels=load_split(sequences_dir, "train").labels,
+                           train_labels=train_split.labels,
                            model_info={"checkpoint": info.path, "step": info.step,
                                        "phase": info.phase, "weights": info.weights,
                                        "reverse_feedback": bool(
                                            info.model_config.get("reverse_feedback", False))},
-                           split=split)
+                           split=label or split)
 
 
 def evaluate_loaded(params: Params, model, data, tok, decode: Decode, scorer: RowScorer,

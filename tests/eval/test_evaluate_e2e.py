@@ -249,3 +249,53 @@ def test_device_auto_resolves_like_training(e2e, tmp_path, monkeypatch):
         with pytest.raises(InputError, match="no CUDA device"):
             evaluate(cuda, root / "train" / "checkpoints", root / "tok", root / "seq", "val",
                      tmp_path / "out", None)
+
+
+@pytest.mark.slow
+def test_transfer_drops_training_overlaps_and_scores_the_rest(e2e, sample_path):
+    """`hrm transfer` with the real sample as the external set: its train-split rows are the
+    training data and must be dropped; the other rows are scored with baselines."""
+    root = e2e["root"]
+    splits = json.loads((root / "splits" / "splits.json").read_text())["splits"]
+    n_train = sum(1 for s in splits.values() if s == "train")
+    out = root / "transfer"
+    result = _invoke(["transfer", "--external", str(sample_path), "--checkpoint", str(root / "train" / "checkpoints"),
+                      "--tokenizer", str(root / "tok"), "--train-instances", str(sample_path),
+                      "--splits", str(root / "splits" / "splits.json"), "--train-sequences", str(root / "seq"),
+                      "--out", str(out), "--no-tests", "--params", e2e["common"][-1]])
+    overlap = json.loads((out / "overlap.json").read_text())
+    assert overlap["external"] == len(splits) and len(overlap["dropped"]) == n_train
+    assert {d["instance_id"] for d in overlap["dropped"]} == {k for k, s in splits.items() if s == "train"}
+    assert overlap["kept"] == len(splits) - n_train and 0 < overlap["sequence_rows"] <= overlap["kept"]
+    kept = {json.loads(line)["instance_id"] for line in (out / "instances.jsonl").read_text().splitlines()}
+    assert not kept & {k for k, s in splits.items() if s == "train"}
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert metrics["rows"] == overlap["sequence_rows"]
+    assert metrics["baselines"]["copy"]["resolved_rate"] is None  # --no-tests: not computed
+    assert "transfer:" in result.output
+
+
+@pytest.mark.slow
+def test_same_diff_under_another_id_is_dropped(e2e, sample_path):
+    from dataclasses import replace
+
+    from hrm.data.instance import read_instances, write_instances
+    from hrm.eval.transfer import diff_key, prepare_transfer
+
+    root = e2e["root"]
+    splits = json.loads((root / "splits" / "splits.json").read_text())["splits"]
+    rows = read_instances(sample_path)
+    train_row = next(r for r in rows if splits[r.instance_id] == "train")
+    held_out = next(r for r in rows if splits[r.instance_id] != "train")
+    # the same edit at other line numbers, under a new id: still the training bug
+    moved = train_row.patch.replace("@@ -", "@@ -1", 1)
+    assert diff_key(moved) == diff_key(train_row.patch) != diff_key(held_out.patch)
+    renamed = replace(train_row, instance_id=train_row.instance_id.rsplit("__", 1)[0] + "__copy0001",
+                      patch=moved)
+    external = root / "external.jsonl"  # temporary, never a repository file
+    write_instances(external, [renamed, held_out])
+    prep = prepare_transfer(external, sample_path, root / "splits" / "splits.json", root / "tok",
+                            root / "transfer-dedupe", e2e["params"].sequences)
+    assert prep.kept == 1 and prep.dropped == [
+        {"instance_id": renamed.instance_id, "reason": "same diff as a train row",
+         "train_row": train_row.instance_id}]
