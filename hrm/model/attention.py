@@ -3,7 +3,9 @@
 `flash`: flash-attn's `flash_attn_func` (CUDA only, fp16/bf16); `sdpa`: torch's
 scaled_dot_product_attention; `math`: the explicit softmax(QK^T/sqrt(d))V, kept as a readable
 reference that the tests compare the fused kernels against. `auto` picks flash when it is
-importable and the model lives on CUDA, else SDPA.
+importable and the model lives on CUDA, else SDPA. flash-attn only takes fp16/bf16 tensors:
+a call with fp32 q/k/v (fp32 training, evaluation outside autocast) is computed by SDPA, so
+`precision: fp32` on a GPU with flash-attn installed works and means what it says.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrm.model.layers import Linear, apply_rotary
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def flash_available() -> bool:
@@ -78,13 +82,13 @@ class Attention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention of queries q [B, Lq, H, D] over k, v [B, L, H, D], projected: [B, Lq, d]."""
         batch, n_q = q.shape[:2]
-        if self.backend == "flash":
+        if self.backend == "flash" and q.dtype in HALF_DTYPES:
             from flash_attn import flash_attn_func
 
             out = flash_attn_func(q, k, v, causal=False)  # [B, Lq, H, D]
         else:
             q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, L, D]
-            if self.backend == "sdpa":
+            if self.backend in ("sdpa", "flash"):  # flash with fp32 inputs: see module doc
                 out = F.scaled_dot_product_attention(q, k, v, is_causal=False)
             else:
                 out = math_attention(q, k, v)

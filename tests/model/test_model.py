@@ -113,6 +113,39 @@ def test_sdpa_matches_math(small_cfg, ids):
     assert torch.allclose(sdpa, math, atol=1e-5, rtol=1e-4)
 
 
+def test_flash_backend_with_fp32_inputs_computes_with_sdpa(small_cfg, ids):
+    """flash-attn takes only fp16/bf16: fp32 calls (no autocast) must not reach it."""
+    model = _model(small_cfg)
+    sdpa = run_inference(model, ids).logits
+    model.core.set_attention_backend("flash")  # flash_attn is not even importable here
+    assert torch.equal(run_inference(model, ids).logits, sdpa)
+
+
+@pytest.mark.cuda
+def test_flash_fp32_inference_and_bf16_backward_on_cuda(small_cfg, ids):
+    if not flash_available():
+        pytest.skip("flash-attn not installed")
+    cfg = small_cfg.model_copy(update={"attention": "flash"})
+    torch.manual_seed(0)
+    model = build_model(cfg, VOCAB, SEQ, "cuda")
+    fp32 = run_inference(model, ids.cuda()).logits  # outside autocast: computed by SDPA
+    assert torch.isfinite(fp32).all()
+    block = next(m for m in model.modules() if isinstance(m, Attention))
+    rope = model.core.rope()  # the full-length table
+    x = torch.randn(2, SEQ, cfg.hidden_size, device="cuda", requires_grad=True)
+    grads, outs = [], []
+    for backend in ("flash", "sdpa"):
+        block.backend = backend
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = block(x, rope)
+        out.float().sum().backward()
+        outs.append(out.float())
+        grads.append(x.grad.float().clone())
+        x.grad = None
+    assert torch.allclose(outs[0], outs[1], atol=5e-2, rtol=5e-2)
+    assert torch.allclose(grads[0], grads[1], atol=5e-2, rtol=5e-2)
+
+
 @pytest.mark.cuda
 def test_flash_matches_sdpa(small_cfg, ids):
     if not flash_available():
