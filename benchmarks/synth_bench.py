@@ -1,7 +1,11 @@
 """Generator benchmark (not run by the suite): instances kept per minute and keep rate.
 
-    .venv/bin/python benchmarks/synth_bench.py --profile tiny          # 12 instances
-    .venv/bin/python benchmarks/synth_bench.py --profile cpu           # 60 instances
+    .venv/bin/python benchmarks/synth_bench.py --profile tiny   # up to 8 instances, 180 s budget
+    .venv/bin/python benchmarks/synth_bench.py --profile cpu    # up to 48 instances, 600 s budget
+
+The counts and budgets are `synth.max_instances` / `synth.time_budget_s` of the profile in
+params.yaml (the base `synth` section is the cpu profile; `profiles.tiny.synth` overrides it);
+`--max-instances` / `--time-budget-s` override them for one run.
 """
 
 from __future__ import annotations

@@ -82,7 +82,9 @@ class EnvSpec(_Section):
     """git provider: the commit to check out."""
 
     image: str | None = None
-    """image provider: the container image (runs on Kubernetes only)."""
+    """image provider: the image for instances whose `image_name` is empty (each instance's own
+    `image_name` wins). None: SWE-smith's name derived from the repo id
+    (`swesmith/{owner}__{repo}.{commit8}` -> `jyangballin/swesmith.x86_64.{owner}_1776_{repo}.{commit8}`)."""
 
     test_requirements: list[str] = Field(default_factory=list)
     """Extra packages installed into the environment to run the tests."""
@@ -95,8 +97,8 @@ class EnvSpec(_Section):
 
     @model_validator(mode="after")
     def _provider_fields(self) -> EnvSpec:
-        needed = {"sdist": "package", "git": "git_url", "image": "image"}[self.provider]
-        if getattr(self, needed) in (None, ""):
+        needed = {"sdist": "package", "git": "git_url", "image": None}[self.provider]
+        if needed is not None and getattr(self, needed) in (None, ""):
             raise ValueError(f"provider '{self.provider}' needs '{needed}'")
         return self
 
@@ -136,6 +138,11 @@ class EnvsConfig(_Section):
     python: str | None = None
     """Base interpreter for environment venvs (None: this interpreter, or /usr/bin/python3
     when runs drop to `sandbox_user` and this one is not reachable by that user)."""
+
+    container_runtime: str | None = None
+    """image provider: the container CLI (`docker`, `podman` or a path) that runs the tests.
+    None: the first of docker, podman whose `info` succeeds; none usable: the image provider
+    raises EnvironmentUnavailable naming what is missing."""
 
 
 class SynthConfig(_Section):
@@ -362,6 +369,14 @@ class TrainConfig(_Section):
     num_threads: int | None = Field(default=None, ge=1)
     """torch intra-op threads on CPU (None: torch default)."""
 
+    val_every_epochs: int = Field(default=1, ge=0)
+    """Evaluate the sequences' `val` split every N global epochs and at the end of each phase
+    (rank 0, the clean end-of-phase evaluation): history columns `val_lm_loss`,
+    `val_token_accuracy`, `val_exact_accuracy`. 0: off (the columns stay empty)."""
+
+    val_max_rows: int | None = Field(default=None, ge=1)
+    """Rows of the val split evaluated per pass: the first N, the same every pass (None: all)."""
+
     phases: list[PhaseConfig] = Field(default_factory=list)
     """Training phases, run in order; each resumes from the previous one's checkpoint."""
 
@@ -405,6 +420,11 @@ class EvalConfig(_Section):
 
     run_tests: bool = True
     """Run the test tier where an environment exists."""
+
+    allow_unconfined_execution: bool = False
+    """Run model output even where the sandbox cannot confine the filesystem (its isolation
+    label contains `unconfined`: no user namespaces and not root). Off: such rows are not run,
+    reported as "not run: unconfined sandbox", and count as not resolved."""
 
     tier_weights: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4])
     """Weights of the syntax, compile, AST-match and tests tiers in code_tiered_accuracy."""

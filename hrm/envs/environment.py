@@ -27,8 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hrm.config import EnvsConfig, EnvSpec
-from hrm.envs.errors import EnvironmentUnavailable, PatchError
-from hrm.envs.providers import GIT_IDENTITY, fetch_git, fetch_sdist, image_unavailable, run_checked
+from hrm.envs.errors import EnvironmentUnavailable
+from hrm.envs.providers import (
+    Environment,
+    copy_of,
+    fetch_git,
+    fetch_sdist,
+    git_apply,
+    git_diff,
+    run_checked,
+)
 from hrm.envs.results import TestRun, aggregate, read_reports, select
 from hrm.envs.sandbox import SandboxLimits, run_sandboxed, sandbox_identity
 
@@ -146,35 +154,54 @@ def _build(repo_id: str, spec: EnvSpec, python: Path, root: Path, fp: str) -> No
     (root / "marker.json").write_text(json.dumps(marker, indent=2) + "\n")
 
 
-def get_environment(repo_id: str, cfg: EnvsConfig) -> RepoEnvironment:
-    """Return the environment of `repo_id`, building and caching it on first use.
+def get_environment(repo_id: str, cfg: EnvsConfig, *, image_name: str = "") -> Environment:
+    """Return the environment of `repo_id` from its provider, built and cached on first use.
 
-    Raises EnvironmentUnavailable (with a reason) when the repo id has no spec, its provider
-    cannot run here (`image`), or the build fails.
+    `sdist`/`git` give a `RepoEnvironment` (local venv + sandbox); `image` gives an
+    `hrm.envs.image.ImageEnvironment` for the instance's `image_name` (pass it when you have
+    the instance; without it the image is `envs.repos[id].image`, else SWE-smith's name
+    derived from the repo id). Raises EnvironmentUnavailable (with a reason) when the repo id
+    has no spec, its provider cannot run here (`image` without a usable container runtime),
+    or the build fails.
     """
     spec = cfg.repos.get(repo_id)
     if spec is None:
         raise EnvironmentUnavailable(
             repo_id, f"no entry in envs.repos (known: {sorted(cfg.repos) or 'none'})")
+    return provider_for(spec).get(repo_id, spec, cfg, image_name=image_name)
+
+
+def provider_for(spec: EnvSpec):
+    """The `Provider` implementing `spec.provider`."""
     if spec.provider == "image":
-        raise image_unavailable(spec, repo_id)
-    python = base_python(cfg, repo_id)
-    fp = fingerprint(spec, python)
-    cache = Path(cfg.cache_dir).resolve()
-    root = cache / slug(repo_id)
-    if not _marker_ok(root, fp):
-        with _build_lock(cache / f"{slug(repo_id)}.lock"):
-            if not _marker_ok(root, fp):  # another process may have built it meanwhile
-                try:
-                    _build(repo_id, spec, python, root, fp)
-                except BaseException:
-                    shutil.rmtree(root, ignore_errors=True)
-                    raise
-    if sandbox_identity(limits_from(cfg)) is not None and not _reachable_by_others(root):
-        raise EnvironmentUnavailable(
-            repo_id, f"cache {root} is not reachable by sandbox user {cfg.sandbox_user!r} "
-            "(a parent directory is not world-searchable): move envs.cache_dir")
-    return RepoEnvironment(repo_id=repo_id, spec=spec, cfg=cfg, root=root, fingerprint=fp)
+        from hrm.envs.image import ImageProvider
+
+        return ImageProvider()
+    return LocalProvider()
+
+
+class LocalProvider:
+    """`sdist` and `git`: a pristine tree and a venv built here, tests in the local sandbox."""
+
+    def get(self, repo_id: str, spec: EnvSpec, cfg: EnvsConfig, *, image_name: str = ""
+            ) -> RepoEnvironment:
+        python = base_python(cfg, repo_id)
+        fp = fingerprint(spec, python)
+        cache = Path(cfg.cache_dir).resolve()
+        root = cache / slug(repo_id)
+        if not _marker_ok(root, fp):
+            with _build_lock(cache / f"{slug(repo_id)}.lock"):
+                if not _marker_ok(root, fp):  # another process may have built it meanwhile
+                    try:
+                        _build(repo_id, spec, python, root, fp)
+                    except BaseException:
+                        shutil.rmtree(root, ignore_errors=True)
+                        raise
+        if sandbox_identity(limits_from(cfg)) is not None and not _reachable_by_others(root):
+            raise EnvironmentUnavailable(
+                repo_id, f"cache {root} is not reachable by sandbox user {cfg.sandbox_user!r} "
+                "(a parent directory is not world-searchable): move envs.cache_dir")
+        return RepoEnvironment(repo_id=repo_id, spec=spec, cfg=cfg, root=root, fingerprint=fp)
 
 
 @dataclass(frozen=True)
@@ -204,15 +231,8 @@ class RepoEnvironment:
         way every file is a copy: nothing in the working copy shares an inode with the pristine,
         so whatever runs in it cannot reach the cache.
         """
-        tmp = Path(tempfile.mkdtemp(prefix="hrm-wc-"))
-        os.chmod(tmp, 0o755)  # the sandbox user must reach the tree inside
-        try:
-            tree = tmp / "tree"
-            ignore = None if git else shutil.ignore_patterns(".git")
-            shutil.copytree(self.pristine, tree, symlinks=True, ignore=ignore)
+        with copy_of(self.pristine, git=git) as tree:
             yield tree
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def apply_patch(self, tree: Path, patch: str, reverse: bool = False) -> None:
         """`git apply` a unified diff to `tree`; raises PatchError with git's message.
@@ -221,25 +241,11 @@ class RepoEnvironment:
         tree (GIT_CEILING_DIRECTORIES), so a repository around the temporary directory is
         never used instead.
         """
-        cmd = ["git", *GIT_IDENTITY, "apply", "--whitespace=nowarn"]
-        if reverse:
-            cmd.append("-R")
-        env = None
-        if not (Path(tree) / ".git").exists():
-            env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(Path(tree).resolve().parent)}
-            env.pop("GIT_DIR", None)
-            env.pop("GIT_WORK_TREE", None)
-        proc = subprocess.run(cmd, cwd=tree, input=patch, capture_output=True, text=True,
-                              env=env)
-        if proc.returncode != 0:
-            raise PatchError(proc.stderr or proc.stdout or f"git apply exit {proc.returncode}",
-                             reverse=reverse)
+        git_apply(tree, patch, reverse=reverse)
 
     def diff(self, tree: Path) -> str:
         """`git diff` of the tree against the pristine HEAD (tracked files)."""
-        proc = subprocess.run(["git", *GIT_IDENTITY, "diff", "--no-color", "--no-ext-diff"],
-                              cwd=tree, capture_output=True, text=True, check=True)
-        return proc.stdout
+        return git_diff(tree)
 
     def run_tests(self, tree: Path, node_ids: list[str], timeout_s: float | None = None
                   ) -> TestRun:
@@ -262,7 +268,7 @@ class RepoEnvironment:
             report = home / "report.jsonl"
             report.touch()
             argv = [str(self.python), "-m", "pytest", "-p", _PLUGIN_MODULE,
-                    "--hrm-report", str(report), "-p", "no:cacheprovider", "-q",
+                    f"--hrm-report={report}", "-p", "no:cacheprovider", "-q",
                     "--no-header", "-rN", *node_ids]
             res = run_sandboxed(
                 argv, cwd=tree, home=home, limits=limits_from(self.cfg, timeout_s),

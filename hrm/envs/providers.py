@@ -1,21 +1,75 @@
-"""Providers: how the pristine working tree of an environment is obtained.
+"""Providers: how an environment (a pristine tree plus somewhere its tests run) is obtained.
 
-- `sdist`: `pip download` the pinned sdist from PyPI, unpack it (top directory stripped),
-  `git init` and commit it, so SWE-smith patches can be `git apply`-ed and `git diff` works.
-- `git`: clone a local repository (path or URL) and check out `git_commit`.
-- `image`: a container image; it runs only on Kubernetes (see docs/envs.md), never here.
+Every provider returns an object satisfying `Environment` (below); callers code against that
+protocol only. `hrm.envs.get_environment` picks the provider named by `envs.repos[id].provider`.
+
+- `sdist` (`hrm.envs.environment.LocalProvider`): `pip download` the pinned sdist from PyPI,
+  unpack it (top directory stripped), `git init` and commit it, so SWE-smith patches can be
+  `git apply`-ed and `git diff` works; tests run in a cached venv through the local sandbox.
+- `git` (same provider): clone a local repository (path or URL), check out `git_commit`.
+- `image` (`hrm.envs.image.ImageProvider`): the instance's SWE-smith container image
+  (`image_name`); the tree is copied out of the image and tests run in a fresh container
+  through a container runtime (`docker`/`podman`). Where none is usable it raises
+  EnvironmentUnavailable naming what is missing (see docs/envs.md).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from hrm.config import EnvSpec
-from hrm.envs.errors import EnvironmentUnavailable
+from hrm.config import EnvsConfig, EnvSpec
+from hrm.envs.errors import EnvironmentUnavailable, PatchError
+
+if TYPE_CHECKING:
+    from hrm.envs.results import TestRun
+
+
+@runtime_checkable
+class Environment(Protocol):
+    """What every provider's environment offers (`RepoEnvironment`, `ImageEnvironment`)."""
+
+    repo_id: str
+    fingerprint: str
+    """Identifies what the tests run against (spec + interpreter, or the image reference)."""
+
+    def working_copy(self, git: bool = True) -> AbstractContextManager[Path]:
+        """A fresh temporary copy of the pristine tree on the host, deleted afterwards."""
+        ...
+
+    def apply_patch(self, tree: Path, patch: str, reverse: bool = False) -> None:
+        """`git apply` (or `-R`) a unified diff to a working copy; PatchError if refused."""
+        ...
+
+    def diff(self, tree: Path) -> str:
+        """`git diff` of a `git=True` working copy against the pristine tree."""
+        ...
+
+    def run_tests(self, tree: Path, node_ids: list[str], timeout_s: float | None = None
+                  ) -> TestRun:
+        """Run pytest node ids on a working copy, confined; structured per-test outcomes."""
+        ...
+
+
+class Provider(Protocol):
+    """Builds (or reuses) the environment of one repo id; one instance per provider kind."""
+
+    def get(self, repo_id: str, spec: EnvSpec, cfg: EnvsConfig, *, image_name: str = ""
+            ) -> Environment:
+        """The environment of `repo_id`; raises EnvironmentUnavailable with the reason.
+
+        `image_name`: the instance's SWE-smith `image_name` (used by the `image` provider
+        only; the local providers ignore it).
+        """
+        ...
 
 GIT_IDENTITY = ["-c", "user.name=hrm", "-c", "user.email=hrm@localhost",
                 "-c", "commit.gpgsign=false", "-c", "safe.directory=*"]
@@ -87,10 +141,46 @@ def fetch_git(spec: EnvSpec, tree: Path, repo_id: str) -> None:
                 repo_id=repo_id, what=f"git checkout {ref}")
 
 
-def image_unavailable(spec: EnvSpec, repo_id: str) -> EnvironmentUnavailable:
-    return EnvironmentUnavailable(
-        repo_id,
-        f"provider 'image' ({spec.image}) runs tests inside that container on Kubernetes "
-        "(the KFP evaluate task); there is no container runtime in a local run. Use an "
-        "'sdist' or 'git' provider for local evaluation.",
-    )
+@contextmanager
+def copy_of(pristine: Path, git: bool = True) -> Iterator[Path]:
+    """Yield a fresh temporary copy of `pristine` (without `.git` unless `git`); deleted after.
+
+    Every file is a copy: nothing shares an inode with the pristine tree, so whatever runs in
+    the copy cannot reach the cache.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="hrm-wc-"))
+    os.chmod(tmp, 0o755)  # the sandbox user must reach the tree inside
+    try:
+        tree = tmp / "tree"
+        ignore = None if git else shutil.ignore_patterns(".git")
+        shutil.copytree(pristine, tree, symlinks=True, ignore=ignore)
+        yield tree
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def git_apply(tree: Path, patch: str, reverse: bool = False) -> None:
+    """`git apply` a unified diff to `tree`; raises PatchError with git's message.
+
+    A tree without `.git` is patched as plain files: repository discovery stops at the tree
+    (GIT_CEILING_DIRECTORIES), so a repository around the temporary directory is never used.
+    """
+    cmd = ["git", *GIT_IDENTITY, "apply", "--whitespace=nowarn"]
+    if reverse:
+        cmd.append("-R")
+    env = None
+    if not (Path(tree) / ".git").exists():
+        env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(Path(tree).resolve().parent)}
+        env.pop("GIT_DIR", None)
+        env.pop("GIT_WORK_TREE", None)
+    proc = subprocess.run(cmd, cwd=tree, input=patch, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise PatchError(proc.stderr or proc.stdout or f"git apply exit {proc.returncode}",
+                         reverse=reverse)
+
+
+def git_diff(tree: Path) -> str:
+    """`git diff` of a working copy against its pristine HEAD (tracked files)."""
+    proc = subprocess.run(["git", *GIT_IDENTITY, "diff", "--no-color", "--no-ext-diff"],
+                          cwd=tree, capture_output=True, text=True, check=True)
+    return proc.stdout

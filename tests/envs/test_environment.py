@@ -76,11 +76,12 @@ def test_working_copy_is_fresh_and_deleted(tenacity_env):
 
 
 def test_unknown_and_image_repos_are_unavailable(tmp_path):
-    cfg = EnvsConfig(cache_dir=str(tmp_path), repos={
+    """Image repos without a usable container runtime (see test_image_provider.py)."""
+    cfg = EnvsConfig(cache_dir=str(tmp_path), container_runtime="no-such-runtime", repos={
         "swesmith/o__r.12345678": EnvSpec(provider="image", image="ghcr.io/x/y:1")})
     with pytest.raises(EnvironmentUnavailable, match="no entry in envs.repos"):
         get_environment("swesmith/nobody__nothing.abcdef12", cfg)
-    with pytest.raises(EnvironmentUnavailable, match="Kubernetes"):
+    with pytest.raises(EnvironmentUnavailable, match="needs a container runtime"):
         get_environment("swesmith/o__r.12345678", cfg)
 
 
