@@ -61,6 +61,18 @@ def load_train_arrays(sequences_dir: str | Path, split: str = "train") -> TrainA
                        int(data.meta.vocab_size))
 
 
+def load_val_arrays(sequences_dir: str | Path) -> TrainArrays | None:
+    """The `val` split for the per-epoch val pass, or None when the sequences have no val rows
+    (no `val.npz`, or an empty one)."""
+    path = Path(sequences_dir) / "val.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        if "inputs" in data and len(data["inputs"]) == 0:
+            return None
+    return load_train_arrays(sequences_dir, "val")
+
+
 def epoch_order(n: int, seed: int, epoch: int, phase: PhaseConfig, target_lengths: np.ndarray) -> np.ndarray:
     """The order of example indices for one epoch, deterministic in (seed, epoch).
 

@@ -15,7 +15,10 @@ import torch
 HISTORY_COLUMNS = (
     "phase", "epoch", "step", "loss", "lm_loss", "q_halt_loss", "q_continue_loss", "token_accuracy",
     "exact_accuracy", "q_halt_accuracy", "act_steps", "lr", "tokens_per_s", "wall_time_s",
+    "val_lm_loss", "val_token_accuracy", "val_exact_accuracy",
 )
+"""The `val_*` columns hold the clean evaluation of the val split (`train.val_every_epochs`); they
+are empty in epochs without a val pass, and throughout when it is off or there is no val split."""
 
 # Order of the sums in an accumulator tensor (summed across ranks with one all_reduce).
 _SUMS = ("loss", "lm_loss", "q_halt_loss", "q_continue_loss", "steps", "tok_correct", "tok_total",

@@ -23,7 +23,6 @@ from hrm.config import ModelConfig, Params, PhaseConfig
 from hrm.errors import InputError, StepFailed
 from hrm.model import HRMAct, build_model
 from hrm.model.act import ActCarry
-from hrm.model.inference import run_inference
 from hrm.model.losses import act_losses, token_losses
 from hrm.tokenizer import tokenizer_fingerprint
 from hrm.train import checkpoint as ckpt
@@ -164,24 +163,49 @@ def _phase_index(params: Params, name: str) -> tuple[int, PhaseConfig]:
 
 
 @torch.no_grad()
-def evaluate_arrays(model: HRMAct, arrays: TrainArrays, batch_size: int, loss_kind: str) -> dict:
-    """Clean evaluation on `arrays` (eval semantics: every row runs halt_max_steps segments)."""
+def evaluate_arrays(model: HRMAct, arrays: TrainArrays, batch_size: int, loss_kind: str,
+                    prefix: str = "train_eval_", max_rows: int | None = None) -> dict:
+    """Clean evaluation on `arrays`: eval mode, no gradients, every row runs halt_max_steps
+    segments from a fresh carry (the semantics of `run_inference` without Q halting).
+
+    Returns `{prefix}lm_loss` (mean per label token), `{prefix}token_accuracy` and
+    `{prefix}exact_accuracy`; `max_rows` evaluates only the first N rows. Like the training step,
+    each segment computes the LM head on the batch's label columns only (`labels_only`), which
+    leaves the metrics unchanged and costs a fraction of full-width logits. Draws no random
+    numbers; the model's train/eval mode is restored.
+    """
+    net = model
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
     tok_correct = tok_total = seq_correct = 0
     loss_sum = 0.0
-    for start in range(0, len(arrays.inputs), batch_size):
-        inputs = torch.from_numpy(arrays.inputs[start : start + batch_size])
-        labels = torch.from_numpy(arrays.labels[start : start + batch_size]).to(next(model.parameters()).device)
-        out = run_inference(model, inputs)
-        mask = labels != -100
-        loss_sum += float(token_losses(out.logits, labels, loss_kind).sum())
-        correct = (out.logits.argmax(-1) == labels) & mask
-        tok_correct += int(correct.sum())
-        tok_total += int(mask.sum())
-        seq_correct += int((correct.sum(-1) == mask.sum(-1)).sum())
+    rows = len(arrays.inputs) if max_rows is None else min(max_rows, len(arrays.inputs))
+    try:
+        for start in range(0, rows, batch_size):
+            stop = min(start + batch_size, rows)
+            carry = net.initial_carry(stop - start, device)
+            carry.inputs = torch.from_numpy(arrays.inputs[start:stop]).to(device=device, dtype=torch.int32)
+            carry.labels = torch.from_numpy(arrays.labels[start:stop]).to(device)
+            carry.valid = torch.ones(stop - start, dtype=torch.bool, device=device)
+            carry.halted.zero_()
+            for _ in range(net.cfg.halt_max_steps):
+                out = net(carry, halt_on_q=False, labels_only=True)
+                carry = out.carry
+            labels = out.labels
+            logits = out.logits.float()
+            mask = labels != -100
+            loss_sum += float(token_losses(logits, labels, loss_kind).sum())
+            correct = (logits.argmax(-1) == labels) & mask
+            tok_correct += int(correct.sum())
+            tok_total += int(mask.sum())
+            seq_correct += int((correct.sum(-1) == mask.sum(-1)).sum())
+    finally:
+        net.train(was_training)
     return {
-        "train_eval_lm_loss": loss_sum / max(tok_total, 1),
-        "train_eval_token_accuracy": tok_correct / max(tok_total, 1),
-        "train_eval_exact_accuracy": seq_correct / len(arrays.inputs),
+        f"{prefix}lm_loss": loss_sum / max(tok_total, 1),
+        f"{prefix}token_accuracy": tok_correct / max(tok_total, 1),
+        f"{prefix}exact_accuracy": seq_correct / max(rows, 1),
     }
 
 
@@ -198,6 +222,7 @@ def train_phase(
     on_epoch: Callable[[dict], None] | None = None,
     final_eval: bool = True,
     progress: bool = True,
+    val_arrays: TrainArrays | None = None,
 ) -> PhaseResult:
     """Train one phase of `params.train.phases` on `arrays`; writes under `out_dir`.
 
@@ -210,6 +235,12 @@ def train_phase(
     resume_from likewise takes the newest checkpoint of a dir and refuses it when corrupt.
     tokenizer_dir: its fingerprint (`hrm.tokenizer.tokenizer_fingerprint`) is stored in every
         checkpoint; a checkpoint resumed or continued from must carry the same one.
+    val_arrays: the val split; every `train.val_every_epochs` global epochs and at the phase's
+        last epoch, rank 0 evaluates its first `train.val_max_rows` rows (the clean evaluation of
+        the end-of-phase train eval, EMA weights when on) into the epoch's `val_*` history columns.
+        The pass runs in eval mode without gradients and restores every RNG state, so training
+        (weights, data order, exact resume) is the same with it on or off; the other ranks go
+        straight on and wait for rank 0 at the epoch-end checkpoint. None: no val pass.
     """
     cfg = params.train
     phase_idx, phase = _phase_index(params, phase_name)
@@ -321,6 +352,26 @@ def train_phase(
     step_losses: list[float] = []
     t_start = time.perf_counter()
     epoch_t0 = time.perf_counter()
+    ema_model: HRMAct | None = None
+
+    def eval_weights() -> HRMAct:
+        """The weights evaluated: the EMA's when on (one model, built once), else the model's."""
+        nonlocal ema_model
+        if ema is None:
+            return model
+        if ema_model is None:
+            ema_model = build_model(model_cfg, arrays.vocab_size, arrays.seq_len, device)
+        ema_model.load_state_dict(ema.state_dict())
+        return ema_model
+
+    def validate() -> dict:
+        """The val pass (rank 0); every RNG state is put back as it was."""
+        rng = _rng_state(explore_gen)
+        try:
+            return evaluate_arrays(eval_weights(), val_arrays, local_batch * ctx.world, model_cfg.loss,
+                                   prefix="val_", max_rows=cfg.val_max_rows)
+        finally:
+            _set_rng_state(rng, explore_gen)
 
     def save() -> Path | None:
         """Gather per-rank state and write a checkpoint from rank 0."""
@@ -439,14 +490,21 @@ def train_phase(
                 wall_time_s=round(elapsed_before + time.perf_counter() - t_start, 3),
             )
             row["tokens_per_s"] = row.pop("tokens") / max(epoch_time, 1e-9)
+            global_epoch = start_epoch + feeder.epoch + 1
+            if ctx.is_main and val_arrays is not None and cfg.val_every_epochs and (
+                    global_epoch % cfg.val_every_epochs == 0 or feeder.epoch + 1 == phase.epochs):
+                row.update(validate())
             history.append(row)
             acc = EpochAccumulator()
             feeder.next_epoch()
             epoch_t0 = time.perf_counter()
             if ctx.is_main:
                 write_history(out_dir, history)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", tok_acc=f"{row['token_accuracy'] or 0:.3f}",
-                                tok_s=f"{row['tokens_per_s']:.0f}")
+                postfix = {"loss": f"{row['loss']:.3f}", "tok_acc": f"{row['token_accuracy'] or 0:.3f}",
+                           "tok_s": f"{row['tokens_per_s']:.0f}"}
+                if "val_lm_loss" in row:
+                    postfix.update(val_lm=f"{row['val_lm_loss']:.3f}", val_acc=f"{row['val_token_accuracy']:.3f}")
+                bar.set_postfix(postfix)
                 if on_epoch is not None:
                     on_epoch(row)
             save()
@@ -457,11 +515,7 @@ def train_phase(
 
     summary = dict(history[-1]) if history else {}
     if final_eval and ctx.is_main:
-        eval_model = model
-        if ema is not None:
-            eval_model = build_model(model_cfg, arrays.vocab_size, arrays.seq_len, device)
-            eval_model.load_state_dict(ema.state_dict())
-        summary.update(evaluate_arrays(eval_model, arrays, local_batch * ctx.world, model_cfg.loss))
+        summary.update(evaluate_arrays(eval_weights(), arrays, local_batch * ctx.world, model_cfg.loss))
     if ctx.is_main:
         summary.update(phase_steps=step, world_size=ctx.world, precision=cfg.precision,
                        checkpoint=str(last_ckpt) if last_ckpt else None)

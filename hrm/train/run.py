@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 
 from hrm.config import Params
-from hrm.train.data import load_train_arrays
+from hrm.train.data import load_train_arrays, load_val_arrays
 from hrm.train.loop import PhaseResult, _phase_index, train_phase
 
 
@@ -36,6 +36,10 @@ def run_phase(
 ) -> PhaseResult:
     """Load the train split, train one phase, log it to MLflow under `train:<phase>`.
 
+    With `train.val_every_epochs` on, the `val` split of the same sequences is evaluated per epoch
+    (history `val_*` columns, MLflow metrics at step = global epoch); a sequences dir without val
+    rows trains without it, said once.
+
     Refuses sequences built with another tokenizer than `tokenizer_dir` (their meta.json's
     `tokenizer_fingerprint` against the sha256 of `tokenizer_dir/tokenizer.json`).
     """
@@ -49,9 +53,13 @@ def run_phase(
     check_tokenizer(sequences_dir, load_meta(sequences_dir), tokenizer_dir, tokenizer_fingerprint(tokenizer_dir))
     arrays = load_train_arrays(sequences_dir, "train")
     is_main = int(os.environ.get("RANK", "0")) == 0
+    # Only rank 0 runs the val pass.
+    val_arrays = load_val_arrays(sequences_dir) if params.train.val_every_epochs and is_main else None
+    if params.train.val_every_epochs and val_arrays is None and is_main:
+        print(f"{Path(sequences_dir)} has no val rows: no per-epoch validation (history val_* columns stay empty)")
     if not (track and is_main):
         return train_phase(params, phase_name, arrays, out_dir, resume_from=resume_from, resume=resume,
-                           tokenizer_dir=tokenizer_dir)
+                           tokenizer_dir=tokenizer_dir, val_arrays=val_arrays)
 
     import mlflow
 
@@ -62,6 +70,8 @@ def run_phase(
                            **_flat("train", params.train.model_dump(mode="json")),
                            **_flat("phase", phase.model_dump(mode="json")),
                            "data.train_examples": str(len(arrays.inputs)),
+                           "data.val_examples": str(0 if val_arrays is None else
+                                                    min(len(val_arrays.inputs), params.train.val_max_rows or 10**12)),
                            "data.seq_len": str(arrays.seq_len), "data.vocab_size": str(arrays.vocab_size)})
         mlflow.set_tags({"hrm.phase": phase_name, "sys.torch": torch.__version__,
                          "sys.python": platform.python_version(), "sys.platform": platform.platform(),
@@ -73,7 +83,7 @@ def run_phase(
             mlflow.log_metrics(metrics, step=int(row["epoch"]))
 
         result = train_phase(params, phase_name, arrays, out_dir, resume_from=resume_from, resume=resume,
-                             tokenizer_dir=tokenizer_dir, on_epoch=on_epoch)
+                             tokenizer_dir=tokenizer_dir, on_epoch=on_epoch, val_arrays=val_arrays)
         mlflow.log_metrics({k: float(v) for k, v in result.summary.items()
                             if k.startswith("train_eval_") and isinstance(v, (int, float))})
         config_path = out_dir / "config.json"

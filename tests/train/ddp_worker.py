@@ -1,6 +1,7 @@
 """Worker launched by torchrun in the DDP test (not collected: no test_ prefix).
 
-Trains the tiny profile's foundation phase on synthetic arrays and saves the final weights.
+Trains the tiny profile's foundation phase on synthetic arrays (with the per-epoch val pass) and
+saves the final weights and history.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ def main(params_file: str, out_dir: str) -> None:
     import os
 
     params = load_params(params_file)
-    result = train_phase(params, "foundation", synthetic_arrays(n=32), out_dir, final_eval=False, progress=False)
+    # The val pass runs on rank 0 only, between the epoch end and the checkpoint's gather.
+    result = train_phase(params, "foundation", synthetic_arrays(n=32), out_dir, final_eval=False, progress=False,
+                         val_arrays=synthetic_arrays(n=8, seed=1))
     if int(os.environ.get("RANK", "0")) == 0:
-        torch.save({"losses": result.step_losses,
+        torch.save({"losses": result.step_losses, "history": result.history,
                     "model": torch.load(result.checkpoint, weights_only=False)["model"]},
                    Path(out_dir) / "final.pt")
     import torch.distributed as dist

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -34,5 +35,9 @@ def test_two_processes_match_one(tiny_params_file, tmp_path):
     two = _run(2, tiny_params_file, tmp_path / "two", 29532)
     assert len(one["losses"]) == len(two["losses"]) > 2
     assert torch.allclose(torch.tensor(one["losses"]), torch.tensor(two["losses"]), rtol=1e-4, atol=1e-5)
+    # rank 0's val pass: present every epoch in both, same weights give the same values
+    assert all(r["val_lm_loss"] is not None for r in one["history"] + two["history"])
+    for r1, r2 in zip(one["history"], two["history"], strict=True):
+        assert math.isclose(r1["val_lm_loss"], r2["val_lm_loss"], rel_tol=1e-3), (r1, r2)
     for key, value in one["model"].items():
         assert torch.allclose(value, two["model"][key], rtol=1e-3, atol=1e-5), key

@@ -73,7 +73,9 @@ def test_phases_chain_and_write_history(tiny_params, arrays, tmp_path):
 
 def test_exact_resume_after_kill(tiny_params, arrays, tmp_path):
     params = _with(tiny_params, checkpoint_every_steps=3, keep_checkpoints=10)
-    straight = train_phase(params, "foundation", arrays, tmp_path / "a", final_eval=False, progress=False)
+    val = type(arrays)(arrays.inputs[:6], arrays.labels[:6], arrays.vocab_size)  # val pass on: no effect
+    straight = train_phase(params, "foundation", arrays, tmp_path / "a", final_eval=False, progress=False,
+                           val_arrays=val)
     total = len(straight.step_losses)
     kill_at = 7  # killed one step after the checkpoint of step 6: that step is lost and redone
     assert total > kill_at + 2
@@ -86,9 +88,10 @@ def test_exact_resume_after_kill(tiny_params, arrays, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        train_phase(params, "foundation", arrays, tmp_path / "b", on_step=kill, final_eval=False, progress=False)
+        train_phase(params, "foundation", arrays, tmp_path / "b", on_step=kill, final_eval=False, progress=False,
+                    val_arrays=val)
     resumed = train_phase(params, "foundation", arrays, tmp_path / "b", resume="auto", final_eval=False,
-                          progress=False)
+                          progress=False, val_arrays=val)
     assert resumed.step_losses == straight.step_losses[6:]
     a = torch.load(straight.checkpoint, weights_only=False)
     b = torch.load(resumed.checkpoint, weights_only=False)
@@ -96,6 +99,7 @@ def test_exact_resume_after_kill(tiny_params, arrays, tmp_path):
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     strip = ("wall_time_s", "tokens_per_s")
+    assert all(r["val_lm_loss"] is not None for r in b["history"])
     assert [{k: v for k, v in r.items() if k not in strip} for r in a["history"]] == \
            [{k: v for k, v in r.items() if k not in strip} for r in b["history"]]
 
