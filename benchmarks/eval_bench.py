@@ -15,6 +15,15 @@
         [--json out.json] [--no-search]
 
 `--no-search` stops after sections 1 and 2 (no training, about a minute).
+
+4. `--all-tenacity` (alone: sections 1-3 are skipped): the issue's acceptance check on the whole
+   real sample, not just the two rows the test suite runs. The oracle (reference fix) and the
+   copy baseline (the buggy region) go through `RowScorer.score` with the execution tier
+   (`eval.max_pass_to_pass` PASS_TO_PASS per row, cold caches) for EVERY tenacity row whose bug
+   patch applies; reports resolved counts, the rows that miss the expectation (oracle resolved,
+   copy not) with their reasons, and the wall time.
+
+    .venv/bin/python benchmarks/eval_bench.py --all-tenacity [--json out.json]
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import numpy as np
 from hrm.config import load_params
 from hrm.data.instance import read_instances
 from hrm.eval.baselines import place, target_ids
+from hrm.eval.decoding import decode_prediction
 from hrm.eval.execution import ExecutionTier
 from hrm.eval.rows import RowScorer
 from hrm.hunks import parse_patch
@@ -78,7 +88,14 @@ def main() -> None:
     ap.add_argument("--exec-rows", type=int, default=6)
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-search", action="store_true", help="sections 1 and 2 only")
+    ap.add_argument("--all-tenacity", action="store_true",
+                    help="section 4 only: oracle and copy through the execution tier on every "
+                         "tenacity row whose patch applies")
     args = ap.parse_args()
+    if args.all_tenacity:
+        out = all_tenacity(Path(args.sample))
+        _finish(out, args, None)
+        return
 
     import torch
 
@@ -174,7 +191,7 @@ def main() -> None:
     out["checkpoint"] = {"path": ckpt, "step": info.step}
     val = data["val"]
     start, ignore = val.meta.prompt_len, val.meta.ignore_index
-    decode = lambda ids: decode_target(tok, ids[start:])  # noqa: E731
+    decode = lambda ids: decode_prediction(tok, ids[start:])  # noqa: E731
     mp = run_model_pass(model, val.inputs, val.labels, ignore_index=ignore,
                         batch_size=params.eval.batch_size, halt_on_q=False, ablation=False)
     buggy = [target_ids([h.buggy_text for h in r.hunks], tok) for r in val.records]
@@ -209,12 +226,61 @@ def main() -> None:
     _finish(out, args, tmp)
 
 
+def all_tenacity(sample: Path) -> dict:
+    """Section 4: oracle vs copy with real execution on every applicable tenacity row."""
+    from hrm.envs.environment import limits_from
+    from hrm.envs.sandbox import isolation_for
+
+    params = load_params(profile="tiny")
+    instances = {i.instance_id: i for i in read_instances(sample)}
+    tier = ExecutionTier(params.envs, instances, params.eval.max_pass_to_pass)
+    scorer = RowScorer(WEIGHTS, tier, run_tests=True)
+    dummy = np.array([7]), np.array([7]), -100, [7]  # token tier not measured here
+    t_all = time.perf_counter()
+    tenacity = [i for i in instances.values() if i.repo == REPO]
+    skipped: dict[str, str] = {}
+    oracle_ok = copy_ok = excused = 0
+    misses, per_row = [], []
+    for inst in tenacity:
+        hunks = parse_patch(inst.patch, source=inst.instance_id)
+        rec = SimpleNamespace(instance_id=inst.instance_id, repo=inst.repo, hunks=hunks,
+                              target_truncated=False)
+        ctx = scorer.context(rec)
+        if isinstance(ctx, str):
+            skipped[inst.instance_id] = ctx
+            continue
+        refs = [h.fixed_text for h in hunks]
+        t0 = time.perf_counter()
+        oracle = scorer.score(rec, *dummy, refs, refs)
+        copy = scorer.score(rec, *dummy, [h.buggy_text for h in hunks], refs)
+        per_row.append(time.perf_counter() - t0)
+        oracle_ok += oracle.resolved is True
+        excused += oracle.test_reason.startswith("resolved; ignored")
+        copy_ok += copy.resolved is True
+        if oracle.resolved is not True or copy.resolved is not False:
+            misses.append({"instance_id": inst.instance_id, "oracle": oracle.resolved,
+                           "oracle_reason": oracle.test_reason, "copy": copy.resolved,
+                           "copy_reason": copy.test_reason})
+    n = len(per_row)
+    return {
+        "isolation": isolation_for(limits_from(params.envs)).label,
+        "tenacity_rows": len(tenacity), "patch_applies": n, "skipped": skipped,
+        "oracle_resolved": oracle_ok, "copy_resolved": copy_ok,
+        "oracle_resolved_with_excused_pass_to_pass": excused,
+        "max_pass_to_pass": params.eval.max_pass_to_pass,
+        "misses": misses,
+        "seconds_total": round(time.perf_counter() - t_all, 1),
+        "seconds_per_row_oracle_and_copy_mean": round(statistics.mean(per_row), 3) if n else None,
+    }
+
+
 def _finish(out: dict, args, tmp) -> None:
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n")
-    tmp.cleanup()
+    if tmp is not None:
+        tmp.cleanup()
 
 
 class _Sized:

@@ -399,26 +399,45 @@ def load_split(seq_dir: str | Path, split: str) -> SequenceSplit:
     return SequenceSplit(split=split, inputs=inputs, labels=labels, records=records, meta=meta)
 
 
-def decode_target(tokenizer: HrmTokenizer, token_ids: Iterable[int]) -> list[str]:
+def decode_target(tokenizer: HrmTokenizer, token_ids: Iterable[int], *,
+                  specials_out: list[str] | None = None) -> list[str]:
     """Per-hunk texts of a target (labels or a prediction of the target region).
 
     Reads until the first eos, splits on the hunk separator, skips `ignore_index` and the other
     special ids (a model may emit pad/mask anywhere; they carry no text). Raises ValueError for
     an id outside the vocabulary: model output is untrusted.
+
+    Skipping hides that the model wrote something that is not code (`return <mask>` decodes to
+    `return `): with `specials_out`, the name of every special token skipped INSIDE the target
+    is appended to it, so evaluation can fail the row. Inside means before the first eos,
+    except a run of pad that reaches the end of the ids with no eos at all (the region after a
+    target that ends without its eos, e.g. the unigram baseline's fill).
     """
     specials = set(tokenizer.special_ids.values()) - {tokenizer.hunk_id, tokenizer.eos_id}
+    names = {v: k for k, v in tokenizer.special_ids.items()}
     vocab = tokenizer.vocab_size
     parts: list[list[int]] = [[]]
+    found: list[str] = []
+    pads = 0
     for raw in token_ids:
         tid = int(raw)
         if tid == IGNORE_INDEX:
             continue
         if not 0 <= tid < vocab:
             raise ValueError(f"token id {tid} outside the vocabulary [0, {vocab})")
+        if tid == tokenizer.pad_id:
+            pads += 1  # inside only if something but the end of the ids follows
+            continue
+        found += ["pad"] * pads
+        pads = 0
         if tid == tokenizer.eos_id:
             break
         if tid == tokenizer.hunk_id:
             parts.append([])
-        elif tid not in specials:
+        elif tid in specials:
+            found.append(names[tid])
+        else:
             parts[-1].append(tid)
+    if specials_out is not None:
+        specials_out.extend(found)
     return [tokenizer.decode(p) for p in parts]

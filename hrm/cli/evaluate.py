@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate_cmd(
-        split: str = typer.Option(..., "--split", help="train, val or test."),
+        split: str = typer.Option("val", "--split", help="train, val (default) or test."),
         checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint file or directory."),
         tokenizer: Path = typer.Option(..., "--tokenizer", help="Tokenizer directory."),
         sequences: Path = typer.Option(..., "--sequences", help="Sequences directory."),

@@ -44,6 +44,9 @@ class CodeCheck:
     ast_match: bool | None
     context: str
     """`file`, `fragment`, or `excluded: <why>`."""
+    reason: str = ""
+    """Why every tier failed without looking at the code (special tokens inside the prediction,
+    `hrm.eval.decoding`); empty otherwise."""
 
     @property
     def excluded(self) -> bool:

@@ -60,7 +60,9 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
     rather than scored.
     """
     from hrm.errors import InputError
-    from hrm.sequences import check_tokenizer, decode_target, load_split
+    from hrm.eval.decoding import decode_prediction
+    from hrm.model.inference import unwrap
+    from hrm.sequences import check_tokenizer, load_split
     from hrm.tokenizer import load_tokenizer
     from hrm.train.checkpoint import load_for_inference
     from hrm.train.loop import resolve_device
@@ -84,11 +86,14 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
         raise InputError(f"checkpoint expects seq_len={info.seq_len}, vocab={info.vocab_size}; "
                          f"sequences have {data.meta.seq_len}, {data.meta.vocab_size}",
                          path=str(sequences_dir))
-    decode: Decode = lambda ids: decode_target(tok, ids[data.meta.prompt_len:])  # noqa: E731
+    # Predictions keep the special tokens found inside their target: such a row fails the code
+    # tiers (hrm.eval.decoding) instead of being scored on the text left after skipping them.
+    decode: Decode = lambda ids: decode_prediction(tok, ids[data.meta.prompt_len:])  # noqa: E731
     execution = None
     if instances_path is not None:
         execution = ExecutionTier(params.envs, load_instances(instances_path),
-                                  cfg.max_pass_to_pass)
+                                  cfg.max_pass_to_pass,
+                                  allow_unconfined=cfg.allow_unconfined_execution)
     scorer = RowScorer(cfg.tier_weights, execution, cfg.run_tests)
     train_dir = Path(train_sequences_dir) if train_sequences_dir is not None else Path(sequences_dir)
     train_split = load_split(train_dir, "train")
@@ -100,8 +105,10 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
                            train_labels=train_split.labels,
                            model_info={"checkpoint": info.path, "step": info.step,
                                        "phase": info.phase, "weights": info.weights,
+                                       # from the built model (config defaults applied):
+                                       # without a feedback path the ablation is n/a
                                        "reverse_feedback": bool(
-                                           info.model_config.get("reverse_feedback", False))},
+                                           unwrap(model).cfg.reverse_feedback)},
                            split=label or split)
 
 

@@ -5,18 +5,25 @@ The buggy tree is the environment's pristine tree with the instance's bug patch 
 PASS_TO_PASS run in the ENVS sandbox (`env.run_tests`); a row is resolved when every one of
 them passes. Predictions are untrusted: they are only written into a throw-away working copy
 and run through the sandbox, never imported or executed here.
+
+Where the sandbox cannot confine the filesystem (its isolation label contains `unconfined`: no
+user namespaces and the caller is not root, see `hrm.envs.sandbox`), nothing is run unless
+`eval.allow_unconfined_execution` is true: each such row is "not run: unconfined sandbox ..."
+and counts as not resolved (the fallback is a failure, never a pass).
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hrm.config import EnvsConfig
 from hrm.data.instance import Instance
+from hrm.envs.sandbox import isolation_for
 from hrm.eval.code_checks import splice_files
 from hrm.hunks import Hunk
 
@@ -33,6 +40,33 @@ class TestOutcome:
     outcomes: dict[str, str] = field(default_factory=dict)
     """node id -> passed / failed / error / timeout / missing / skipped."""
     duration_s: float = 0.0
+    limits_hit: tuple[str, ...] = ()
+    """Sandbox limits the run ran into (`limit_notes`): such a run is never excused."""
+
+
+_PROCESS_START = re.compile(r"\bfork\(|\bforkpty\(|Popen\(|\bspawn\w*\(|_fork_exec|\.start\(\)")
+
+
+def limit_notes(run, cfg: EnvsConfig) -> tuple[str, ...]:
+    """The sandbox limits a test run ran into, each a reason fragment (none: empty).
+
+    A kill (timeout, rlimit signal) is the run's `killed_reason`; the limits below do not kill
+    the run, they make a call in it fail, which pytest reports as an ordinary error unless said.
+    """
+    notes = []
+    if run.timed_out:
+        notes.append(f"wall-clock timeout ({cfg.timeout_s:g} s, envs.timeout_s)")
+    out = run.output
+    # EAGAIN alone may be a non-blocking socket; with a process or thread start it is NPROC.
+    if ("can't start new thread" in out or "Resource temporarily unavailable" in out
+            and _PROCESS_START.search(out)):
+        notes.append(f"process limit reached: fork failed with EAGAIN "
+                     f"(envs.max_processes={cfg.max_processes})")
+    if "File too large" in out:
+        notes.append(f"file-size limit reached (envs.max_file_mb={cfg.max_file_mb})")
+    if run.output_truncated:
+        notes.append(f"output capped at envs.max_output_kb={cfg.max_output_kb} KB (truncated)")
+    return tuple(notes)
 
 
 @dataclass
@@ -73,14 +107,36 @@ def _inside(tree: Path, rel: str) -> Path:
     return target
 
 
+UNCONFINED = "not run: unconfined sandbox"
+"""Start of the reason of a row refused because the sandbox cannot confine the filesystem."""
+
+
+def sandbox_isolation(env: object, envs_cfg: EnvsConfig) -> str:
+    """The isolation label the runs of `env` get, known before anything runs: a container
+    (`image` provider) confines by itself; local environments get the ENVS sandbox's probed
+    isolation for their limits (`hrm.envs.sandbox.isolation_for`)."""
+    spec = getattr(env, "spec", None)
+    if getattr(spec, "provider", None) == "image":
+        return "container"
+    from hrm.envs.environment import limits_from
+
+    return isolation_for(limits_from(getattr(env, "cfg", envs_cfg))).label
+
+
 class ExecutionTier:
-    """Per-instance environments, buggy files and test runs, with the reasons rows lack them."""
+    """Per-instance environments, buggy files and test runs, with the reasons rows lack them.
+
+    `allow_unconfined`: run predictions even where the sandbox's isolation label contains
+    `unconfined` (`eval.allow_unconfined_execution`); off, such runs are refused (`run`).
+    """
 
     def __init__(self, envs_cfg: EnvsConfig, instances: Mapping[str, Instance],
-                 max_pass_to_pass: int):
+                 max_pass_to_pass: int, *, allow_unconfined: bool = False):
         self.envs_cfg = envs_cfg
         self.instances = instances
         self.max_pass_to_pass = max_pass_to_pass
+        self.allow_unconfined = allow_unconfined
+        self._refusals: dict[int, str] = {}
         self._contexts: dict[str, RowContext | str] = {}
         self._envs: dict[str, object] = {}
         self._runs: dict[tuple[str, tuple[str, ...], str], TestOutcome] = {}
@@ -158,7 +214,13 @@ class ExecutionTier:
                                         + ", ".join(f"{n} ({outcomes[n]})" for n in bad[:3]))
             if not bad and not run.killed_reason:
                 why = f"pytest exit code {run.exit_code}"
-            outcome = TestOutcome(False, why, outcomes, run.duration_s)
+            if run.sandbox_error:
+                why = f"{run.sandbox_error}; {why}"
+            limits = limit_notes(run, env.cfg if hasattr(env, "cfg") else self.envs_cfg)
+            extra = [n for n in limits if not n.startswith("wall-clock")]
+            if extra:
+                why += "; " + "; ".join(extra)
+            outcome = TestOutcome(False, why, outcomes, run.duration_s, limits)
         self._raw_runs[key] = outcome
         return outcome
 
@@ -174,6 +236,16 @@ class ExecutionTier:
                                               run.duration_s)
         return self._raw_runs[key]
 
+    def refusal(self, ctx: RowContext) -> str:
+        """Why predictions of this row's environment must not run (empty: they may)."""
+        key = id(ctx.env)
+        if key not in self._refusals:
+            label = sandbox_isolation(ctx.env, self.envs_cfg)
+            self._refusals[key] = "" if ("unconfined" not in label or self.allow_unconfined) \
+                else (f"{UNCONFINED} (isolation {label}: the filesystem is not confined; "
+                      "eval.allow_unconfined_execution: true runs it anyway)")
+        return self._refusals[key]
+
     def run(self, ctx: RowContext, pred_hunks: Sequence[str], *,
             baseline: str = "reference") -> TestOutcome:
         """Run the row's tests on `pred_hunks` (cached per instance, prediction and baseline).
@@ -188,6 +260,9 @@ class ExecutionTier:
         """
         if baseline not in ("reference", "original"):
             raise ValueError(f"unknown baseline {baseline!r}")
+        refused = self.refusal(ctx)
+        if refused:
+            return TestOutcome(False, refused)
         key = (ctx.instance.instance_id, tuple(pred_hunks), baseline)
         if key in self._runs:
             return self._runs[key]
@@ -195,7 +270,7 @@ class ExecutionTier:
         bad = [n for n, o in outcome.outcomes.items() if o != "passed"]
         f2p = set(ctx.instance.FAIL_TO_PASS)
         if not outcome.resolved and bad and not any(n in f2p for n in bad) \
-                and "not passing" in outcome.reason:
+                and "not passing" in outcome.reason and not outcome.limits_hit:
             if baseline == "reference":
                 base, label = self._raw(ctx, [h.fixed_text for h in ctx.hunks]), "the reference fix"
             else:

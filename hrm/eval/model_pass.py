@@ -2,12 +2,13 @@
 and the reverse-learning ablation (the same rows with the L->H feedback gate forced to 0).
 
 Definitions:
-- `loss`: mean per-token LM loss (natural log) over all label tokens of the split, from the
-  logits of the final ACT segment each row ran (micro average), with the model's configured loss
-  kind (`model.loss`: softmax cross-entropy or stablemax, `hrm.model.losses.token_losses`), i.e.
-  the same quantity as training's `train_eval_lm_loss` on the same rows.
+- `loss`: mean per-token softmax cross-entropy (natural log, computed in fp32) over all label
+  tokens of the split, from the logits of the final ACT segment each row ran (micro average).
+  Always softmax CE, whatever `model.loss` the model was trained with (a stablemax-trained
+  model's training loss is a different quantity): checkpoints stay comparable on one scale.
 - `act_mean_steps`: mean number of ACT segments run per row.
-- `reverse_learning_integration`: share of rows whose mean per-token loss is lower with the
+- `reverse_learning_integration`: share of rows whose mean per-token loss (the softmax CE above)
+  is lower with the
   feedback than with the gate forced to 0; ties count half (0.5 = no effect). Null when the
   model has no feedback path.
 - `reverse_integration_gate`: mean sigmoid gate value of the feedback path (row-weighted).
@@ -30,25 +31,24 @@ class ModelPass:
     pred_ids: np.ndarray
     """int64 [N, L] argmax token per position."""
     row_loss_sum: np.ndarray
-    """float64 [N] summed label-token LM loss per row (the model's loss kind)."""
+    """float64 [N] summed label-token softmax cross-entropy (fp32) per row."""
     row_tokens: np.ndarray
     """int64 [N] label tokens per row."""
     q_halt: np.ndarray
     steps: np.ndarray
     ablation_loss_sum: np.ndarray | None = None
-    """[N] summed LM loss with the feedback gate forced to 0 (None: no feedback path)."""
+    """[N] summed softmax CE with the feedback gate forced to 0 (None: no feedback path)."""
     gate_means: list[tuple[float, int]] = field(default_factory=list)
     feedback_ratios: list[tuple[float, int]] = field(default_factory=list)
 
 
-def _row_loss(logits, labels, ignore_index: int, kind: str):
-    """Summed LM loss of kind `kind` over the label tokens of each row ([B])."""
-    from hrm.model.losses import IGNORE_INDEX, token_losses
+def _row_loss(logits, labels, ignore_index: int):
+    """Summed softmax cross-entropy (fp32) over the label tokens of each row ([B])."""
+    import torch.nn.functional as F
 
-    if ignore_index != IGNORE_INDEX:
-        raise ValueError(f"sequences use ignore_index {ignore_index}, the losses {IGNORE_INDEX}")
-    per_token = token_losses(logits, labels, kind)
-    return (per_token * (labels != ignore_index)).sum(dim=1).double().cpu().numpy()
+    per_token = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(),
+                                ignore_index=ignore_index, reduction="none")
+    return per_token.view(labels.shape).sum(dim=1).double().cpu().numpy()
 
 
 def run_model_pass(model, inputs: np.ndarray, labels: np.ndarray, *, ignore_index: int,
@@ -56,9 +56,8 @@ def run_model_pass(model, inputs: np.ndarray, labels: np.ndarray, *, ignore_inde
     """Greedy outputs for every row; with `ablation`, also the gate-off losses."""
     import torch
 
-    from hrm.model.inference import run_inference, unwrap
+    from hrm.model.inference import run_inference
 
-    kind = unwrap(model).cfg.loss
     n = inputs.shape[0]
     preds, loss_sum, q_halt, steps, abl = [], [], [], [], []
     gates: list[tuple[float, int]] = []
@@ -69,7 +68,7 @@ def run_model_pass(model, inputs: np.ndarray, labels: np.ndarray, *, ignore_inde
         out = run_inference(model, x, halt_on_q=halt_on_q)
         y = y.to(out.logits.device)
         preds.append(out.logits.argmax(dim=-1).cpu().numpy())
-        loss_sum.append(_row_loss(out.logits, y, ignore_index, kind))
+        loss_sum.append(_row_loss(out.logits, y, ignore_index))
         q_halt.append(out.q_halt.float().cpu().numpy())
         steps.append(out.steps.cpu().numpy())
         if out.gate_mean is not None:
@@ -78,7 +77,7 @@ def run_model_pass(model, inputs: np.ndarray, labels: np.ndarray, *, ignore_inde
             ratios.append((out.feedback_ratio, len(x)))
         if ablation:
             off = run_inference(model, x, halt_on_q=halt_on_q, reverse_gate_off=True)
-            abl.append(_row_loss(off.logits, y, ignore_index, kind))
+            abl.append(_row_loss(off.logits, y, ignore_index))
     return ModelPass(
         pred_ids=np.concatenate(preds).astype(np.int64),
         row_loss_sum=np.concatenate(loss_sum),

@@ -8,13 +8,14 @@ ones (syntax < compile < AST match < tests resolved).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from hrm.eval import code_checks, token_metrics
 from hrm.eval.code_checks import CodeCheck, check_fragments, check_in_files
+from hrm.eval.decoding import special_reason, special_tokens_of
 from hrm.eval.execution import ExecutionTier, RowContext
 from hrm.eval.token_metrics import TokenScores, score_row
 
@@ -40,6 +41,9 @@ class RowResult:
     tier_score: float | None
     """Sum of the weights of the tiers reached; None when excluded."""
     has_env: bool
+    special_tokens: list[str] = field(default_factory=list)
+    """Special tokens the prediction holds inside its target (`hrm.eval.decoding`): when any,
+    the row fails syntax, compile, AST match and tests (reason in `code.reason`)."""
     loss: float | None = None
     q_halt: float | None = None
     steps: int | None = None
@@ -109,6 +113,11 @@ class RowScorer:
         tokens = score_row(pred_ids, labels, ignore_index, buggy_ids)
         ctx = self.context(record)
         code = self.code_check(ctx, pred_hunks, ref_hunks)
+        specials = special_tokens_of(pred_hunks)
+        if specials and not code.excluded:
+            # The decoded text is not what the model wrote: no code tier can be reached.
+            code = replace(code, syntax=None if code.syntax is None else False, compiles=False,
+                           ast_match=False, reason=special_reason(specials))
         resolved, reason, outcomes = self.test(ctx, code, pred_hunks)
         tier = -1 if code.excluded else tiers_reached(code, resolved)
         return RowResult(
@@ -123,6 +132,7 @@ class RowScorer:
             tier=tier,
             tier_score=None if tier < 0 else tier_score(tier, self.weights),
             has_env=isinstance(ctx, RowContext),
+            special_tokens=list(specials),
         )
 
     @staticmethod
@@ -143,6 +153,8 @@ class RowScorer:
             return None, "tests disabled (eval.run_tests: false)", {}
         if len(pred_hunks) != len(ctx.hunks):
             return False, f"prediction has {len(pred_hunks)} hunks, expected {len(ctx.hunks)}", {}
+        if code.reason:
+            return False, f"not run: {code.reason}", {}
         if code.compiles is not True:
             # The spliced module does not compile, so importing it fails: no run needed.
             return False, "does not compile in its file", {}

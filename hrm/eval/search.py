@@ -11,6 +11,7 @@ and their probabilities per position (`SourceView`) and q_halt; samples are draw
 batch's logits exist and kept as ids (`Sample`).
 
 Verifier (`verify`), reference-free: it never reads the reference fix (`Hunk.fixed_text`).
+  - A candidate holding special tokens inside its target (`hrm.eval.decoding`) fails.
   - With an environment: the candidate is spliced into its BUGGY file (the pristine tree plus
     the bug patch) and the file must compile; then the instance's test harness runs
     (FAIL_TO_PASS + the seeded PASS_TO_PASS sample) and every test must pass. PASS_TO_PASS tests
@@ -39,6 +40,7 @@ import numpy as np
 
 from hrm.config import SearchConfig
 from hrm.eval.code_checks import files_compile
+from hrm.eval.decoding import special_reason, special_tokens_of
 from hrm.eval.execution import RowContext
 from hrm.eval.fragments import compiles, is_blank, reference_wrapper
 
@@ -125,6 +127,8 @@ def verify(ctx: RowContext | str, hunks: list[str], q_halt: float, scorer,
     """Reference-free verdict on a candidate (see the module docstring). `buggy_hunks`: the
     row's buggy regions (used without an environment)."""
     q_prob = _q_prob(q_halt)
+    if special_tokens_of(hunks):  # not what the model wrote: never verified as code
+        return Verdict(False, (0.0, 0.0, q_prob), special_reason(special_tokens_of(hunks)))
     if isinstance(ctx, RowContext):
         if len(hunks) != len(ctx.hunks):
             return Verdict(False, (0.0, 0.0, q_prob), f"{len(hunks)} hunks, expected {len(ctx.hunks)}")

@@ -3,12 +3,10 @@ does not, and hostile predictions fail with a reason inside the sandbox's limits
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,20 +61,96 @@ def test_truncated_target_has_no_file_context(tenacity_scorer, tenacity_rows):
     assert row.has_env is False and row.resolved is None and row.code.context == "fragment"
 
 
-def _tree_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        if p.is_file() and ".git" not in p.parts:
-            h.update(str(p.relative_to(path)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
+HOSTILE_TIMEOUT_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def hostile(tenacity_env, instances):
+    """Score a hostile prediction: the given code prepended to the first line of the buggy
+    tenacity/__init__.py (so it runs when the tests import tenacity), through the row scorer
+    and a fresh execution tier with a 5 s timeout. Returns (row, seconds)."""
+    env, cfg = tenacity_env
+    cfg = cfg.model_copy(update={"timeout_s": HOSTILE_TIMEOUT_S})
+    inst = next(i for i in instances if i.repo == TENACITY and "func_pm" in i.instance_id)
+    with env.working_copy() as tree:
+        env.apply_patch(tree, inst.patch)
+        first = (tree / "tenacity/__init__.py").read_text().splitlines(keepends=True)[0]
+    rec = _Record(inst.instance_id, inst.repo, [Hunk("tenacity/__init__.py", 1, first, first,
+                                                     "<module>")])
+    scorer = RowScorer([0.1, 0.2, 0.3, 0.4], ExecutionTier(cfg, {inst.instance_id: inst}, 1),
+                       run_tests=True)
+    pred, labels, buggy = _tokens_dummy()
+
+    def score(code: str):
+        start = time.time()
+        row = scorer.score(rec, pred, labels, -100, buggy, [code + first], [first])
+        took = time.time() - start
+        assert row.code.compiles is True and row.has_env  # it really ran in the sandbox
+        assert row.resolved is False and row.tier == 2, row.test_reason
+        assert took < HOSTILE_TIMEOUT_S + 20, f"took {took:.0f}s"
+        return row, took
+
+    return score
+
+
+@pytest.fixture(scope="module")
+def cache_before(tenacity_env):
+    """Hash of the whole cached environment (pristine tree AND venv) before hostile runs."""
+    from tests.envs.conftest import hash_tree
+
+    return hash_tree(tenacity_env[0].root)
+
+
+def _cache_unchanged(tenacity_env, before: str) -> None:
+    from tests.envs.conftest import hash_tree
+
+    assert hash_tree(tenacity_env[0].root) == before, "the cached environment changed"
 
 
 @pytest.mark.slow
-def test_hostile_predictions_are_contained(tenacity_env, instances, tmp_path):
-    env, cfg = tenacity_env
-    cfg = cfg.model_copy(update={"timeout_s": 5.0})
-    inst = next(i for i in instances if i.repo == TENACITY and "func_pm" in i.instance_id)
+def test_hostile_infinite_loop_times_out(hostile, tenacity_env, cache_before):
+    row, took = hostile("while True:\n    pass\n")
+    assert row.test_reason.startswith("wall-clock timeout"), row.test_reason
+    assert set(row.test_outcomes.values()) == {"timeout"}
+    assert took >= HOSTILE_TIMEOUT_S  # ended by the limit, not by something else
+    _cache_unchanged(tenacity_env, cache_before)
+
+
+@pytest.mark.slow
+def test_hostile_fork_bomb_hits_the_process_limit(hostile, tenacity_env, cache_before):
+    """Children that stay alive fill envs.max_processes; the next fork fails with EAGAIN
+    (RLIMIT_NPROC), the import fails, and the reason says so; no timeout involved."""
+    row, _ = hostile("import os\nimport time\nwhile True:\n    if os.fork() == 0:\n"
+                     "        time.sleep(60)\n        os._exit(0)\n")
+    assert "process limit reached: fork failed with EAGAIN" in row.test_reason, row.test_reason
+    assert "timeout" not in row.test_reason
+    assert "not passing" in row.test_reason
+    _cache_unchanged(tenacity_env, cache_before)
+
+
+@pytest.mark.slow
+def test_hostile_classic_fork_bomb_is_killed(hostile, tenacity_env, cache_before):
+    """Every process forking forever: held at the process limit, killed at the timeout with
+    its whole PID namespace."""
+    row, _ = hostile("import os\nwhile True:\n    os.fork()\n")
+    assert row.test_reason.startswith("wall-clock timeout"), row.test_reason
+    _cache_unchanged(tenacity_env, cache_before)
+
+
+@pytest.mark.slow
+def test_hostile_100mb_output_is_capped(hostile, tenacity_env, cache_before):
+    row, _ = hostile("import os\nfor _ in range(100):\n    os.write(1, b'x' * 1_000_000)\n")
+    assert "output capped at envs.max_output_kb=" in row.test_reason, row.test_reason
+    assert "(truncated)" in row.test_reason
+    _cache_unchanged(tenacity_env, cache_before)
+
+
+@pytest.mark.slow
+def test_hostile_writes_deletes_and_network_fail(hostile, tenacity_env, cache_before, tmp_path):
+    """Writing and deleting outside the working tree and connecting to a listening host port:
+    every attempt is refused (the import then fails on purpose, reporting what happened), the
+    row fails with the tests not passing, and the host files, the port and the cache are
+    untouched."""
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
     outside = tmp_path / "written_by_prediction.txt"
@@ -96,41 +170,25 @@ def test_hostile_predictions_are_contained(tenacity_env, instances, tmp_path):
                 continue
 
     threading.Thread(target=accept, daemon=True).start()
-    # Effects that would not end the run share one prediction (each attempt guarded, so one
-    # refused attempt does not stop the next); the loop and the fork bomb end it, alone each.
-    effects = (
-        f"try:\n    open({str(outside)!r}, 'w').write('x')\nexcept OSError:\n    pass\n"
-        f"try:\n    os.remove({str(victim)!r})\nexcept OSError:\n    pass\n"
-        f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
+    code = (
+        "import os\nimport socket\n_done = []\n"
+        f"try:\n    open({str(outside)!r}, 'w').write('x')\n    _done.append('write')\n"
         "except OSError:\n    pass\n"
-        "for _ in range(100):\n    os.write(1, b'x' * 1_000_000)\n"
+        f"try:\n    os.remove({str(victim)!r})\n    _done.append('delete')\n"
+        "except OSError:\n    pass\n"
+        f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
+        "    _done.append('connect')\nexcept OSError:\n    pass\n"
+        "raise ImportError(f'hostile prediction done: {_done}')\n"
     )
-    hostile = {
-        "infinite loop": "while True:\n    pass\n",
-        "fork bomb": "import os\nwhile True:\n    os.fork()\n",
-        "file damage, network, 100 MB output": "import os\nimport socket\n" + effects,
-    }
-    pristine_before = _tree_digest(env.pristine)
-    with env.working_copy() as tree:
-        env.apply_patch(tree, inst.patch)
-        first = (tree / "tenacity/__init__.py").read_text().splitlines(keepends=True)[0]
-    hunk = Hunk("tenacity/__init__.py", 1, first, first, "<module>")
-    rec = _Record(inst.instance_id, inst.repo, [hunk])
-    tier = ExecutionTier(cfg, {inst.instance_id: inst}, 1)
-    scorer = RowScorer([0.1, 0.2, 0.3, 0.4], tier, run_tests=True)
-    pred, labels, buggy = _tokens_dummy()
-    for name, code in hostile.items():
-        start = time.time()
-        row = scorer.score(rec, pred, labels, -100, buggy, [code + first], [first])
-        took = time.time() - start
-        assert row.code.compiles is True, name
-        assert row.resolved is False and row.test_reason, name
-        assert took < cfg.timeout_s + 20, f"{name} took {took:.0f}s"
+    row, _ = hostile(code)
+    assert "tests not passing: " in row.test_reason and "limit" not in row.test_reason, \
+        row.test_reason
+    assert set(row.test_outcomes.values()) <= {"missing", "error", "failed"}
     assert victim.read_text() == "keep me"
     assert not outside.exists()
     assert connections == []
-    assert _tree_digest(env.pristine) == pristine_before
     server.close()
+    _cache_unchanged(tenacity_env, cache_before)
 
 
 @pytest.mark.slow
@@ -150,3 +208,82 @@ def test_order_dependent_pass_to_pass_does_not_fail_the_fix(tenacity_env, instan
         "tests/test_asyncio.py::TestContextManager::test_reraise"]
     copy = tier.run(ctx, [h.buggy_text for h in hunks])
     assert copy.resolved is False and "ignored" not in copy.reason
+
+
+def _unconfined(monkeypatch) -> None:
+    """The isolation probe as on a host without user namespaces, not root (only what the
+    execution tier reads; the sandbox itself is not touched)."""
+    import hrm.eval.execution as execution
+    from hrm.envs.sandbox import Isolation
+
+    monkeypatch.setattr(execution, "isolation_for",
+                        lambda limits: Isolation(None, None, [], "sitecustomize-net+unconfined-fs"))
+
+
+def test_unconfined_sandbox_refuses_to_run_predictions(tenacity_env, tenacity_rows, instances,
+                                                      monkeypatch):
+    from hrm.eval.metrics import row_metrics
+
+    _unconfined(monkeypatch)
+    _env, cfg = tenacity_env
+    tier = ExecutionTier(cfg, {i.instance_id: i for i in instances}, 1)
+    scorer = RowScorer([0.1, 0.2, 0.3, 0.4], tier, run_tests=True)
+    pred, labels, buggy = _tokens_dummy()
+    rows = []
+    for _inst, rec in tenacity_rows:
+        refs = [h.fixed_text for h in rec.hunks]
+        start = time.time()
+        row = scorer.score(rec, pred, labels, -100, buggy, refs, refs)  # the oracle
+        assert time.time() - start < 1.0  # refused, not run
+        assert row.has_env and row.code.compiles is True
+        assert row.resolved is False and row.test_outcomes == {}
+        assert row.test_reason.startswith("not run: unconfined sandbox (isolation "
+                                          "sitecustomize-net+unconfined-fs"), row.test_reason
+        assert row.tier == 3  # syntax, compile and AST reached; tests not
+        rows.append(row)
+    m = row_metrics(rows, tests_enabled=True)
+    assert m["resolved_rate"] == 0.0 and m["resolved_rows_without_env"] == 0.0
+
+
+@pytest.mark.slow
+def test_unconfined_sandbox_runs_when_allowed(tenacity_env, tenacity_rows, instances,
+                                              monkeypatch, eval_params):
+    from hrm.eval.search import verify
+
+    _unconfined(monkeypatch)
+    _env, cfg = tenacity_env
+    inst, rec = tenacity_rows[0]
+    refs = [h.fixed_text for h in rec.hunks]
+    denied = ExecutionTier(cfg, {inst.instance_id: inst}, 1)
+    scorer = RowScorer([0.1, 0.2, 0.3, 0.4], denied, run_tests=True)
+    # the search verifier goes through the same tier: refused too, so never "passes"
+    verdict = verify(scorer.context(rec), refs, 5.0, scorer, [h.buggy_text for h in rec.hunks])
+    assert verdict.passes is False and "unconfined sandbox" in verdict.reason
+    assert eval_params.eval.allow_unconfined_execution is False  # the default refuses
+    allowed = ExecutionTier(cfg, {inst.instance_id: inst}, 1, allow_unconfined=True)
+    row = RowScorer([0.1, 0.2, 0.3, 0.4], allowed, run_tests=True).score(
+        rec, *_tokens_dummy()[:2], -100, _tokens_dummy()[2], refs, refs)
+    assert row.resolved is True and row.test_outcomes, row.test_reason
+
+
+def test_limit_notes_name_the_limit(tenacity_env):
+    from types import SimpleNamespace
+
+    from hrm.eval.execution import limit_notes
+
+    _env, cfg = tenacity_env
+
+    def notes(output="", truncated=False, timed_out=False):
+        run = SimpleNamespace(output=output, output_truncated=truncated, timed_out=timed_out)
+        return limit_notes(run, cfg)
+
+    eagain = "E   BlockingIOError: [Errno 11] Resource temporarily unavailable\n"
+    assert notes() == ()
+    # EAGAIN on a non-blocking socket is no process limit; on a fork or a thread start it is
+    assert notes("    sock.recv(1)\n" + eagain) == ()
+    assert notes("    os.fork()\n" + eagain)[0].startswith("process limit reached")
+    assert notes("RuntimeError: can't start new thread")[0].startswith("process limit reached")
+    assert notes("OSError: [Errno 27] File too large")[0].startswith("file-size limit reached")
+    assert notes(truncated=True) == (
+        f"output capped at envs.max_output_kb={cfg.max_output_kb} KB (truncated)",)
+    assert notes(timed_out=True)[0].startswith("wall-clock timeout")

@@ -259,32 +259,3 @@ def test_search_runner_runs_the_model_twice_per_batch_and_keeps_no_full_logits(
         widths |= {a.shape[-1] for a in arrays if a.ndim == 2}
         assert all(a.shape[0] == data.inputs.shape[1] - start for a in arrays)
     assert widths == {2} and vocab > 2
-
-
-def test_eval_loss_is_the_training_loss_kind(built, eval_params):
-    """With `model.loss: stablemax`, eval `loss` equals training's `train_eval_lm_loss` on the
-    same rows (and differs from softmax cross-entropy)."""
-    import torch
-
-    from hrm.eval.model_pass import pass_metrics, run_model_pass
-    from hrm.model import build_model
-    from hrm.model.inference import run_inference
-    from hrm.model.losses import token_losses
-    from hrm.sequences import load_split
-    from hrm.train.data import TrainArrays
-    from hrm.train.loop import evaluate_arrays
-
-    torch.manual_seed(0)
-    data = load_split(built / "seq", "val")
-    mcfg = eval_params.model.model_copy(update={"loss": "stablemax"})
-    model = build_model(mcfg, data.meta.vocab_size, data.meta.seq_len, "cpu")
-    mp = run_model_pass(model, data.inputs, data.labels, ignore_index=data.meta.ignore_index,
-                        batch_size=8, halt_on_q=False, ablation=False)
-    loss = pass_metrics(mp)["loss"]
-    train = evaluate_arrays(model, TrainArrays(data.inputs, data.labels, data.meta.vocab_size),
-                            8, "stablemax")["train_eval_lm_loss"]
-    assert loss == pytest.approx(train, rel=1e-5)
-    labels = torch.as_tensor(data.labels)
-    out = run_inference(model, data.inputs)
-    softmax = float(token_losses(out.logits, labels, "softmax").sum() / (labels != -100).sum())
-    assert abs(softmax - loss) > 1e-3

@@ -19,8 +19,9 @@ def test_oracle_model_resolves_tenacity_rows(built, eval_params, tenacity_scorer
     import torch
 
     import hrm.eval.evaluate as evaluate_mod
+    from hrm.eval.decoding import decode_prediction
     from hrm.model import build_model
-    from hrm.sequences import decode_target, load_split
+    from hrm.sequences import load_split
     from hrm.tokenizer import load_tokenizer
 
     tok = load_tokenizer(built / "tok")
@@ -54,7 +55,7 @@ def test_oracle_model_resolves_tenacity_rows(built, eval_params, tenacity_scorer
     model.register_forward_hook(oracle)
     logged = []
     monkeypatch.setattr(evaluate_mod, "_log", lambda *a: logged.append(a))
-    decode = lambda ids: decode_target(tok, ids[start:])  # noqa: E731
+    decode = lambda ids: decode_prediction(tok, ids[start:])  # noqa: E731
     search = eval_params.eval.search.model_copy(update={"alternative_positions": 0})
     params = eval_params.model_copy(update={"eval": eval_params.eval.model_copy(
         update={"search": search})})
