@@ -352,7 +352,7 @@ class TrainConfig(_Section):
     """EMA of weights (None: off)."""
 
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Autocast dtype; fp16 uses a grad scaler (CUDA only)."""
+    """Autocast dtype; fp16 uses a grad scaler (on CUDA; on CPU it works but warns that it is no faster)."""
 
     deterministic: bool = False
     """Deterministic algorithms (tests, exact resume)."""

@@ -15,14 +15,16 @@ import torch
 HISTORY_COLUMNS = (
     "phase", "epoch", "step", "loss", "lm_loss", "q_halt_loss", "q_continue_loss", "token_accuracy",
     "exact_accuracy", "q_halt_accuracy", "act_steps", "lr", "tokens_per_s", "wall_time_s",
-    "val_lm_loss", "val_token_accuracy", "val_exact_accuracy",
+    "val_lm_loss", "val_token_accuracy", "val_exact_accuracy", "skipped_steps",
 )
 """The `val_*` columns hold the clean evaluation of the val split (`train.val_every_epochs`); they
-are empty in epochs without a val pass, and throughout when it is off or there is no val split."""
+are empty in epochs without a val pass, and throughout when it is off or there is no val split.
+`skipped_steps`: optimizer steps of the epoch that fp16's GradScaler skipped on a gradient
+overflow (0 without fp16)."""
 
 # Order of the sums in an accumulator tensor (summed across ranks with one all_reduce).
 _SUMS = ("loss", "lm_loss", "q_halt_loss", "q_continue_loss", "steps", "tok_correct", "tok_total",
-         "seq_correct", "seq_total", "q_correct", "act_steps", "tokens")
+         "seq_correct", "seq_total", "q_correct", "act_steps", "tokens", "skipped_steps")
 
 
 class EpochAccumulator:
@@ -39,7 +41,9 @@ class EpochAccumulator:
         return {"sums": self.sums.clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.sums = state["sums"].clone()
+        sums = state["sums"].clone()
+        # Checkpoints written before a sum was added hold a shorter vector: the new sums start at 0.
+        self.sums = torch.cat([sums, torch.zeros(len(_SUMS) - len(sums), dtype=sums.dtype)])
 
     @staticmethod
     def row(sums: torch.Tensor, **extra) -> dict:
@@ -58,6 +62,7 @@ class EpochAccumulator:
             "q_halt_accuracy": ratio("q_correct", "seq_total"),
             "act_steps": ratio("act_steps", "seq_total"),
             "tokens": s["tokens"],
+            "skipped_steps": round(s["skipped_steps"]),
         }
         row.update(extra)
         return row

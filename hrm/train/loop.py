@@ -36,6 +36,31 @@ class NonFiniteLoss(StepFailed):
     """Training produced a NaN/inf loss or gradient; the last good checkpoint was kept."""
 
 
+def step_verdict(loss_finite: bool, grads_finite: bool, scaler_enabled: bool) -> str:
+    """What one optimizer step does with its (all-rank) finiteness checks.
+
+    "fatal": stop training (NonFiniteLoss). A non-finite LOSS is always fatal; without a grad
+        scaler a non-finite gradient is too (fp32/bf16 gradients have no reason to overflow).
+    "skip": fp16 with GradScaler and an inf/nan gradient after unscaling: routine overflow of the
+        scaled gradients; `scaler.step` skips the update and `scaler.update` lowers the scale
+        (counted in the history's `skipped_steps`).
+    "step": apply the update.
+    """
+    if not loss_finite:
+        return "fatal"
+    if grads_finite:
+        return "step"
+    return "skip" if scaler_enabled else "fatal"
+
+
+def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """The fp16 grad scaler (torch's defaults: initial scale 2**16, halved on overflow, doubled
+    after 2000 clean steps); None for fp32/bf16."""
+    if precision != "fp16":
+        return None
+    return torch.amp.GradScaler(device.type)
+
+
 @dataclass
 class StepInfo:
     """What the per-step hook sees (tests use it to stop a run or to corrupt weights)."""
@@ -110,8 +135,11 @@ def keep_freed_memory() -> bool:
 def autocast_context(precision: str, device: torch.device):
     if precision == "fp32":
         return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise InputError("train.precision=fp16 needs CUDA (use bf16 on CPU)")
+    if precision == "fp16" and device.type == "cpu":
+        warnings.warn("train.precision=fp16 on CPU: autocast and GradScaler work here (tests use them), but "
+                      "fp16 matmuls are not faster than fp32 on CPUs; use fp32 or bf16", stacklevel=2)
+    elif precision == "fp16" and device.type != "cuda":
+        raise InputError(f"train.precision=fp16 needs CUDA or CPU, not {device.type}")
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         warnings.warn("train.precision=bf16 on a CPU without bf16 matrix instructions (avx512_bf16/amx_bf16): "
                       "oneDNN emulates bf16 matmuls, which runs far slower than fp32; use fp32 here",
@@ -267,13 +295,14 @@ def train_phase(
     optimizer = build_optimizer(model, cfg, phase.lr)
     schedule = LRSchedule(phase.lr, phase.warmup_steps, cfg.min_lr_ratio)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
-    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+    scaler = make_grad_scaler(cfg.precision, device)
     explore_gen = torch.Generator().manual_seed(seed * 7919 + ctx.rank)
     feeder = RowFeeder(arrays, phase, seed, ctx.rank, ctx.world)
     carry = model.initial_carry(local_batch, device)
     acc = EpochAccumulator()
     history: list[dict] = []
     step = 0
+    skipped = 0  # fp16 steps GradScaler skipped (overflow) in this phase
     consumed = 0  # examples loaded into rows this phase (this rank)
     start_epoch = 0  # global epoch counter before this phase
     elapsed_before = 0.0
@@ -307,6 +336,7 @@ def train_phase(
         if scaler is not None and state.get("scaler") is not None:
             scaler.load_state_dict(state["scaler"])
         step, start_epoch, history = int(state["step"]), int(state["start_epoch"]), list(state["history"])
+        skipped = int(state.get("skipped_steps", 0))
         elapsed_before = float(state.get("wall_time_s", 0.0))
         ranks = state["rank_states"]
         if len(ranks) == ctx.world:
@@ -391,6 +421,7 @@ def train_phase(
             state = {
                 "phase": phase.name,
                 "step": step,
+                "skipped_steps": skipped,
                 "start_epoch": start_epoch,
                 "global_epoch": start_epoch + feeder.epoch,
                 "model": model.state_dict(),
@@ -441,16 +472,24 @@ def train_phase(
         # Losses are local partial sums; the global value is their sum over ranks.
         reduced = ctx.all_sum(torch.stack([parts.total.detach(), parts.lm.detach(), parts.q_halt.detach(),
                                            parts.q_continue.detach()]).double().cpu() / ctx.world)
-        finite = ctx.all_min(float(torch.isfinite(reduced).all() and torch.isfinite(grad_norm)))
-        if finite < 1.0:
+        # One collective for both checks: 2 = loss and gradients finite, 1 = loss only, 0 = loss not.
+        loss_ok, grads_ok = bool(torch.isfinite(reduced).all()), bool(torch.isfinite(grad_norm))
+        finite = ctx.all_min(float(loss_ok) * (1.0 + float(grads_ok)))
+        verdict = step_verdict(finite >= 1.0, finite >= 2.0, scaler is not None)
+        if verdict == "fatal":
             bar.close()
             where = f"phase {phase.name}, step {step + 1}, epoch {start_epoch + feeder.epoch + 1}"
             kept = f"last good checkpoint kept: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
             raise NonFiniteLoss(f"non-finite loss or gradient at {where} (loss={reduced[0].item()}, "
                                 f"grad_norm={float(grad_norm)}); training stopped, {kept}")
         if scaler is not None:
+            # On overflow (verdict "skip") scaler.step leaves the weights and optimizer state alone
+            # (unscale_ recorded the inf) and update() halves the scale.
             scaler.step(optimizer)
             scaler.update()
+            if verdict == "skip":
+                skipped += 1
+                acc.add("skipped_steps", 1.0 / ctx.world)
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -517,8 +556,8 @@ def train_phase(
     if final_eval and ctx.is_main:
         summary.update(evaluate_arrays(eval_weights(), arrays, local_batch * ctx.world, model_cfg.loss))
     if ctx.is_main:
-        summary.update(phase_steps=step, world_size=ctx.world, precision=cfg.precision,
-                       checkpoint=str(last_ckpt) if last_ckpt else None)
+        summary.update(phase_steps=step, phase_skipped_steps=skipped, world_size=ctx.world,
+                       precision=cfg.precision, checkpoint=str(last_ckpt) if last_ckpt else None)
         write_history(out_dir, history)
         write_summary(out_dir, summary)
     return PhaseResult(out_dir, history, summary, last_ckpt, step_losses)

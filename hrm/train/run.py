@@ -34,7 +34,10 @@ def run_phase(
     resume: str = "none",
     track: bool = True,
 ) -> PhaseResult:
-    """Load the train split, train one phase, log it to MLflow under `train:<phase>`.
+    """Load the train split, train one phase, log it to MLflow under `train:<phase>`: a nested run
+    of the pipeline's parent run with params, system tags, per-epoch metrics (step = global
+    epoch), and artifacts: config.json, history.csv/json, summary.json, the final checkpoint and
+    its manifest (`checkpoint/`), and the tokenizer's tokenizer.json + meta.json (`tokenizer/`).
 
     With `train.val_every_epochs` on, the `val` split of the same sequences is evaluated per epoch
     (history `val_*` columns, MLflow metrics at step = global epoch); a sequences dir without val
@@ -46,7 +49,7 @@ def run_phase(
     import torch
 
     from hrm.sequences import check_tokenizer, load_meta
-    from hrm.tokenizer import tokenizer_fingerprint
+    from hrm.tokenizer import META_FILE, TOKENIZER_FILE, tokenizer_fingerprint
 
     out_dir = Path(out_dir)
     _, phase = _phase_index(params, phase_name)
@@ -73,7 +76,9 @@ def run_phase(
                            "data.val_examples": str(0 if val_arrays is None else
                                                     min(len(val_arrays.inputs), params.train.val_max_rows or 10**12)),
                            "data.seq_len": str(arrays.seq_len), "data.vocab_size": str(arrays.vocab_size)})
-        mlflow.set_tags({"hrm.phase": phase_name, "sys.torch": torch.__version__,
+        mlflow.set_tags({"hrm.phase": phase_name,
+                         "hrm.tokenizer_fingerprint": tokenizer_fingerprint(tokenizer_dir),
+                         "sys.torch": torch.__version__,
                          "sys.python": platform.python_version(), "sys.platform": platform.platform(),
                          "sys.cpu_count": str(os.cpu_count()), "sys.cuda": str(torch.cuda.is_available()),
                          "sys.world_size": os.environ.get("WORLD_SIZE", "1")})
@@ -92,6 +97,11 @@ def run_phase(
                                            "phase": phase_name}, indent=2))
         for name in ("config.json", "history.csv", "history.json", "summary.json"):
             mlflow.log_artifact(str(out_dir / name))
+        # The tokenizer the token ids mean something under (a few hundred KiB): tokenizer.json and
+        # its meta.json, so a run's checkpoint can be decoded from MLflow alone.
+        for name in (TOKENIZER_FILE, META_FILE):
+            if (Path(tokenizer_dir) / name).is_file():
+                mlflow.log_artifact(str(Path(tokenizer_dir) / name), artifact_path="tokenizer")
         if result.checkpoint is not None:
             mlflow.log_artifact(str(result.checkpoint), artifact_path="checkpoint")
             mlflow.log_artifact(str(result.checkpoint.with_suffix(".json")), artifact_path="checkpoint")

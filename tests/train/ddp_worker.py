@@ -1,7 +1,9 @@
 """Worker launched by torchrun in the DDP test (not collected: no test_ prefix).
 
 Trains the tiny profile's foundation phase on synthetic arrays (with the per-epoch val pass) and
-saves the final weights and history.
+saves the final weights and history. Optional arguments: `stop_at=N` ends the run after optimizer
+step N (every rank, like a kill; nothing is saved but the checkpoints), `resume=auto` continues
+the phase from the newest checkpoint in the out dir.
 """
 
 from __future__ import annotations
@@ -23,14 +25,29 @@ from hrm.train.distributed import (
 )
 
 
-def main(params_file: str, out_dir: str) -> None:
+class Stopped(Exception):
+    pass
+
+
+def main(params_file: str, out_dir: str, *options: str) -> None:
     import os
+
+    opts = dict(o.split("=", 1) for o in options)
+    stop_at = int(opts.get("stop_at", 0))
+
+    def stop(info) -> None:
+        if info.step == stop_at:
+            raise Stopped
 
     params = load_params(params_file)
     # The val pass runs on rank 0 only, between the epoch end and the checkpoint's gather.
-    result = train_phase(params, "foundation", synthetic_arrays(n=32), out_dir, final_eval=False, progress=False,
-                         val_arrays=synthetic_arrays(n=8, seed=1))
-    if int(os.environ.get("RANK", "0")) == 0:
+    try:
+        result = train_phase(params, "foundation", synthetic_arrays(n=32), out_dir, final_eval=False,
+                             progress=False, val_arrays=synthetic_arrays(n=8, seed=1),
+                             resume=opts.get("resume", "none"), on_step=stop if stop_at else None)
+    except Stopped:
+        result = None
+    if result is not None and int(os.environ.get("RANK", "0")) == 0:
         torch.save({"losses": result.step_losses, "history": result.history,
                     "model": torch.load(result.checkpoint, weights_only=False)["model"]},
                    Path(out_dir) / "final.pt")
@@ -41,4 +58,4 @@ def main(params_file: str, out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])
