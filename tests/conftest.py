@@ -25,11 +25,16 @@ for _var, _value in {
 
 
 def pytest_collection_modifyitems(config, items):
-    """Hub tests run only with HRM_TEST_HUB=1; CUDA tests only where CUDA exists."""
+    """Hub tests run only with HRM_TEST_HUB=1, heavy ones with HRM_TEST_HEAVY=1; CUDA tests
+    only where CUDA exists."""
     skip_hub = pytest.mark.skip(reason="hub access is opt-in: set HRM_TEST_HUB=1")
+    skip_heavy = pytest.mark.skip(reason="minutes-long run, figure recorded in BENCHMARKS.md: "
+                                         "set HRM_TEST_HEAVY=1 to run it")
     for item in items:
         if "hub" in item.keywords and os.environ.get("HRM_TEST_HUB") != "1":
             item.add_marker(skip_hub)
+        if "heavy" in item.keywords and os.environ.get("HRM_TEST_HEAVY") != "1":
+            item.add_marker(skip_heavy)
         if "cuda" in item.keywords:
             import torch
 

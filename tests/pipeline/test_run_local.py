@@ -77,7 +77,9 @@ def test_run_local_promotes_through_the_cli(sample_path: Path, tiny_params_file:
 
     # The run's own sqlite registry: `champion` points at the refinement checkpoint's version.
     assert recorded["tracking_uri"] == f"sqlite:///{out / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=recorded["tracking_uri"])
+    # registry_uri too: without it the client falls back to the process-wide registry URI that
+    # earlier tests in the same session set (another database with its own champion).
+    client = MlflowClient(tracking_uri=recorded["tracking_uri"], registry_uri=recorded["tracking_uri"])
     champion = client.get_model_version_by_alias(raw["gate"]["model_name"], raw["gate"]["alias"])
     assert champion.tags["gate"] == "promoted"
     final = next(c for c in checkpoints if "train-phase-3" in str(c))

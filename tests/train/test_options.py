@@ -153,6 +153,7 @@ def test_adam_atan2_train_phase(tiny_params, arrays, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # inductor's cold compile: about 35 s here
 @pytest.mark.filterwarnings("ignore:Torchinductor does not support code generation for complex")
 def test_compiled_train_phase_matches_eager(tiny_params, arrays, tmp_path):
     """model.compile: a short phase with inductor-compiled H/L modules gives the eager losses.
