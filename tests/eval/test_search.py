@@ -51,6 +51,18 @@ def _decoder(tok, start):
     return lambda ids: decode_target(tok, ids[start:])
 
 
+
+def _scored(data, mp, tok, start):
+    """The greedy rows of a model pass, scored statically: (decode, scorer, buggy, refs, rows)."""
+    ignore = data.meta.ignore_index
+    decode = _decoder(tok, start)
+    scorer = RowScorer([0.1, 0.2, 0.3, 0.4], None, run_tests=True)
+    buggy = [target_ids([h.buggy_text for h in r.hunks], tok) for r in data.records]
+    refs = [decode(row) for row in data.labels]
+    rows = [scorer.score(r, mp.pred_ids[i], data.labels[i], ignore, buggy[i],
+                         decode(mp.pred_ids[i]), refs[i]) for i, r in enumerate(data.records)]
+    return decode, scorer, buggy, refs, rows
+
 def test_oracle_candidate_source_scores_one_and_converges(built):
     from hrm.sequences import load_split
     from hrm.tokenizer import load_tokenizer
@@ -110,12 +122,7 @@ def test_untrained_model_search_scores_about_zero(built, eval_params):
     model = build_model(eval_params.model, data.meta.vocab_size, data.meta.seq_len, "cpu")
     mp = run_model_pass(model, data.inputs, data.labels, ignore_index=ignore,
                         batch_size=eval_params.eval.batch_size, halt_on_q=False, ablation=False)
-    decode = _decoder(tok, start)
-    scorer = RowScorer([0.1, 0.2, 0.3, 0.4], None, run_tests=True)
-    buggy = [target_ids([h.buggy_text for h in r.hunks], tok) for r in data.records]
-    refs = [decode(row) for row in data.labels]
-    rows = [scorer.score(r, mp.pred_ids[i], data.labels[i], ignore, buggy[i],
-                         decode(mp.pred_ids[i]), refs[i]) for i, r in enumerate(data.records)]
+    decode, scorer, buggy, refs, rows = _scored(data, mp, tok, start)
     outcomes, m = run_search(model, data, mp, rows, decode, buggy, refs, scorer, eval_params)
     assert len(outcomes) == len(data)
     assert m["greedy_pass_rate"] <= 0.1 and m["swe_search_score"] <= 0.1
@@ -236,12 +243,7 @@ def test_search_runner_runs_the_model_twice_per_batch_and_keeps_no_full_logits(
         update={"batch_size": 8})})
     mp = run_model_pass(model, data.inputs, data.labels, ignore_index=ignore, batch_size=8,
                         halt_on_q=False, ablation=False)
-    decode = _decoder(tok, start)
-    scorer = RowScorer([0.1, 0.2, 0.3, 0.4], None, run_tests=True)
-    buggy = [target_ids([h.buggy_text for h in r.hunks], tok) for r in data.records]
-    refs = [decode(row) for row in data.labels]
-    rows = [scorer.score(r, mp.pred_ids[i], data.labels[i], ignore, buggy[i],
-                         decode(mp.pred_ids[i]), refs[i]) for i, r in enumerate(data.records)]
+    decode, scorer, buggy, refs, rows = _scored(data, mp, tok, start)
     calls, seen = [], []
     real_run, real_row = inference.run_inference, runner.search_row
     monkeypatch.setattr(inference, "run_inference",

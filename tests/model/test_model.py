@@ -121,13 +121,18 @@ def test_flash_backend_with_fp32_inputs_computes_with_sdpa(small_cfg, ids):
     assert torch.equal(run_inference(model, ids).logits, sdpa)
 
 
-@pytest.mark.cuda
-def test_flash_fp32_inference_and_bf16_backward_on_cuda(small_cfg, ids):
+def _flash_model(small_cfg):
+    """(config, model) with the flash backend on CUDA; skips where flash-attn is absent."""
     if not flash_available():
         pytest.skip("flash-attn not installed")
     cfg = small_cfg.model_copy(update={"attention": "flash"})
     torch.manual_seed(0)
-    model = build_model(cfg, VOCAB, SEQ, "cuda")
+    return cfg, build_model(cfg, VOCAB, SEQ, "cuda")
+
+
+@pytest.mark.cuda
+def test_flash_fp32_inference_and_bf16_backward_on_cuda(small_cfg, ids):
+    cfg, model = _flash_model(small_cfg)
     fp32 = run_inference(model, ids.cuda()).logits  # outside autocast: computed by SDPA
     assert torch.isfinite(fp32).all()
     block = next(m for m in model.modules() if isinstance(m, Attention))
@@ -148,11 +153,7 @@ def test_flash_fp32_inference_and_bf16_backward_on_cuda(small_cfg, ids):
 
 @pytest.mark.cuda
 def test_flash_matches_sdpa(small_cfg, ids):
-    if not flash_available():
-        pytest.skip("flash-attn not installed")
-    cfg = small_cfg.model_copy(update={"attention": "flash"})
-    torch.manual_seed(0)
-    model = build_model(cfg, VOCAB, SEQ, "cuda")
+    _, model = _flash_model(small_cfg)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         flash = run_inference(model, ids.cuda()).logits
         model.core.set_attention_backend("sdpa")
