@@ -1,8 +1,8 @@
 """Training throughput and utilisation of the HRM on this machine (not part of the test suite).
 
 For each config (the params.yaml cpu profile, and the reference config: hidden 256, 4 heads,
-2+2 layers, 2x2 cycles, seq 512, batch 8, vocab 4096, bootstrapped q_continue) and each
-precision (fp32, bf16 autocast) it reports:
+2+2 layers, 2x2 cycles, seq 512, batch 8, vocab 4096, bootstrapped q_continue, both with their
+`model.head_positions`) and each precision (fp32, bf16 autocast) it reports:
   tokens/s     = batch * seq_len / median optimizer-step time (one ACT segment per step, plus the
                  bootstrap segment, gradient clipping and the training loop's optimizer), after
                  warm-up steps, with the training loop's allocator setting (`keep_freed_memory`);
@@ -24,7 +24,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hrm.config import ModelConfig, TrainConfig, load_params
+from hrm.config import ModelConfig, SequencesConfig, TrainConfig, load_params
 from hrm.model import build_model
 from hrm.model.losses import act_losses
 from hrm.train.loop import compile_reasoning_modules, keep_freed_memory
@@ -41,35 +41,61 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
+def synthetic_batch(seq: int, batch: int, vocab: int, seq_cfg: SequencesConfig, gen: torch.Generator):
+    """(inputs [B, L], labels [B, L], inserts [B, E, K]) in the layout of hrm.sequences
+    (docs/sequences.md): bos, a statement of `max_statement_tokens`, sep, the anchor, then code
+    to the end of the row, every code position labelled. About 2% of the code positions are
+    edited (each replaced by its left neighbour's token: a learnable task) and every 64th code
+    position inserts its left neighbour's token (up to `max_insertions`), as real fixes are."""
+    E, K = seq_cfg.max_insertions, seq_cfg.slots
+    inputs = torch.randint(7, vocab, (batch, seq), generator=gen, dtype=torch.int32)
+    inputs[:, 0] = 1  # bos
+    anchor = min(seq_cfg.max_statement_tokens + 2, seq // 2)
+    inputs[:, anchor - 1] = 3  # sep
+    labels = torch.full((batch, seq), -100, dtype=torch.int64)
+    labels[:, anchor:] = inputs[:, anchor:].long()
+    edited = torch.arange(anchor + 1, seq, 50)
+    labels[:, edited] = inputs[:, edited - 1].long()
+    inserts = torch.full((batch, E, K), -100, dtype=torch.int64)
+    inserts[:, :, 0] = -1
+    for e, pos in enumerate(range(anchor + 7, seq, 64)[:E]):
+        inserts[:, e, 0] = pos
+        inserts[:, e, 1] = inputs[:, pos - 1].long()
+        inserts[:, e, 2] = 2  # eos
+    return inputs, labels, inserts
+
+
 def make_step(cfg: ModelConfig, vocab: int, seq: int, batch: int, precision: str, seed: int = 0,
-              train_cfg: TrainConfig | None = None):
-    """One optimizer step of the training loop (forward, losses, backward, gradient clipping, the
-    project's optimizer: `train_cfg`, default the cpu profile's)."""
-    train_cfg = train_cfg or load_params("params.yaml", "cpu").train
+              train_cfg: TrainConfig | None = None, seq_cfg: SequencesConfig | None = None):
+    """One optimizer step of the training loop (forward with the heads on `cfg.head_positions`
+    positions per row, losses, backward, gradient clipping, the project's optimizer:
+    `train_cfg`, default the cpu profile's; `seq_cfg`: slots and max_insertions, default the cpu
+    profile's)."""
+    cpu = load_params("params.yaml", "cpu")
+    train_cfg = train_cfg or cpu.train
+    seq_cfg = seq_cfg or cpu.sequences
     torch.manual_seed(seed)
-    model = build_model(cfg, vocab, seq, "cpu").train()
+    model = build_model(cfg, vocab, seq, "cpu", seq_cfg.slots, seq_cfg.max_insertions).train()
     if cfg.compile:
         compile_reasoning_modules(model)
     opt = build_optimizer(model, train_cfg, 1e-3)
     gen = torch.Generator().manual_seed(seed)
-    # The sequence layout of hrm.sequences (docs/sequences.md): prompt [0, P), target region
-    # [P, seq) of mask tokens (id 5), with P = 3/4 seq (384 + 128 at seq 512) and targets that
-    # fill the region. The target copies the prompt's first tokens: a learnable task.
-    prompt = seq * 3 // 4
-    inputs = torch.randint(7, vocab, (batch, seq), generator=gen, dtype=torch.int32)
-    inputs[:, prompt:] = 5
-    labels = torch.full((batch, seq), -100)
-    labels[:, prompt:] = inputs[:, : seq - prompt].long()
+    inputs, labels, inserts = synthetic_batch(seq, batch, vocab, seq_cfg, gen)
     state = {"carry": model.initial_carry(batch, torch.device("cpu"))}
-    state["carry"].inputs, state["carry"].labels = inputs, labels
+    state["carry"].inputs, state["carry"].labels, state["carry"].inserts = inputs, labels, inserts
     state["carry"].valid[:] = True
+    n_labels = float((labels != -100).sum())
 
     def step() -> float:
         carry = state["carry"]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             out = model(carry, labels_only=True)
         parts = act_losses(out.logits, out.labels, out.valid, out.q_halt, out.q_continue,
-                           out.target_q_continue, q_weight=0.5)
+                           out.target_q_continue, own_tokens=out.own_tokens,
+                           insert_logits=out.insert_logits, insert_labels=out.insert_labels,
+                           slot_logits=out.slot_logits, slot_labels=out.slot_labels,
+                           slot_rows=out.slot_rows, slot_cols=out.slot_cols, keep_scale=out.keep_scale,
+                           q_weight=0.5, edit_weight=train_cfg.edit_weight, lm_denominator=n_labels)
         parts.total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
         opt.step()
@@ -119,6 +145,8 @@ def main() -> None:
     ap.add_argument("--default-malloc", action="store_true",
                     help="glibc's default mmap/trim behaviour (no hrm.train.loop.keep_freed_memory)")
     ap.add_argument("--no-reuse", action="store_true", help="bootstrap_reuse off (reference behaviour)")
+    ap.add_argument("--head-positions", type=int, default=None,
+                    help="override model.head_positions of both configs (0: the heads on every labelled position)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,6 +155,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     params = load_params("params.yaml", "cpu")
     extra = {"compile": args.compile, "bootstrap_reuse": not args.no_reuse}
+    if args.head_positions is not None:
+        extra["head_positions"] = args.head_positions
     ref = ModelConfig(hidden_size=256, num_heads=4, H_layers=2, L_layers=2, H_cycles=2, L_cycles=2,
                       q_target="bootstrap", attention="sdpa", **extra)
     cpu = params.model.model_copy(update=extra)

@@ -26,6 +26,9 @@ ENVS_CACHE_ENV = "HRM_ENVS_CACHE_DIR"
 """Set by the CPU image to the environment cache baked into it (docker/Dockerfile.cpu); when
 set, it replaces `envs.cache_dir`, so evaluation's tests tier finds the built environments
 instead of downloading them in the pod."""
+CORPUS_CACHE_ENV = "HRM_CORPUS_CACHE_DIR"
+"""Set by the CPU image to the corpus sdists baked into it; when set, it replaces
+`corpus.cache_dir`, so the corpus task mutates them without downloading."""
 
 
 def _load_mapping(text: str, source: str) -> Any:
@@ -97,8 +100,8 @@ def task_params(
 
     `params` is params.yaml's content (profiles included) as JSON or YAML text, or the
     `resolve_params` output the pipeline's first task passes on. `data_source` (when
-    non-empty) overrides `data.source`; $HRM_ENVS_CACHE_DIR (set in the image) overrides
-    `envs.cache_dir`; `tracking_uri` becomes
+    non-empty) overrides `data.source`; $HRM_ENVS_CACHE_DIR and $HRM_CORPUS_CACHE_DIR (set in the
+    image) override `envs.cache_dir` and `corpus.cache_dir`; `tracking_uri` becomes
     MLFLOW_TRACKING_URI (a pod's local sqlite file would be lost with the pod), and
     `pipeline_run` (the KFP run id) becomes HRM_PIPELINE_RUN so that every task of one run
     nests under the same MLflow parent run.
@@ -110,6 +113,8 @@ def task_params(
         raw.setdefault("data", {})["source"] = data_source
     if os.environ.get(ENVS_CACHE_ENV):
         raw.setdefault("envs", {})["cache_dir"] = os.environ[ENVS_CACHE_ENV]
+    if os.environ.get(CORPUS_CACHE_ENV):
+        raw.setdefault("corpus", {})["cache_dir"] = os.environ[CORPUS_CACHE_ENV]
     params = parse_params(raw, profile or None, source=PARAMS_SOURCE)
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri

@@ -104,6 +104,28 @@ def split(
 
 
 @dsl.component(base_image=BASE_IMAGE, **_COMMON)
+def corpus(
+    params: str,
+    profile: str,
+    tracking_uri: str,
+    pipeline_run: str,
+    corpus_dir: Output[Dataset],
+    summary: Output[Metrics],
+) -> None:
+    """The mutation corpus of pinned packages, validated (bad rows quarantined). Stage `corpus`."""
+    import os
+
+    from components.runtime import log_metrics_file, task_params
+    from hrm.corpus.build import build_corpus
+    from hrm.corpus.validate import validate_corpus
+
+    cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
+    build_corpus(cfg.corpus, corpus_dir.path, progress=False)
+    validate_corpus(corpus_dir.path)
+    log_metrics_file(summary, os.path.join(corpus_dir.path, "summary.json"))
+
+
+@dsl.component(base_image=BASE_IMAGE, **_COMMON)
 def tokenizer(
     params: str,
     profile: str,
@@ -111,9 +133,10 @@ def tokenizer(
     pipeline_run: str,
     validated: Input[Dataset],
     splits: Input[Dataset],
+    corpus_dir: Input[Dataset],
     tokenizer_dir: Output[Artifact],
 ) -> None:
-    """Byte-level BPE trained on the train split only. Stage `tokenizer`."""
+    """Byte-level BPE trained on the train split and the corpus. Stage `tokenizer`."""
     import os
 
     from components.runtime import task_params
@@ -125,6 +148,7 @@ def tokenizer(
         os.path.join(splits.path, "splits.json"),
         tokenizer_dir.path,
         cfg.tokenizer,
+        corpus_path=os.path.join(corpus_dir.path, "corpus.jsonl"),
     )
 
 
@@ -136,10 +160,12 @@ def sequences(
     pipeline_run: str,
     validated: Input[Dataset],
     splits: Input[Dataset],
+    corpus_dir: Input[Dataset],
     tokenizer_dir: Input[Artifact],
     sequences_dir: Output[Dataset],
 ) -> None:
-    """Prompt/target sequences per split. Stage `sequences`."""
+    """Whole buggy functions labelled with aligned edits, per split and for the corpus.
+    Stage `sequences`."""
     import os
 
     from components.runtime import task_params
@@ -152,6 +178,8 @@ def sequences(
         tokenizer_dir.path,
         sequences_dir.path,
         cfg.sequences,
+        corpus_path=os.path.join(corpus_dir.path, "corpus.jsonl"),
+        envs=cfg.envs,
     )
 
 
@@ -241,7 +269,7 @@ def gate(
     tracking_uri: str,
     pipeline_run: str,
     eval_val: Input[Dataset],
-    eval_train: Input[Dataset],
+    eval_test: Input[Dataset],
     train_foundation: Input[Model],
     train_optimisation: Input[Model],
     train_refinement: Input[Model],
@@ -266,7 +294,7 @@ def gate(
     cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
     root = stage_layout(tempfile.mkdtemp(prefix="hrm-gate-"), {
         "eval/val": eval_val.path,
-        "eval/train": eval_train.path,
+        "eval/test": eval_test.path,
         "train/foundation": train_foundation.path,
         "train/optimisation": train_optimisation.path,
         "train/refinement": train_refinement.path,

@@ -146,23 +146,93 @@ class EnvsConfig(_Section):
 
 
 class SynthConfig(_Section):
-    env: str = "swesmith/jd__tenacity.0d40e76f"
-    """Repo id (a key of `envs.repos`) whose source is mutated."""
+    envs: list[str] = Field(default_factory=lambda: ["swesmith/jd__tenacity.0d40e76f"])
+    """Repo ids (keys of `envs.repos`) whose sources are mutated, in order; `synth:` generates
+    from all of them into one snapshot, `synth:NAME` from one."""
+
+    kinds: list[str] = Field(default_factory=lambda: list(_mutation_kinds()))
+    """Mutation kinds tried (`hrm.synth.mutations.KINDS`), taken in turn."""
 
     seed: int = 0
     """Seed of the mutation search; the output is deterministic for a seed and environment."""
 
     max_instances: int = Field(default=60, ge=1)
-    """Stop after keeping this many instances."""
+    """Per environment: stop after keeping this many instances."""
 
     time_budget_s: float = Field(default=600.0, gt=0)
-    """Stop after this many seconds of search."""
+    """Per environment: stop after this many seconds of search."""
 
     workers: int = Field(default=2, ge=1)
     """Parallel worker processes."""
 
     max_pass_to_pass: int = Field(default=20, ge=0)
     """PASS_TO_PASS is a bounded sample of at most this many tests."""
+
+    @model_validator(mode="after")
+    def _known_kinds(self) -> SynthConfig:
+        _check_kinds(self.kinds)
+        if not self.envs:
+            raise ValueError("envs: name at least one environment")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# corpus: mutations of pinned packages for the foundation phase (hrm/corpus)
+# --------------------------------------------------------------------------------------------
+class CorpusPackage(_Section):
+    package: str
+    """A pinned PyPI requirement `NAME==VERSION` whose sdist is mutated."""
+
+    source_dirs: list[str] = Field(default_factory=list)
+    """Directories of the sdist to mutate; empty: every module outside tests, docs, examples
+    and tooling directories."""
+
+
+class CorpusConfig(_Section):
+    packages: list[CorpusPackage] = Field(default_factory=list)
+    """The packages mutated; keep them disjoint from `envs.repos` (val/test functions live
+    there; sequences drop any corpus function that also occurs in val or test, counted)."""
+
+    cache_dir: str = ".cache/hrm-corpus"
+    """Where downloaded sdists are unpacked (one directory per package, reused)."""
+
+    seed: int = 0
+    """Seed of the per-function choice of mutations and of the `max_rows` sample."""
+
+    max_per_function: int = Field(default=4, ge=1)
+    """Mutations kept per function, kinds taken in turn."""
+
+    max_function_lines: int = Field(default=60, ge=1)
+    """Functions longer than this (decorators included) are not mutated."""
+
+    max_rows: int | None = Field(default=None, ge=1)
+    """Keep a seeded sample of at most this many rows (None: all)."""
+
+    kinds: list[str] = Field(default_factory=lambda: list(_mutation_kinds()))
+    """Mutation kinds used (`hrm.synth.mutations.KINDS`)."""
+
+    workers: int = Field(default=2, ge=1)
+    """Processes mutating modules in parallel."""
+
+    @model_validator(mode="after")
+    def _known(self) -> CorpusConfig:
+        _check_kinds(self.kinds)
+        names = [p.package.split("==")[0].lower() for p in self.packages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"packages: a package is listed twice ({names})")
+        return self
+
+
+def _mutation_kinds() -> tuple[str, ...]:
+    from hrm.synth.mutations import KINDS
+
+    return KINDS
+
+
+def _check_kinds(kinds: list[str]) -> None:
+    unknown = sorted(set(kinds) - set(_mutation_kinds()))
+    if unknown:
+        raise ValueError(f"kinds: unknown mutation kinds {unknown} (known: {list(_mutation_kinds())})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,38 +247,47 @@ class TokenizerConfig(_Section):
 
 
 class SequencesConfig(_Section):
-    max_prompt_tokens: int = Field(default=384, ge=16)
-    """Prompt budget (problem statement + buggy code) in tokens."""
+    seq_len: int = Field(default=384, ge=32)
+    """Tokens per row: problem statement, separators, file headers and buggy code."""
 
-    max_target_tokens: int = Field(default=128, ge=8)
-    """Target budget (fixed code + end token) in tokens."""
+    max_statement_tokens: int = Field(default=96, ge=0)
+    """At most this many tokens of the problem statement."""
 
-    max_statement_tokens: int = Field(default=128, ge=0)
-    """Of the prompt budget, at most this many tokens go to the problem statement."""
+    min_statement_tokens: int = Field(default=24, ge=0)
+    """The statement gives up room to code down to this many tokens (then code is windowed)."""
 
-    truncation: Literal["drop", "truncate"] = "drop"
-    """Rows whose target does not fit: `drop` them (counted) or `truncate` the target (counted)."""
+    slots: int = Field(default=4, ge=2)
+    """K: output tokens a position can hold: the token that replaces it and K - 1 inserted
+    after it (longer outputs are spread over their neighbours, `hrm.edits`)."""
+
+    max_insertions: int = Field(default=16, ge=1)
+    """E: positions inserting tokens a row may hold; rows with more are dropped (counted)."""
 
     split_seed: int = 1234
     """Seed of the train/val/test assignment."""
 
     val_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
-    """Share of groups that go to validation."""
+    """Share of instances that go to validation (whole functions; see `held_out_repos`)."""
 
     test_fraction: float = Field(default=0.15, ge=0.0, lt=1.0)
-    """Share of groups that go to test."""
+    """Share of instances that go to test (whole functions)."""
+
+    held_out_repos: list[str] = Field(default_factory=list)
+    """Repo ids none of whose instances is trained on: their groups are dealt to val and test
+    only, so val/test also measure a repository never seen."""
+
+    held_out_val_share: float = Field(default=0.5, gt=0.0, lt=1.0)
+    """Share of the held-out repositories' instances dealt to val (the rest to test)."""
 
     @model_validator(mode="after")
     def _budgets(self) -> SequencesConfig:
-        if self.max_statement_tokens >= self.max_prompt_tokens:
-            raise ValueError("max_statement_tokens must be smaller than max_prompt_tokens")
+        if self.max_statement_tokens >= self.seq_len // 2:
+            raise ValueError("max_statement_tokens must be below half of seq_len")
+        if self.min_statement_tokens > self.max_statement_tokens:
+            raise ValueError("min_statement_tokens must not exceed max_statement_tokens")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError("val_fraction + test_fraction must be below 1")
         return self
-
-    @property
-    def seq_len(self) -> int:
-        return self.max_prompt_tokens + self.max_target_tokens
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,6 +361,13 @@ class ModelConfig(_Section):
     loss: Literal["softmax", "stablemax"] = "softmax"
     """LM loss: fp32 softmax cross-entropy, or stablemax."""
 
+    head_positions: int = Field(default=64, ge=0)
+    """Training only: the heads' loss is computed on this many positions per row, every edited
+    one and a uniform sample of the kept ones, weighted so the loss estimates the loss over
+    all positions (kept ones are nearly free to get right once the copy bias is learnt, and the
+    first-token head's softmax over the vocabulary is most of a step's cost). 0: every
+    labelled position. Must be at least `sequences.max_insertions`."""
+
     compile: bool = False
     """torch.compile the H and L modules in place (inductor fuses their elementwise work;
     checkpoints keep plain state-dict keys). Costs a compile per process (about 40 s on 2 CPU
@@ -319,11 +405,19 @@ class PhaseConfig(_Section):
     L_cycles: int | None = Field(default=None, ge=1)
     """Overrides model.L_cycles for this phase."""
 
+    data: Literal["corpus", "train"] = "train"
+    """The sequences split the phase trains on: the mutation corpus, or the test-verified train
+    instances."""
+
     curriculum: Literal["none", "easy_to_hard", "hardest"] = "none"
-    """Example order: as sampled, easy to hard by target length, or only the hardest share."""
+    """Example order: as sampled, easy to hard by edited positions, or only the hardest share."""
 
     hardest_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
-    """With `hardest`, the share of examples (longest targets) kept."""
+    """With `hardest`, the share of examples (most edited positions) kept."""
+
+    augment: bool = True
+    """Rename local identifiers consistently in every example, freshly every epoch
+    (`hrm.augment`; deterministic per seed, epoch and row, so exact resume holds)."""
 
 
 class TrainConfig(_Section):
@@ -351,8 +445,18 @@ class TrainConfig(_Section):
     ema_decay: float | None = Field(default=None, gt=0.0, lt=1.0)
     """EMA of weights (None: off)."""
 
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Autocast dtype; fp16 uses a grad scaler (on CUDA; on CPU it works but warns that it is no faster)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast dtype. `auto`: bf16 on CUDA and on CPUs with bf16 matrix units (oneDNN reports
+    native bf16: AVX-512 BF16 / AMX), fp32 elsewhere (emulated bf16 is far slower than fp32).
+    fp16 uses a grad scaler (on CUDA; on CPU it works but warns that it is no faster)."""
+
+    augment_rate: float = Field(default=0.5, ge=0.0, le=1.0)
+    """With a phase's `augment`: the chance that each renamable name of a row is renamed in an
+    epoch's variant (one name at least)."""
+
+    edit_weight: float = Field(default=1.0, gt=0)
+    """Weight of an edited position's loss (its edit decision and its output tokens) against a
+    kept position's: edits are a few percent of the positions."""
 
     deterministic: bool = False
     """Deterministic algorithms (tests, exact resume)."""
@@ -393,16 +497,16 @@ class TrainConfig(_Section):
 # --------------------------------------------------------------------------------------------
 class SearchConfig(_Section):
     candidates_per_iteration: int = Field(default=4, ge=1)
-    """K: candidates generated per search iteration."""
+    """K: candidates checked per search iteration (after the greedy fix)."""
 
     max_iterations: int = Field(default=3, ge=1)
-    """I: search iterations per example."""
+    """I: search iterations per example (budget: 1 + I x K candidates)."""
 
-    temperature: float = Field(default=0.7, gt=0)
-    """Sampling temperature for sampled candidates."""
+    positions: int = Field(default=16, ge=1)
+    """Most likely changed positions per row whose options are ranked (`hrm.eval.proposals`)."""
 
-    alternative_positions: int = Field(default=2, ge=0)
-    """Least-confident positions re-sampled per candidate."""
+    alternatives: int = Field(default=3, ge=1)
+    """Replacement tokens considered per position."""
 
 
 class EvalConfig(_Section):
@@ -411,6 +515,9 @@ class EvalConfig(_Section):
 
     batch_size: int = Field(default=32, ge=1)
     """Evaluation batch size."""
+
+    workers: int = Field(default=2, ge=1)
+    """Rows scored (their sandboxed test runs) in parallel."""
 
     halt_on_q: bool = False
     """Halt on the Q head (else every row runs halt_max_steps segments)."""
@@ -563,6 +670,9 @@ class Params(_Section):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     """Offline instance generator."""
 
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    """The mutation corpus of the foundation phase."""
+
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     """Byte-level BPE tokenizer."""
 
@@ -585,13 +695,26 @@ class Params(_Section):
     """MLflow tracking."""
 
     @model_validator(mode="after")
-    def _synth_env_is_a_configured_repo(self) -> Params:
+    def _synth_envs_are_configured_repos(self) -> Params:
         # Checked here, not in SynthConfig: the set of repos lives in another section.
-        if self.synth.env not in self.envs.repos:
-            raise ValueError(
-                f"synth.env: {self.synth.env!r} is not a key of envs.repos "
-                f"(known: {sorted(self.envs.repos) or 'none'}); add an envs.repos entry for it "
-                "or point synth.env at one")
+        for env in self.synth.envs:
+            if env not in self.envs.repos:
+                raise ValueError(
+                    f"synth.envs: {env!r} is not a key of envs.repos "
+                    f"(known: {sorted(self.envs.repos) or 'none'}); add an envs.repos entry for "
+                    "it or list one that exists")
+        for repo in self.sequences.held_out_repos:
+            if repo not in self.envs.repos:
+                raise ValueError(f"sequences.held_out_repos: {repo!r} is not a key of envs.repos")
+        if self.model.head_positions and self.model.head_positions < self.sequences.max_insertions:
+            raise ValueError(f"model.head_positions ({self.model.head_positions}) must be at least "
+                             f"sequences.max_insertions ({self.sequences.max_insertions}): every "
+                             "inserting position is among the positions the heads train on")
+        corpus = {p.package.split("==")[0].lower() for p in self.corpus.packages}
+        for repo_id, spec in self.envs.repos.items():
+            if spec.package and spec.package.split("==")[0].lower() in corpus:
+                raise ValueError(f"corpus.packages: {spec.package.split('==')[0]} is also the "
+                                 f"environment {repo_id}: the corpus must not hold val/test code")
         return self
 
 

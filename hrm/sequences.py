@@ -1,43 +1,65 @@
-"""Fixed-length training sequences for a NON-autoregressive repair model, one per instance.
+"""Training examples: the buggy functions of a bug, labelled with edits aligned to their tokens.
 
-Layout of one row (P = max_prompt_tokens, T = max_target_tokens, seq_len = P + T):
+Layout of one row (L = `sequences.seq_len`, K = `sequences.slots`, E = `sequences.max_insertions`):
 
-    position   0    1 ..            ..       P-1 | P ..               .. P+T-1
-    inputs   [bos statement sep code... pad pad  | mask mask ......... mask ]
-    labels   [-100 ........................ -100 | fixed... eos -100 .. -100]
+    inputs   [bos  statement...  sep  header_1.. a  code_1..  hunk  header_2.. a  code_2..  pad..]
+    labels   [-100 ...........  -100 -100....  f  f f f f  -100  -100....  f  f f f   -100..]
+    inserts  [E, K]: per position that inserts tokens, its index in the row, then K - 1 tokens
 
-The prompt is bos + problem statement (at most `max_statement_tokens`) + sep + for each hunk
-`# file: path` and its buggy text, hunks joined by the hunk separator. The target is each hunk's
-fixed text joined by the hunk separator, then eos. The bug patch itself never appears. Every
-labelled position holds the mask token in `inputs`, so no label is visible to the model.
-See docs/sequences.md for the split and truncation policies.
+The code part holds every region the bug touches (`hrm.regions`: whole functions from the BUGGY
+file, a `# file: path` header before each), never the fixed code and never the patch. Position
+`a` is a segment's anchor (the header's last token). It and every code token carry the first
+token of their output (`hrm.edits`): their own token when kept, the new token when replaced,
+`<|mask|>` when deleted; positions that also insert tokens after it list them in `inserts`
+(`<|eos|>`-terminated). So labels equal to the inputs everywhere reproduce the buggy code. See
+docs/sequences.md for the format and why.
+
+Budget: the statement is capped at `max_statement_tokens`, and shortened down to
+`min_statement_tokens` when the code needs the room. A region longer than what is left is cut to
+its first lines (`hrm.regions.window`: a rule blind to where the bug is). Rows are dropped, and
+counted per split and reason, when a change falls outside the window (`outside_window`), the fix
+is longer than the positions can hold even spread (`edit_overflow`), or more than E positions
+insert (`too_many_insertions`).
+
+Splits: the instances' train/val/test (`hrm.splits`) and `corpus`, the mutation corpus
+(`hrm.corpus`), which trains the foundation phase. A corpus function whose code equals a val or
+test region's is dropped (counted as `overlap`), so nothing evaluated is ever trained on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hrm.config import SequencesConfig
-from hrm.data.instance import read_instances
+from hrm.config import EnvsConfig, SequencesConfig
+from hrm.edits import (
+    apply_outputs,
+    encode_edits,
+    output_of,
+    position_labels,
+    rest_labels,
+)
 from hrm.errors import InputError
-from hrm.hunks import parse_patch
+from hrm.regions import Region, patch_regions, split_lines, window
 from hrm.splits import SPLITS, check_coverage, load_splits
 from hrm.tokenizer import HUNK_SEPARATOR, HrmTokenizer, file_header, load_tokenizer
 
 IGNORE_INDEX = -100
 META_FILE = "meta.json"
+ALL_SPLITS = (*SPLITS, "corpus")
+"""Every split a sequences directory holds: the instances' three and the mutation corpus."""
+DROP_REASONS = ("outside_window", "edit_overflow", "too_many_insertions", "overlap")
 
 
 @dataclass(frozen=True)
 class SequenceHunk:
-    """One region of the buggy repository and its fix (see `hrm.hunks.Hunk`)."""
+    """One region of the buggy repository as the model sees it (the window) and its fix."""
 
     file: str
     buggy_start: int
@@ -54,23 +76,27 @@ class SequenceRecord:
     instance_id: str
     repo: str
     split: str
+    kind: str
+    """Bug kind: the SWE-smith bug type (`func_pm_op_swap`, `func_basic`, `lm_rewrite`,
+    `pr_<N>`, ...); corpus rows `func_pm_<mutation kind>`."""
+    statement: str
+    """The problem statement as given (the row holds its first tokens)."""
     hunks: list[SequenceHunk]
+    """The regions shown, in row order (windowed when cut)."""
+    segments: list[list[int]]
+    """Per region: [anchor position, number of code tokens]; code tokens follow the anchor."""
+    context: str
+    """`file` (whole units from the repository snapshot) or `hunk: <reason>` (the patch's own
+    context lines, when the snapshot is unknown or does not match the patch)."""
     buggy_code: str
-    """The prompt's code part decoded: `# file:` lines and buggy texts joined by `<|hunk|>`,
-    exactly as the model sees it (cut short when `prompt_truncated`)."""
+    """The regions' buggy texts joined by `<|hunk|>`, exactly as the row holds them."""
     fixed_code: str
-    """Fixed texts joined by `<|hunk|>`: the decoded target without eos (the full truth even
-    when `target_truncated`)."""
-    target_token_count: int
-    """Labelled positions (target tokens + eos, or the kept part when truncated)."""
-    prompt_token_count: int
-    """Non-pad prompt positions."""
+    """The regions' fixed texts joined by `<|hunk|>`: the reference."""
+    edited_positions: int
+    """Positions whose output is not their own token."""
     statement_truncated: bool
-    """Some of the problem statement was left out (cap or room for the code)."""
-    prompt_truncated: bool
-    """Some of the buggy code was left out (the prompt budget is smaller than the code)."""
-    target_truncated: bool
-    """The target was cut to `max_target_tokens` (no eos); only with `truncation: truncate`."""
+    code_truncated: bool
+    """A region was cut to its first lines (every change still inside)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,32 +117,37 @@ class SequenceMeta:
     """`meta.json` of a sequences directory."""
 
     seq_len: int
-    prompt_len: int
-    """Positions [0, prompt_len) hold the prompt (pad-filled)."""
-    target_len: int
-    """Positions [prompt_len, seq_len) are the target region (mask in `inputs`)."""
+    slots: int
+    """K: output tokens a position can hold (its first token and K - 1 inserted)."""
+    max_insertions: int
+    """E: positions with inserted tokens a row may have (rows of `inserts`)."""
     vocab_size: int
     pad_id: int
     bos_id: int
     eos_id: int
+    """Also the `end` label of an insertion shorter than K - 1."""
     sep_id: int
     hunk_id: int
     mask_id: int
+    """Also the label of a deleted position."""
     unk_id: int
     ignore_index: int
     counts: dict[str, int]
     """Rows written per split."""
-    dropped: dict[str, int]
-    """Rows dropped per split because the target did not fit (`truncation: drop`)."""
+    dropped: dict[str, dict[str, int]]
+    """Per split and reason (`DROP_REASONS`): rows not written."""
+    context: dict[str, dict[str, int]]
+    """Per split: rows whose regions are whole units (`file`) or patch hunks (`hunk`)."""
     truncation: dict[str, dict[str, int]]
-    """Per split: statement_capped, statement_cut, prompt_truncated, target_truncated rows."""
+    """Per split: statement_truncated and code_truncated rows."""
     length_stats: dict[str, dict[str, dict[str, float]]]
-    """Per split and quantity (statement/code/prompt/target tokens before any cut or drop, over
-    every instance of the split): min, mean, p50, p95, max."""
+    """Per split and quantity (statement/code tokens before any cut; edited and inserting
+    positions): min, mean, p50, p95, max."""
+    kinds: dict[str, dict[str, int]]
+    """Per split: rows per bug kind."""
     tokenizer_fingerprint: str
-    """`HrmTokenizer.fingerprint` (sha256 of tokenizer.json) of the tokenizer that built these rows."""
     data_fingerprint: str
-    """sha256 of the instances file and the splits file."""
+    """sha256 of the instances, splits and corpus files."""
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -126,14 +157,33 @@ class SequenceMeta:
 
 
 @dataclass
+class Encoded:
+    """One example as ids (unpadded) and its records' parts."""
+
+    inputs: list[int]
+    labels: list[int]
+    inserts: list[list[int]]
+    """[position, K - 1 inserted-token labels] per inserting position."""
+    edited: int
+    """Positions whose output is not their own token."""
+    hunks: list[SequenceHunk]
+    segments: list[list[int]]
+    statement_truncated: bool
+    code_truncated: bool
+
+
+@dataclass
 class SequenceSplit:
     """One split loaded: arrays, row records and the directory's meta."""
 
     split: str
     inputs: np.ndarray
-    """int32 [N, seq_len]."""
+    """int32 [N, L]."""
     labels: np.ndarray
-    """int64 [N, seq_len], `ignore_index` outside the target."""
+    """int32 [N, L]: each position's first output token, `ignore_index` outside the code."""
+    inserts: np.ndarray
+    """int32 [N, E, K]: position (-1: unused) and K - 1 inserted-token labels (`ignore_index`
+    unused)."""
     records: list[SequenceRecord]
     meta: SequenceMeta
 
@@ -141,109 +191,216 @@ class SequenceSplit:
         return len(self.records)
 
 
-@dataclass
-class _Row:
-    """Internal: one encoded example before it is packed (ids only: packing is done into
-    preallocated arrays so memory stays at the arrays' size on large datasets)."""
-
-    prompt: list[int]
-    target: list[int]
-    record: SequenceRecord
-    lengths: dict[str, int]
-    statement_capped: bool
-    statement_cut: bool
-
-
-def encode_example(
-    tokenizer: HrmTokenizer,
-    statement: str,
-    hunks: Sequence[SequenceHunk],
-    cfg: SequencesConfig,
-) -> tuple[list[int], list[int], dict[str, Any]]:
-    """Encode one example into (prompt ids, target ids, info). `info["drop"]` is True when the
-    target does not fit and `cfg.truncation` is `drop`; `info["lengths"]` are the lengths before
-    any cut. Pieces are encoded separately and joined by special ids, so a separator can never
-    merge with the text around it."""
-    P, T = cfg.max_prompt_tokens, cfg.max_target_tokens
-    stmt = tokenizer.encode(statement)
-    code: list[int] = []
-    fixed: list[int] = []
-    for k, hunk in enumerate(hunks):
-        if k:
-            code.append(tokenizer.hunk_id)
-            fixed.append(tokenizer.hunk_id)
-        code += tokenizer.encode(file_header(hunk.file) + hunk.buggy_text)
-        fixed += tokenizer.encode(hunk.fixed_text)
-    target = fixed + [tokenizer.eos_id]
-    info: dict[str, Any] = {
-        "lengths": {
-            "statement": len(stmt),
-            "code": len(code),
-            "prompt": 2 + len(stmt) + len(code),
-            "target": len(target),
-        }
-    }
-    # Prompt: the statement is capped, then shortened further to make room for the code; only
-    # when no statement is left is the code cut, from the end.
-    kept_stmt = min(len(stmt), cfg.max_statement_tokens)
-    info["statement_capped"] = kept_stmt < len(stmt)
-    room = P - 2 - len(code)
-    if kept_stmt > max(room, 0):
-        kept_stmt = max(room, 0)
-        info["statement_cut"] = True
-    else:
-        info["statement_cut"] = False
-    kept_code = min(len(code), P - 2 - kept_stmt)
-    info["statement_truncated"] = kept_stmt < len(stmt)
-    info["prompt_truncated"] = kept_code < len(code)
-    info["code_ids"] = code[:kept_code]
-    prompt = [tokenizer.bos_id] + stmt[:kept_stmt] + [tokenizer.sep_id] + code[:kept_code]
-    info["target_truncated"] = False
-    info["drop"] = False
-    if len(target) > T:
-        if cfg.truncation == "drop":
-            info["drop"] = True
+def _fit_lines(tokenizer: HrmTokenizer, region: Region, room: int) -> int:
+    """The most leading lines of the region whose tokens fit in `room` (0 if none)."""
+    lines = split_lines(region.buggy_text)
+    lo, hi = 0, len(lines)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(tokenizer.encode("".join(lines[:mid]))) <= room:
+            lo = mid
         else:
-            target = target[:T]
-            info["target_truncated"] = True
-    return prompt, target, info
+            hi = mid - 1
+    return lo
 
 
-def pack_rows(rows: Sequence[tuple[list[int], list[int]]], tokenizer: HrmTokenizer,
-              cfg: SequencesConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Lay out (prompt, target) pairs: prompt + pad in [0, P); mask in all of [P, P+T) of
-    `inputs`; `labels` hold the target from P on and ignore_index everywhere else."""
-    P, T = cfg.max_prompt_tokens, cfg.max_target_tokens
-    inputs = np.full((len(rows), P + T), tokenizer.pad_id, dtype=np.int32)
-    inputs[:, P:] = tokenizer.mask_id
-    labels = np.full((len(rows), P + T), IGNORE_INDEX, dtype=np.int64)
-    for i, (prompt, target) in enumerate(rows):
-        if len(prompt) > P or len(target) > T:
-            raise ValueError(f"row {i} does not fit: prompt {len(prompt)}/{P}, "
-                             f"target {len(target)}/{T}")
-        inputs[i, : len(prompt)] = prompt
-        labels[i, P : P + len(target)] = target
-    return inputs, labels
+def encode_example(tokenizer: HrmTokenizer, statement: str, regions: Sequence[Region],
+                   cfg: SequencesConfig) -> Encoded | str:
+    """Encode one example, or return the drop reason (`DROP_REASONS`)."""
+    L, K = cfg.seq_len, cfg.slots
+    stmt = tokenizer.encode(statement)
+    headers = [tokenizer.encode(file_header(r.file)) for r in regions]
+    codes = [tokenizer.encode(r.buggy_text) for r in regions]
+    fixed_cost = 2 + max(len(regions) - 1, 0) + sum(len(h) for h in headers)
+    kept_stmt = min(len(stmt), cfg.max_statement_tokens)
+    need = sum(len(c) for c in codes)
+    if fixed_cost + kept_stmt + need > L:
+        floor = min(kept_stmt, cfg.min_statement_tokens)
+        kept_stmt = max(floor, L - fixed_cost - need)
+    room = L - fixed_cost - kept_stmt
+    shown: list[tuple[Region, list[int]]] = []
+    cut_any = False
+    for region, code in zip(regions, codes, strict=True):
+        if len(code) <= room:
+            shown.append((region, code))
+            room -= len(code)
+            continue
+        lines = _fit_lines(tokenizer, region, room) if room > 0 else 0
+        cut, complete = window(region, lines)
+        if not complete or lines == 0:
+            return "outside_window"
+        cut_any = True
+        ids = tokenizer.encode(cut.buggy_text)
+        shown.append((cut, ids))
+        room -= len(ids)
+    inputs = [tokenizer.bos_id] + stmt[:kept_stmt] + [tokenizer.sep_id]
+    labels = [IGNORE_INDEX] * len(inputs)
+    inserts: list[list[int]] = []
+    hunks: list[SequenceHunk] = []
+    segments: list[list[int]] = []
+    edited = 0
+    for k, ((region, code), header) in enumerate(zip(shown, headers, strict=True)):
+        if k:
+            inputs.append(tokenizer.hunk_id)
+            labels.append(IGNORE_INDEX)
+        targets = encode_edits(code, tokenizer.encode(region.fixed_text), K)
+        if targets is None:
+            return "edit_overflow"
+        inputs += header
+        labels += [IGNORE_INDEX] * (len(header) - 1)
+        anchor = len(inputs) - 1
+        inputs += code
+        for p, output in enumerate(targets.outputs):
+            lab = position_labels(output, inputs[anchor + p], anchor=p == 0,
+                                  delete_id=tokenizer.mask_id)
+            labels.append(lab.first)
+            if lab.rest:
+                inserts.append([anchor + p] + rest_labels(lab.rest, K, tokenizer.eos_id,
+                                                          IGNORE_INDEX))
+        edited += len(targets.edited)
+        hunks.append(SequenceHunk(region.file, region.buggy_start, region.buggy_text,
+                                  region.fixed_text, region.function))
+        segments.append([anchor, len(code)])
+    if len(inserts) > cfg.max_insertions:
+        return "too_many_insertions"
+    if len(inputs) > L:  # the budget above makes this impossible; never write a bad row
+        raise AssertionError(f"row of {len(inputs)} tokens for seq_len {L}")
+    return Encoded(inputs, labels, inserts, edited, hunks, segments,
+                   statement_truncated=kept_stmt < len(stmt), code_truncated=cut_any)
+
+
+def pack(rows: Sequence[Encoded], cfg: SequencesConfig, pad_id: int
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs [N, L] int32, labels [N, L] int32, inserts [N, E, K] int32) of encoded rows."""
+    L, K, E = cfg.seq_len, cfg.slots, cfg.max_insertions
+    inputs = np.full((len(rows), L), pad_id, dtype=np.int32)
+    labels = np.full((len(rows), L), IGNORE_INDEX, dtype=np.int32)
+    inserts = empty_inserts(len(rows), E, K)
+    for i, row in enumerate(rows):
+        fill_row(inputs[i], labels[i], inserts[i], row)
+    return inputs, labels, inserts
+
+
+def empty_inserts(n: int, max_insertions: int, slots: int) -> np.ndarray:
+    """An `inserts` array with no entry: positions -1, labels ignored."""
+    out = np.full((n, max_insertions, slots), IGNORE_INDEX, dtype=np.int32)
+    out[:, :, 0] = -1
+    return out
+
+
+def fill_row(inputs: np.ndarray, labels: np.ndarray, inserts: np.ndarray, row: Encoded) -> None:
+    """Write one encoded row into preallocated (already padded) rows of the three arrays."""
+    n = len(row.inputs)
+    inputs[:n] = row.inputs
+    labels[:n] = row.labels
+    if row.inserts:
+        inserts[: len(row.inserts)] = row.inserts
+
+
+def bug_kind(instance_id: str) -> str:
+    from hrm.data.instance import parse_instance_id
+
+    try:
+        return parse_instance_id(instance_id).bug_type
+    except ValueError:
+        return "unknown"
+
+
+def snapshot_reader(envs: EnvsConfig | None) -> Callable[[str, str], str | None]:
+    """`read(repo, path)`: a file of a repository snapshot from its environment's pristine tree
+    (built on first use), or None where the repo has no environment or no such file."""
+    from hrm.envs import get_environment
+    from hrm.envs.errors import EnvironmentUnavailable
+
+    trees: dict[str, Path | None] = {}
+
+    def read(repo: str, path: str) -> str | None:
+        if envs is None:
+            return None
+        if repo not in trees:
+            try:
+                env = get_environment(repo, envs)
+                trees[repo] = getattr(env, "pristine", None)
+            except EnvironmentUnavailable:
+                trees[repo] = None
+        tree = trees[repo]
+        if tree is None or ".." in Path(path).parts or Path(path).is_absolute():
+            return None
+        target = tree / path
+        try:
+            return target.read_text(encoding="utf-8") if target.is_file() else None
+        except UnicodeDecodeError:
+            return None
+
+    return read
 
 
 def _stats(values: Sequence[int]) -> dict[str, float]:
     if not values:
         return {"min": 0, "mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0}
     arr = np.asarray(values, dtype=np.float64)
-    return {
-        "min": int(arr.min()),
-        "mean": round(float(arr.mean()), 3),
-        "p50": float(np.percentile(arr, 50)),
-        "p95": float(np.percentile(arr, 95)),
-        "max": int(arr.max()),
-    }
+    return {"min": int(arr.min()), "mean": round(float(arr.mean()), 3),
+            "p50": float(np.percentile(arr, 50)), "p95": float(np.percentile(arr, 95)),
+            "max": int(arr.max())}
 
 
-def _sha256_files(*paths: Path) -> str:
+def _sha256_files(*paths: Path | None) -> str:
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(path.read_bytes())
+        if path is not None:
+            digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def normalised(code: str) -> str:
+    """Code with all whitespace removed: the key that finds a function in two places."""
+    return "".join(code.split())
+
+
+@dataclass
+class _Example:
+    instance_id: str
+    repo: str
+    split: str
+    kind: str
+    statement: str
+    regions: list[Region]
+    context: str
+
+
+def instance_examples(instances_path: Path, splits_path: Path, envs: EnvsConfig | None
+                      ) -> list[_Example]:
+    from hrm.data.instance import read_instances
+
+    instances = read_instances(instances_path)
+    splits = load_splits(splits_path)
+    check_coverage(instances, splits, splits_path)
+    read = snapshot_reader(envs)
+    out = []
+    for inst in instances:
+        regions, context = patch_regions(
+            inst.patch, lambda path, repo=inst.repo: read(repo, path), source=inst.instance_id)
+        out.append(_Example(inst.instance_id, inst.repo, splits[inst.instance_id],
+                            bug_kind(inst.instance_id), inst.problem_statement, regions, context))
+    return out
+
+
+def corpus_examples(corpus_path: Path) -> list[_Example]:
+    from hrm.corpus.rows import read_rows
+
+    out = []
+    for row in read_rows(corpus_path):
+        region = Region(row.file, row.start_line, row.buggy, row.fixed, row.start_line,
+                        row.function, _ops(row.fixed, row.buggy))
+        out.append(_Example(row.id, row.package, "corpus", f"func_pm_{row.kind}",
+                            row.problem_statement, [region], "file"))
+    return out
+
+
+def _ops(fixed: str, buggy: str):
+    from hrm.regions import line_opcodes
+
+    return tuple(line_opcodes(split_lines(fixed), split_lines(buggy)))
 
 
 def build_sequences(
@@ -253,90 +410,92 @@ def build_sequences(
     out_dir: str | Path,
     cfg: SequencesConfig,
     *,
+    corpus_path: str | Path | None = None,
+    envs: EnvsConfig | None = None,
     progress: bool = True,
 ) -> SequenceMeta:
-    """Step: write `{split}.npz`, `{split}.jsonl` for train/val/test and `meta.json`.
+    """Step: write `{split}.npz` and `{split}.jsonl` for train/val/test/corpus and `meta.json`.
 
-    Every split file is written, empty when the split has no row. Returns the meta.
+    `envs`: where instances' repository snapshots come from (`hrm.envs`); None (or a repo
+    without an environment) gives hunk regions, counted in `meta.context`. Every split file is
+    written, empty when the split has no row. Returns the meta.
     """
     from tqdm import tqdm
 
     instances_path, splits_path = Path(instances_path), Path(splits_path)
     if not instances_path.is_file():
         raise InputError("instances file not found", path=str(instances_path))
-    instances = read_instances(instances_path)
-    splits = load_splits(splits_path)
-    check_coverage(instances, splits, splits_path)
     tokenizer = load_tokenizer(tokenizer_dir)
+    examples = instance_examples(instances_path, splits_path, envs)
+    corpus_file = Path(corpus_path) if corpus_path is not None else None
+    held_out = {normalised(r.fixed_text) for ex in examples if ex.split in ("val", "test")
+                for r in ex.regions}
+    dropped = {s: dict.fromkeys(DROP_REASONS, 0) for s in ALL_SPLITS}
+    if corpus_file is not None:
+        for ex in corpus_examples(corpus_file):
+            if normalised(ex.regions[0].fixed_text) in held_out:
+                dropped["corpus"]["overlap"] += 1
+                continue
+            examples.append(ex)
+    return write_sequences(examples, tokenizer, out_dir, cfg, dropped=dropped,
+                           fingerprint=_sha256_files(instances_path, splits_path, corpus_file),
+                           progress=progress, desc="sequences", tqdm=tqdm)
 
-    rows: dict[str, list[_Row]] = {s: [] for s in SPLITS}
-    dropped = {s: 0 for s in SPLITS}
+
+def write_sequences(examples: Iterable[_Example], tokenizer: HrmTokenizer, out_dir: str | Path,
+                    cfg: SequencesConfig, *, dropped: dict[str, dict[str, int]], fingerprint: str,
+                    progress: bool, desc: str, tqdm) -> SequenceMeta:
+    """Encode examples into a sequences directory (the core of `build_sequences`)."""
+    examples = list(examples)
+    rows: dict[str, list[Encoded]] = {s: [] for s in ALL_SPLITS}
+    records: dict[str, list[SequenceRecord]] = {s: [] for s in ALL_SPLITS}
     lengths: dict[str, dict[str, list[int]]] = {
-        s: {"statement": [], "code": [], "prompt": [], "target": []} for s in SPLITS
-    }
-    for inst in tqdm(instances, desc="sequences", unit="inst", disable=not progress):
-        split = splits[inst.instance_id]
-        hunks = [
-            SequenceHunk(h.file, h.buggy_start, h.buggy_text, h.fixed_text, h.function)
-            for h in parse_patch(inst.patch, source=inst.instance_id)
-        ]
-        prompt, target, info = encode_example(tokenizer, inst.problem_statement, hunks, cfg)
-        for key, value in info["lengths"].items():  # every row, dropped ones included
-            lengths[split][key].append(value)
-        if info["drop"]:
-            dropped[split] += 1
+        s: {"statement": [], "code": [], "edited": [], "inserting": []} for s in ALL_SPLITS}
+    for ex in tqdm(examples, desc=desc, unit="row", disable=not progress):
+        lengths[ex.split]["statement"].append(len(tokenizer.encode(ex.statement)))
+        lengths[ex.split]["code"].append(sum(len(tokenizer.encode(r.buggy_text))
+                                             for r in ex.regions))
+        enc = encode_example(tokenizer, ex.statement, ex.regions, cfg)
+        if isinstance(enc, str):
+            dropped[ex.split][enc] += 1
             continue
-        buggy_code = tokenizer.decode(info["code_ids"])
-        record = SequenceRecord(
-            instance_id=inst.instance_id,
-            repo=inst.repo,
-            split=split,
-            hunks=hunks,
-            buggy_code=buggy_code,
-            fixed_code=HUNK_SEPARATOR.join(h.fixed_text for h in hunks),
-            target_token_count=len(target),
-            prompt_token_count=len(prompt),
-            statement_truncated=info["statement_truncated"],
-            prompt_truncated=info["prompt_truncated"],
-            target_truncated=info["target_truncated"],
-        )
-        rows[split].append(
-            _Row(prompt, target, record, info["lengths"], info["statement_capped"],
-                 info["statement_cut"])
-        )
+        lengths[ex.split]["edited"].append(enc.edited)
+        lengths[ex.split]["inserting"].append(len(enc.inserts))
+        rows[ex.split].append(enc)
+        records[ex.split].append(SequenceRecord(
+            instance_id=ex.instance_id, repo=ex.repo, split=ex.split, kind=ex.kind,
+            statement=ex.statement, hunks=enc.hunks, segments=enc.segments, context=ex.context,
+            buggy_code=HUNK_SEPARATOR.join(h.buggy_text for h in enc.hunks),
+            fixed_code=HUNK_SEPARATOR.join(h.fixed_text for h in enc.hunks),
+            edited_positions=enc.edited, statement_truncated=enc.statement_truncated,
+            code_truncated=enc.code_truncated))
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    seq_len = cfg.seq_len
-    for split in SPLITS:
-        split_rows = rows[split]
-        inputs, labels = pack_rows([(r.prompt, r.target) for r in split_rows], tokenizer, cfg)
-        np.savez_compressed(out_dir / f"{split}.npz", inputs=inputs, labels=labels)
+    for split in ALL_SPLITS:
+        inputs, labels, inserts = pack(rows[split], cfg, tokenizer.pad_id)
+        np.savez_compressed(out_dir / f"{split}.npz", inputs=inputs, labels=labels, inserts=inserts)
         with (out_dir / f"{split}.jsonl").open("w", encoding="utf-8") as fh:
-            for r in split_rows:
-                fh.write(json.dumps(r.record.to_dict(), ensure_ascii=False) + "\n")
+            for rec in records[split]:
+                fh.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
+    from collections import Counter
 
     meta = SequenceMeta(
-        seq_len=seq_len,
-        prompt_len=cfg.max_prompt_tokens,
-        target_len=cfg.max_target_tokens,
+        seq_len=cfg.seq_len, slots=cfg.slots, max_insertions=cfg.max_insertions,
         vocab_size=tokenizer.vocab_size,
         **{f"{name}_id": value for name, value in tokenizer.special_ids.items()},
         ignore_index=IGNORE_INDEX,
-        counts={s: len(rows[s]) for s in SPLITS},
+        counts={s: len(rows[s]) for s in ALL_SPLITS},
         dropped=dropped,
-        truncation={
-            s: {
-                "statement_capped": sum(r.statement_capped for r in rows[s]),
-                "statement_cut": sum(r.statement_cut for r in rows[s]),
-                "prompt_truncated": sum(r.record.prompt_truncated for r in rows[s]),
-                "target_truncated": sum(r.record.target_truncated for r in rows[s]),
-            }
-            for s in SPLITS
-        },
-        length_stats={s: {k: _stats(v) for k, v in lengths[s].items()} for s in SPLITS},
+        context={s: dict(Counter("file" if r.context == "file" else "hunk" for r in records[s]))
+                 for s in ALL_SPLITS},
+        truncation={s: {"statement_truncated": sum(r.statement_truncated for r in records[s]),
+                        "code_truncated": sum(r.code_truncated for r in records[s])}
+                    for s in ALL_SPLITS},
+        length_stats={s: {k: _stats(v) for k, v in lengths[s].items()} for s in ALL_SPLITS},
+        kinds={s: dict(sorted(Counter(r.kind for r in records[s]).items())) for s in ALL_SPLITS},
         tokenizer_fingerprint=tokenizer.fingerprint,
-        data_fingerprint=_sha256_files(instances_path, splits_path),
+        data_fingerprint=fingerprint,
         config=cfg.model_dump(mode="json"),
     )
     (out_dir / META_FILE).write_text(json.dumps(asdict(meta), indent=1) + "\n")
@@ -351,7 +510,8 @@ def load_meta(seq_dir: str | Path) -> SequenceMeta:
     try:
         return SequenceMeta(**json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, TypeError) as err:
-        raise InputError(f"invalid sequences meta: {err}", path=str(path)) from None
+        raise InputError(f"invalid sequences meta (built by another version? rebuild the "
+                         f"sequences): {err}", path=str(path)) from None
 
 
 def check_tokenizer(seq_dir: str | Path, meta: SequenceMeta, tokenizer_dir: str | Path,
@@ -368,8 +528,8 @@ def check_tokenizer(seq_dir: str | Path, meta: SequenceMeta, tokenizer_dir: str 
 
 def load_split(seq_dir: str | Path, split: str) -> SequenceSplit:
     """Load `{split}.npz`, `{split}.jsonl` and `meta.json`; shapes and counts are checked."""
-    if split not in SPLITS:
-        raise InputError(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
+    if split not in ALL_SPLITS:
+        raise InputError(f"unknown split {split!r} (known: {', '.join(ALL_SPLITS)})")
     seq_dir = Path(seq_dir)
     meta = load_meta(seq_dir)
     npz_path, jsonl_path = seq_dir / f"{split}.npz", seq_dir / f"{split}.jsonl"
@@ -377,15 +537,18 @@ def load_split(seq_dir: str | Path, split: str) -> SequenceSplit:
         if not path.is_file():
             raise InputError("sequences file not found", path=str(path))
     with np.load(npz_path) as data:
-        if "inputs" not in data or "labels" not in data:
-            raise InputError("needs arrays 'inputs' and 'labels'", path=str(npz_path))
-        inputs, labels = data["inputs"], data["labels"]
-    if inputs.shape != labels.shape or inputs.ndim != 2 or inputs.shape[1] != meta.seq_len:
+        missing = {"inputs", "labels", "inserts"} - set(data.files)
+        if missing:
+            raise InputError(f"needs arrays {sorted(missing)} (built by another version? rebuild "
+                             "the sequences)", path=str(npz_path))
+        inputs, labels, inserts = data["inputs"], data["labels"], data["inserts"]
+    n = inputs.shape[0]
+    if (inputs.shape != labels.shape or inputs.ndim != 2 or inputs.shape[1] != meta.seq_len
+            or inserts.shape != (n, meta.max_insertions, meta.slots)):
         raise InputError(
-            f"shapes inputs {inputs.shape} / labels {labels.shape} do not match seq_len "
-            f"{meta.seq_len}",
-            path=str(npz_path),
-        )
+            f"shapes inputs {inputs.shape} / labels {labels.shape} / inserts {inserts.shape} do "
+            f"not match seq_len {meta.seq_len}, max_insertions {meta.max_insertions}, slots "
+            f"{meta.slots}", path=str(npz_path))
     records: list[SequenceRecord] = []
     with jsonl_path.open("r", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -393,51 +556,55 @@ def load_split(seq_dir: str | Path, split: str) -> SequenceSplit:
                 records.append(SequenceRecord.from_dict(json.loads(line)))
             except (ValueError, TypeError) as err:
                 raise InputError(str(err), path=str(jsonl_path), line=lineno) from None
-    if len(records) != inputs.shape[0]:
-        raise InputError(f"{len(records)} records for {inputs.shape[0]} rows in {npz_path.name}",
+    if len(records) != n:
+        raise InputError(f"{len(records)} records for {n} rows in {npz_path.name}",
                          path=str(jsonl_path))
-    return SequenceSplit(split=split, inputs=inputs, labels=labels, records=records, meta=meta)
+    return SequenceSplit(split=split, inputs=inputs, labels=labels, inserts=inserts,
+                         records=records, meta=meta)
 
 
-def decode_target(tokenizer: HrmTokenizer, token_ids: Iterable[int], *,
-                  specials_out: list[str] | None = None) -> list[str]:
-    """Per-hunk texts of a target (labels or a prediction of the target region).
+def label_outputs(inputs: np.ndarray, labels: np.ndarray, inserts: np.ndarray,
+                  segments: Sequence[Sequence[int]], *, delete_id: int, end_id: int
+                  ) -> dict[int, tuple[int, ...]]:
+    """Row position -> output of every position whose labels (or a prediction in that form)
+    differ from keeping it: the reference fix of a row as `decode_segments` takes it."""
+    from hrm.edits import rest_of
 
-    Reads until the first eos, splits on the hunk separator, skips `ignore_index` and the other
-    special ids (a model may emit pad/mask anywhere; they carry no text). Raises ValueError for
-    an id outside the vocabulary: model output is untrusted.
+    rests = {int(e[0]): rest_of([t for t in e[1:] if int(t) != IGNORE_INDEX], end_id)
+             for e in inserts if int(e[0]) >= 0}
+    out: dict[int, tuple[int, ...]] = {}
+    for anchor, n in segments:
+        for pos in range(anchor, anchor + n + 1):
+            is_anchor = pos == anchor
+            rest = rests.get(pos, ())
+            output = output_of(int(labels[pos]), rest, anchor=is_anchor, delete_id=delete_id)
+            own = () if is_anchor else (int(inputs[pos]),)
+            if output != own:
+                out[pos] = output
+    return out
 
-    Skipping hides that the model wrote something that is not code (`return <mask>` decodes to
-    `return `): with `specials_out`, the name of every special token skipped INSIDE the target
-    is appended to it, so evaluation can fail the row. Inside means before the first eos,
-    except a run of pad that reaches the end of the ids with no eos at all (the region after a
-    target that ends without its eos, e.g. the unigram baseline's fill).
-    """
-    specials = set(tokenizer.special_ids.values()) - {tokenizer.hunk_id, tokenizer.eos_id}
-    names = {v: k for k, v in tokenizer.special_ids.items()}
+
+def decode_segments(tokenizer: HrmTokenizer, inputs: np.ndarray, segments: Sequence[Sequence[int]],
+                    outputs: dict[int, Sequence[int]]) -> list[str]:
+    """Per segment, the code after replacing each position in `outputs` (row position -> output
+    tokens; positions not given keep their token). Raises ValueError for an output id outside
+    the vocabulary: model output is untrusted."""
     vocab = tokenizer.vocab_size
-    parts: list[list[int]] = [[]]
-    found: list[str] = []
-    pads = 0
-    for raw in token_ids:
-        tid = int(raw)
-        if tid == IGNORE_INDEX:
-            continue
-        if not 0 <= tid < vocab:
-            raise ValueError(f"token id {tid} outside the vocabulary [0, {vocab})")
-        if tid == tokenizer.pad_id:
-            pads += 1  # inside only if something but the end of the ids follows
-            continue
-        found += ["pad"] * pads
-        pads = 0
-        if tid == tokenizer.eos_id:
-            break
-        if tid == tokenizer.hunk_id:
-            parts.append([])
-        elif tid in specials:
-            found.append(names[tid])
-        else:
-            parts[-1].append(tid)
-    if specials_out is not None:
-        specials_out.extend(found)
-    return [tokenizer.decode(p) for p in parts]
+    texts = []
+    for anchor, n in segments:
+        code = [int(t) for t in inputs[anchor + 1: anchor + 1 + n]]
+        local = {}
+        for pos, out in outputs.items():
+            if anchor <= pos <= anchor + n:
+                for t in out:
+                    if not 0 <= int(t) < vocab:
+                        raise ValueError(f"token id {t} outside the vocabulary [0, {vocab})")
+                local[pos - anchor] = out
+        texts.append(tokenizer.decode(apply_outputs(code, local)))
+    return texts
+
+
+def special_tokens_in(tokenizer: HrmTokenizer, outputs: dict[int, Sequence[int]]) -> list[str]:
+    """Names of special tokens a prediction's outputs hold (a fix never contains one)."""
+    names = {v: k for k, v in tokenizer.special_ids.items()}
+    return [names[int(t)] for out in outputs.values() for t in out if int(t) in names]

@@ -18,9 +18,12 @@ that block is identified in two independent ways and union-find joins instances 
   (instances from different snapshots under one repo name) disable this for that file, with a
   warning in the stats.
 
-Non-Python files are one group per file. Groups are shuffled with a fixed seed and filled into
-test, then val, never past their target size; what does not fit goes to train. The result depends
-only on the instances (ids, repos and patches) and the seed.
+Non-Python files are one group per file. Groups of a repository in `held_out_repos` never go to
+train: they are dealt to val and test in turn (shuffled with the seed; val gets
+`held_out_val_share` of them), so val and test also measure a repository the model never saw. The other groups are shuffled with a fixed seed and
+filled into test, then val, never past their targets (the fractions of the OTHER repositories'
+instances); what does not fit goes to train. The result depends only on the instances (ids,
+repos and patches), the held-out repositories and the seed.
 """
 
 from __future__ import annotations
@@ -220,20 +223,37 @@ def assign_splits(instances: list[Instance], cfg: SequencesConfig) -> SplitResul
         seen.add(inst.instance_id)
     index, hunks_of = _line_index(instances)
     groups = _group(instances, index, hunks_of)
+    repo_of = {inst.instance_id: inst.repo for inst in instances}
+    held = set(cfg.held_out_repos)
+
+    def held_out(group: Group) -> bool:
+        return any(repo_of[i] in held for i in group.instance_ids)
+
     n = len(instances)
+    n_rest = sum(len(g.instance_ids) for g in groups if not held_out(g))
     targets = {
-        "test": math.floor(cfg.test_fraction * n + 0.5),
-        "val": math.floor(cfg.val_fraction * n + 0.5),
+        "test": math.floor(cfg.test_fraction * n_rest + 0.5),
+        "val": math.floor(cfg.val_fraction * n_rest + 0.5),
     }
     order = list(groups)
     random.Random(cfg.split_seed).shuffle(order)
     counts = {s: 0 for s in SPLITS}
     assigned: list[tuple[Group, str]] = []
-    for group in order:
+    held_counts = {"val": 0, "test": 0}
+    share = cfg.held_out_val_share
+    for group in [g for g in order if held_out(g)]:
+        # Dealt in turn, to the side furthest below its share (val first on a tie).
+        total = held_counts["val"] + held_counts["test"] + len(group.instance_ids)
+        split = "val" if held_counts["val"] - share * total <= held_counts["test"] - (1 - share) * total \
+            else "test"
+        held_counts[split] += len(group.instance_ids)
+        counts[split] += len(group.instance_ids)
+        assigned.append((group, split))
+    for group in [g for g in order if not held_out(g)]:
         size = len(group.instance_ids)
         split = "train"
         for candidate in ("test", "val"):
-            if counts[candidate] + size <= targets[candidate]:
+            if counts[candidate] - held_counts[candidate] + size <= targets[candidate]:
                 split = candidate
                 break
         counts[split] += size
@@ -264,6 +284,9 @@ def assign_splits(instances: list[Instance], cfg: SequencesConfig) -> SplitResul
         "groups_test": sum(1 for _, s in assigned if s == "test"),
         "target_val": targets["val"],
         "target_test": targets["test"],
+        "held_out_repos": sorted(held),
+        "held_out_val": held_counts["val"],
+        "held_out_test": held_counts["test"],
         "warnings": warnings,
     }
     return SplitResult(assignments=assignments, groups=assigned, stats=stats)
@@ -287,6 +310,7 @@ def build_splits(instances_path: str | Path, out_dir: str | Path, cfg: Sequences
         "seed": cfg.split_seed,
         "val_fraction": cfg.val_fraction,
         "test_fraction": cfg.test_fraction,
+        "held_out_repos": sorted(cfg.held_out_repos),
         "instances_sha256": hashlib.sha256(instances_path.read_bytes()).hexdigest(),
         "splits": result.assignments,
         "groups": [

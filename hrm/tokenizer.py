@@ -94,8 +94,15 @@ def _new_tokenizer(cfg: TokenizerConfig):
     return tok
 
 
-def training_texts(instances: list[Instance], splits: dict[str, str]) -> Iterator[str]:
-    """Texts of TRAIN instances only: problem statements, file headers and both code regions."""
+def training_texts(instances: list[Instance], splits: dict[str, str],
+                   corpus: list | None = None) -> Iterator[str]:
+    """Texts of TRAIN instances only (problem statements, file headers and both code regions of
+    each hunk), then of the corpus rows (statement, header, buggy and fixed function)."""
+    for row in corpus or ():
+        yield row.problem_statement
+        yield file_header(row.file)
+        yield row.buggy
+        yield row.fixed
     for inst in instances:
         if splits[inst.instance_id] != "train":
             continue
@@ -133,8 +140,9 @@ def tokenizer_fingerprint(directory: str | Path) -> str:
 
 
 def build_tokenizer(instances_path: str | Path, splits_path: str | Path, out_dir: str | Path,
-                    cfg: TokenizerConfig) -> dict:
-    """Step: train the BPE on the train split; write `tokenizer.json` and `meta.json`.
+                    cfg: TokenizerConfig, corpus_path: str | Path | None = None) -> dict:
+    """Step: train the BPE on the train split (and the corpus, when given); write
+    `tokenizer.json` and `meta.json`.
 
     Deterministic: same instances, splits and config give a byte-identical `tokenizer.json`.
     Returns the meta written.
@@ -147,7 +155,12 @@ def build_tokenizer(instances_path: str | Path, splits_path: str | Path, out_dir
     instances = read_instances(instances_path)
     splits = load_splits(splits_path)
     check_coverage(instances, splits, splits_path)
-    texts = list(training_texts(instances, splits))
+    corpus = None
+    if corpus_path is not None:
+        from hrm.corpus.rows import read_rows
+
+        corpus = read_rows(corpus_path)
+    texts = list(training_texts(instances, splits, corpus))
     if not texts:
         raise InputError("the train split is empty: nothing to train the tokenizer on",
                          path=str(splits_path))
@@ -182,6 +195,7 @@ def build_tokenizer(instances_path: str | Path, splits_path: str | Path, out_dir
         "training_texts": len(texts),
         "training_chars": sum(len(t) for t in texts),
         "train_instances": sum(1 for s in splits.values() if s == "train"),
+        "corpus_rows": len(corpus or ()),
         "config": cfg.model_dump(mode="json"),
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")

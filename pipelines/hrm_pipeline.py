@@ -1,8 +1,8 @@
 """The HRM training pipeline as a KFP v2 DAG: the same steps, in the same order, as dvc.yaml.
 
-    params -> ingest -> validate -> split -> tokenizer -> sequences
+    params -> ingest -> validate -> split -> corpus -> tokenizer -> sequences
       -> train(foundation) -> train(optimisation) -> train(refinement)
-      -> evaluate(val), evaluate(train) -> gate -> If(verdict == "promote") promote / Else flag
+      -> evaluate(val), evaluate(test) -> gate -> If(verdict == "promote") promote / Else flag
 
 The DAG's shape (which phases, which evaluation splits) is fixed when it is compiled, from the
 params file given to `build_pipeline`; the values every step reads come at run time from the
@@ -29,7 +29,7 @@ PIPELINE_NAME = "hrm-swe"
 # The phases and evaluation splits the components were written for: the gate component takes
 # one input per phase and per split, so a params file that names others cannot be compiled.
 PHASES = ("foundation", "optimisation", "refinement")
-EVAL_SPLITS = ("val", "train")
+EVAL_SPLITS = ("val", "test")
 PROMOTE = "promote"
 
 # Task display name -> dvc.yaml stage (foreach entries as `stage@item`). `params` resolves the
@@ -41,6 +41,7 @@ STAGE_OF_TASK: dict[str, str | None] = {
     "ingest": None,
     "validate": "validate",
     "split": "split",
+    "corpus": "corpus",
     "tokenizer": "tokenizer",
     "sequences": "sequences",
     **{f"train_{phase}": f"train_{phase}" for phase in PHASES},
@@ -135,9 +136,13 @@ def build_pipeline(params_path: str | Path = "params.yaml") -> Callable:
         validated = val.outputs["validated"]
         spl = steps.split(**ctx, validated=validated).set_display_name("split")
         _apply(spl, resources.DATA, cache=True)
-        tok = steps.tokenizer(**ctx, validated=validated, splits=spl.outputs["splits"])
+        crp = steps.corpus(**ctx).set_display_name("corpus")
+        _apply(crp, resources.DATA, cache=True)
+        tok = steps.tokenizer(**ctx, validated=validated, splits=spl.outputs["splits"],
+                              corpus_dir=crp.outputs["corpus_dir"])
         _apply(tok.set_display_name("tokenizer"), resources.DATA, cache=True)
         seq = steps.sequences(**ctx, validated=validated, splits=spl.outputs["splits"],
+                              corpus_dir=crp.outputs["corpus_dir"],
                               tokenizer_dir=tok.outputs["tokenizer_dir"])
         _apply(seq.set_display_name("sequences"), resources.DATA, cache=True)
 
@@ -171,7 +176,7 @@ def build_pipeline(params_path: str | Path = "params.yaml") -> Callable:
         gt = steps.gate(
             **ctx,
             eval_val=evals["val"].outputs["evaluation"],
-            eval_train=evals["train"].outputs["evaluation"],
+            eval_test=evals["test"].outputs["evaluation"],
             train_foundation=trained["foundation"].outputs["model"],
             train_optimisation=trained["optimisation"].outputs["model"],
             train_refinement=trained["refinement"].outputs["model"],

@@ -76,3 +76,23 @@ def copy_repo_files(dest: Path, names: list[str]) -> None:
             shutil.copytree(src, dest / name)
         else:
             shutil.copy2(src, dest / name)
+
+
+TENACITY = "swesmith/jd__tenacity.0d40e76f"
+
+
+@pytest.fixture(scope="session")
+def envs_cfg(repo_root: Path):
+    """The tiny profile's environments, in the repository's `.cache/hrm-envs`: built once per
+    machine, shared by every test area (the build is what downloads the sdists)."""
+    from hrm.config import load_params
+
+    cfg = load_params(repo_root / "params.yaml", "tiny").envs
+    return cfg.model_copy(update={"cache_dir": str(repo_root / ".cache" / "hrm-envs")})
+
+
+@pytest.fixture(scope="session")
+def tenacity_env(envs_cfg):
+    from hrm.envs import get_environment
+
+    return get_environment(TENACITY, envs_cfg)

@@ -70,12 +70,37 @@ def test_every_profile_defines_the_sections_dvc_tracks(repo_root):
         assert not missing, f"profiles.{name} lacks {sorted(missing)} (use {{}} for no override)"
 
 
-def test_synth_env_must_name_a_configured_repo(repo_root):
+def test_synth_envs_must_name_configured_repos(repo_root):
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())
-    raw["synth"]["env"] = "swesmith/nobody__nothing.0000abcd"
+    raw["synth"]["envs"] = ["swesmith/jd__tenacity.0d40e76f", "swesmith/nobody__nothing.0000abcd"]
     with pytest.raises(ConfigError) as err:
         parse_params(raw, "cpu")
     message = str(err.value)
-    assert "synth.env: 'swesmith/nobody__nothing.0000abcd' is not a key of envs.repos" in message
+    assert "synth.envs: 'swesmith/nobody__nothing.0000abcd' is not a key of envs.repos" in message
     assert "swesmith/jd__tenacity.0d40e76f" in message  # the known repos are listed
     assert "got {" not in message  # the whole params mapping is not dumped
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda raw: raw["sequences"].update(held_out_repos=["swesmith/x__y.0000abcd"]),
+     "sequences.held_out_repos: 'swesmith/x__y.0000abcd' is not a key of envs.repos"),
+    (lambda raw: raw["corpus"]["packages"].append({"package": "funcy==2.1"}),
+     "corpus.packages: funcy is also the environment swesmith/Suor__funcy.207a7810"),
+    (lambda raw: raw["model"].update(head_positions=8),
+     "model.head_positions (8) must be at least sequences.max_insertions (16)"),
+    (lambda raw: raw["synth"].update(kinds=["op_flip_cmp", "no_such_kind"]),
+     "unknown mutation kinds ['no_such_kind']"),
+    (lambda raw: raw["corpus"]["packages"].append({"package": "six"}),
+     "'six' is not pinned as NAME==VERSION"),
+])
+def test_cross_section_checks_name_the_key(repo_root, edit, expected):
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    edit(raw)
+    with pytest.raises((ConfigError, Exception)) as err:
+        params = parse_params(raw, "cpu")
+        # pins are checked where the corpus is fetched (the model only stores the string)
+        from hrm.corpus.fetch import parse_pin
+
+        for pkg in params.corpus.packages:
+            parse_pin(pkg.package)
+    assert expected in str(err.value)

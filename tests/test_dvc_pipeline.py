@@ -1,7 +1,8 @@
 """What `make run` does, end to end on the tiny profile, in a temporary git + DVC project.
 
 1. `hrm data materialise` with no source configured uses the offline generator on the real
-   tenacity 9.0.0 sdist and `dvc add`s the result (the default data of a fresh clone).
+   sdists of every `synth.envs` repository (tenacity, funcy, schema) and `dvc add`s the result
+   (the default data of a fresh clone).
 2. The generated instances are real bugs: checked here independently of the generator's own
    bookkeeping (the bug patch applies to the pristine tree, FAIL_TO_PASS fails with it and passes
    after reverting it) and by the Great Expectations suite.
@@ -26,7 +27,8 @@ from hrm.config import load_params
 from hrm.data.instance import read_instances
 
 BIN = Path(sys.executable).parent
-MIN_GENERATED = 30
+PER_ENV = 6
+MIN_GENERATED = 12
 
 
 def _run(args: list[str], cwd: Path, timeout: int = 900) -> str:
@@ -50,14 +52,15 @@ def project(tmp_path_factory, repo_root) -> Path:
     shutil.copytree(repo_root / "hrm", proj / "hrm", ignore=shutil.ignore_patterns("__pycache__"))
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())
     raw["profile"] = "tiny"
-    raw["profiles"]["tiny"]["synth"] = {"max_instances": MIN_GENERATED, "time_budget_s": 480}
-    # Reuse the environment cache the rest of the suite builds, instead of a second build.
+    raw["profiles"]["tiny"]["synth"] = {"max_instances": PER_ENV, "time_budget_s": 120}
+    # Reuse the environment and corpus caches the rest of the suite builds.
     raw["envs"]["cache_dir"] = str(repo_root / ".cache" / "hrm-envs")
+    raw["corpus"]["cache_dir"] = str(repo_root / ".cache" / "hrm-corpus")
     (proj / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     _run(["git", "init", "-q"], proj)
     _run(["dvc", "init", "-q"], proj)
     out = _run(["hrm", "data", "materialise", "--params", "params.yaml"], proj)
-    assert "synth:tenacity" in out and "data.dvc" in out, out
+    assert "synth:" in out and "data.dvc" in out, out
     return proj
 
 
@@ -68,6 +71,7 @@ def test_generator_makes_real_bugs(project: Path):
     instances = read_instances(project / "data" / "instances.jsonl")
     assert len(instances) >= MIN_GENERATED
     params = load_params(project / "params.yaml")
+    assert {i.repo for i in instances} == set(params.synth.envs)  # every environment contributes
     report = check_instances(instances, params.envs, workers=2)
     counts = report.counts()
     assert counts.get("valid", 0) == len(instances), counts
@@ -77,9 +81,16 @@ def test_repro_runs_every_stage_then_nothing(project: Path):
     first = _run(["dvc", "repro"], project)
     expected = set(
         yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    ) - {"evaluate"} | {"evaluate@val", "evaluate@train"}
+    ) - {"evaluate"} | {"evaluate@val", "evaluate@test"}
     assert _stages_ran(first) == expected
 
+    # The held-out repository never trains; the others do.
+    splits = json.loads((project / "artifacts/splits/splits.json").read_text())["splits"]
+    params = load_params(project / "params.yaml")
+    repo_of = {i.instance_id: i.repo for i in read_instances(project / "data" / "instances.jsonl")}
+    held = set(params.sequences.held_out_repos)
+    assert held and all(s != "train" for i, s in splits.items() if repo_of[i] in held)
+    assert any(s == "train" for i, s in splits.items() if repo_of[i] not in held)
     summary = json.loads((project / "artifacts/validated/summary.json").read_text())
     assert summary["quarantined"] == 0 and summary["valid"] >= MIN_GENERATED
     gate = json.loads((project / "artifacts/gate/gate.json").read_text())

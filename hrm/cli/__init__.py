@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from hrm.cli import data, envs, evaluate, gate, pipeline, sequences, tokenizer, train
+from hrm.cli import corpus, data, envs, evaluate, gate, pipeline, sequences, tokenizer, train
 from hrm.config import ConfigError
 from hrm.errors import HrmError
 
@@ -17,7 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for module in (data, envs, tokenizer, sequences, train, evaluate, gate, pipeline):
+for module in (data, envs, corpus, tokenizer, sequences, train, evaluate, gate, pipeline):
     module.register(app)
 
 

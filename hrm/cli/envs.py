@@ -63,7 +63,7 @@ def synth_command(
     params_path: Path = ParamsPath,
     profile: str | None = Profile,
 ) -> None:
-    """Generate SWE-smith-style instances by mutating the env's source (resumable)."""
+    """Generate SWE-smith-style instances by mutating each env of synth.envs (resumable)."""
     from hrm.synth import synthesize
 
     params = load(params_path, profile)
@@ -72,9 +72,12 @@ def synth_command(
                if v is not None}
     params.synth = type(params.synth).model_validate({**params.synth.model_dump(), **updates})
     result = synthesize(params, out)
-    typer.echo(f"synth: kept {result.kept} of {result.tried} tried ({result.candidates} sites) "
-               f"in {result.elapsed_s} s, stopped by {result.stopped_by}; dropped "
-               f"{result.dropped}; isolation {result.isolation} -> {result.out_path}")
+    for e in result.envs:
+        typer.echo(f"synth {e.env}: kept {e.kept} of {e.tried} tried ({e.candidates} sites) "
+                   f"in {e.elapsed_s} s, stopped by {e.stopped_by}; dropped {e.dropped}")
+    typer.echo(f"synth: kept {result.kept} of {result.tried} tried in {len(result.envs)} "
+               f"environments, {result.elapsed_s} s; isolation {result.isolation} -> "
+               f"{result.out_path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
                            None if no_instances else instances)
         typer.echo(f"{split}: " + ", ".join(
             f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)
-            and k in ("loss", "token_accuracy_all", "code_tiered_accuracy", "resolved_rate")))
+            and k in ("exact_accuracy", "resolved_rate", "resolved_after_search", "token_accuracy_all")))
 
     @app.command("transfer")
     def transfer_cmd(
@@ -60,14 +60,16 @@ def register(app: typer.Typer) -> None:
         from hrm.eval.transfer import TRANSFER_SPLIT, prepare_transfer
 
         params = load(params_path, profile)
-        prep = prepare_transfer(external, train_instances, splits, tokenizer, out, params.sequences)
+        prep = prepare_transfer(external, train_instances, splits, tokenizer, out, params.sequences,
+                                envs=params.envs)
         typer.echo(f"transfer: {prep.kept}/{prep.external} external instances kept "
-                   f"({len(prep.dropped)} in the training data, {prep.same_function_as_train} edit a "
-                   f"function trained on); {prep.sequence_rows} fit the sequence budget")
+                   f"({len(prep.dropped)} dropped as training data, {prep.same_function_as_train} of "
+                   f"them for editing a function trained on: {out / 'overlap.json'}); "
+                   f"{prep.sequence_rows} fit the sequences {prep.sequence_dropped or ''}")
         metrics = evaluate(params, checkpoint, tokenizer, out / "sequences", TRANSFER_SPLIT, out / "eval",
                            None if no_tests else out / "instances.jsonl",
                            train_sequences_dir=train_sequences, label="transfer")
         typer.echo("transfer: " + ", ".join(
             f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)
-            and k in ("loss", "token_accuracy_all", "code_tiered_accuracy", "resolved_rate")))
+            and k in ("exact_accuracy", "resolved_rate", "resolved_after_search", "token_accuracy_all")))
 

@@ -45,26 +45,29 @@ def build(
     instances: Path = typer.Option(..., "--instances", help="Validated instances JSONL."),
     splits: Path = typer.Option(..., "--splits", help="splits.json from `hrm sequences split`."),
     tokenizer: Path = typer.Option(..., "--tokenizer", help="Tokenizer directory."),
+    corpus: Path = typer.Option(None, "--corpus", help="corpus.jsonl of `hrm corpus build` (the `corpus` split)."),
     out: Path = typer.Option(Path("artifacts/sequences"), "--out", help="Output directory."),
     params_path: Path = options.ParamsPath,
     profile: str | None = options.Profile,
     track: bool = Track,
 ) -> None:
-    """Encode one fixed-length example per instance into {split}.npz/.jsonl and meta.json."""
+    """Encode one fixed-length example per instance (and corpus row) into {split}.npz/.jsonl
+    and meta.json: the buggy functions, labelled with their aligned edits."""
     from hrm.sequences import build_sequences
 
     params = options.load(params_path, profile)
-    meta = build_sequences(instances, splits, tokenizer, out, params.sequences)
-    typer.echo(f"sequences: seq_len {meta.seq_len} (prompt {meta.prompt_len} + target "
-               f"{meta.target_len}), vocab {meta.vocab_size} -> {out}")
+    meta = build_sequences(instances, splits, tokenizer, out, params.sequences, corpus_path=corpus,
+                           envs=params.envs)
+    typer.echo(f"sequences: seq_len {meta.seq_len}, slots {meta.slots}, vocab {meta.vocab_size} "
+               f"-> {out}")
     for s, n in meta.counts.items():
+        dropped = {k: v for k, v in meta.dropped[s].items() if v}
+        hunk_rows = meta.context[s].get("hunk", 0)
         t = meta.truncation[s]
-        line = (f"  {s}: {n} rows, dropped {meta.dropped[s]} (target too long), "
-                f"statement capped {t['statement_capped']} / cut {t['statement_cut']}, "
-                f"code truncated {t['prompt_truncated']}, target truncated "
-                f"{t['target_truncated']}")
-        lossy = meta.dropped[s] or t["prompt_truncated"] or t["target_truncated"]
-        typer.secho(line, fg=typer.colors.YELLOW if lossy else None)
+        line = (f"  {s}: {n} rows; dropped {sum(dropped.values())} {dropped or ''}; "
+                f"windowed {t['code_truncated']}, statement cut {t['statement_truncated']}"
+                + (f"; {hunk_rows} with patch context only (no snapshot)" if hunk_rows else ""))
+        typer.secho(line, fg=typer.colors.YELLOW if dropped or hunk_rows else None)
     if track:
         import mlflow
 
@@ -73,7 +76,8 @@ def build(
         with step_run(params, "sequences"):
             mlflow.log_params({f"sequences.{k}": v for k, v in meta.config.items()})
             metrics = {f"rows_{s}": n for s, n in meta.counts.items()}
-            metrics |= {f"dropped_{s}": n for s, n in meta.dropped.items()}
+            for s, reasons in meta.dropped.items():
+                metrics |= {f"dropped_{r}_{s}": v for r, v in reasons.items()}
             for s, t in meta.truncation.items():
                 metrics |= {f"{k}_{s}": v for k, v in t.items()}
             mlflow.log_metrics(metrics)

@@ -12,20 +12,22 @@ from hrm.cli import options
 def build(
     instances: Path = typer.Option(..., "--instances", help="Validated instances JSONL."),
     splits: Path = typer.Option(..., "--splits", help="splits.json (the tokenizer sees train only)."),
+    corpus: Path = typer.Option(None, "--corpus", help="corpus.jsonl of `hrm corpus build` (also trained on)."),
     out: Path = typer.Option(Path("artifacts/tokenizer"), "--out", help="Output directory."),
     params_path: Path = options.ParamsPath,
     profile: str | None = options.Profile,
     track: bool = typer.Option(True, "--track/--no-track", help="Log params and stats to MLflow."),
 ) -> None:
-    """Train the byte-level BPE on the train split; write tokenizer.json and meta.json."""
+    """Train the byte-level BPE on the train split (and the corpus); write tokenizer.json and
+    meta.json."""
     from hrm.tokenizer import build_tokenizer
 
     params = options.load(params_path, profile)
-    meta = build_tokenizer(instances, splits, out, params.tokenizer)
+    meta = build_tokenizer(instances, splits, out, params.tokenizer, corpus_path=corpus)
     typer.echo(
         f"tokenizer: vocab {meta['vocab_size']} (requested {meta['requested_vocab_size']}), "
-        f"trained on {meta['train_instances']} train instances "
-        f"({meta['training_chars']} chars) -> {out}"
+        f"trained on {meta['train_instances']} train instances and {meta['corpus_rows']} corpus "
+        f"rows ({meta['training_chars']} chars) -> {out}"
     )
     if track:
         import mlflow

@@ -6,10 +6,13 @@ produced from `data.source`. With an explicit source (`hrm data materialise --so
 `make run DATA=X`) the data is always produced from X, replacing any snapshot (the message says
 so): asking for a source and silently getting other data would be worse than the cost.
 
-Producing: `synth:NAME` runs the offline generator `hrm.synth.synthesize` on the environment NAME
-names (see `synth_env`), anything else `hrm.data.pull.pull`. The new snapshot is written next to
-the old one and moved over it only when complete; inside a DVC repository, `dvc add data` then
-makes `data.dvc` track it.
+Producing: `synth:` runs the offline generator `hrm.synth.synthesize` on every environment of
+`synth.envs`, `synth:NAME` on the one environment NAME names (see `synth_env`); anything else
+`hrm.data.pull.pull`. The new snapshot is written next to the old one and moved over it only when
+complete; the generator's resume files (`.state.json`, `.baseline.json`) stay next to the partial
+file while it is incomplete and are deleted once it is moved into place, so the data directory
+holds only the rows (its DVC hash then depends on nothing but them). Inside a DVC repository,
+`dvc add data` then makes `data.dvc` track it.
 """
 
 from __future__ import annotations
@@ -62,17 +65,33 @@ def _has_remote(root: Path) -> bool:
     return bool(_dvc("remote", "list", cwd=root).strip())
 
 
-def synth_env(params: Params, source: str) -> str:
-    """The `envs.repos` key a `synth:NAME` source generates from.
+SYNTH_SIDECARS = (".state.json", ".baseline.json")
+"""Suffixes of the generator's resume files next to its output (`hrm.synth.generator`)."""
 
-    NAME may be empty (`synth:`: `synth.env`), a key of `envs.repos`, or a repo's short name
-    (`tenacity`, `jd__tenacity`: the `name` / `owner__name` of a `swesmith/owner__name.commit`
-    key). Raises InputError naming `envs.repos` when NAME matches no entry, or several.
+
+def synth_envs(params: Params, source: str) -> list[str]:
+    """The `envs.repos` keys a `synth:` source generates from, in order.
+
+    `synth:` (empty NAME): every environment of `synth.envs`; `synth:NAME`: the one `synth_env`
+    resolves.
+    """
+    if not source[len(SYNTH_PREFIX):].strip():
+        return list(params.synth.envs)
+    return [synth_env(params, source)]
+
+
+def synth_env(params: Params, source: str) -> str:
+    """The `envs.repos` key a `synth:NAME` source names.
+
+    NAME is a key of `envs.repos`, or a repo's short name (`tenacity`, `jd__tenacity`: the
+    `name` / `owner__name` of a `swesmith/owner__name.commit` key). Raises InputError naming
+    `envs.repos` when NAME is empty, matches no entry, or several.
     """
     name = source[len(SYNTH_PREFIX):].strip()
     repos = sorted(params.envs.repos)
     if not name:
-        name = params.synth.env
+        raise InputError(f"source {source!r} names no environment (`synth:` alone means every "
+                         "environment of synth.envs: see synth_envs)")
     if name in params.envs.repos:
         return name
 
@@ -101,29 +120,30 @@ def obtain(params: Params, source: str, out_path: Path) -> tuple[str, str]:
     if source.startswith(SYNTH_PREFIX):
         from hrm.synth import synthesize
 
-        env = synth_env(params, source)
-        if env != params.synth.env:
+        envs = synth_envs(params, source)
+        if envs != list(params.synth.envs):
             params = params.model_copy(
-                update={"synth": params.synth.model_copy(update={"env": env})})
-        synthesize(params, out_path)
-        return "synth", f"generated {out_path} from {source} (environment {env})"
+                update={"synth": params.synth.model_copy(update={"envs": envs})})
+        result = synthesize(params, out_path)
+        per_env = ", ".join(f"{e.env}: {e.kept}" for e in result.envs)
+        return "synth", (f"generated {out_path} from {source}: {result.kept} instances "
+                         f"({per_env})")
     summary = pull(source, out_path, params.data)
     return "pull", f"pulled {summary.rows} rows from {source} into {out_path}"
 
 
 def _obtain_replacing(params: Params, source: str, snapshot: Path) -> tuple[str, str]:
-    """`obtain` into `<snapshot>.partial`, then move it (and a synth state file) over
-    `snapshot`: a failed or interrupted run never leaves a half snapshot in its place, and an
-    interrupted generator resumes from the partial file on the next call."""
+    """`obtain` into `<snapshot>.partial`, then move it over `snapshot`: a failed or interrupted
+    run never leaves a half snapshot in its place, and an interrupted generator resumes from
+    the partial file (and its resume files) on the next call. Once moved, the generator's
+    resume files are deleted, and so are any of the replaced snapshot."""
     partial = snapshot.with_name(snapshot.name + ".partial")
     action, message = obtain(params, source, partial)
     os.replace(partial, snapshot)
-    state = partial.with_name(partial.name + ".state.json")  # hrm.synth's resume state
-    snapshot_state = snapshot.with_name(snapshot.name + ".state.json")
-    if state.exists():
-        os.replace(state, snapshot_state)
-    elif snapshot_state.exists():  # the replaced snapshot's, stale now
-        snapshot_state.unlink()
+    for suffix in SYNTH_SIDECARS:
+        for done in (partial.with_name(partial.name + suffix),
+                     snapshot.with_name(snapshot.name + suffix)):
+            done.unlink(missing_ok=True)
     return action, message.replace(str(partial), str(snapshot))
 
 

@@ -4,23 +4,129 @@ It appends one JSON line per test report (setup/call/teardown, subtests included
 failed collection to the file given as `--hrm-report PATH`. Node ids come straight from pytest,
 so no junit class-name guessing is needed. This file is copied next to the run's temporary
 HOME and must not import anything from `hrm` (it runs inside the environment's venv).
+
+Per-test call recording (for the generator's test selection, `hrm.synth.coverage`): when the
+run's working directory holds `.hrm-trace-request.json` (`{"source_dirs": [...], "out": NAME}`,
+written there by the caller before the run), a `sys.settrace` hook notes every Python function
+entered, and at the end of the session `NAME` (in the working directory) receives, per test
+node id, the functions of the source dirs that the test entered during its setup, call and
+teardown, as `{file relative to the working directory: [first line of the code object]}`;
+functions entered outside any test (imports during collection, hooks between tests) are
+listed under `outside`. The hook never traces lines (it returns None), so the cost is one
+set insertion per Python call. Module bodies are not recorded.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import threading
 
 _PATH: str | None = None
 _MAX_MESSAGE = 400
+TRACE_REQUEST = ".hrm-trace-request.json"
+TRACE_VERSION = 1
 
 
 def pytest_addoption(parser):
     parser.addoption("--hrm-report", default=None, help="JSON-lines report file (hrm sandbox)")
 
 
+class _Recorder:
+    """Which code objects each test entered (see the module docstring)."""
+
+    def __init__(self, root: str, source_dirs: list[str], out: str):
+        self.root = root
+        self.prefixes = tuple(
+            root + os.sep if d.strip("/") in ("", ".") else
+            os.path.join(root, d.strip("/")) + os.sep for d in source_dirs)
+        self.out = os.path.join(root, out)
+        self.codes: set = set()
+        self.tests: dict[str, dict[str, set[int]]] = {}
+        self.outside: dict[str, set[int]] = {}
+        self._files: dict[str, str | None] = {}
+
+    def trace(self, frame, event, arg):
+        self.codes.add(frame.f_code)
+        # None: no line events for this frame, only the next call is seen.
+
+    def install(self) -> None:
+        sys.settrace(self.trace)
+        threading.settrace(self.trace)
+
+    def uninstall(self) -> None:
+        sys.settrace(None)
+        threading.settrace(None)
+
+    def _rel(self, filename: str) -> str | None:
+        rel = self._files.get(filename, "")
+        if rel == "":
+            path = os.path.realpath(os.path.join(self.root, filename))
+            rel = (os.path.relpath(path, self.root).replace(os.sep, "/")
+                   if path.startswith(self.prefixes) and path.endswith(".py") else None)
+            self._files[filename] = rel
+        return rel
+
+    def flush(self, into: dict[str, set[int]]) -> None:
+        codes, self.codes = self.codes, set()
+        for code in codes:
+            if code.co_name == "<module>":
+                continue
+            rel = self._rel(code.co_filename)
+            if rel is not None:
+                into.setdefault(rel, set()).add(code.co_firstlineno)
+
+    def start_test(self, nodeid: str) -> None:
+        self.flush(self.outside)
+        self.install()  # again: a test may have replaced or removed the hook
+
+    def end_test(self, nodeid: str) -> None:
+        self.flush(self.tests.setdefault(nodeid, {}))
+
+    def write(self) -> None:
+        self.uninstall()
+        self.flush(self.outside)
+
+        def plain(files: dict[str, set[int]]) -> dict[str, list[int]]:
+            return {f: sorted(lines) for f, lines in sorted(files.items())}
+
+        data = {"version": TRACE_VERSION, "outside": plain(self.outside),
+                "tests": {n: plain(files) for n, files in self.tests.items()}}
+        tmp = self.out + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, self.out)
+
+
+_RECORDER: _Recorder | None = None
+
+
 def pytest_configure(config):
-    global _PATH
+    global _PATH, _RECORDER
     _PATH = config.getoption("--hrm-report")
+    root = os.path.realpath(str(config.invocation_params.dir))
+    request = os.path.join(root, TRACE_REQUEST)
+    if os.path.exists(request):
+        with open(request, encoding="utf-8") as fh:
+            spec = json.load(fh)
+        _RECORDER = _Recorder(root, list(spec["source_dirs"]), str(spec["out"]))
+        _RECORDER.install()
+
+
+def pytest_runtest_logstart(nodeid, location):
+    if _RECORDER is not None:
+        _RECORDER.start_test(nodeid)
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    if _RECORDER is not None:
+        _RECORDER.end_test(nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _RECORDER is not None:
+        _RECORDER.write()
 
 
 def _message(report) -> str:

@@ -1,43 +1,67 @@
-"""Reference baselines scored by the same row scorer as the model.
+"""Reference systems scored by the same row scorer as the model.
 
-- `copy`: the prediction is the buggy region itself (each hunk's buggy text, joined by the hunk
-  separator, then the end token): what a model that learned only to copy would output. It scores
-  high on token accuracy and compilation and about 0 on edit accuracy and resolved rate.
-- `unigram`: the single most frequent label token of the TRAIN split (end token included in the
-  count) at every target position: the best constant per-token guess.
+- `copy`: no position changes: the prediction is the buggy code. High token accuracy (most
+  positions keep their token), and 0 on every repair metric: an unchanged output is not a repair.
+- `unigram`: the context-free guess. From the TRAIN sequences it learns, per token, how often a
+  position holding it changes and its most frequent changed output; in each row it changes the
+  one position whose token changes most often, to that output. It shows what knowing only
+  which tokens are often wrong gets, without reading the code around them.
+- `untrained`: a model of the same config with fresh weights (the seed's), proposing its greedy
+  fix like the trained one: what the architecture gives before any learning.
+- `oracle`: the reference outputs (tests and benchmarks: the harness must score it 1.0).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
-
-def target_ids(texts: Sequence[str], tokenizer) -> list[int]:
-    """Hunk texts encoded exactly like a target: joined by the hunk id, then the end token."""
-    ids: list[int] = []
-    for k, text in enumerate(texts):
-        if k:
-            ids.append(tokenizer.hunk_id)
-        ids += tokenizer.encode(text)
-    return ids + [tokenizer.eos_id]
+Outputs = dict[int, tuple[int, ...]]
 
 
-def place(ids: Sequence[int], labels: np.ndarray, ignore_index: int, fill: int) -> np.ndarray:
-    """A prediction row: `ids` laid over the target region (cut to it), `fill` elsewhere."""
-    pos = np.flatnonzero(labels != ignore_index)
-    start, region = int(pos[0]), labels.shape[0] - int(pos[0])
-    row = np.full(labels.shape, fill, dtype=np.int64)
-    kept = list(ids)[:region]
-    row[start:start + len(kept)] = kept
-    return row
+@dataclass(frozen=True)
+class UnigramGuess:
+    change_rate: dict[int, float]
+    """Token -> share of the train positions holding it whose output changed."""
+    output: dict[int, tuple[int, ...]]
+    """Token -> its most frequent changed output."""
+
+    def predict(self, inputs: np.ndarray, segments) -> Outputs:
+        best: tuple[float, int] | None = None
+        for anchor, n in segments:
+            for pos in range(anchor + 1, anchor + n + 1):
+                tok = int(inputs[pos])
+                rate = self.change_rate.get(tok)
+                if rate is not None and (best is None or rate > best[0]):
+                    best = (rate, pos)
+        if best is None:
+            return {}
+        pos = best[1]
+        return {pos: self.output[int(inputs[pos])]}
 
 
-def unigram_token(train_labels: np.ndarray, ignore_index: int) -> int:
-    """Most frequent label token of the train split (ties: the smallest id)."""
-    values = train_labels[train_labels != ignore_index]
-    if values.size == 0:
-        raise ValueError("the train split has no label tokens")
-    counts = np.bincount(values.astype(np.int64))
-    return int(counts.argmax())
+def fit_unigram(train, *, delete_id: int, end_id: int) -> UnigramGuess:
+    """Fit the guess on a loaded train split (`hrm.sequences.SequenceSplit`)."""
+    from hrm.sequences import label_outputs
+
+    seen: Counter[int] = Counter()
+    changed: Counter[int] = Counter()
+    outs: dict[int, Counter[tuple[int, ...]]] = defaultdict(Counter)
+    for i, record in enumerate(train.records):
+        ref = label_outputs(train.inputs[i], train.labels[i], train.inserts[i], record.segments,
+                            delete_id=delete_id, end_id=end_id)
+        anchors = {a for a, _ in record.segments}
+        for anchor, n in record.segments:
+            for pos in range(anchor + 1, anchor + n + 1):
+                tok = int(train.inputs[i][pos])
+                seen[tok] += 1
+                if pos in ref and pos not in anchors:
+                    changed[tok] += 1
+                    outs[tok][ref[pos]] += 1
+    if not changed:
+        raise ValueError("the train split changes no position: no unigram guess")
+    rate = {t: changed[t] / seen[t] for t in changed}
+    output = {t: max(c.items(), key=lambda kv: (kv[1], kv[0]))[0] for t, c in outs.items()}
+    return UnigramGuess(rate, output)

@@ -2,13 +2,14 @@
 `predictions.jsonl`, `metrics.json` and `report.md` in `out_dir`, logged to MLflow.
 
 `metrics.json` is flat at the top level for the model (names in `metric_names.py`), with the
-baselines nested under `baselines.{copy,unigram}`. Null means not applicable or not computed.
+baselines nested under `baselines.{copy,unigram,untrained}` and the per-kind / per-repo tables
+under `breakdown`. Null means not applicable or not computed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +17,11 @@ import numpy as np
 from tqdm import tqdm
 
 from hrm.config import Params
-from hrm.eval.baselines import place, target_ids, unigram_token
 from hrm.eval.execution import ExecutionTier
-from hrm.eval.metrics import q_halt_metrics, row_metrics
+from hrm.eval.metrics import breakdown, q_halt_metrics, row_metrics
 from hrm.eval.rows import RowResult, RowScorer
 
-Decode = Callable[[np.ndarray], list[str]]
-
-
-def score_system(name: str, split, pred_rows: np.ndarray, decode: Decode, buggy: list[list[int]],
-                 refs: list[list[str]], scorer: RowScorer) -> list[RowResult]:
-    """Score one system's [N, L] predictions row by row."""
-    ignore = split.meta.ignore_index
-    out = []
-    for i, record in enumerate(tqdm(split.records, desc=f"score {name}", unit="row", leave=False)):
-        out.append(scorer.score(record, pred_rows[i], split.labels[i], ignore, buggy[i],
-                                decode(pred_rows[i]), refs[i]))
-    return out
+Outputs = dict[int, tuple[int, ...]]
 
 
 def load_instances(path: str | Path | None) -> dict[str, Any]:
@@ -60,7 +49,7 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
     rather than scored.
     """
     from hrm.errors import InputError
-    from hrm.eval.decoding import decode_prediction
+    from hrm.eval.baselines import fit_unigram
     from hrm.model.inference import unwrap
     from hrm.sequences import check_tokenizer, load_split
     from hrm.tokenizer import load_tokenizer
@@ -82,13 +71,12 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
         raise InputError(f"checkpoint was trained with another tokenizer: it records tokenizer "
                          f"fingerprint {recorded}, {Path(tokenizer_dir) / 'tokenizer.json'} has "
                          f"{tok.fingerprint}", path=info.path)
-    if (info.seq_len, info.vocab_size) != (data.meta.seq_len, data.meta.vocab_size):
-        raise InputError(f"checkpoint expects seq_len={info.seq_len}, vocab={info.vocab_size}; "
-                         f"sequences have {data.meta.seq_len}, {data.meta.vocab_size}",
-                         path=str(sequences_dir))
-    # Predictions keep the special tokens found inside their target: such a row fails the code
-    # tiers (hrm.eval.decoding) instead of being scored on the text left after skipping them.
-    decode: Decode = lambda ids: decode_prediction(tok, ids[data.meta.prompt_len:])  # noqa: E731
+    net = unwrap(model)
+    if (info.seq_len, info.vocab_size, net.slots) != (data.meta.seq_len, data.meta.vocab_size,
+                                                      data.meta.slots):
+        raise InputError(f"checkpoint expects seq_len={info.seq_len}, vocab={info.vocab_size}, "
+                         f"slots={net.slots}; sequences have {data.meta.seq_len}, "
+                         f"{data.meta.vocab_size}, {data.meta.slots}", path=str(sequences_dir))
     execution = None
     if instances_path is not None:
         execution = ExecutionTier(params.envs, load_instances(instances_path),
@@ -101,57 +89,121 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
     if len(train_split) == 0:
         raise InputError("the train split is empty: no unigram baseline (pass the training "
                          "sequences as train_sequences_dir)", path=str(train_dir))
-    return evaluate_loaded(params, model, data, tok, decode, scorer, out_dir,
-                           train_labels=train_split.labels,
+    unigram = fit_unigram(train_split, delete_id=tok.mask_id, end_id=tok.eos_id)
+    return evaluate_loaded(params, model, data, tok, scorer, out_dir, unigram=unigram,
                            model_info={"checkpoint": info.path, "step": info.step,
                                        "phase": info.phase, "weights": info.weights,
-                                       # from the built model (config defaults applied):
-                                       # without a feedback path the ablation is n/a
-                                       "reverse_feedback": bool(
-                                           unwrap(model).cfg.reverse_feedback)},
+                                       "reverse_feedback": bool(net.cfg.reverse_feedback)},
                            split=label or split)
 
 
-def evaluate_loaded(params: Params, model, data, tok, decode: Decode, scorer: RowScorer,
-                    out_dir: str | Path, *, train_labels: np.ndarray, model_info: dict[str, Any],
-                    split: str) -> dict[str, Any]:
+def _parallel(fn, items, workers: int, desc: str) -> list:
+    """`fn` over `items` in `workers` threads (test runs are sandboxed subprocesses), in order."""
+    bar = tqdm(total=len(items), desc=desc, unit="row", leave=False)
+    out: list = [None] * len(items)
+
+    def run(k: int):
+        out[k] = fn(items[k])
+        bar.update(1)
+
+    if workers <= 1:
+        for k in range(len(items)):
+            run(k)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(run, range(len(items))))
+    bar.close()
+    return out
+
+
+def untrained_model(params: Params, model):
+    """A model of the same shape and config with fresh weights (seeded by `train.seed`)."""
+    import torch
+
+    from hrm.model import build_model
+    from hrm.model.inference import unwrap
+
+    net = unwrap(model)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(params.train.seed)
+    try:
+        fresh = build_model(net.cfg, net.vocab_size, net.seq_len, next(net.parameters()).device,
+                            net.slots, net.max_insertions)
+    finally:
+        torch.random.set_rng_state(state)
+    return fresh.eval()
+
+
+def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir: str | Path, *,
+                    unigram, model_info: dict[str, Any], split: str) -> dict[str, Any]:
     """The evaluation on loaded inputs (the testable core of `evaluate`)."""
+    from hrm.eval.decoding import decode_prediction
     from hrm.eval.model_pass import pass_metrics, run_model_pass
     from hrm.eval.report import write_report
-    from hrm.eval.search_runner import run_search
+    from hrm.eval.search import search_metrics, search_row, verify
+    from hrm.sequences import label_outputs
 
     cfg = params.eval
-    ignore = data.meta.ignore_index
-    refs = [decode(row) for row in data.labels]
-    buggy = [target_ids([h.buggy_text for h in r.hunks], tok) for r in data.records]
+    workers = max(1, cfg.workers)
+    n = len(data)
+    budget = 1 + cfg.search.max_iterations * cfg.search.candidates_per_iteration
+    refs: list[Outputs] = [label_outputs(data.inputs[i], data.labels[i], data.inserts[i],
+                                         data.records[i].segments, delete_id=tok.mask_id,
+                                         end_id=tok.eos_id) for i in range(n)]
+    ref_texts = [[h.fixed_text for h in r.hunks] for r in data.records]
+    buggy_texts = [[h.buggy_text for h in r.hunks] for r in data.records]
+
+    def decode(i: int, outputs: Outputs):
+        return decode_prediction(tok, data.inputs[i], data.records[i].segments, outputs)
+
+    def score_all(name: str, outputs: list[Outputs]) -> list[RowResult]:
+        return _parallel(lambda i: scorer.score(data.records[i], outputs[i], refs[i],
+                                                decode(i, outputs[i]), ref_texts[i]),
+                         list(range(n)), workers, f"score {name}")
+
+    pass_kw = dict(end_id=tok.eos_id, delete_id=tok.mask_id, batch_size=cfg.batch_size,
+                   halt_on_q=cfg.halt_on_q, positions=cfg.search.positions,
+                   alternatives=cfg.search.alternatives)
     reverse = model_info["reverse_feedback"]
-    mp = run_model_pass(model, data.inputs, data.labels, ignore_index=ignore,
-                        batch_size=cfg.batch_size, halt_on_q=cfg.halt_on_q, ablation=reverse)
-    model_rows = score_system("model", data, mp.pred_ids, decode, buggy, refs, scorer)
-    for row, loss, n, q, s in zip(model_rows, mp.row_loss_sum, mp.row_tokens, mp.q_halt,
-                                  mp.steps, strict=True):
-        row.loss, row.q_halt, row.steps = float(loss / max(n, 1)), float(q), int(s)
+    mp = run_model_pass(model, data, ablation=reverse, **pass_kw)
+    greedy = [p.greedy() for p in mp.proposals]
+    model_rows = score_all("model", greedy)
+    for row, loss, npos, q, s in zip(model_rows, mp.row_loss_sum, mp.row_positions, mp.q_halt,
+                                     mp.steps, strict=True):
+        row.loss, row.q_halt, row.steps = float(loss / max(npos, 1)), float(q), int(s)
     tests = cfg.run_tests and scorer.execution is not None
     metrics: dict[str, Any] = row_metrics(model_rows, tests_enabled=tests)
     metrics.update(pass_metrics(mp))
-    metrics.update(q_halt_metrics(mp.q_halt.tolist(), [r.tokens.exact for r in model_rows]))
+    metrics.update(q_halt_metrics(mp.q_halt.tolist(), [r.exact for r in model_rows]))
 
-    copy_pred = np.stack([place(b, lab, ignore, tok.pad_id) for b, lab in zip(buggy, data.labels,
-                                                                               strict=True)])
-    uni = unigram_token(train_labels, ignore)
-    uni_pred = np.stack([place([uni] * lab.shape[0], lab, ignore, tok.pad_id)
-                         for lab in data.labels])
+    def search(i: int):
+        cands = [greedy[i]] + [c for c, _ in mp.proposals[i].candidates(budget) if c != greedy[i]]
+        ctx = scorer.context(data.records[i])
+        return search_row(cands, lambda outs: decode(i, outs),
+                          lambda hunks: verify(ctx, hunks, scorer, buggy_texts[i]), cfg.search)
+
+    outcomes = _parallel(search, list(range(n)), workers, "search")
+    exact_after = [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(outcomes)]
+    metrics.update(search_metrics(outcomes, exact_after))
+    searched = [o.best_passes and o.verifier == "tests" for o in outcomes]
+    metrics["breakdown"] = breakdown(model_rows, searched, params.sequences.held_out_repos)
+    held = [r.exact for r in model_rows if r.repo in params.sequences.held_out_repos]
+    metrics["held_out_repo_rows"] = float(len(held))
+    metrics["held_out_repo_exact_accuracy"] = sum(held) / len(held) if held else None
+
+    fresh = untrained_model(params, model)
+    untrained_pass = run_model_pass(fresh, data, ablation=False, **pass_kw)
     baselines = {
-        "copy": row_metrics(score_system("copy", data, copy_pred, decode, buggy, refs, scorer),
-                            tests_enabled=tests),
-        "unigram": row_metrics(score_system("unigram", data, uni_pred, decode, buggy, refs,
-                                            scorer), tests_enabled=tests),
+        "copy": row_metrics(score_all("copy", [{} for _ in range(n)]), tests_enabled=tests,
+                            ci=False),
+        "unigram": row_metrics(score_all("unigram", [unigram.predict(data.inputs[i],
+                                                                     data.records[i].segments)
+                                                     for i in range(n)]),
+                               tests_enabled=tests, ci=False),
+        "untrained": row_metrics(score_all("untrained", [p.greedy() for p in untrained_pass.proposals]),
+                                 tests_enabled=tests, ci=False),
     }
-    baselines["unigram"]["unigram_token_id"] = float(uni)
-
-    outcomes, search_m = run_search(model, data, mp, model_rows, decode, buggy, refs, scorer,
-                                    params)
-    metrics.update(search_m)
+    baselines["untrained"]["loss"] = pass_metrics(untrained_pass)["loss"]
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,9 +213,10 @@ def evaluate_loaded(params: Params, model, data, tok, decode: Decode, scorer: Ro
             rec["search"] = {"best": oc.best_hunks, "best_passes": oc.best_passes,
                              "greedy_passes": oc.greedy_passes, "candidates": oc.candidates,
                              "iterations": oc.iterations, "converged": oc.converged,
-                             "source": oc.best_source}
+                             "verifier": oc.verifier, "best_rank": oc.best_rank}
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    result = {k: (None if v is None else float(v)) for k, v in metrics.items()}
+    result = {k: (float(v) if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+                  else v) for k, v in metrics.items()}
     result["baselines"] = baselines
     (out / "metrics.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     write_report(out / "report.md", split, result, model_info, reverse)
@@ -182,6 +235,7 @@ def _log(params: Params, split: str, metrics: dict[str, Any], out: Path) -> None
     with step_run(params, f"evaluate:{split}"):
         flat = {k: v for k, v in metrics.items() if isinstance(v, float)}
         for name, values in metrics["baselines"].items():
-            flat.update({f"baseline_{name}.{k}": v for k, v in values.items() if v is not None})
+            flat.update({f"baseline_{name}.{k}": v for k, v in values.items()
+                         if isinstance(v, float)})
         mlflow.log_metrics(flat)
         mlflow.log_artifacts(str(out), artifact_path=f"eval/{split}")

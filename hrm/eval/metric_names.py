@@ -1,6 +1,9 @@
 """The metric names `hrm evaluate` writes; the gate validates its criteria against these.
 
 Each name is defined (what it measures and how) in hrm/eval/metrics.py, model_pass.py, search.py and docs/metrics.md.
+The bootstrap intervals (`exact_accuracy_ci95`, `resolved_rate_ci95`), `swe_search_verifier` and
+the nested `baselines` / `breakdown` are written beside them but are not numbers a criterion
+can name.
 """
 
 from __future__ import annotations
@@ -33,5 +36,10 @@ METRIC_NAMES: tuple[str, ...] = (
     "code_rows_file_context",
     "resolved_rows_without_env",
     "q_halt_balanced_accuracy",
-    "swe_search_tiered_accuracy",
+    "location_accuracy",
+    "resolved_after_search",
+    "exact_after_search",
+    "swe_search_rows_static",
+    "held_out_repo_exact_accuracy",
+    "held_out_repo_rows",
 )

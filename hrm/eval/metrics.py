@@ -1,32 +1,36 @@
 """Split-level metrics from per-row results. Definitions (also in docs/metrics.md):
 
-- `token_accuracy_all`: micro accuracy of argmax predictions over every label token (end token
-  included) of every row.
-- `exact_accuracy`: share of rows whose label tokens are all predicted correctly.
-- `edit_accuracy`: micro accuracy over the label tokens that are not copied from the buggy code
-  under a difflib alignment (see `token_metrics.edit_positions`); null when no row has such a
-  token. Copying the buggy code scores about 0 here.
-- `code_syntax_validity`: share of checkable rows whose decoded hunks tokenize as Python and
-  open/close the same brackets and strings as the reference (`fragments.syntax_valid`).
-- `code_compilation_success`: share of rows whose prediction compiles in the reference's context
-  (spliced into the buggy file when an environment provides it, else the reference's smallest
-  wrapper); blank output fails; rows whose reference does not compile are excluded
-  (`code_rows_excluded`).
-- `code_ast_match`: share of the same rows whose normalised AST equals the reference's.
-- `resolved_rate`: resolved rows / all rows; a row without an environment counts as not
-  resolved and is counted in `resolved_rows_without_env`; null when no row has one or tests
-  are disabled.
-- `code_tiered_accuracy`: mean over non-excluded rows of the summed `eval.tier_weights` of the
+- `exact_accuracy`: share of rows whose predicted regions equal the reference, text for text.
+  `exact_accuracy_ci95`: its bootstrap 95% interval over rows, [low, high].
+- `token_accuracy_all`: micro accuracy over every labelled position (anchors and code tokens) of
+  every row: the position's output (its own token when kept) equals the reference's. Copying
+  the buggy code scores the share of positions the fix leaves alone: high, and no evidence of
+  repair.
+- `edit_accuracy`: the same over the positions the reference changes only (copying: 0).
+- `location_accuracy`: share of rows whose prediction changes exactly the reference's positions.
+- `code_syntax_validity`, `code_compilation_success`, `code_ast_match`: shares of checkable rows
+  whose prediction reaches each static tier in its context (the buggy file when an environment
+  provides it, else the reference's smallest wrapper); an unchanged prediction fails them all.
+- `resolved_rate`: rows resolved by their own tests / all rows (rows without an environment
+  count as not resolved and are counted in `resolved_rows_without_env`); null when no row has
+  one or tests are disabled. `resolved_rate_ci95`: bootstrap 95% interval.
+- `code_tiered_accuracy`: mean over checkable rows of the summed `eval.tier_weights` of the
   nested tiers reached (syntax, compile, AST match, tests resolved).
-- `loss`, `act_mean_steps`, `q_halt_accuracy`, `q_halt_balanced_accuracy`: model-only, from the
-  inference pass (see `hrm.eval.model_pass`).
+- `loss`, `act_mean_steps`, `q_halt_accuracy`, `q_halt_balanced_accuracy`: model-only.
+
+`breakdown` (nested, not flat: the report's tables) splits exact/resolved by bug kind, by repo,
+and into `inferable` / `non_inferable` kinds (`hrm.synth.mutations.NON_INFERABLE`: the fix
+re-adds code the buggy function no longer shows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from hrm.eval.rows import RowResult
+from hrm.synth.mutations import NON_INFERABLE
 
 
 def _share(flags: Sequence[bool]) -> float | None:
@@ -37,8 +41,23 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def row_metrics(rows: Sequence[RowResult], *, tests_enabled: bool) -> dict[str, float | None]:
-    """Token, code and execution metrics of one system (model or baseline) on a split."""
+def bootstrap_ci(flags: Sequence[bool], *, samples: int = 2000, seed: int = 0) -> list[float] | None:
+    """95% percentile bootstrap interval of a share over rows, [low, high] (None: no rows)."""
+    if not flags:
+        return None
+    values = np.asarray(flags, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def inferable(kind: str) -> bool:
+    return kind.removeprefix("func_pm_") not in NON_INFERABLE
+
+
+def row_metrics(rows: Sequence[RowResult], *, tests_enabled: bool, ci: bool = True
+                ) -> dict[str, float | list | None]:
+    """Position, code and execution metrics of one system (model or baseline) on a split."""
     if not rows:
         raise ValueError("no rows to score")
     tok_c = sum(r.tokens.token_correct for r in rows)
@@ -49,14 +68,17 @@ def row_metrics(rows: Sequence[RowResult], *, tests_enabled: bool) -> dict[str, 
     checked = [r for r in rows if not r.code.excluded]
     with_env = [r for r in rows if r.has_env]
     resolved: float | None = None
+    resolved_flags = [r.resolved is True for r in rows]
     if tests_enabled and with_env:
-        resolved = sum(r.resolved is True for r in rows) / len(rows)
+        resolved = sum(resolved_flags) / len(rows)
     tiered = [r.tier_score for r in rows if r.tier_score is not None]
-    return {
+    exact = [r.exact for r in rows]
+    out: dict[str, float | list | None] = {
         "rows": float(len(rows)),
         "token_accuracy_all": _ratio(tok_c, tok_t),
-        "exact_accuracy": _share([r.tokens.exact for r in rows]),
+        "exact_accuracy": _share(exact),
         "edit_accuracy": _ratio(edit_c, edit_t),
+        "location_accuracy": _share([r.tokens.located for r in rows]),
         "code_syntax_validity": _share(syntax),
         "code_syntax_rows_excluded": float(len(rows) - len(syntax)),
         "code_compilation_success": _share([bool(r.code.compiles) for r in checked]),
@@ -67,6 +89,33 @@ def row_metrics(rows: Sequence[RowResult], *, tests_enabled: bool) -> dict[str, 
         "resolved_rows_without_env": float(len(rows) - len(with_env)),
         "code_tiered_accuracy": sum(tiered) / len(tiered) if tiered else None,
     }
+    if ci:
+        out["exact_accuracy_ci95"] = bootstrap_ci(exact)
+        out["resolved_rate_ci95"] = bootstrap_ci(resolved_flags) if resolved is not None else None
+    return out
+
+
+def breakdown(rows: Sequence[RowResult], searched: Sequence[bool] | None = None,
+              held_out_repos: Sequence[str] = ()) -> dict[str, dict[str, dict[str, float]]]:
+    """Exact / resolved (and resolved after search) per kind, per repo, inferable or not."""
+    groups: dict[str, dict[str, list[int]]] = {"kind": {}, "repo": {}, "inferable": {}}
+    for i, r in enumerate(rows):
+        groups["kind"].setdefault(r.kind, []).append(i)
+        repo = r.repo + (" (held out)" if r.repo in held_out_repos else "")
+        groups["repo"].setdefault(repo, []).append(i)
+        groups["inferable"].setdefault("inferable" if inferable(r.kind) else "non_inferable",
+                                       []).append(i)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for axis, members in groups.items():
+        out[axis] = {}
+        for name, idx in sorted(members.items()):
+            entry = {"rows": float(len(idx)),
+                     "exact_accuracy": sum(rows[i].exact for i in idx) / len(idx),
+                     "resolved": float(sum(rows[i].resolved is True for i in idx))}
+            if searched is not None:
+                entry["resolved_after_search"] = float(sum(searched[i] for i in idx))
+            out[axis][name] = entry
+    return out
 
 
 def q_halt_metrics(q_halt: Sequence[float], exact: Sequence[bool]) -> dict[str, float | None]:

@@ -1,19 +1,19 @@
-"""One inference pass of the model over a split: argmax predictions, per-row loss, ACT stats,
-and the reverse-learning ablation (the same rows with the L->H feedback gate forced to 0).
+"""One inference pass of the model over a split: proposals (greedy fix and ranked alternatives,
+`hrm.eval.proposals`), per-row loss, ACT stats, and the reverse-learning ablation (the same rows
+with the L->H feedback gate forced to 0).
 
 Definitions:
-- `loss`: mean per-token softmax cross-entropy (natural log, computed in fp32) over all label
-  tokens of the split, from the logits of the final ACT segment each row ran (micro average).
-  Always softmax CE, whatever `model.loss` the model was trained with (a stablemax-trained
-  model's training loss is a different quantity): checkpoints stay comparable on one scale.
+- `loss`: mean per labelled position of the position's negative log-likelihood under the model
+  (natural log, fp32): the first output token's softmax cross-entropy, the insert decision's
+  binary cross-entropy, and for an inserting position its inserted tokens' cross-entropy (read
+  at the labelled insertions). From the final ACT segment each row ran; micro average over the
+  split. Always softmax, whatever `model.loss` trained the model, so checkpoints compare.
 - `act_mean_steps`: mean number of ACT segments run per row.
-- `reverse_learning_integration`: share of rows whose mean per-token loss (the softmax CE above)
-  is lower with the
+- `reverse_learning_integration`: share of rows whose mean per-position loss is lower with the
   feedback than with the gate forced to 0; ties count half (0.5 = no effect). Null when the
   model has no feedback path.
 - `reverse_integration_gate`: mean sigmoid gate value of the feedback path (row-weighted).
-- `reverse_planning_refinement`: mean ||feedback|| / ||z_H|| over the segments run
-  (row-weighted across batches).
+- `reverse_planning_refinement`: mean ||feedback|| / ||z_H|| over the segments run.
 """
 
 from __future__ import annotations
@@ -23,68 +23,93 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from hrm.eval.proposals import RowProposal, proposals_from
+
 
 @dataclass
 class ModelPass:
     """Per-row outputs of the model on a split."""
 
-    pred_ids: np.ndarray
-    """int64 [N, L] argmax token per position."""
+    proposals: list[RowProposal]
     row_loss_sum: np.ndarray
-    """float64 [N] summed label-token softmax cross-entropy (fp32) per row."""
-    row_tokens: np.ndarray
-    """int64 [N] label tokens per row."""
+    """float64 [N] summed per-position negative log-likelihood (fp32 softmax) per row."""
+    row_positions: np.ndarray
+    """int64 [N] labelled positions per row."""
     q_halt: np.ndarray
     steps: np.ndarray
     ablation_loss_sum: np.ndarray | None = None
-    """[N] summed softmax CE with the feedback gate forced to 0 (None: no feedback path)."""
+    """[N] the same loss with the feedback gate forced to 0 (None: no feedback path)."""
     gate_means: list[tuple[float, int]] = field(default_factory=list)
     feedback_ratios: list[tuple[float, int]] = field(default_factory=list)
 
 
-def _row_loss(logits, labels, ignore_index: int):
-    """Summed softmax cross-entropy (fp32) over the label tokens of each row ([B])."""
+def row_losses(model, res, x, labels, inserts, ignore_index: int) -> np.ndarray:
+    """Summed per-position NLL of each row ([B]) from an inference output."""
+    import torch
     import torch.nn.functional as F
 
-    per_token = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(),
-                                ignore_index=ignore_index, reduction="none")
-    return per_token.view(labels.shape).sum(dim=1).double().cpu().numpy()
+    from hrm.model.inference import slot_logits
+
+    lab = torch.as_tensor(labels).long()
+    mask = lab != ignore_index
+    first = F.cross_entropy(res.logits.float().flatten(0, 1), lab.clamp_min(0).flatten(),
+                            reduction="none").view(lab.shape) * mask
+    ins_pos = torch.as_tensor(inserts[:, :, 0]).long()
+    target = torch.zeros_like(lab, dtype=torch.float32)
+    rows, cols = (ins_pos >= 0).nonzero(as_tuple=True)
+    target[rows, ins_pos[rows, cols]] = 1.0
+    ins = F.binary_cross_entropy_with_logits(res.insert_logits.float(), target, reduction="none") * mask
+    total = (first + ins).sum(dim=1).double()
+    if rows.numel():
+        slots = slot_logits(model, res.z_H, rows, ins_pos[rows, cols])
+        slot_lab = torch.as_tensor(inserts[:, :, 1:]).long()[rows, cols]
+        ce = F.cross_entropy(slots.flatten(0, 1), slot_lab.flatten(), ignore_index=ignore_index,
+                             reduction="none").view(slot_lab.shape).sum(-1).double()
+        total.index_add_(0, rows, ce)
+    return total.numpy()
 
 
-def run_model_pass(model, inputs: np.ndarray, labels: np.ndarray, *, ignore_index: int,
-                   batch_size: int, halt_on_q: bool, ablation: bool) -> ModelPass:
-    """Greedy outputs for every row; with `ablation`, also the gate-off losses."""
+def run_model_pass(model, split, *, end_id: int, delete_id: int, batch_size: int, halt_on_q: bool,
+                   ablation: bool, positions: int, alternatives: int) -> ModelPass:
+    """Proposals and losses for every row of a loaded split (`hrm.sequences.SequenceSplit`);
+    with `ablation`, also the gate-off losses."""
     import torch
 
     from hrm.model.inference import run_inference
 
-    n = inputs.shape[0]
-    preds, loss_sum, q_halt, steps, abl = [], [], [], [], []
+    ignore = split.meta.ignore_index
+    n = len(split)
+    props: list[RowProposal] = []
+    loss_sum, q_halt, steps, abl = [], [], [], []
     gates: list[tuple[float, int]] = []
     ratios: list[tuple[float, int]] = []
+    anchors = [[seg[0] for seg in r.segments] for r in split.records]
     for start in tqdm(range(0, n, batch_size), desc="inference", unit="batch", leave=False):
-        x = torch.as_tensor(inputs[start:start + batch_size])
-        y = torch.as_tensor(labels[start:start + batch_size]).long()
-        out = run_inference(model, x, halt_on_q=halt_on_q)
-        y = y.to(out.logits.device)
-        preds.append(out.logits.argmax(dim=-1).cpu().numpy())
-        loss_sum.append(_row_loss(out.logits, y, ignore_index))
-        q_halt.append(out.q_halt.float().cpu().numpy())
-        steps.append(out.steps.cpu().numpy())
-        if out.gate_mean is not None:
-            gates.append((out.gate_mean, len(x)))
-        if out.feedback_ratio is not None:
-            ratios.append((out.feedback_ratio, len(x)))
+        stop = min(start + batch_size, n)
+        x = torch.as_tensor(split.inputs[start:stop])
+        labels, inserts = split.labels[start:stop], split.inserts[start:stop]
+        res = run_inference(model, x, halt_on_q=halt_on_q)
+        loss_sum.append(row_losses(model, res, x, labels, inserts, ignore))
+        props += proposals_from(model, res, x, labels, anchors[start:stop], end_id=end_id,
+                                delete_id=delete_id, ignore_index=ignore, positions=positions,
+                                alternatives=alternatives)
+        q_halt.append(res.q_halt.float().cpu().numpy())
+        steps.append(res.steps.cpu().numpy())
+        if res.gate_mean is not None:
+            gates.append((res.gate_mean, len(x)))
+        if res.feedback_ratio is not None:
+            ratios.append((res.feedback_ratio, len(x)))
+        del res
         if ablation:
             off = run_inference(model, x, halt_on_q=halt_on_q, reverse_gate_off=True)
-            abl.append(_row_loss(off.logits, y, ignore_index))
+            abl.append(row_losses(model, off, x, labels, inserts, ignore))
     return ModelPass(
-        pred_ids=np.concatenate(preds).astype(np.int64),
-        row_loss_sum=np.concatenate(loss_sum),
-        row_tokens=(labels != ignore_index).sum(axis=1).astype(np.int64),
-        q_halt=np.concatenate(q_halt),
-        steps=np.concatenate(steps),
-        ablation_loss_sum=np.concatenate(abl) if ablation else None,
+        proposals=props,
+        row_loss_sum=np.concatenate(loss_sum) if loss_sum else np.zeros(0),
+        row_positions=(split.labels != ignore).sum(axis=1).astype(np.int64),
+        q_halt=np.concatenate(q_halt) if q_halt else np.zeros(0),
+        steps=np.concatenate(steps) if steps else np.zeros(0, dtype=np.int64),
+        ablation_loss_sum=np.concatenate(abl) if ablation and abl else None,
         gate_means=gates,
         feedback_ratios=ratios,
     )
@@ -107,17 +132,17 @@ def integration_share(with_feedback: np.ndarray, gate_off: np.ndarray) -> float:
 
 def pass_metrics(mp: ModelPass) -> dict[str, float | None]:
     """`loss`, `act_mean_steps` and the reverse-learning metrics of a pass."""
-    tokens = mp.row_tokens.clip(min=1)
+    positions = mp.row_positions.clip(min=1)
     out: dict[str, float | None] = {
-        "loss": float(mp.row_loss_sum.sum() / mp.row_tokens.sum()),
-        "act_mean_steps": float(mp.steps.mean()),
+        "loss": float(mp.row_loss_sum.sum() / max(mp.row_positions.sum(), 1)),
+        "act_mean_steps": float(mp.steps.mean()) if mp.steps.size else None,
         "reverse_learning_integration": None,
         "reverse_integration_gate": None,
         "reverse_planning_refinement": None,
     }
     if mp.ablation_loss_sum is not None:
         out["reverse_learning_integration"] = integration_share(
-            mp.row_loss_sum / tokens, mp.ablation_loss_sum / tokens)
+            mp.row_loss_sum / positions, mp.ablation_loss_sum / positions)
         out["reverse_integration_gate"] = _weighted(mp.gate_means)
         out["reverse_planning_refinement"] = _weighted(mp.feedback_ratios)
     return out

@@ -1,8 +1,9 @@
-"""Score one prediction of one row through every tier: tokens, syntax, compile, AST, tests.
+"""Score one prediction of one row through every tier: positions, syntax, compile, AST, tests.
 
 The same scorer serves the model, the baselines and the search candidates, so their numbers are
 comparable by construction. Tiers are nested: a row reaches a tier only if it reached all lower
-ones (syntax < compile < AST match < tests resolved).
+ones (syntax < compile < AST match < tests resolved). A prediction that leaves the buggy code as
+it is repairs nothing: it fails every code tier and its tests are not run (`unchanged`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
-from hrm.eval import code_checks, token_metrics
+from hrm.eval import code_checks
 from hrm.eval.code_checks import CodeCheck, check_fragments, check_in_files
 from hrm.eval.decoding import special_reason, special_tokens_of
 from hrm.eval.execution import ExecutionTier, RowContext
-from hrm.eval.token_metrics import TokenScores, score_row
+from hrm.eval.token_metrics import TokenScores, score_outputs
+
+UNCHANGED = "unchanged: the prediction is the buggy code, not a repair"
 
 TIER_NAMES = ("syntax", "compile", "ast_match", "tests")
 
@@ -27,9 +28,14 @@ class RowResult:
     """Everything measured for one prediction of one row (a line of predictions.jsonl)."""
 
     instance_id: str
+    kind: str
+    """Bug kind (`hrm.sequences.SequenceRecord.kind`)."""
+    repo: str
     prediction: list[str]
-    """Decoded predicted hunks."""
+    """Decoded predicted regions."""
     reference: list[str]
+    exact: bool
+    """The predicted regions equal the reference's, text for text."""
     tokens: TokenScores
     code: CodeCheck
     resolved: bool | None
@@ -44,6 +50,8 @@ class RowResult:
     special_tokens: list[str] = field(default_factory=list)
     """Special tokens the prediction holds inside its target (`hrm.eval.decoding`): when any,
     the row fails syntax, compile, AST match and tests (reason in `code.reason`)."""
+    outputs: list[list] = field(default_factory=list)
+    """The prediction as [position, output tokens] pairs (positions it changes)."""
     loss: float | None = None
     q_halt: float | None = None
     steps: int | None = None
@@ -71,7 +79,6 @@ def clear_caches() -> None:
     """Forget the static tiers' content-keyed caches (parses, token scans, edit alignments):
     benchmarks clear them to measure one evaluation's reuse and no more."""
     code_checks.clear_caches()
-    token_metrics._edit_positions.cache_clear()
 
 
 def tier_score(tier: int, weights: Sequence[float]) -> float:
@@ -90,49 +97,48 @@ class RowScorer:
     def context(self, record: Any) -> RowContext | str:
         """The row's execution context, or why it has none (reported per row).
 
-        A row whose target was cut to `sequences.max_target_tokens` has no file context: its
-        reference is a prefix of the fix, which neither splices into the file nor can resolve
-        the instance, so it is scored on fragments and never run.
+        Regions cut to a window keep every change (rows whose change falls outside are not in
+        the sequences), so they splice and run like whole ones.
         """
-        if getattr(record, "target_truncated", False):
-            return "target truncated (sequences.max_target_tokens): no file context or tests"
         if self.execution is None:
             return "no instances file given: no environment"
         return self.execution.context(record.instance_id, record.repo, record.hunks)
 
-    def score(
-        self,
-        record: Any,
-        pred_ids: np.ndarray,
-        labels: np.ndarray,
-        ignore_index: int,
-        buggy_ids: Sequence[int],
-        pred_hunks: list[str],
-        ref_hunks: list[str],
-    ) -> RowResult:
-        tokens = score_row(pred_ids, labels, ignore_index, buggy_ids)
+    def score(self, record: Any, pred_outputs: dict[int, tuple[int, ...]],
+              ref_outputs: dict[int, tuple[int, ...]], pred_hunks: list[str], ref_hunks: list[str],
+              ) -> RowResult:
+        """Score one prediction: `pred_outputs` / `ref_outputs` in `label_outputs` form,
+        `pred_hunks` the decoded prediction (`hrm.eval.decoding.Decoded`), `ref_hunks` the
+        reference regions."""
+        tokens = score_outputs(pred_outputs, ref_outputs, record.segments)
         ctx = self.context(record)
+        unchanged = list(pred_hunks) == [h.buggy_text for h in record.hunks]
         code = self.code_check(ctx, pred_hunks, ref_hunks)
         specials = special_tokens_of(pred_hunks)
-        if specials and not code.excluded:
-            # The decoded text is not what the model wrote: no code tier can be reached.
+        reason = special_reason(specials) if specials else (UNCHANGED if unchanged else "")
+        if reason and not code.excluded:
+            # Not code the model wrote, or no repair at all: no code tier can be reached.
             code = replace(code, syntax=None if code.syntax is None else False, compiles=False,
-                           ast_match=False, reason=special_reason(specials))
-        resolved, reason, outcomes = self.test(ctx, code, pred_hunks)
+                           ast_match=False, reason=reason)
+        resolved, test_reason, outcomes = self.test(ctx, code, pred_hunks)
         tier = -1 if code.excluded else tiers_reached(code, resolved)
         return RowResult(
             instance_id=record.instance_id,
-            prediction=pred_hunks,
-            reference=ref_hunks,
+            kind=record.kind,
+            repo=record.repo,
+            prediction=list(pred_hunks),
+            reference=list(ref_hunks),
+            exact=list(pred_hunks) == list(ref_hunks) and not specials,
             tokens=tokens,
             code=code,
             resolved=resolved,
-            test_reason=reason,
+            test_reason=test_reason,
             test_outcomes=outcomes,
             tier=tier,
             tier_score=None if tier < 0 else tier_score(tier, self.weights),
             has_env=isinstance(ctx, RowContext),
             special_tokens=list(specials),
+            outputs=[[int(p), [int(t) for t in o]] for p, o in sorted(pred_outputs.items())],
         )
 
     @staticmethod

@@ -3,11 +3,12 @@ elsewhere (typically: trained on generated bugs, evaluated on the real SWE-smith
 
 `prepare_transfer` keeps the external instances the model has not trained on: a row whose
 `instance_id` or whose diff (the changed lines and file names, whitespace at line ends
-ignored) equals a TRAIN-split row is dropped and listed with the reason in `overlap.json`.
-Rows that edit a top-level function some train row also edits are kept but counted (a bug in
-the same function is a harder, not a leaked, test). The kept rows get one split, `test`, and
-sequences built with the trained tokenizer; `evaluate` then scores them like any split, with
-the unigram baseline taken from the training sequences.
+ignored) equals a TRAIN-split row, or that edits a top-level function of the same repository
+some TRAIN-split row edits (the model has read that function, with a bug, in training), is
+dropped and listed with the reason in `overlap.json`. The kept rows get one split, `test`, and
+sequences built with the trained tokenizer (whole functions from the repository snapshot where
+an environment exists); `evaluate` then scores them like any split (with the breakdown by
+SWE-smith bug kind), the unigram baseline taken from the training sequences.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hrm.config import SequencesConfig
+from hrm.config import EnvsConfig, SequencesConfig
 from hrm.data.instance import Instance, read_instances, write_instances
 from hrm.errors import InputError
 
@@ -37,11 +38,14 @@ def diff_key(patch: str) -> tuple[str, ...]:
     return tuple(key)
 
 
-def _functions(inst: Instance) -> set[tuple[str, str]]:
+def _functions(inst: Instance) -> set[tuple[str, str, str]]:
+    """(repo, file, top-level name) of every scope a changed line of the patch touches (not
+    only the scope of each hunk's first changed line: a hunk can reach into the next def)."""
     from hrm.hunks import parse_patch
 
-    return {(h.file, (h.function or "").split(".")[0]) for h in parse_patch(inst.patch, source=inst.instance_id)
-            if h.function}
+    return {(inst.repo, h.file, scope.split(".")[0])
+            for h in parse_patch(inst.patch, source=inst.instance_id)
+            for scope in (h.scopes or (h.function,)) if scope}
 
 
 @dataclass
@@ -53,13 +57,16 @@ class TransferSet:
     dropped: list[dict[str, str]] = field(default_factory=list)
     """One entry per dropped row: instance_id, reason, and the train row it matches."""
     same_function_as_train: int = 0
-    """Kept rows that edit a top-level function some train row edits too."""
+    """Dropped rows that edit a top-level function some train row edits too."""
     sequence_rows: int = 0
-    """Kept rows that fit the sequence budget (the others are dropped by `build_sequences`)."""
+    """Kept rows that fit the sequence budget (the others are counted in the sequences meta)."""
+    sequence_dropped: dict[str, int] = field(default_factory=dict)
+    """Kept rows the sequences could not hold, per reason (`hrm.sequences.DROP_REASONS`)."""
 
 
 def prepare_transfer(external_path: str | Path, train_instances_path: str | Path, splits_path: str | Path,
-                     tokenizer_dir: str | Path, out_dir: str | Path, cfg: SequencesConfig) -> TransferSet:
+                     tokenizer_dir: str | Path, out_dir: str | Path, cfg: SequencesConfig,
+                     envs: EnvsConfig | None = None) -> TransferSet:
     """Write `instances.jsonl`, `splits.json`, `sequences/` and `overlap.json` under `out_dir`."""
     from hrm.sequences import build_sequences
     from hrm.splits import load_splits
@@ -74,7 +81,10 @@ def prepare_transfer(external_path: str | Path, train_instances_path: str | Path
                          path=str(train_instances_path))
     by_id = {i.instance_id: i for i in train}
     by_diff = {diff_key(i.patch): i for i in train}
-    train_functions = set().union(*(_functions(i) for i in train))
+    train_functions: dict[tuple[str, str, str], str] = {}
+    for inst in train:
+        for key in _functions(inst):
+            train_functions.setdefault(key, inst.instance_id)
 
     result = TransferSet(external=len(external), kept=0)
     kept: list[Instance] = []
@@ -85,9 +95,14 @@ def prepare_transfer(external_path: str | Path, train_instances_path: str | Path
         elif diff_key(inst.patch) in by_diff:
             result.dropped.append({"instance_id": inst.instance_id, "reason": "same diff as a train row",
                                    "train_row": by_diff[diff_key(inst.patch)].instance_id})
+        elif _functions(inst) & train_functions.keys():
+            key = sorted(_functions(inst) & train_functions.keys())[0]
+            result.dropped.append({"instance_id": inst.instance_id,
+                                   "reason": f"edits {key[1]}:{key[2]}, a function trained on",
+                                   "train_row": train_functions[key]})
+            result.same_function_as_train += 1
         else:
             kept.append(inst)
-            result.same_function_as_train += bool(_functions(inst) & train_functions)
     if not kept:
         raise InputError(f"all {len(external)} external instances are in the training data",
                          path=str(external_path))
@@ -99,10 +114,11 @@ def prepare_transfer(external_path: str | Path, train_instances_path: str | Path
     (out / "splits.json").write_text(json.dumps(
         {"splits": {i.instance_id: TRANSFER_SPLIT for i in kept}}, indent=1) + "\n", encoding="utf-8")
     meta = build_sequences(out / "instances.jsonl", out / "splits.json", tokenizer_dir, out / "sequences",
-                           cfg, progress=False)
+                           cfg, envs=envs, progress=False)
     result.sequence_rows = meta.counts[TRANSFER_SPLIT]
+    result.sequence_dropped = {k: v for k, v in meta.dropped[TRANSFER_SPLIT].items() if v}
     if result.sequence_rows == 0:
-        raise InputError(f"none of the {len(kept)} kept instances fits the sequence budget "
-                         "(sequences.max_prompt_tokens / max_target_tokens)", path=str(external_path))
+        raise InputError(f"none of the {len(kept)} kept instances fits the sequences "
+                         f"({result.sequence_dropped})", path=str(external_path))
     (out / OVERLAP_FILE).write_text(json.dumps(asdict(result), indent=1) + "\n", encoding="utf-8")
     return result

@@ -39,7 +39,7 @@ def decide_and_report(params: Params, eval_dir: str | Path, train_dir: str | Pat
                       out_dir: str | Path) -> tuple[GateResult, ConvergenceReport]:
     """Write `gate.json`, then compute the report's contents (not yet rendered)."""
     # Train metrics feed the overfitting rule; they are loaded when present, never judged.
-    extra = [s for s in ("train", "val") if s in available_splits(eval_dir)]
+    extra = [s for s in ("train", "val", "test") if s in available_splits(eval_dir)]
     result = decide(params.gate, eval_dir, out_dir, extra_splits=extra)
     history = load_history(train_dir, [p.name for p in params.train.phases])
     report = build_report(params.gate, result, history, seed=params.gate.seed)

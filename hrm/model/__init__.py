@@ -14,8 +14,11 @@ from hrm.model.attention import resolve_backend
 __all__ = ["ActCarry", "ActStepOutput", "HRMAct", "build_model"]
 
 
-def build_model(model_cfg: ModelConfig, vocab_size: int, seq_len: int, device: torch.device | str) -> HRMAct:
-    """Build an HRM on `device`, with the attention kernel resolved for that device.
+def build_model(model_cfg: ModelConfig, vocab_size: int, seq_len: int, device: torch.device | str,
+                slots: int = 4, max_insertions: int = 16) -> HRMAct:
+    """Build an HRM on `device`, with the attention kernel resolved for that device; `slots` is
+    the number of output tokens a position can hold (`sequences.slots`), `max_insertions` the
+    inserting positions a row may hold (`sequences.max_insertions`, the carry's shape).
 
     `model_cfg.compile` is NOT applied here (the caller wraps with torch.compile where it wants,
     see hrm.train.loop) so that checkpoints always hold the plain module's state dict.
@@ -24,4 +27,4 @@ def build_model(model_cfg: ModelConfig, vocab_size: int, seq_len: int, device: t
         raise ValueError(f"vocab_size ({vocab_size}) and seq_len ({seq_len}) must be positive")
     device = torch.device(device)
     backend = resolve_backend(model_cfg.attention, device)
-    return HRMAct(model_cfg, vocab_size, seq_len, backend).to(device)
+    return HRMAct(model_cfg, vocab_size, seq_len, backend, slots, max_insertions).to(device)

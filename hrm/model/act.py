@@ -42,7 +42,11 @@ class ActCarry:
     inputs: torch.Tensor
     """int [B, L]: the row's current example."""
     labels: torch.Tensor
-    """int64 [B, L]: targets, -100 outside the target span."""
+    """int64 [B, L]: each code position's first output token (its own when kept), -100
+    outside the code."""
+    inserts: torch.Tensor
+    """int64 [B, E, K]: per position that inserts tokens, its index (-1: none), then the K - 1
+    inserted-token labels."""
     valid: torch.Tensor
     """bool [B]: the row holds a real example (padding rows contribute to no loss or metric)."""
     min_steps: torch.Tensor
@@ -75,13 +79,56 @@ def label_span(labels: torch.Tensor, valid: torch.Tensor) -> tuple[int, int]:
     return int(cols[0]), int(cols[-1]) + 1
 
 
+def pick_positions(carry: ActCarry, insert_positions: torch.Tensor, count: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row `count` labelled positions (-1 where the row has fewer): every edited one
+    (inserting positions first, then those whose first token changes) and a uniform sample of
+    the kept ones (torch's RNG, which checkpoints save). Returns (positions [B, count],
+    keep_scale [B, 1]: kept positions per kept position sampled)."""
+    labelled = (carry.labels != IGNORE_INDEX) & carry.valid.view(-1, 1)
+    changed = labelled & (carry.labels != carry.inputs.long())
+    inserting = torch.zeros_like(labelled)
+    rows, cols = (insert_positions >= 0).nonzero(as_tuple=True)
+    inserting[rows, insert_positions[rows, cols]] = True
+    keep = labelled & ~changed & ~inserting
+    score = torch.rand(labelled.shape, device=labelled.device)
+    score = torch.where(keep, score, torch.full_like(score, -1.0))
+    score = torch.where(changed, torch.full_like(score, 2.0), score)
+    score = torch.where(inserting, torch.full_like(score, 3.0), score)
+    top, idx = score.topk(min(count, score.shape[1]), dim=1)
+    picked = torch.where(top >= 0, idx, torch.full_like(idx, -1))
+    sampled = ((top >= 0) & (top < 1.5)).sum(1, keepdim=True).clamp_min(1)
+    keep_scale = keep.sum(1, keepdim=True).float() / sampled.float()
+    return picked, keep_scale
+
+
 @dataclass
 class ActStepOutput:
     carry: ActCarry
     """The carry after this segment (detached); `halted` says which rows finished."""
     logits: torch.Tensor
-    """[B, L, V]; with `labels_only`, [B, hi-lo, V] over the batch's label columns [lo, hi)
-    (`label_span`), with `labels` sliced alike, so losses and accuracies are unchanged."""
+    """First-token logits [B, L, V]; with `labels_only`, [B, hi-lo, V] over the batch's label
+    columns [lo, hi) (`label_span`), with `labels` sliced alike, so losses and accuracies are
+    unchanged."""
+    own_tokens: torch.Tensor
+    """[B, L] (or [B, hi-lo]): the token each column's position holds."""
+    keep_scale: torch.Tensor | None
+    """Training with `model.head_positions`: [B, 1], kept positions of the row per kept
+    position sampled (their loss weight, so the loss estimates the all-positions loss); None
+    when every labelled position is a column."""
+    insert_logits: torch.Tensor
+    """[B, L] (or [B, hi-lo]): the position inserts tokens."""
+    insert_labels: torch.Tensor
+    """int64, same shape: 1 where the carry lists an insertion, 0 at other labelled positions,
+    -100 elsewhere."""
+    slot_logits: torch.Tensor | None
+    """[M, K - 1, V] inserted-token logits of the carry's insertions (valid rows), None if none."""
+    slot_labels: torch.Tensor
+    """int64 [M, K - 1] their labels."""
+    slot_rows: torch.Tensor
+    """[M] row of each entry."""
+    slot_cols: torch.Tensor
+    """[M] its column in the `logits`/`labels` coordinates."""
     q_halt: torch.Tensor
     q_continue: torch.Tensor
     target_q_continue: torch.Tensor | None
@@ -96,12 +143,15 @@ class ActStepOutput:
 class HRMAct(nn.Module):
     """The full model: an `HRMCore` plus the ACT halting logic; `forward` is one segment."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, seq_len: int, backend: str):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, seq_len: int, backend: str, slots: int = 4,
+                 max_insertions: int = 16):
         super().__init__()
         self.cfg = cfg
         self.vocab_size = vocab_size
         self.seq_len = seq_len
-        self.core = HRMCore(cfg, vocab_size, seq_len, backend)
+        self.slots = slots
+        self.max_insertions = max_insertions
+        self.core = HRMCore(cfg, vocab_size, seq_len, backend, slots)
 
     def initial_carry(self, batch: int, device: torch.device) -> ActCarry:
         """Every row halted and invalid: the loop fills all of them before the first step."""
@@ -114,6 +164,8 @@ class HRMAct(nn.Module):
             fresh=torch.ones(batch, dtype=torch.bool, device=device),
             inputs=torch.zeros(batch, self.seq_len, dtype=torch.int32, device=device),
             labels=torch.full((batch, self.seq_len), -100, dtype=torch.int64, device=device),
+            inserts=torch.full((batch, self.max_insertions, self.slots), -100, dtype=torch.int64,
+                               device=device).index_fill_(2, torch.zeros(1, dtype=torch.long, device=device), -1),
             valid=torch.zeros(batch, dtype=torch.bool, device=device),
             min_steps=torch.zeros(batch, dtype=torch.int32, device=device),
         )
@@ -131,20 +183,42 @@ class HRMAct(nn.Module):
         """Run one segment on every row. `halt_on_q` defaults to `self.training`.
 
         `labels_only` (the training loop): logits and labels cover only the batch's label columns
-        [lo, hi) (`label_span`), which leaves losses and accuracies unchanged and saves the LM
-        head, its softmax and their backward over the prompt."""
+        [lo, hi) (`label_span`), which leaves losses and accuracies unchanged and saves the heads
+        and their backward over the statement. In training with `model.head_positions` P, the
+        columns are instead P positions per row (`pick_positions`): every edited position and a
+        uniform sample of the kept ones, weighted by `keep_scale`. Inserted tokens are predicted at the carry's
+        labelled insertions (teacher forcing)."""
         halt_max = max_steps or self.cfg.halt_max_steps
         use_q = self.training if halt_on_q is None else halt_on_q
         z_H, z_L = self.core.reset_rows(carry.fresh, carry.z_H, carry.z_L)
-        labels, span = carry.labels, None
+        labels, span, picked, keep_scale = carry.labels, None, None, None
+        positions = torch.where(carry.valid.view(-1, 1), carry.inserts[:, :, 0],
+                                torch.full_like(carry.inserts[:, :, 0], -1))
+        slot_rows, slot_idx = (positions >= 0).nonzero(as_tuple=True)
+        slot_labels = carry.inserts[slot_rows, slot_idx, 1:]
+        slot_pos = positions[slot_rows, slot_idx]
         if labels_only:
             span = label_span(carry.labels, carry.valid)
-            labels = carry.labels[:, span[0] : span[1]]
+            if self.training and self.cfg.head_positions:
+                picked, keep_scale = pick_positions(carry, positions, self.cfg.head_positions)
+                labels = torch.where(picked >= 0, carry.labels.gather(1, picked.clamp_min(0)),
+                                     torch.full_like(picked, IGNORE_INDEX))
+                slot_cols = (picked[slot_rows] == slot_pos.unsqueeze(1)).int().argmax(1)
+                own_tokens = carry.inputs.gather(1, picked.clamp_min(0))
+            else:
+                labels = carry.labels[:, span[0] : span[1]]
+                slot_cols = slot_pos - span[0]
+                own_tokens = carry.inputs[:, span[0] : span[1]]
+        else:
+            slot_cols = slot_pos
+            own_tokens = carry.inputs
+        insert_labels = torch.where(labels != IGNORE_INDEX, torch.zeros_like(labels), labels)
+        insert_labels[slot_rows, slot_cols] = 1
         bootstrap = self.training and self.cfg.q_target == "bootstrap" and halt_max > 1
         reuse = bootstrap and self.cfg.bootstrap_reuse
         primed = carry.primed & ~carry.fresh if (reuse and carry.primed is not None) else None
         seg = self.core(z_H, z_L, carry.inputs, L_cycles=L_cycles, gate_off=gate_off, head_span=span,
-                        primed=primed)
+                        primed=primed, slot_positions=positions, head_positions=picked)
         target_q_continue = None
         next_z = (seg.z_H, seg.z_L)
         with torch.no_grad():
@@ -168,6 +242,14 @@ class HRMAct(nn.Module):
         return ActStepOutput(
             carry=new_carry,
             logits=seg.logits,
+            own_tokens=own_tokens,
+            keep_scale=keep_scale,
+            insert_logits=seg.insert_logits,
+            insert_labels=insert_labels,
+            slot_logits=seg.slot_logits,
+            slot_labels=slot_labels,
+            slot_rows=slot_rows,
+            slot_cols=slot_cols,
             q_halt=seg.q_halt,
             q_continue=seg.q_continue,
             target_q_continue=target_q_continue,

@@ -8,6 +8,14 @@ under `torch.no_grad()`. The returned carry is detached, so no gradient flows be
 `architecture: trm` replaces H and L by one shared network (Tiny Recursive Model style): the
 last full recursion (L_cycles updates of z_L then one update of z_H) carries the gradient.
 
+Heads (see docs/sequences.md): one token head reads z_H plus a learned slot embedding. At every
+position it gives the first token of the position's output, with a learned *copy bias* added to
+the logit of the token the position holds: keeping a token is the head's starting point (the
+untrained model copies its input), so learning goes to the fixes. The insert head gives, per
+position, the logit that the position also inserts tokens after it; the token head gives those
+K - 1 tokens only where the caller asks (the labelled insertions in training, the likely ones at
+inference).
+
 Optional reverse feedback: after each H update, z_H += sigmoid(gate) * W z_L, a gated path from
 the low-level state into the high-level one. The gate is observable (`gate_value`) and can be
 forced to zero (`gate_off`), which makes the model compute exactly what a no-feedback model with
@@ -123,8 +131,13 @@ class SegmentOutput:
     z_L: torch.Tensor | None
     """None with `carry_out=False`."""
     logits: torch.Tensor | None
-    """[B, L, V] (or [B, hi-lo, V] with `head_span`; None with `lm_head=False`), in the autocast
-    dtype (losses upcast to fp32)."""
+    """First-token logits [B, L, V] (or [B, hi-lo, V] with `head_span`; None with
+    `lm_head=False`), copy bias included, in the autocast dtype (losses upcast to fp32)."""
+    insert_logits: torch.Tensor | None
+    """[B, L] (or [B, hi-lo]): the position inserts tokens after its first."""
+    slot_logits: torch.Tensor | None
+    """[M, K - 1, V] inserted-token logits of the `slot_positions` entries that are >= 0
+    (row-major order), None when none were asked."""
     q_halt: torch.Tensor
     """[B] fp32 logit of "halt now"."""
     q_continue: torch.Tensor
@@ -138,9 +151,10 @@ class SegmentOutput:
 class HRMCore(nn.Module):
     """Embedding, the recurrent modules, the LM head on z_H and the Q head on position 0."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, seq_len: int, backend: str):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, seq_len: int, backend: str, slots: int = 4):
         super().__init__()
         self.cfg = cfg
+        self.slots = slots
         d = cfg.hidden_size
         self.embed = ScaledEmbedding(vocab_size, d)
         self.rope = RotaryEmbedding(d // cfg.num_heads, seq_len, cfg.rope_theta)
@@ -157,9 +171,17 @@ class HRMCore(nn.Module):
         self.feedback = (
             ReverseFeedback(d, cfg.reverse_gate == "channel", cfg.reverse_gate_init) if cfg.reverse_feedback else None
         )
-        self.lm_head = Linear(d, vocab_size)
+        self.token_head = Linear(d, vocab_size)
+        self.slot_embed = nn.Parameter(trunc_normal_(torch.empty(slots, d), 1.0 / d**0.5))
+        # The own token's logit gets this bias: exp(6) ~ 400 times the other tokens' mass at
+        # init, so the untrained model keeps every token.
+        self.copy_bias = nn.Parameter(torch.tensor(6.0))
+        self.insert_head = Linear(d, 1, bias=True)
         self.q_head = Linear(d, 2, bias=True)
         with torch.no_grad():
+            # Insertions are rare (about one position in a hundred): start there.
+            self.insert_head.weight.zero_()
+            self.insert_head.bias.fill_(-5.0)
             # Q head starts near zero weights with bias -5: the model initially prefers to continue
             # (sigmoid(-5) ~ 0.007), which stabilises early Q-learning (reference init).
             self.q_head.weight.zero_()
@@ -167,6 +189,20 @@ class HRMCore(nn.Module):
         # Initial latent states (fixed random vectors, not trained), broadcast over batch and length.
         self.register_buffer("H_init", trunc_normal_(torch.empty(d), 1.0), persistent=True)
         self.register_buffer("L_init", trunc_normal_(torch.empty(d), 1.0), persistent=True)
+
+    def first_logits(self, z_H: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """First-token logits [..., V] of states z_H [..., d] whose positions hold tokens `own`
+        [...]: the token head on slot 0, plus the copy bias on each position's own token."""
+        q = rms_norm(z_H + self.slot_embed[0].to(z_H.dtype), self.cfg.rms_norm_eps)
+        logits = self.token_head(q)
+        bias = self.copy_bias.to(logits.dtype).expand(own.shape).unsqueeze(-1)
+        return logits.scatter_add(-1, own.long().unsqueeze(-1), bias)
+
+    def slot_logits(self, z_H: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Inserted-token logits [M, K - 1, V] after the positions (rows[m], positions[m])."""
+        h = z_H[rows, positions]  # [M, d]
+        q = rms_norm(h.unsqueeze(1) + self.slot_embed[1:].to(h.dtype), self.cfg.rms_norm_eps)
+        return self.token_head(q)
 
     def set_attention_backend(self, backend: str) -> None:
         """Switch the attention kernel of every block (weights unchanged)."""
@@ -247,13 +283,18 @@ class HRMCore(nn.Module):
         primed: torch.Tensor | None = None,
         return_prefix: bool = False,
         carry_out: bool = True,
+        slot_positions: torch.Tensor | None = None,
+        head_positions: torch.Tensor | None = None,
     ) -> SegmentOutput:
         """One segment from carry (z_H, z_L) on token ids `inputs` [B, L].
 
-        `head_span=(lo, hi)`: the LM head runs on positions [lo, hi) only (logits [B, hi-lo, V]);
-        training passes the span of the batch's label columns (the prompt never has labels, so the
-        loss is unchanged and the head, its softmax and their backward shrink to the target
-        region). `lm_head=False`: no logits at all (the bootstrap segment only needs the Q head).
+        `head_span=(lo, hi)`: the first-token and insert heads run on positions [lo, hi) only
+        (logits [B, hi-lo, V]); training passes the span of the batch's label columns (the
+        statement never has labels, so the loss is unchanged). `lm_head=False`: no logits at
+        all (the bootstrap segment only needs the Q head). `slot_positions` [B, E] (-1: none):
+        the inserted tokens after these positions (`SegmentOutput.slot_logits`).
+        `head_positions` [B, P] (-1: none): the first-token and insert heads run on these
+        positions only (logits [B, P, V]; training's sample of positions, inside `head_span`).
         `primed` (bool [B]): rows whose (z_H, z_L) already are this segment's no-grad prefix
         state (`return_prefix` of the previous bootstrap segment); the prefix runs on the other
         rows only. `return_prefix`: also return the state after the no-grad prefix.
@@ -289,14 +330,24 @@ class HRMCore(nn.Module):
         elif torch.is_grad_enabled() and (head_span is not None or not lm_head):
             rows, rest = self._head_rows(seq_len, head_span if lm_head else (0, 1), inputs.device)
         z_H, z_L = self._final(z_H, z_L, x, rope, n_L, gate_off, ratios, rows, rest)
-        if not lm_head:
-            logits = None
-        elif head_span is not None:
-            logits = self.lm_head(z_H[:, head_span[0] : head_span[1]])
-        else:
-            logits = self.lm_head(z_H)
+        logits = inserts = slots = None
+        if lm_head:
+            if head_positions is not None:
+                idx = head_positions.clamp_min(0)
+                zp = z_H.gather(1, idx.unsqueeze(-1).expand(-1, -1, z_H.shape[-1]))
+                own = inputs.gather(1, idx)
+            else:
+                lo, hi = head_span if head_span is not None else (0, seq_len)
+                zp, own = z_H[:, lo:hi], inputs[:, lo:hi]
+            logits = self.first_logits(zp, own)
+            inserts = self.insert_head(zp).squeeze(-1)
+            if slot_positions is not None:
+                rows_m, cols_m = (slot_positions >= 0).nonzero(as_tuple=True)
+                if rows_m.numel():
+                    slots = self.slot_logits(z_H, rows_m, slot_positions[rows_m, cols_m])
         q = self.q_head(z_H[:, 0]).float()
         ratio = torch.stack(ratios).mean() if ratios else None
         if not carry_out:
-            return SegmentOutput(None, None, logits, q[:, 0], q[:, 1], ratio, prefix)
-        return SegmentOutput(z_H.detach(), z_L.detach(), logits, q[:, 0], q[:, 1], ratio, prefix)
+            return SegmentOutput(None, None, logits, inserts, slots, q[:, 0], q[:, 1], ratio, prefix)
+        return SegmentOutput(z_H.detach(), z_L.detach(), logits, inserts, slots, q[:, 0], q[:, 1], ratio,
+                             prefix)

@@ -1,4 +1,5 @@
-"""Inference: run every row from a fresh carry until it halts, return fp32 logits and ACT stats.
+"""Inference: run every row from a fresh carry until it halts; return fp32 edit logits, the final
+latent state the token head reads (`slot_logits` at chosen positions) and ACT stats.
 
 Evaluation semantics: each row runs `max_steps` (default `halt_max_steps`) segments, or, with
 `halt_on_q=True`, stops at the first segment where q_halt > q_continue; a halted row's outputs
@@ -18,7 +19,12 @@ from hrm.model.act import HRMAct
 @dataclass
 class InferenceOutput:
     logits: torch.Tensor
-    """[B, L, V] float32 logits of the segment at which each row halted."""
+    """[B, L, V] float32 first-token logits (copy bias included) of the segment at which each
+    row halted."""
+    insert_logits: torch.Tensor
+    """[B, L] float32: the position inserts tokens after its first."""
+    z_H: torch.Tensor
+    """[B, L, d] that segment's high-level state (what the heads read)."""
     q_halt: torch.Tensor
     """[B] fp32 halting logit at that segment."""
     q_continue: torch.Tensor
@@ -67,7 +73,7 @@ def run_inference(
         carry.inputs = ids
         carry.valid = torch.ones(batch, dtype=torch.bool, device=device)
         carry.halted.zero_()
-        logits = q_halt = q_cont = steps = None
+        logits = q_halt = q_cont = steps = z_H = inserts = None
         ratios: list[float] = []
         done = torch.zeros(batch, dtype=torch.bool, device=device)
         for _ in range(limit):
@@ -75,9 +81,13 @@ def run_inference(
             step_logits = out.logits.float()
             if logits is None:
                 logits, q_halt, q_cont, steps = step_logits, out.q_halt, out.q_continue, out.steps.clone()
+                z_H = out.carry.z_H.clone()
+                inserts = out.insert_logits.float()
             else:
                 live = ~done
                 logits[live] = step_logits[live]
+                z_H[live] = out.carry.z_H[live]
+                inserts[live] = out.insert_logits.float()[live]
                 q_halt = torch.where(live, out.q_halt, q_halt)
                 q_cont = torch.where(live, out.q_continue, q_cont)
                 steps = torch.where(live, out.steps, steps)
@@ -94,6 +104,8 @@ def run_inference(
             gate_mean = 0.0 if reverse_gate_off else float(feedback.gate_value().mean())
         return InferenceOutput(
             logits=logits,
+            insert_logits=inserts,
+            z_H=z_H,
             q_halt=q_halt,
             q_continue=q_cont,
             steps=steps,
@@ -102,3 +114,14 @@ def run_inference(
         )
     finally:
         net.train(was_training)
+
+
+@torch.no_grad()
+def slot_logits(model: torch.nn.Module, z_H: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor
+                ) -> torch.Tensor:
+    """fp32 inserted-token logits [M, K - 1, V] after (rows[m], positions[m]) of an
+    inference's `z_H`."""
+    net = unwrap(model)
+    if rows.numel() == 0:
+        return torch.zeros(0, net.slots - 1, net.vocab_size)
+    return net.core.slot_logits(z_H, rows.to(z_H.device), positions.to(z_H.device)).float()

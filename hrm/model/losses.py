@@ -1,8 +1,10 @@
-"""Losses: LM cross-entropy (softmax or stablemax) in fp32 over label tokens, and the two
-binary Q losses; `total = lm + q_weight * (q_halt + q_continue)`.
+"""Losses: the edit loss (per labelled position: the first output token's cross-entropy, softmax or
+stablemax, the insert decision's binary cross-entropy, and an inserting position's inserted
+tokens' cross-entropy), in fp32, and the two binary Q losses;
+`total = lm + q_weight * (q_halt + q_continue)`.
 
-Normalisation: the LM loss is the sum of token losses divided by `lm_denominator` (by default the
-number of label tokens of valid rows, i.e. a mean over label tokens). Under DDP the caller passes
+Normalisation: the edit ("lm") loss is the sum of position losses divided by `lm_denominator`
+(by default the number of labelled positions of valid rows, i.e. a mean per position). Under DDP the caller passes
 the GLOBAL label count divided by the world size so that DDP's gradient averaging yields the
 gradient of the global mean, i.e. the same semantics as one process with the whole batch.
 """
@@ -43,14 +45,36 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch
 class LossParts:
     total: torch.Tensor
     lm: torch.Tensor
+    """Sum over labelled positions of the position's negative log-likelihood (first token's
+    cross-entropy, the insert decision's binary cross-entropy, and for an inserting position the
+    inserted tokens' cross-entropy), edited positions weighted by `edit_weight`, divided by
+    `lm_denominator` (default: the number of labelled positions)."""
     q_halt: torch.Tensor
     q_continue: torch.Tensor
     seq_correct: torch.Tensor
-    """bool [B]: every label token predicted correctly (the q_halt target)."""
+    """bool [B]: every labelled position predicted correctly (the q_halt target)."""
     token_correct: torch.Tensor
-    """bool [B, L]: argmax == label at label positions (False elsewhere)."""
+    """bool [B, S]: the position's first token and insert decision are right, and its inserted
+    tokens when it inserts (False outside labels)."""
     label_mask: torch.Tensor
-    """bool [B, L]: label positions of valid rows."""
+    """bool [B, S]: label positions of valid rows."""
+    edited_mask: torch.Tensor
+    """bool [B, S]: label positions whose output is not their own token."""
+    count_weight: torch.Tensor
+    """float [B, S]: how many labelled positions each column stands for (1, or `keep_scale`
+    for a sampled kept one; 0 outside labels): weights of accuracy counts."""
+
+
+def slot_scores(slot_logits: torch.Tensor | None, slot_labels: torch.Tensor, kind: str
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed token loss [M], all slots right [M]) of the inserted tokens."""
+    if slot_logits is None or slot_labels.numel() == 0:
+        empty = slot_labels.new_zeros(slot_labels.shape[0])
+        return empty.float(), empty.bool() | True
+    loss = token_losses(slot_logits, slot_labels, kind).sum(-1)
+    mask = slot_labels != IGNORE_INDEX
+    right = ((slot_logits.argmax(-1) == slot_labels) | ~mask).all(-1)
+    return loss, right
 
 
 def act_losses(
@@ -61,19 +85,45 @@ def act_losses(
     q_continue: torch.Tensor,
     target_q_continue: torch.Tensor | None,
     *,
+    own_tokens: torch.Tensor,
+    insert_logits: torch.Tensor,
+    insert_labels: torch.Tensor,
+    slot_logits: torch.Tensor | None,
+    slot_labels: torch.Tensor,
+    slot_rows: torch.Tensor,
+    slot_cols: torch.Tensor,
     q_weight: float,
     kind: str = "softmax",
+    edit_weight: float = 1.0,
+    keep_scale: torch.Tensor | None = None,
     lm_denominator: float | torch.Tensor | None = None,
     row_denominator: float | torch.Tensor | None = None,
 ) -> LossParts:
-    """All training losses of one ACT segment; invalid rows contribute nothing."""
+    """All training losses of one ACT segment; invalid rows contribute nothing.
+
+    Over S label columns: `logits` [B, S, V] first-token logits and `labels` [B, S] (-100:
+    none), `own_tokens` [B, S] the tokens the positions hold, `insert_logits`/`insert_labels`
+    [B, S] (1: the position inserts); `slot_logits` [M, K - 1, V] and `slot_labels` [M, K - 1]
+    for the M inserting positions at (`slot_rows`, `slot_cols`). `keep_scale` [B, 1]: weight
+    of a kept position (training's sample of them, `hrm.model.act.pick_positions`).
+    """
     labels = torch.where(valid.view(-1, 1), labels, torch.full_like(labels, IGNORE_INDEX))
     mask = labels != IGNORE_INDEX
-    per_token = token_losses(logits, labels, kind)
+    first = token_losses(logits, labels, kind)
+    ins_target = (insert_labels == 1) & mask
+    ins = F.binary_cross_entropy_with_logits(insert_logits.float(), ins_target.float(), reduction="none") * mask
+    slot_loss, slot_right = slot_scores(slot_logits, slot_labels, kind)
+    keep_rows = valid[slot_rows] if slot_rows.numel() else slot_rows.bool()
+    edited = mask & ((labels != own_tokens) | ins_target)
+    keep_w = keep_scale.float().expand_as(first) if keep_scale is not None else torch.ones_like(first)
+    weights = torch.where(edited, torch.full_like(first, edit_weight), keep_w)
     n_tokens = lm_denominator if lm_denominator is not None else mask.sum().clamp_min(1)
-    lm = per_token.sum() / n_tokens
+    lm = (((first + ins) * weights).sum() + edit_weight * (slot_loss * keep_rows).sum()) / n_tokens
     with torch.no_grad():
-        token_correct = (logits.argmax(-1) == labels) & mask
+        right = (logits.argmax(-1) == labels) & ((insert_logits > 0) == ins_target) & mask
+        if slot_rows.numel():
+            right[slot_rows, slot_cols] &= slot_right
+        token_correct = right
         seq_correct = (token_correct.sum(-1) == mask.sum(-1)) & valid
     vf = valid.float()
     n_rows = row_denominator if row_denominator is not None else vf.sum().clamp_min(1)
@@ -85,4 +135,5 @@ def act_losses(
     else:
         q_cont_loss = torch.zeros((), device=logits.device)
     total = lm + q_weight * (q_halt_loss + q_cont_loss)
-    return LossParts(total, lm, q_halt_loss, q_cont_loss, seq_correct, token_correct, mask)
+    count_w = torch.where(edited, torch.ones_like(first), keep_w) * mask
+    return LossParts(total, lm, q_halt_loss, q_cont_loss, seq_correct, token_correct, mask, edited, count_w)

@@ -15,15 +15,41 @@ Kinds (the instance id reads `func_pm_<kind>__<hash>`):
     remove_cond      an `if` block (without else) removed
     remove_assign    an assignment statement removed
     ctrl_shuffle     two adjacent independent statements swapped
+    op_swap          the operands of a non-commutative operator or comparison swapped
+                     (`a - b` -> `b - a`, `x < y` -> `y < x`)
+    var_misuse       a read of a local variable or parameter replaced by another one of the
+                     same function (BugLab's variable misuse)
+    wrong_attr       an attribute read replaced by another attribute the function reads on the
+                     same object (`self.start` -> `self.stop`)
+    swap_args        two adjacent positional arguments of a call swapped
+    wrong_return     a returned value replaced (`return x` -> `return None`, True <-> False)
+    remove_loop      a `for`/`while` loop removed with its body
+    remove_wrapper   a `with`/`try` statement replaced by its own body (the wrapper removed)
+
+Kinds whose fix cannot be inferred from the buggy code alone (the fix re-adds code that is gone)
+are `NON_INFERABLE`; metrics report them separately.
+
+`function_mutations` mutates one function's text on its own (the training corpus: no file, no
+tests), `enumerate_sites`/`apply_site` a whole module (the test-verified generator).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 
 KINDS = ("op_flip_cmp", "op_flip_bool", "op_change", "op_change_const", "op_off_by_one",
-         "ctrl_invert_if", "remove_cond", "remove_assign", "ctrl_shuffle")
+         "ctrl_invert_if", "remove_cond", "remove_assign", "ctrl_shuffle", "op_swap",
+         "var_misuse", "wrong_attr", "swap_args", "wrong_return", "remove_loop", "remove_wrapper")
+
+NON_INFERABLE = frozenset({"remove_cond", "remove_assign", "remove_loop", "remove_wrapper"})
+"""Kinds whose fix re-adds code the buggy version no longer shows."""
+
+_SWAP_BIN = (ast.Sub, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift, ast.MatMult)
+_SWAP_CMP = (ast.Lt, ast.Gt, ast.LtE, ast.GtE, ast.In, ast.NotIn)
+_ATOMS = (ast.Name, ast.Constant, ast.Attribute, ast.Call, ast.Subscript, ast.List, ast.Tuple,
+          ast.Dict, ast.Set)
 
 _CMP_FLIP = {ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt,
              ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is,
@@ -53,11 +79,20 @@ class Site:
         return f"{self.file}:{self.function}:{self.kind}:{self.index}"
 
 
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def source_lines(text: str) -> list[str]:
+    """Lines as the parser counts them (`\n`, `\r\n`, `\r` only; a form feed is not a line
+    break, as it is for `str.splitlines`), each keeping its end."""
+    return _LINE.findall(text)
+
+
 class _Src:
     """Source text as lines with UTF-8-byte-offset aware span replacement."""
 
     def __init__(self, text: str):
-        self.lines = text.splitlines(keepends=True)
+        self.lines = source_lines(text)
 
     def text(self) -> str:
         return "".join(self.lines)
@@ -209,7 +244,76 @@ def _candidates(func: ast.AST, src: _Src, kind: str) -> list[ast.AST | tuple]:
                         and _independent(a, b)):
                     out.append((a, b))
         return out
+    if kind == "op_swap":
+        return [n for n in nodes if (isinstance(n, ast.BinOp) and isinstance(n.op, _SWAP_BIN))
+                or (isinstance(n, ast.Compare) and len(n.ops) == 1
+                    and isinstance(n.ops[0], _SWAP_CMP))]
+    if kind == "var_misuse":
+        local = sorted(_local_names(func) - {"self", "cls"})
+        out = []
+        for n in nodes:
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in local:
+                others = [x for x in local if x != n.id]
+                if others:
+                    # One alternative per read, fixed by its position (deterministic, spread).
+                    out.append((n, others[(n.lineno * 31 + n.col_offset) % len(others)]))
+        return out
+    if kind == "wrong_attr":
+        by_base: dict[str, set[str]] = {}
+        for n in nodes:
+            if isinstance(n, ast.Attribute):
+                by_base.setdefault(src.segment(n.value), set()).add(n.attr)
+        out = []
+        for n in nodes:
+            if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load):
+                others = sorted(by_base.get(src.segment(n.value), set()) - {n.attr})
+                if others:
+                    out.append((n, others[(n.lineno * 31 + n.col_offset) % len(others)]))
+        return out
+    if kind == "swap_args":
+        out = []
+        for n in nodes:
+            if isinstance(n, ast.Call) and not any(isinstance(a, ast.Starred) for a in n.args):
+                for a, b in zip(n.args, n.args[1:], strict=False):
+                    if src.segment(a) != src.segment(b) and a.lineno == b.end_lineno:
+                        out.append((a, b))
+        return out
+    if kind == "wrong_return":
+        return [n for n in nodes if isinstance(n, ast.Return) and n.value is not None
+                and not (isinstance(n.value, ast.Constant) and n.value.value is None)]
+    if kind == "remove_loop":
+        return [n for n in nodes if isinstance(n, (ast.For, ast.AsyncFor, ast.While))
+                and not n.orelse and src.owns_lines(n)]
+    if kind == "remove_wrapper":
+        out = []
+        for n in nodes:
+            plain_try = isinstance(n, ast.Try) and not n.orelse and not n.finalbody
+            if ((isinstance(n, (ast.With, ast.AsyncWith)) or plain_try) and src.owns_lines(n)
+                    and n.body[0].lineno > n.lineno):
+                out.append(n)
+        return out
     raise ValueError(f"unknown mutation kind {kind!r}")
+
+
+def _local_names(func: ast.AST) -> set[str]:
+    """Parameters and names assigned in the function (not global/nonlocal ones)."""
+    names: set[str] = set()
+    args = func.args
+    for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+        if a is not None:
+            names.add(a.arg)
+    excluded: set[str] = set()
+    for n in _own_nodes(func):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            names.add(n.id)
+        elif isinstance(n, (ast.Global, ast.Nonlocal)):
+            excluded.update(n.names)
+    return names - excluded
+
+
+def _operand(node: ast.AST, src: _Src) -> str:
+    text = src.segment(node)
+    return text if isinstance(node, _ATOMS) else f"({text})"
 
 
 def _wrap(node: ast.AST, text: str, parents: dict[ast.AST, ast.AST], src: _Src) -> str:
@@ -279,6 +383,45 @@ def _apply(func: ast.AST, src: _Src, kind: str, target, parents) -> None:
         middle = src.lines[a.end_lineno : b.lineno - 1]
         second = src.lines[b.lineno - 1 : b.end_lineno]
         src.lines[a.lineno - 1 : b.end_lineno] = second + middle + first
+    elif kind == "op_swap":
+        n = target
+        if isinstance(n, ast.BinOp):
+            sym = ast.unparse(ast.BinOp(ast.Name("a"), n.op, ast.Name("b")))[2:-2]
+            text = f"{_operand(n.right, src)} {sym} {_operand(n.left, src)}"
+        else:
+            sym = ast.unparse(ast.Compare(ast.Name("a"), [n.ops[0]], [ast.Name("b")]))[2:-2]
+            text = f"{_operand(n.comparators[0], src)} {sym} {_operand(n.left, src)}"
+        src.replace(n, _wrap(n, text, parents, src))
+    elif kind == "var_misuse":
+        node, other = target
+        src.replace(node, other)
+    elif kind == "wrong_attr":
+        node, other = target
+        src.replace(node, f"{_operand(node.value, src)}.{other}")
+    elif kind == "swap_args":
+        a, b = target
+        text_a, text_b = src.segment(a), src.segment(b)
+        line = src.lines[a.lineno - 1].encode()
+        start, end = a.col_offset, b.end_col_offset
+        middle = line[a.end_col_offset: b.col_offset].decode()
+        new = line[:start].decode() + text_b + middle + text_a + line[end:].decode()
+        src.lines[a.lineno - 1] = new
+    elif kind == "wrong_return":
+        value = target.value
+        if isinstance(value, ast.Constant) and isinstance(value.value, bool):
+            src.replace(value, repr(not value.value))
+        else:
+            src.replace(value, "None")
+    elif kind == "remove_loop":
+        _drop_lines(src, target, _block_of(func, target))
+    elif kind == "remove_wrapper":
+        n = target
+        outer = src.lines[n.lineno - 1][: n.col_offset]
+        inner = src.lines[n.body[0].lineno - 1][: n.body[0].col_offset]
+        cut = len(inner) - len(outer)
+        body = src.lines[n.body[0].lineno - 1: n.body[-1].end_lineno]
+        dedented = [ln[cut:] if ln.startswith(inner) else ln for ln in body]
+        src.lines[n.lineno - 1: n.end_lineno] = dedented
     else:
         raise ValueError(f"unknown mutation kind {kind!r}")
 
@@ -286,6 +429,48 @@ def _apply(func: ast.AST, src: _Src, kind: str, target, parents) -> None:
 def _line_of(target) -> int:
     node = target[0] if isinstance(target, tuple) else target
     return node.lineno
+
+
+_WRAPPER = "if 1:\n"
+
+
+def function_mutations(unit: str, kinds: tuple[str, ...] = KINDS) -> list[tuple[str, int, str]]:
+    """Every valid mutation of one function's text on its own, as (kind, index, mutated text).
+
+    `unit` is a def (decorators included) cut from its file, indented as it was there (a method
+    is parsed under an `if 1:` wrapper, so no dedenting ever touches its strings). A mutation is
+    kept only if the result compiles and its AST differs; the text keeps the unit's layout.
+    """
+    indented = unit[:1] in (" ", "\t")
+    text = _WRAPPER + unit if indented else unit
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return []
+    func = next((n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))),
+                None)
+    if func is None:
+        return []
+    parents = {child: node for node in ast.walk(func) for child in ast.iter_child_nodes(node)}
+    before = ast.dump(func)
+    out: list[tuple[str, int, str]] = []
+    probe = _Src(text)
+    for kind in kinds:
+        for i, target in enumerate(_candidates(func, probe, kind)):
+            src = _Src(text)
+            try:
+                _apply(func, src, kind, target, parents)
+                mutated = src.text()
+                compile(mutated, "<unit>", "exec", dont_inherit=True)
+                new_tree = ast.parse(mutated)
+            except (SyntaxError, ValueError, IndexError):
+                continue
+            new_func = next((n for n in ast.walk(new_tree)
+                             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+            if new_func is None or ast.dump(new_func) == before:
+                continue
+            out.append((kind, i, mutated[len(_WRAPPER):] if indented else mutated))
+    return out
 
 
 def enumerate_sites(source: str, file: str) -> list[Site]:

@@ -210,7 +210,8 @@ def load_for_inference(path: str | Path, device: str | torch.device = "cpu", *, 
     file = resolve_checkpoint(path)
     state = load_checkpoint(file)
     cfg = ModelConfig.model_validate(state["model_config"])
-    model = build_model(cfg, int(state["vocab_size"]), int(state["seq_len"]), device)
+    model = build_model(cfg, int(state["vocab_size"]), int(state["seq_len"]), device,
+                        int(state.get("slots", 4)), int(state.get("max_insertions", 16)))
     weights = "ema" if (use_ema and state.get("ema") is not None) else "model"
     model.load_state_dict(state["ema"] if weights == "ema" else state["model"])
     model.eval()

@@ -10,6 +10,7 @@ checkpoints for exact resume.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,18 +22,27 @@ from hrm.config import PhaseConfig
 from hrm.errors import InputError
 from hrm.model.losses import IGNORE_INDEX
 
+Augment = Callable[[int, int], "tuple[np.ndarray, np.ndarray, np.ndarray] | None"]
+"""(row index, epoch) -> a fresh variant of the row (inputs, labels, inserts), or None to use the
+row as stored. Must be deterministic in its arguments (exact resume relies on it)."""
+
 
 @dataclass
 class TrainArrays:
-    """Token ids [N, L] (int32, mask tokens at target positions) and labels [N, L] (int64)."""
+    """Token ids [N, L] (int32), first-token labels [N, L] and inserts [N, E, K] of one split
+    (`hrm.sequences`)."""
 
     inputs: np.ndarray
     labels: np.ndarray
+    inserts: np.ndarray
     vocab_size: int
+    augment: Augment | None = None
 
     def __post_init__(self) -> None:
         if self.inputs.ndim != 2 or self.inputs.shape != self.labels.shape:
             raise InputError(f"inputs {self.inputs.shape} and labels {self.labels.shape} must be equal [N, L] arrays")
+        if self.inserts.ndim != 3 or self.inserts.shape[0] != self.inputs.shape[0]:
+            raise InputError(f"inserts {self.inserts.shape} must be [N, E, K] for {self.inputs.shape[0]} rows")
         if len(self.inputs) == 0:
             raise InputError("the training split is empty")
         if int(self.inputs.min()) < 0 or int(self.inputs.max()) >= self.vocab_size:
@@ -40,13 +50,36 @@ class TrainArrays:
         real = self.labels[self.labels != IGNORE_INDEX]
         if real.size and (int(real.min()) < 0 or int(real.max()) >= self.vocab_size):
             raise InputError(f"label ids outside [0, {self.vocab_size}) (and not {IGNORE_INDEX})")
+        outs = self.inserts[:, :, 1:]
+        outs = outs[outs != IGNORE_INDEX]
+        if outs.size and (int(outs.min()) < 0 or int(outs.max()) >= self.vocab_size):
+            raise InputError(f"output ids outside [0, {self.vocab_size}) (and not {IGNORE_INDEX})")
 
     @property
     def seq_len(self) -> int:
         return int(self.inputs.shape[1])
 
-    def target_lengths(self) -> np.ndarray:
-        return (self.labels != IGNORE_INDEX).sum(axis=1)
+    @property
+    def slots(self) -> int:
+        return int(self.inserts.shape[2])
+
+    @property
+    def max_insertions(self) -> int:
+        return int(self.inserts.shape[1])
+
+    def difficulty(self) -> np.ndarray:
+        """Per row: edited positions, those whose first output token is not their own plus
+        those inserting (the curriculum's measure of how hard a fix is)."""
+        labelled = self.labels != IGNORE_INDEX
+        return ((self.labels != self.inputs) & labelled).sum(axis=1) + (self.inserts[:, :, 0] >= 0).sum(axis=1)
+
+    def row(self, index: int, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row `index` as fed in `epoch`: the augmented variant when there is one."""
+        if self.augment is not None:
+            got = self.augment(index, epoch)
+            if got is not None:
+                return got
+        return self.inputs[index], self.labels[index], self.inserts[index]
 
 
 def load_train_arrays(sequences_dir: str | Path, split: str = "train") -> TrainArrays:
@@ -58,7 +91,7 @@ def load_train_arrays(sequences_dir: str | Path, split: str = "train") -> TrainA
         raise InputError(f"ignore_index is {data.meta.ignore_index}, training expects {IGNORE_INDEX}",
                          path=str(Path(sequences_dir) / "meta.json"))
     return TrainArrays(np.asarray(data.inputs, dtype=np.int32), np.asarray(data.labels, dtype=np.int64),
-                       int(data.meta.vocab_size))
+                       np.asarray(data.inserts, dtype=np.int64), int(data.meta.vocab_size))
 
 
 def load_val_arrays(sequences_dir: str | Path) -> TrainArrays | None:
@@ -76,8 +109,8 @@ def load_val_arrays(sequences_dir: str | Path) -> TrainArrays | None:
 def epoch_order(n: int, seed: int, epoch: int, phase: PhaseConfig, target_lengths: np.ndarray) -> np.ndarray:
     """The order of example indices for one epoch, deterministic in (seed, epoch).
 
-    none: a random permutation; easy_to_hard: sorted by target length (random tie order);
-    hardest: the `hardest_fraction` longest targets, shuffled.
+    none: a random permutation; easy_to_hard: sorted by difficulty (edited positions, random
+    tie order); hardest: the `hardest_fraction` hardest rows, shuffled.
     """
     rng = np.random.default_rng([seed, epoch])
     perm = rng.permutation(n)
@@ -102,7 +135,7 @@ class RowFeeder:
         self.world = world
         self.epoch = 0
         self.position = 0
-        self._lengths = arrays.target_lengths()
+        self._lengths = arrays.difficulty()
         self._stream: list[int] = []
         self._build()
 
@@ -156,13 +189,16 @@ def fill_halted_rows(carry, feeder: RowFeeder, arrays: TrainArrays, exploration_
     explore = torch.rand(len(halted), generator=generator) < exploration_prob
     hi = max(halt_max_steps, 2)
     draws = torch.randint(2, hi + 1, (len(halted),), generator=generator)
+    epoch = feeder.epoch
     indices = feeder.take(len(halted))
     device = carry.inputs.device
     for slot, row in enumerate(halted):
         if slot < len(indices):
             idx = indices[slot]
-            carry.inputs[row] = torch.from_numpy(arrays.inputs[idx]).to(device=device, dtype=carry.inputs.dtype)
-            carry.labels[row] = torch.from_numpy(arrays.labels[idx]).to(device)
+            inputs, labels, inserts = arrays.row(idx, epoch)
+            carry.inputs[row] = torch.from_numpy(np.asarray(inputs)).to(device=device, dtype=carry.inputs.dtype)
+            carry.labels[row] = torch.from_numpy(np.asarray(labels)).to(device=device, dtype=carry.labels.dtype)
+            carry.inserts[row] = torch.from_numpy(np.asarray(inserts)).to(device=device, dtype=carry.inserts.dtype)
             carry.valid[row] = True
             carry.fresh[row] = True
             carry.halted[row] = False
@@ -172,5 +208,6 @@ def fill_halted_rows(carry, feeder: RowFeeder, arrays: TrainArrays, exploration_
             carry.fresh[row] = True
             carry.halted[row] = True
             carry.labels[row] = IGNORE_INDEX
+            carry.inserts[row, :, 0] = -1
             carry.min_steps[row] = 0
     return len(indices)

@@ -14,17 +14,22 @@ import torch
 
 HISTORY_COLUMNS = (
     "phase", "epoch", "step", "loss", "lm_loss", "q_halt_loss", "q_continue_loss", "token_accuracy",
-    "exact_accuracy", "q_halt_accuracy", "act_steps", "lr", "tokens_per_s", "wall_time_s",
-    "val_lm_loss", "val_token_accuracy", "val_exact_accuracy", "skipped_steps",
+    "edit_accuracy", "exact_accuracy", "q_halt_accuracy", "act_steps", "lr", "tokens_per_s",
+    "wall_time_s", "val_lm_loss", "val_token_accuracy", "val_edit_accuracy", "val_exact_accuracy",
+    "skipped_steps",
 )
 """The `val_*` columns hold the clean evaluation of the val split (`train.val_every_epochs`); they
 are empty in epochs without a val pass, and throughout when it is off or there is no val split.
+`token_accuracy`: share of labelled positions right (with `model.head_positions`, estimated
+from the sampled kept positions, each standing for `keep_scale` of them); `edit_accuracy`: share
+of the edited positions (output not the position's own token) right: copying scores 0 there.
 `skipped_steps`: optimizer steps of the epoch that fp16's GradScaler skipped on a gradient
 overflow (0 without fp16)."""
 
 # Order of the sums in an accumulator tensor (summed across ranks with one all_reduce).
 _SUMS = ("loss", "lm_loss", "q_halt_loss", "q_continue_loss", "steps", "tok_correct", "tok_total",
-         "seq_correct", "seq_total", "q_correct", "act_steps", "tokens", "skipped_steps")
+         "seq_correct", "seq_total", "q_correct", "act_steps", "tokens", "skipped_steps",
+         "edit_correct", "edit_total")
 
 
 class EpochAccumulator:
@@ -58,6 +63,7 @@ class EpochAccumulator:
             "q_halt_loss": ratio("q_halt_loss", "steps"),
             "q_continue_loss": ratio("q_continue_loss", "steps"),
             "token_accuracy": ratio("tok_correct", "tok_total"),
+            "edit_accuracy": ratio("edit_correct", "edit_total"),
             "exact_accuracy": ratio("seq_correct", "seq_total"),
             "q_halt_accuracy": ratio("q_correct", "seq_total"),
             "act_steps": ratio("act_steps", "seq_total"),

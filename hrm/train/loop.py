@@ -23,7 +23,7 @@ from hrm.config import ModelConfig, Params, PhaseConfig
 from hrm.errors import InputError, StepFailed
 from hrm.model import HRMAct, build_model
 from hrm.model.act import ActCarry
-from hrm.model.losses import act_losses, token_losses
+from hrm.model.losses import act_losses
 from hrm.tokenizer import tokenizer_fingerprint
 from hrm.train import checkpoint as ckpt
 from hrm.train.data import RowFeeder, TrainArrays, fill_halted_rows
@@ -132,7 +132,17 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 32 * 1024 * 1024)) and bool(mallopt(m_trim_threshold, 2**30))
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` -> `bf16` on CUDA or on a CPU with native bf16 matmuls, else `fp32`; others as given."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+        return "bf16"
+    return "fp32"
+
+
 def autocast_context(precision: str, device: torch.device):
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "fp16" and device.type == "cpu":
@@ -194,19 +204,21 @@ def _phase_index(params: Params, name: str) -> tuple[int, PhaseConfig]:
 def evaluate_arrays(model: HRMAct, arrays: TrainArrays, batch_size: int, loss_kind: str,
                     prefix: str = "train_eval_", max_rows: int | None = None) -> dict:
     """Clean evaluation on `arrays`: eval mode, no gradients, every row runs halt_max_steps
-    segments from a fresh carry (the semantics of `run_inference` without Q halting).
+    segments from a fresh carry (the semantics of `run_inference` without Q halting), the
+    token head on the labelled edits (teacher forcing, as in training).
 
-    Returns `{prefix}lm_loss` (mean per label token), `{prefix}token_accuracy` and
-    `{prefix}exact_accuracy`; `max_rows` evaluates only the first N rows. Like the training step,
-    each segment computes the LM head on the batch's label columns only (`labels_only`), which
-    leaves the metrics unchanged and costs a fraction of full-width logits. Draws no random
-    numbers; the model's train/eval mode is restored.
+    Returns `{prefix}lm_loss` (the training loss's edit part: mean per labelled position),
+    `{prefix}token_accuracy` (share of labelled positions whose output is right),
+    `{prefix}edit_accuracy` (the same over edited positions only: copying scores 0) and
+    `{prefix}exact_accuracy` (rows with every position right);
+    `max_rows` evaluates only the first N rows. Stored rows, never augmented ones. Draws no
+    random numbers; the model's train/eval mode is restored.
     """
     net = model
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
-    tok_correct = tok_total = seq_correct = 0
+    tok_correct = tok_total = seq_correct = edit_correct = edit_total = 0
     loss_sum = 0.0
     rows = len(arrays.inputs) if max_rows is None else min(max_rows, len(arrays.inputs))
     try:
@@ -214,25 +226,31 @@ def evaluate_arrays(model: HRMAct, arrays: TrainArrays, batch_size: int, loss_ki
             stop = min(start + batch_size, rows)
             carry = net.initial_carry(stop - start, device)
             carry.inputs = torch.from_numpy(arrays.inputs[start:stop]).to(device=device, dtype=torch.int32)
-            carry.labels = torch.from_numpy(arrays.labels[start:stop]).to(device)
+            carry.labels = torch.from_numpy(arrays.labels[start:stop]).to(device=device, dtype=torch.int64)
+            carry.inserts = torch.from_numpy(arrays.inserts[start:stop]).to(device=device, dtype=torch.int64)
             carry.valid = torch.ones(stop - start, dtype=torch.bool, device=device)
             carry.halted.zero_()
             for _ in range(net.cfg.halt_max_steps):
                 out = net(carry, halt_on_q=False, labels_only=True)
                 carry = out.carry
-            labels = out.labels
-            logits = out.logits.float()
-            mask = labels != -100
-            loss_sum += float(token_losses(logits, labels, loss_kind).sum())
-            correct = (logits.argmax(-1) == labels) & mask
-            tok_correct += int(correct.sum())
-            tok_total += int(mask.sum())
-            seq_correct += int((correct.sum(-1) == mask.sum(-1)).sum())
+            parts = act_losses(out.logits, out.labels, out.valid, out.q_halt, out.q_continue, None,
+                               own_tokens=out.own_tokens, insert_logits=out.insert_logits,
+                               insert_labels=out.insert_labels,
+                               slot_logits=out.slot_logits, slot_labels=out.slot_labels,
+                               slot_rows=out.slot_rows, slot_cols=out.slot_cols, q_weight=0.0,
+                               kind=loss_kind, lm_denominator=1.0)
+            loss_sum += float(parts.lm)
+            tok_correct += int(parts.token_correct.sum())
+            tok_total += int(parts.label_mask.sum())
+            edit_correct += int((parts.token_correct & parts.edited_mask).sum())
+            edit_total += int(parts.edited_mask.sum())
+            seq_correct += int(parts.seq_correct.sum())
     finally:
         net.train(was_training)
     return {
         f"{prefix}lm_loss": loss_sum / max(tok_total, 1),
         f"{prefix}token_accuracy": tok_correct / max(tok_total, 1),
+        f"{prefix}edit_accuracy": edit_correct / max(edit_total, 1),
         f"{prefix}exact_accuracy": seq_correct / max(rows, 1),
     }
 
@@ -291,11 +309,12 @@ def train_phase(
     _seed_everything(seed)
 
     model_cfg = effective_model_config(params.model, phase)
-    model = build_model(model_cfg, arrays.vocab_size, arrays.seq_len, device)
+    model = build_model(model_cfg, arrays.vocab_size, arrays.seq_len, device, arrays.slots, arrays.max_insertions)
     optimizer = build_optimizer(model, cfg, phase.lr)
     schedule = LRSchedule(phase.lr, phase.warmup_steps, cfg.min_lr_ratio)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
-    scaler = make_grad_scaler(cfg.precision, device)
+    precision = resolve_precision(cfg.precision, device)
+    scaler = make_grad_scaler(precision, device)
     explore_gen = torch.Generator().manual_seed(seed * 7919 + ctx.rank)
     feeder = RowFeeder(arrays, phase, seed, ctx.rank, ctx.world)
     carry = model.initial_carry(local_batch, device)
@@ -357,10 +376,12 @@ def train_phase(
     elif resume_from is not None:
         prev_path = ckpt.resolve_checkpoint(resume_from)
         prev = ckpt.load_checkpoint(prev_path, map_location=device)
-        if int(prev["vocab_size"]) != arrays.vocab_size or int(prev["seq_len"]) != arrays.seq_len:
-            raise InputError(f"previous phase was trained with vocab {prev['vocab_size']} / seq_len "
-                             f"{prev['seq_len']}, these sequences have {arrays.vocab_size} / {arrays.seq_len}",
-                             path=str(prev_path))
+        shape = (arrays.vocab_size, arrays.seq_len, arrays.slots, arrays.max_insertions)
+        prev_shape = (int(prev["vocab_size"]), int(prev["seq_len"]), int(prev.get("slots", 0)),
+                      int(prev.get("max_insertions", 0)))
+        if prev_shape != shape:
+            raise InputError(f"previous phase was trained with vocab / seq_len / slots / max_insertions "
+                             f"{prev_shape}, these sequences have {shape}", path=str(prev_path))
         check_tokenizer(prev, prev_path, "the previous phase's checkpoint")
         model.load_state_dict(prev["model"])
         if ema is not None and prev.get("ema") is not None:
@@ -390,7 +411,8 @@ def train_phase(
         if ema is None:
             return model
         if ema_model is None:
-            ema_model = build_model(model_cfg, arrays.vocab_size, arrays.seq_len, device)
+            ema_model = build_model(model_cfg, arrays.vocab_size, arrays.seq_len, device, arrays.slots,
+                                    arrays.max_insertions)
         ema_model.load_state_dict(ema.state_dict())
         return ema_model
 
@@ -437,6 +459,8 @@ def train_phase(
                 "train_config": cfg.model_dump(mode="json"),
                 "vocab_size": arrays.vocab_size,
                 "seq_len": arrays.seq_len,
+                "slots": arrays.slots,
+                "max_insertions": arrays.max_insertions,
                 "tokenizer_fingerprint": tok_fp,
                 "code_version": version,
             }
@@ -458,10 +482,14 @@ def train_phase(
                                            float(carry.valid.sum())], dtype=torch.float64))
         lm_den = max(float(counts[0]), 1.0) / ctx.world
         row_den = max(float(counts[1]), 1.0) / ctx.world
-        with autocast_context(cfg.precision, device):
+        with autocast_context(precision, device):
             out = net(carry, L_cycles=model_cfg.L_cycles, labels_only=True)
         parts = act_losses(out.logits, out.labels, out.valid, out.q_halt, out.q_continue, out.target_q_continue,
-                           q_weight=phase.q_loss_weight, kind=model_cfg.loss,
+                           own_tokens=out.own_tokens, insert_logits=out.insert_logits,
+                           insert_labels=out.insert_labels,
+                           slot_logits=out.slot_logits, slot_labels=out.slot_labels,
+                           slot_rows=out.slot_rows, slot_cols=out.slot_cols, keep_scale=out.keep_scale,
+                           q_weight=phase.q_loss_weight, kind=model_cfg.loss, edit_weight=cfg.edit_weight,
                            lm_denominator=lm_den, row_denominator=row_den)
         if scaler is not None:
             scaler.scale(parts.total).backward()
@@ -503,14 +531,17 @@ def train_phase(
         carry.halted |= ~carry.valid
         with torch.no_grad():
             done = carry.halted & carry.valid
-            mask = parts.label_mask[done]
             acc.add("loss", float(reduced[0]) / ctx.world)  # summed again over ranks at epoch end
             acc.add("lm_loss", float(reduced[1]) / ctx.world)
             acc.add("q_halt_loss", float(reduced[2]) / ctx.world)
             acc.add("q_continue_loss", float(reduced[3]) / ctx.world)
             acc.add("steps", 1.0 / ctx.world)
-            acc.add("tok_correct", float(parts.token_correct[done].sum()))
-            acc.add("tok_total", float(mask.sum()))
+            weight = parts.count_weight[done]
+            acc.add("tok_correct", float((parts.token_correct[done] * weight).sum()))
+            acc.add("tok_total", float(weight.sum()))
+            edited = parts.edited_mask[done]
+            acc.add("edit_correct", float((parts.token_correct[done] & edited).sum()))
+            acc.add("edit_total", float(edited.sum()))
             acc.add("seq_correct", float(parts.seq_correct[done].sum()))
             acc.add("seq_total", float(done.sum()))
             acc.add("q_correct", float(((out.q_halt[done] > 0) == parts.seq_correct[done]).sum()))
@@ -557,7 +588,7 @@ def train_phase(
         summary.update(evaluate_arrays(eval_weights(), arrays, local_batch * ctx.world, model_cfg.loss))
     if ctx.is_main:
         summary.update(phase_steps=step, phase_skipped_steps=skipped, world_size=ctx.world,
-                       precision=cfg.precision, checkpoint=str(last_ckpt) if last_ckpt else None)
+                       precision=precision, checkpoint=str(last_ckpt) if last_ckpt else None)
         write_history(out_dir, history)
         write_summary(out_dir, summary)
     return PhaseResult(out_dir, history, summary, last_ckpt, step_losses)

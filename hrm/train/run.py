@@ -34,7 +34,8 @@ def run_phase(
     resume: str = "none",
     track: bool = True,
 ) -> PhaseResult:
-    """Load the train split, train one phase, log it to MLflow under `train:<phase>`: a nested run
+    """Load the phase's split (`phase.data`: the corpus or the train instances), train one phase,
+    log it to MLflow under `train:<phase>`: a nested run
     of the pipeline's parent run with params, system tags, per-epoch metrics (step = global
     epoch), and artifacts: config.json, history.csv/json, summary.json, the final checkpoint and
     its manifest (`checkpoint/`), and the tokenizer's tokenizer.json + meta.json (`tokenizer/`).
@@ -52,9 +53,15 @@ def run_phase(
     from hrm.tokenizer import META_FILE, TOKENIZER_FILE, tokenizer_fingerprint
 
     out_dir = Path(out_dir)
-    _, phase = _phase_index(params, phase_name)
+    phase_idx, phase = _phase_index(params, phase_name)
     check_tokenizer(sequences_dir, load_meta(sequences_dir), tokenizer_dir, tokenizer_fingerprint(tokenizer_dir))
-    arrays = load_train_arrays(sequences_dir, "train")
+    arrays = load_train_arrays(sequences_dir, phase.data)
+    if phase.augment:
+        from hrm.train.augmentation import make_augment
+
+        arrays.augment = make_augment(sequences_dir, phase.data, tokenizer_dir,
+                                      seed=params.train.seed + 1000 * phase_idx,
+                                      rate=params.train.augment_rate)
     is_main = int(os.environ.get("RANK", "0")) == 0
     # Only rank 0 runs the val pass.
     val_arrays = load_val_arrays(sequences_dir) if params.train.val_every_epochs and is_main else None

@@ -1,6 +1,9 @@
-"""`materialise` without DVC: an explicit source always wins; `synth:NAME` picks the environment."""
+"""`materialise` without DVC: an explicit source always wins; `synth:NAME` picks the environment,
+`synth:` takes every environment of `synth.envs`."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -9,6 +12,8 @@ from hrm.data import materialise as mat
 from hrm.errors import InputError
 
 TENACITY = "swesmith/jd__tenacity.0d40e76f"
+FUNCY = "swesmith/Suor__funcy.207a7810"
+SCHEMA = "swesmith/keleshev__schema.24a30457"
 OTHER = "swesmith/acme__widgets.py.1234abcd"
 
 
@@ -22,15 +27,22 @@ def params(repo_root):
 
 
 @pytest.mark.parametrize(("source", "env"), [
-    ("synth:", TENACITY),
     ("synth:tenacity", TENACITY),
     ("synth:jd__tenacity", TENACITY),
     (f"synth:{TENACITY}", TENACITY),
+    ("synth:schema", SCHEMA),
     ("synth:widgets.py", OTHER),
     (f"synth:{OTHER}", OTHER),
 ])
 def test_synth_name_selects_the_environment(params, source, env):
     assert mat.synth_env(params, source) == env
+    assert mat.synth_envs(params, source) == [env]
+
+
+def test_empty_synth_name_means_every_configured_environment(params):
+    assert mat.synth_envs(params, "synth:") == params.synth.envs == [TENACITY, FUNCY, SCHEMA]
+    with pytest.raises(InputError, match="names no environment"):
+        mat.synth_env(params, "synth:")
 
 
 def test_unknown_synth_name_is_an_error_naming_envs_repos(params):
@@ -38,25 +50,29 @@ def test_unknown_synth_name_is_an_error_naming_envs_repos(params):
         mat.synth_env(params, "synth:nope")
 
 
-def test_obtain_generates_from_the_named_environment(params, tmp_path, monkeypatch):
-    seen = []
-
-    def fake_synthesize(p, out_path):
-        seen.append(p.synth.env)
-        out_path.write_text("{}\n")
-
-    monkeypatch.setattr("hrm.synth.synthesize", fake_synthesize)
-    action, message = mat.obtain(params, "synth:widgets.py", tmp_path / "out.jsonl")
-    assert (action, seen) == ("synth", [OTHER])
-    assert OTHER in message
-    assert params.synth.env == TENACITY  # the caller's params are not changed
+def test_materialise_generates_from_the_named_environment_only(params, repo_root, tmp_path):
+    """A real `synth:schema` run (one instance): the snapshot holds schema rows only, the
+    generator's resume files do not stay in the data directory, the caller's params are kept."""
+    params.synth.max_instances = 1
+    params.synth.max_pass_to_pass = 3
+    params.envs.cache_dir = str(repo_root / ".cache" / "hrm-envs")
+    result = mat.materialise(params, source="synth:schema", root=tmp_path)
+    assert (result.action, result.replaced, result.tracked) == ("synth", False, False)
+    assert f"{SCHEMA}: 1" in result.message
+    snapshot = tmp_path / params.data.snapshot
+    rows = [json.loads(line) for line in snapshot.read_text().splitlines()]
+    assert [r["repo"] for r in rows] == [SCHEMA]
+    assert sorted(p.name for p in snapshot.parent.iterdir()) == ["instances.jsonl"]
+    assert params.synth.envs == [TENACITY, FUNCY, SCHEMA]
 
 
 def test_explicit_source_replaces_an_existing_snapshot(params, sample_path, tmp_path):
     snapshot = tmp_path / "data" / "instances.jsonl"
     snapshot.parent.mkdir()
     snapshot.write_text("old\n")
-    (snapshot.parent / "instances.jsonl.state.json").write_text("{}")  # from an earlier synth
+    # resume files of an earlier synth run
+    (snapshot.parent / "instances.jsonl.state.json").write_text("{}")
+    (snapshot.parent / "instances.jsonl.baseline.json").write_text("{}")
     params.data.source = "/nonexistent/never/read"
 
     kept = mat.materialise(params, root=tmp_path)

@@ -9,22 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hrm.config import load_params
-
 TENACITY = "swesmith/jd__tenacity.0d40e76f"
 
 
-@pytest.fixture(scope="session")
-def envs_cfg(repo_root: Path):
-    cfg = load_params(repo_root / "params.yaml", "tiny").envs
-    return cfg.model_copy(update={"cache_dir": str(repo_root / ".cache" / "hrm-envs")})
-
-
-@pytest.fixture(scope="session")
-def tenacity_env(envs_cfg):
-    from hrm.envs import get_environment
-
-    return get_environment(TENACITY, envs_cfg)
 
 
 def hash_tree(root: Path) -> str:

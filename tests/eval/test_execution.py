@@ -8,11 +8,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import pytest
 
 from hrm.eval.execution import ExecutionTier
-from hrm.eval.rows import RowScorer
+from hrm.eval.rows import UNCHANGED, RowScorer
 from hrm.hunks import Hunk, parse_patch
 
 from .conftest import TENACITY
@@ -20,45 +19,39 @@ from .conftest import TENACITY
 
 @dataclass
 class _Record:
+    """A scorer record for a hand-made region (the token tier scores its one position)."""
+
     instance_id: str
     repo: str
     hunks: list
+    kind: str = "func_pm_op_change"
+    segments: tuple = ((0, 1),)
 
 
-def _tokens_dummy():
-    labels = np.array([-100, 5, 2])
-    return np.array([0, 5, 2]), labels, [5, 2]
+NO_OUTPUTS: dict = {}
 
 
 @pytest.mark.slow
-def test_oracle_resolves_copy_does_not(tenacity_scorer, tenacity_rows):
+def test_oracle_resolves_copy_is_not_run(tenacity_scorer, env_split, tok):
+    """The reference regions resolve the first rows; the buggy code is no repair, so the scorer
+    never runs it; run anyway, its FAIL_TO_PASS tests fail."""
+    from .conftest import reference_outputs
+
     scorer = tenacity_scorer
-    oracle, copy = [], []
-    for _inst, rec in tenacity_rows:
+    for i, rec in enumerate(env_split.records[:2]):
+        ref = reference_outputs(env_split, i, tok)
         refs = [h.fixed_text for h in rec.hunks]
-        pred, labels, buggy = _tokens_dummy()
-        oracle.append(scorer.score(rec, pred, labels, -100, buggy, refs, refs))
-        copy.append(scorer.score(rec, pred, labels, -100, buggy,
-                                 [h.buggy_text for h in rec.hunks], refs))
-    assert len(oracle) == 2
-    assert all(r.code.context == "file" and r.resolved is True and r.tier == 4 for r in oracle)
-    assert all(r.tier_score == 1.0 and r.test_outcomes and
-               set(r.test_outcomes.values()) == {"passed"} for r in oracle)
-    assert all(r.code.compiles is True and r.resolved is False and r.test_reason for r in copy)
-    # the FAIL_TO_PASS tests are what fails on the copy
-    assert all(any(o != "passed" for n, o in r.test_outcomes.items() if n in inst.FAIL_TO_PASS)
-               for r, (inst, _rec) in zip(copy, tenacity_rows, strict=True))
-
-
-def test_truncated_target_has_no_file_context(tenacity_scorer, tenacity_rows):
-    _inst, rec = tenacity_rows[0]
-    cut = _Record(rec.instance_id, rec.repo, rec.hunks)
-    cut.target_truncated = True
-    ctx = tenacity_scorer.context(cut)
-    assert isinstance(ctx, str) and "truncated" in ctx
-    pred, labels, buggy = _tokens_dummy()
-    row = tenacity_scorer.score(cut, pred, labels, -100, buggy, ["x = (\n"], ["x = (1)\n"])
-    assert row.has_env is False and row.resolved is None and row.code.context == "fragment"
+        buggy = [h.buggy_text for h in rec.hunks]
+        oracle = scorer.score(rec, ref, ref, refs, refs)
+        assert oracle.code.context == "file" and oracle.resolved is True and oracle.tier == 4
+        assert oracle.tier_score == pytest.approx(1.0) and oracle.test_outcomes
+        copy = scorer.score(rec, NO_OUTPUTS, ref, buggy, refs)
+        assert copy.resolved is False and copy.test_outcomes == {} and copy.tier == 0
+        assert copy.test_reason == f"not run: {UNCHANGED}" and copy.code.compiles is False
+        ctx = scorer.context(rec)
+        ran = scorer.execution.run(ctx, buggy)
+        f2p = set(ctx.instance.FAIL_TO_PASS)
+        assert not ran.resolved and any(o != "passed" for n, o in ran.outcomes.items() if n in f2p)
 
 
 HOSTILE_TIMEOUT_S = 5.0
@@ -79,11 +72,10 @@ def hostile(tenacity_env, instances):
                                                      "<module>")])
     scorer = RowScorer([0.1, 0.2, 0.3, 0.4], ExecutionTier(cfg, {inst.instance_id: inst}, 1),
                        run_tests=True)
-    pred, labels, buggy = _tokens_dummy()
 
     def score(code: str):
         start = time.time()
-        row = scorer.score(rec, pred, labels, -100, buggy, [code + first], [first])
+        row = scorer.score(rec, {1: (7,)}, {}, [code + first], [first])
         took = time.time() - start
         assert row.code.compiles is True and row.has_env  # it really ran in the sandbox
         assert row.resolved is False and row.tier == 2, row.test_reason
@@ -220,7 +212,7 @@ def _unconfined(monkeypatch) -> None:
                         lambda limits: Isolation(None, None, [], "sitecustomize-net+unconfined-fs"))
 
 
-def test_unconfined_sandbox_refuses_to_run_predictions(tenacity_env, tenacity_rows, instances,
+def test_unconfined_sandbox_refuses_to_run_predictions(tenacity_env, env_split, instances,
                                                       monkeypatch):
     from hrm.eval.metrics import row_metrics
 
@@ -228,12 +220,11 @@ def test_unconfined_sandbox_refuses_to_run_predictions(tenacity_env, tenacity_ro
     _env, cfg = tenacity_env
     tier = ExecutionTier(cfg, {i.instance_id: i for i in instances}, 1)
     scorer = RowScorer([0.1, 0.2, 0.3, 0.4], tier, run_tests=True)
-    pred, labels, buggy = _tokens_dummy()
     rows = []
-    for _inst, rec in tenacity_rows:
+    for rec in env_split.records[:2]:
         refs = [h.fixed_text for h in rec.hunks]
         start = time.time()
-        row = scorer.score(rec, pred, labels, -100, buggy, refs, refs)  # the oracle
+        row = scorer.score(rec, {}, {}, refs, refs)  # the oracle
         assert time.time() - start < 1.0  # refused, not run
         assert row.has_env and row.code.compiles is True
         assert row.resolved is False and row.test_outcomes == {}
@@ -246,23 +237,23 @@ def test_unconfined_sandbox_refuses_to_run_predictions(tenacity_env, tenacity_ro
 
 
 @pytest.mark.slow
-def test_unconfined_sandbox_runs_when_allowed(tenacity_env, tenacity_rows, instances,
+def test_unconfined_sandbox_runs_when_allowed(tenacity_env, env_split, instances,
                                               monkeypatch, eval_params):
     from hrm.eval.search import verify
 
     _unconfined(monkeypatch)
     _env, cfg = tenacity_env
-    inst, rec = tenacity_rows[0]
+    rec = env_split.records[0]
+    inst = next(i for i in instances if i.instance_id == rec.instance_id)
     refs = [h.fixed_text for h in rec.hunks]
     denied = ExecutionTier(cfg, {inst.instance_id: inst}, 1)
     scorer = RowScorer([0.1, 0.2, 0.3, 0.4], denied, run_tests=True)
     # the search verifier goes through the same tier: refused too, so never "passes"
-    verdict = verify(scorer.context(rec), refs, 5.0, scorer, [h.buggy_text for h in rec.hunks])
+    verdict = verify(scorer.context(rec), refs, scorer, [h.buggy_text for h in rec.hunks])
     assert verdict.passes is False and "unconfined sandbox" in verdict.reason
     assert eval_params.eval.allow_unconfined_execution is False  # the default refuses
     allowed = ExecutionTier(cfg, {inst.instance_id: inst}, 1, allow_unconfined=True)
-    row = RowScorer([0.1, 0.2, 0.3, 0.4], allowed, run_tests=True).score(
-        rec, *_tokens_dummy()[:2], -100, _tokens_dummy()[2], refs, refs)
+    row = RowScorer([0.1, 0.2, 0.3, 0.4], allowed, run_tests=True).score(rec, {}, {}, refs, refs)
     assert row.resolved is True and row.test_outcomes, row.test_reason
 
 

@@ -3,6 +3,7 @@ they must agree with compiling and dumping the whole spliced files, cold or cach
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -20,10 +21,17 @@ from hrm.hunks import Hunk
 from tests.eval.conftest import TENACITY
 
 
+@functools.lru_cache(maxsize=64)
+def _reference_file(text: str) -> str | None:
+    """The normalised AST of a reference file, None if it does not compile (the same reference
+    file meets every variant of its row: computed once)."""
+    return normalized_ast(text) if module_compiles(text) else None
+
+
 def _whole(pred, refs, hunks, buggy_files) -> tuple[bool | None, bool | None]:
     """(compiles, ast_match) from the whole spliced files: the definition segments must meet."""
-    ref_files = splice_files(hunks, refs, buggy_files)
-    if not all(module_compiles(s) for s in ref_files.values()):
+    ref_files = {p: _reference_file(s) for p, s in splice_files(hunks, refs, buggy_files).items()}
+    if any(a is None for a in ref_files.values()):
         return None, None
     try:
         files = splice_files(hunks, pred, buggy_files)
@@ -31,13 +39,13 @@ def _whole(pred, refs, hunks, buggy_files) -> tuple[bool | None, bool | None]:
         return False, False
     if not all(module_compiles(s) for s in files.values()):
         return False, False
-    return True, all(normalized_ast(files[p]) == normalized_ast(ref_files[p]) for p in files)
+    return True, all(normalized_ast(files[p]) == ref_files[p] for p in files)
 
 
 def _agree(pred, refs, hunks, buggy_files, what=""):
-    want = _whole(pred, refs, hunks, buggy_files)
     if any(not r.strip() for r in refs) or any(not p.strip() for p in pred):
         return  # blank hunks are decided before compiling; not what this test is about
+    want = _whole(pred, refs, hunks, buggy_files)
     clear_caches()
     cold = check_in_files(pred, refs, hunks, buggy_files)
     warm = check_in_files(pred, refs, hunks, buggy_files)
@@ -72,24 +80,30 @@ def _variants(ref: str, buggy: str, seed: int) -> dict[str, str]:
     }
 
 
-def test_segments_agree_with_whole_files_on_tenacity(tenacity_scorer, sample_hunks):
-    """Every tenacity instance of the sample with a file context, every variant."""
-    from types import SimpleNamespace
+def test_segments_agree_with_whole_files_on_tenacity(tenacity_env, instances, sample_hunks):
+    """Every tenacity instance of the sample with a file context (its patch hunks); oracle and
+    copy always, and a rotating third of the other variants per region (each variant still
+    meets dozens of regions; all of them on every region is the same check, 3x slower)."""
+    from hrm.eval.execution import ExecutionTier
 
+    _env, cfg = tenacity_env
+    tier = ExecutionTier(cfg, {i.instance_id: i for i in instances}, 0)
     checked = 0
     for k, (inst, hunks) in enumerate(sample_hunks):
-        rec = SimpleNamespace(instance_id=inst.instance_id, repo=inst.repo, hunks=hunks,
-                              target_truncated=False)
-        ctx = tenacity_scorer.context(rec) if inst.repo == TENACITY else "other repo"
+        ctx = (tier.context(inst.instance_id, inst.repo, hunks) if inst.repo == TENACITY
+               else "other repo")
         if isinstance(ctx, str):
             continue
         refs = [h.fixed_text for h in ctx.hunks]
         for j in range(len(refs)):
-            for name, text in _variants(refs[j], ctx.hunks[j].buggy_text, k * 31 + j).items():
+            variants = _variants(refs[j], ctx.hunks[j].buggy_text, k * 31 + j)
+            for v, (name, text) in enumerate(variants.items()):
+                if name not in ("oracle", "copy") and (v + k + j) % 3:
+                    continue
                 pred = [*refs[:j], text, *refs[j + 1:]]
-                _agree(pred, refs, ctx.hunks, ctx.buggy_files, f"{rec.instance_id} {j} {name}")
+                _agree(pred, refs, ctx.hunks, ctx.buggy_files, f"{inst.instance_id} {j} {name}")
                 checked += 1
-    assert checked >= 300
+    assert checked >= 400
 
 
 BUGGY = '''\

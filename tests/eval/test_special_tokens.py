@@ -1,113 +1,85 @@
-"""Special tokens inside a predicted target: `decode_target` skips them (no text), so a
-prediction `return <mask>` would decode to `return ` and could compile. Evaluation decodes
-with `decode_prediction`, which records them, and fails such a row at every code tier."""
+"""Special tokens inside a predicted output are not code: `decode_prediction` records them beside
+the decoded texts, and a row holding any fails every code tier, is never run and never passes
+the search verifier, even where its text would compile (a special token inside a comment)."""
 
 from __future__ import annotations
-
-from types import SimpleNamespace
-
-import numpy as np
-import pytest
 
 from hrm.eval.decoding import Decoded, decode_prediction
 from hrm.eval.rows import RowScorer
 from hrm.eval.search import verify
-from hrm.sequences import decode_target
+from hrm.sequences import decode_segments
 
-WEIGHTS = [0.1, 0.2, 0.3, 0.4]
-
-
-@pytest.fixture(scope="module")
-def tok(built):
-    from hrm.tokenizer import load_tokenizer
-
-    return load_tokenizer(built / "tok")
+from .conftest import WEIGHTS, concat, reference_outputs
 
 
-def test_decode_prediction_reports_specials_inside_the_target(tok):
-    a, b = tok.encode("x = 1\n"), tok.encode("y = 2\n")
-    eos, pad, mask, hunk = tok.eos_id, tok.pad_id, tok.mask_id, tok.hunk_id
+def test_decode_prediction_reports_specials_in_outputs(env_split, tok):
+    inputs, segments = env_split.inputs[0], env_split.records[0].segments
+    anchor, n = segments[0]
+    first, second = anchor + 1, anchor + 2
+    own = int(inputs[first])
     cases = [
-        (a + [eos], ()),
-        (a + [hunk] + b + [eos], ()),
-        (a + [eos] + [mask, pad] + b, ()),          # after the end: not part of the target
-        (a + [pad] * 5, ()),                        # no eos: trailing pad is the end
-        (a + [mask] + [eos], ("mask",)),
-        (a[:1] + [mask] + a[1:] + [eos], ("mask",)),
-        (a + [pad] + b + [eos], ("pad",)),
-        (a + [pad, pad, eos], ("pad", "pad")),      # pad before the end token: inside
-        (a + [mask] + [pad] * 3, ("mask",)),
-        ([tok.bos_id, tok.sep_id, tok.unk_id] + a + [eos], ("bos", "sep", "unk")),
+        ({}, ()),
+        ({first: ()}, ()),                                   # a deletion: an empty output
+        ({first: (own, own)}, ()),
+        ({first: (tok.mask_id,)}, ("mask",)),                # the delete label as a token
+        ({first: (own, tok.pad_id)}, ("pad",)),
+        ({anchor: (tok.hunk_id,), second: (tok.eos_id,)}, ("hunk", "eos")),
+        ({first: (tok.bos_id, tok.sep_id, tok.unk_id)}, ("bos", "sep", "unk")),
     ]
-    for ids, want in cases:
-        got = decode_prediction(tok, ids)
-        assert isinstance(got, Decoded) and got.special_tokens == want, (ids, got.special_tokens)
-        assert list(got) == decode_target(tok, ids)  # the text is decode_target's
-    # decode_target itself is unchanged without the flag
-    assert decode_target(tok, a + [mask, eos]) == ["x = 1\n"]
-    found: list[str] = []
-    decode_target(tok, a + [mask, eos], specials_out=found)
-    assert found == ["mask"]
+    for outputs, want in cases:
+        got = decode_prediction(tok, inputs, segments, outputs)
+        assert isinstance(got, Decoded) and got.special_tokens == want, outputs
+        assert list(got) == decode_segments(tok, inputs, segments, outputs)
+    assert list(decode_prediction(tok, inputs, segments, {})) == [
+        h.buggy_text for h in env_split.records[0].hunks]
 
 
-def test_references_hold_no_special_tokens(built, tok):
-    from hrm.sequences import load_split
-
-    for split in ("train", "val", "test"):
-        data = load_split(built / "seq", split)
-        start = data.meta.prompt_len
-        for row in data.labels:
-            assert decode_prediction(tok, row[start:]).special_tokens == ()
+def test_references_hold_no_special_tokens(splits, tok):
+    for split in splits.values():
+        for i in range(len(split)):
+            ref = reference_outputs(split, i, tok)
+            assert decode_prediction(tok, split.inputs[i], split.records[i].segments,
+                                     ref).special_tokens == ()
 
 
-def _masked(tok, ref: str) -> tuple[list[int], Decoded]:
-    """The reference's tokens with a mask in the middle: decodes to exactly the reference."""
-    ids = tok.encode(ref)
-    ids = ids[: len(ids) // 2] + [tok.mask_id] + ids[len(ids) // 2:] + [tok.eos_id]
-    return ids, decode_prediction(tok, ids)
+def _comment_mask(split, i, tok):
+    """The reference with `<|mask|>` inserted after a comment token of the region: its text
+    compiles and has the reference's AST, but the model wrote a special token."""
+    ref = reference_outputs(split, i, tok)
+    anchors = {a for a, _n in split.records[i].segments}
+    for anchor, n in split.records[i].segments:
+        for pos in range(anchor + 1, anchor + n + 1):
+            own = int(split.inputs[i][pos])
+            if pos not in ref and pos not in anchors and "#" in tok.decode([own]):
+                return ref, {**ref, pos: (own, tok.mask_id)}
+    return ref, None
 
 
-def test_a_masked_prediction_fails_every_code_tier(tok, sample_hunks):
-    """Dropping the mask would make the prediction the reference itself (AST match); recorded,
-    it fails syntax, compile and AST match, with the reason."""
-    scorer = RowScorer(WEIGHTS, None, run_tests=True)
-    labels = np.array([-100, 7, 2])
+def test_a_prediction_with_special_tokens_fails_every_tier_and_is_never_run(
+        env_split, generated, tok, tenacity_scorer):
+    env_split = concat([env_split, generated[1]])
     scored = 0
-    for inst, hunks in sample_hunks:
-        refs = [h.fixed_text for h in hunks]
-        if len(refs) != 1 or not refs[0].strip():
+    for i, rec in enumerate(env_split.records):
+        ref, pred = _comment_mask(env_split, i, tok)
+        if pred is None:
             continue
-        rec = SimpleNamespace(instance_id=inst.instance_id, repo=inst.repo, hunks=hunks,
-                              target_truncated=False)
-        _ids, pred = _masked(tok, refs[0])
-        assert list(pred) == refs and pred.special_tokens == ("mask",)
-        plain = scorer.score(rec, labels, labels, -100, [7, 2], list(pred), refs)
-        if plain.code.excluded:
-            continue
-        assert plain.code.ast_match is True  # what skipping the mask would have reported
-        row = scorer.score(rec, labels, labels, -100, [7, 2], pred, refs)
+        refs = [h.fixed_text for h in rec.hunks]
+        hunks = decode_prediction(tok, env_split.inputs[i], rec.segments, pred)
+        assert hunks.special_tokens == ("mask",) and list(hunks) != refs
+        # as plain text (the special dropped from the record) it would compile and match
+        plain = RowScorer(WEIGHTS, None, True).score(rec, pred, ref, list(hunks), refs)
+        assert plain.code.compiles is True and plain.code.ast_match is True
+        row = tenacity_scorer.score(rec, pred, ref, hunks, refs)
+        assert row.has_env and row.code.context == "file"
         assert row.code.compiles is False and row.code.ast_match is False
-        assert row.code.syntax in (False, None) and row.tier == 0 and row.tier_score == 0.0
-        assert "<mask>" in row.code.reason and row.special_tokens == ["mask"]
-        assert row.to_json()["special_tokens"] == ["mask"]
+        assert row.tier == 0 and row.tier_score == 0.0 and not row.exact
+        assert row.resolved is False and row.test_outcomes == {}
+        assert row.test_reason.startswith("not run: special tokens inside the predicted code")
+        assert "<mask>" in row.code.reason and row.to_json()["special_tokens"] == ["mask"]
+        buggy = [h.buggy_text for h in rec.hunks]
+        verdict = verify(tenacity_scorer.context(rec), hunks, tenacity_scorer, buggy)
+        assert not verdict.passes and "<mask>" in verdict.reason
+        frag = verify("no environment", hunks, RowScorer(WEIGHTS, None, True), buggy)
+        assert not frag.passes and "special tokens" in frag.reason
         scored += 1
-    assert scored >= 20
-
-
-def test_a_masked_prediction_is_not_run_nor_verified(tok, tenacity_scorer, tenacity_rows):
-    inst, rec = tenacity_rows[0]
-    refs = [h.fixed_text for h in rec.hunks]
-    pred = Decoded(refs, ["mask"])  # the reference text, with a mask the decoder dropped
-    labels = np.array([-100, 7, 2])
-    row = tenacity_scorer.score(rec, labels, labels, -100, [7, 2], pred, refs)
-    assert row.has_env and row.code.context == "file" and row.code.compiles is False
-    assert row.resolved is False and row.test_outcomes == {}
-    assert row.test_reason.startswith("not run: special tokens inside the predicted target")
-    verdict = verify(tenacity_scorer.context(rec), pred, 5.0, tenacity_scorer,
-                     [h.buggy_text for h in rec.hunks])
-    assert verdict.passes is False and "<mask>" in verdict.reason
-    # without an environment the fragment verifier rejects it too
-    frag = verify("no environment", pred, 5.0, RowScorer(WEIGHTS, None, True),
-                  [h.buggy_text for h in rec.hunks])
-    assert frag.passes is False and "special tokens" in frag.reason
-    del inst
+    assert scored >= 2

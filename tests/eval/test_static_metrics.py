@@ -1,4 +1,6 @@
-"""Oracle / random / copy scores of the static metrics on the real sample's hunks."""
+"""The static metrics on the real sample: fragment tiers (oracle / random / copy), position
+scores (oracle / copy / located but wrong), nested tiers and split metrics, bootstrap intervals,
+the breakdown, the unigram baseline, and file-context AST matching."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import pytest
 
 from hrm.eval.code_checks import check_fragments
 from hrm.eval.fragments import compiles, reference_wrapper, syntax_valid
-from hrm.eval.metrics import q_halt_metrics, row_metrics
+from hrm.eval.metrics import bootstrap_ci, breakdown, q_halt_metrics, row_metrics
 from hrm.eval.model_pass import integration_share
 from hrm.eval.rows import RowResult, tiers_reached
-from hrm.eval.token_metrics import edit_positions, score_row
+from hrm.eval.token_metrics import score_outputs
+
+from .conftest import reference_outputs
 
 
 def _shuffle(text: str, seed: int) -> str:
@@ -56,17 +60,23 @@ def test_syntax_is_fragment_aware():
     assert syntax_valid("", "    x = 1\n") is False
 
 
-def test_edit_accuracy_separates_fixing_from_copying():
-    buggy = [5, 6, 7, 8, 2]
-    target = [5, 9, 7, 8, 2]
-    labels = np.array([-100, -100] + target)
-    assert edit_positions(buggy, target) == [1]
-    oracle = score_row(labels.copy(), labels, -100, buggy)
-    copy = score_row(np.array([0, 0] + buggy), labels, -100, buggy)
-    rand = score_row(np.array([0, 0, 11, 12, 13, 14, 15]), labels, -100, buggy)
-    assert (oracle.edit_correct, oracle.edit_total, oracle.exact) == (1, 1, True)
-    assert copy.edit_correct == 0 and copy.token_correct == 4 and not copy.exact
-    assert rand.token_correct == 0 and rand.edit_correct == 0
+def test_position_scores_separate_fixing_from_copying(env_split, tok):
+    """Oracle: every position right. Copy: every position the fix leaves alone right, none it
+    changes. Right positions with wrong outputs: located, but no edit right."""
+    for i, rec in enumerate(env_split.records):
+        ref = reference_outputs(env_split, i, tok)
+        total = sum(n + 1 for _a, n in rec.segments)
+        oracle = score_outputs(ref, ref, rec.segments)
+        assert (oracle.token_correct, oracle.token_total) == (total, total)
+        assert oracle.edit_correct == oracle.edit_total == len(ref) > 0 and oracle.located
+        copy = score_outputs({}, ref, rec.segments)
+        assert copy.token_correct == total - len(ref) and copy.edit_correct == 0
+        assert not copy.located
+        wrong = score_outputs({p: (tok.pad_id,) for p in ref}, ref, rec.segments)
+        assert wrong.located and wrong.edit_correct == 0
+        assert wrong.token_correct == copy.token_correct
+        outside = score_outputs({**ref, 10 ** 6: (1,)}, ref, rec.segments)
+        assert outside.token_correct == total and not outside.located
 
 
 def test_q_halt_and_integration_share():
@@ -81,33 +91,80 @@ def test_q_halt_and_integration_share():
         integration_share(np.array([]), np.array([]))
 
 
-def test_tiers_are_nested_and_row_metrics(sample_hunks):
+def _row(name, kind, code, resolved, tier, tokens, has_env=True, exact=False):
+    return RowResult(name, kind, "r", ["x"], ["y"], exact, tokens, code, resolved, "", {}, tier,
+                     None if tier < 0 else sum([0.1, 0.2, 0.3, 0.4][:tier]), has_env)
+
+
+def test_tiers_are_nested_and_row_metrics():
     from hrm.eval.code_checks import CodeCheck
     from hrm.eval.token_metrics import TokenScores
 
     assert tiers_reached(CodeCheck(True, True, False, "file"), True) == 2  # no AST -> no tests tier
     assert tiers_reached(CodeCheck(False, True, True, "file"), True) == 0
-    tok = TokenScores(3, 4, False, 0, 1)
-    rows = [RowResult("a", ["x"], ["y"], tok, CodeCheck(True, True, True, "file"), True, "", {},
-                      4, 1.0, True),
-            RowResult("b", ["x"], ["y"], tok, CodeCheck(True, None, None, "excluded"), None,
-                      "no env", {}, -1, None, False)]
+    assert tiers_reached(CodeCheck(None, True, True, "fragment"), None) == 3
+    tok = TokenScores(3, 4, 0, 1, False)
+    rows = [_row("a", "func_basic", CodeCheck(True, True, True, "file"), True, 4,
+                 TokenScores(4, 4, 1, 1, True), exact=True),
+            _row("b", "func_pm_remove_cond", CodeCheck(True, None, None, "excluded"), None, -1,
+                 tok, has_env=False)]
     m = row_metrics(rows, tests_enabled=True)
-    assert m["token_accuracy_all"] == 0.75 and m["edit_accuracy"] == 0.0
+    assert m["token_accuracy_all"] == 7 / 8 and m["edit_accuracy"] == 0.5
+    assert m["location_accuracy"] == 0.5 and m["exact_accuracy"] == 0.5
     assert m["code_compilation_success"] == 1.0 and m["code_rows_excluded"] == 1.0
     assert m["resolved_rate"] == 0.5 and m["resolved_rows_without_env"] == 1.0
     assert m["code_tiered_accuracy"] == 1.0
-    assert row_metrics(rows, tests_enabled=False)["resolved_rate"] is None
+    low, high = m["resolved_rate_ci95"]
+    assert 0.0 <= low < 0.5 < high <= 1.0
+    off = row_metrics(rows, tests_enabled=False)
+    assert off["resolved_rate"] is None and off["resolved_rate_ci95"] is None
+    assert "exact_accuracy_ci95" not in row_metrics(rows, tests_enabled=True, ci=False)
+    table = breakdown(rows, [True, False])
+    assert table["inferable"]["inferable"]["rows"] == 1.0  # func_basic
+    assert table["inferable"]["non_inferable"]["resolved"] == 0.0  # remove_cond re-adds code
+    assert table["kind"]["func_basic"] == {"rows": 1.0, "exact_accuracy": 1.0, "resolved": 1.0,
+                                           "resolved_after_search": 1.0}
+    assert set(breakdown(rows, held_out_repos=["r"])["repo"]) == {"r (held out)"}
 
 
-def test_file_ast_match_equals_a_full_dump(tenacity_scorer, tenacity_rows):
+def test_bootstrap_interval_brackets_the_share():
+    assert bootstrap_ci([]) is None
+    assert bootstrap_ci([True] * 7) == [1.0, 1.0] and bootstrap_ci([False] * 3) == [0.0, 0.0]
+    flags = [True] * 3 + [False] * 17
+    low, high = bootstrap_ci(flags)
+    assert 0.0 <= low < 0.15 < high <= 0.4
+    assert bootstrap_ci(flags) == [low, high]  # seeded: reproducible
+    wide, narrow = bootstrap_ci([True, False] * 5), bootstrap_ci([True, False] * 200)
+    assert wide[1] - wide[0] > 2 * (narrow[1] - narrow[0])
+
+
+def test_unigram_changes_the_row_token_most_often_changed_in_train(splits, tok):
+    from hrm.eval.baselines import fit_unigram
+
+    uni = fit_unigram(splits["train"], delete_id=tok.mask_id, end_id=tok.eos_id)
+    for split in (splits["val"], splits["test"]):
+        for i, rec in enumerate(split.records):
+            code = [int(split.inputs[i][p]) for a, n in rec.segments
+                    for p in range(a + 1, a + n + 1)]
+            pred = uni.predict(split.inputs[i], rec.segments)
+            known = [t for t in code if t in uni.change_rate]
+            if not known:
+                assert pred == {}
+                continue
+            (pos, out), = pred.items()
+            token = int(split.inputs[i][pos])
+            assert uni.change_rate[token] == max(uni.change_rate[t] for t in known)
+            assert out == uni.output[token] and out != (token,)
+
+
+def test_file_ast_match_equals_a_full_dump(tenacity_scorer, env_split):
     """The statement-wise AST comparison of spliced files agrees with dumping whole files, on
     layout-only edits (match) and real edits (no match)."""
     from hrm.eval.code_checks import check_in_files, splice_files
     from hrm.eval.fragments import normalized_ast
 
     checked = 0
-    for _inst, rec in tenacity_rows:
+    for rec in env_split.records[:3]:
         ctx = tenacity_scorer.context(rec)
         refs = [h.fixed_text for h in ctx.hunks]
         first = refs[0].splitlines(keepends=True)

@@ -1,77 +1,147 @@
-"""The success path of `evaluate_loaded`: a real model whose every segment outputs the labels
-(an oracle, via a forward hook) on the tenacity rows that have an environment. The model pass,
-the tiers, the tests in the sandbox, the search and the outputs must all say "fixed"."""
+"""The success path of SWE-search with REAL test runs: proposals built by hand with known
+options on real tenacity rows (the model's greedy fix and its ranked alternatives), searched by
+`search_row` exactly as `evaluate_loaded` does it, each candidate checked by the `tests`
+verifier in the sandbox (which never reads the reference)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
-
-import numpy as np
 import pytest
 
-from .conftest import TENACITY
+from hrm.config import SearchConfig
+from hrm.eval.proposals import Option, RowProposal
+from hrm.eval.search import search_metrics, search_row, verify
+
+from .conftest import decode, reference_outputs
+
+CFG = SearchConfig(candidates_per_iteration=2, max_iterations=2, positions=16, alternatives=3)
 
 
-@pytest.mark.slow
-def test_oracle_model_resolves_tenacity_rows(built, eval_params, tenacity_scorer, tmp_path,
-                                             monkeypatch):
-    import torch
+def _proposal(ref: dict, inputs, anchors: set[int], wrong_at: int | None, wrong: tuple
+              ) -> RowProposal:
+    """Options at the reference's positions: the reference output first (keep far behind),
+    except at `wrong_at`, where a wrong output comes first and the reference output second."""
+    options, change = {}, {}
+    for pos, out in ref.items():
+        keep = Option(() if pos in anchors else (int(inputs[pos]),), -6.0, True)
+        opts = [Option(out, -0.01, False), keep]
+        if pos == wrong_at:
+            opts = [Option(wrong, -0.1, False), Option(out, -0.5, False), keep]
+        options[pos], change[pos] = opts, 0.99
+    return RowProposal(options, change, q_halt=0.0, rank=list(options))
 
-    import hrm.eval.evaluate as evaluate_mod
-    from hrm.eval.decoding import decode_prediction
-    from hrm.model import build_model
-    from hrm.sequences import load_split
-    from hrm.tokenizer import load_tokenizer
 
-    tok = load_tokenizer(built / "tok")
-    picked = None
-    for split in ("val", "test", "train"):
-        data = load_split(built / "seq", split)
-        idx = [i for i, r in enumerate(data.records)
-               if r.repo == TENACITY and not isinstance(tenacity_scorer.context(r), str)][:2]
-        if idx:
-            picked = (split, data, idx)
-            break
-    assert picked is not None, "no tenacity row with an environment in the built splits"
-    split, data, idx = picked
-    data = replace(data, inputs=data.inputs[idx], labels=data.labels[idx],
-                   records=[data.records[i] for i in idx])
-    start, ignore, vocab = data.meta.prompt_len, data.meta.ignore_index, data.meta.vocab_size
+def _candidates(prop: RowProposal, cfg: SearchConfig) -> list[dict]:
+    """The search's candidate list, built as `evaluate_loaded` builds it."""
+    greedy = prop.greedy()
+    budget = 1 + cfg.max_iterations * cfg.candidates_per_iteration
+    return [greedy] + [c for c, _ in prop.candidates(budget) if c != greedy]
 
-    torch.manual_seed(0)
-    model = build_model(eval_params.model, vocab, data.meta.seq_len, "cpu")
-    answers = {row.tobytes(): np.where(lab != ignore, lab, tok.pad_id)
-               for row, lab in zip(data.inputs, data.labels, strict=True)}
 
-    def oracle(_module, args, out):
-        ids = torch.as_tensor(np.stack([answers[r.tobytes()]
-                                        for r in args[0].inputs.cpu().numpy()]))
-        logits = torch.full((*ids.shape, vocab), -20.0)
-        logits.scatter_(-1, ids.unsqueeze(-1), 20.0)
-        return replace(out, logits=logits.to(out.logits.dtype),
-                       q_halt=torch.full_like(out.q_halt, 5.0))
+def _search(data, i, tok, scorer, prop, cfg=CFG, verdicts=None):
+    rec = data.records[i]
+    ctx = scorer.context(rec)
+    buggy = [h.buggy_text for h in rec.hunks]
+    verdicts = [] if verdicts is None else verdicts
 
-    model.register_forward_hook(oracle)
-    logged = []
-    monkeypatch.setattr(evaluate_mod, "_log", lambda *a: logged.append(a))
-    decode = lambda ids: decode_prediction(tok, ids[start:])  # noqa: E731
-    search = eval_params.eval.search.model_copy(update={"alternative_positions": 0})
-    params = eval_params.model_copy(update={"eval": eval_params.eval.model_copy(
-        update={"search": search})})
-    m = evaluate_mod.evaluate_loaded(
-        params, model, data, tok, decode, tenacity_scorer, tmp_path,
-        train_labels=load_split(built / "seq", "train").labels,
-        model_info={"checkpoint": "oracle", "step": 0, "phase": "none", "weights": "raw",
-                    "reverse_feedback": False}, split=split)
-    assert m["rows"] == len(idx) and logged
-    assert m["exact_accuracy"] == 1.0 and m["loss"] < 0.01
-    assert m["resolved_rate"] == 1.0 and m["resolved_rows_without_env"] == 0.0
-    assert m["code_tiered_accuracy"] == pytest.approx(1.0)
-    assert m["greedy_pass_rate"] == 1.0 and m["swe_search_score"] == 1.0
-    assert m["swe_search_tiered_accuracy"] == pytest.approx(1.0)
-    # the buggy code does not resolve the same rows: the success above is the oracle's
-    assert m["baselines"]["copy"]["resolved_rate"] == 0.0
-    preds = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-    assert [p["resolved"] for p in preds] == [True] * len(idx)
-    assert all(p["tier_name"] == "tests" and p["search"]["greedy_passes"] for p in preds)
+    def check(hunks):
+        verdicts.append(verify(ctx, hunks, scorer, buggy))
+        return verdicts[-1]
+
+    return search_row(_candidates(prop, cfg), lambda outs: decode(data, i, tok, outs), check,
+                      cfg)
+
+
+@pytest.fixture(scope="module")
+def data(generated):
+    return generated[1]
+
+
+@pytest.fixture(scope="module")
+def rows(data, tok):
+    """The generated operator bugs by kind: (row index, reference outputs, anchors, the
+    position of the operator's fix, a wrong operator there that compiles). The op_change fix
+    turns `n + 1` back into `n - 1`; the wrong `n * 1` compiles and its tests fail. The
+    op_flip_cmp fix turns `other != 0` back into `other == 0`; the wrong `other <= 0` compiles
+    and behaves the same on everything the tests call."""
+    out = {}
+    for i, rec in enumerate(data.records):
+        if rec.kind not in ("func_pm_op_change", "func_pm_op_flip_cmp"):
+            continue
+        ref = reference_outputs(data, i, tok)
+        pos, fix = next((p, o) for p, o in ref.items() if len(o) == 1
+                        and tok.decode(list(o)).strip() in ("-", "="))
+        wrong = tuple(tok.encode(tok.decode(list(fix)).replace("-", "*").replace("=", "<")))
+        assert 1 <= len(wrong) <= data.meta.slots and wrong != fix
+        out[rec.kind] = (i, ref, {a for a, _n in rec.segments}, pos, wrong)
+    assert len(out) == 2
+    return out
+
+
+def test_greedy_fix_passes_at_once(data, tok, tenacity_scorer, rows):
+    outcomes, exact = [], []
+    for i, ref, anchors, _pos, _wrong in rows.values():
+        prop = _proposal(ref, data.inputs[i], anchors, None, ())
+        assert prop.greedy() == ref
+        oc = _search(data, i, tok, tenacity_scorer, prop)
+        assert oc.greedy_passes and oc.best_passes and oc.verifier == "tests"
+        assert (oc.candidates, oc.iterations, oc.best_rank, oc.converged) == (1, 0, 0, True)
+        outcomes.append(oc)
+        exact.append(oc.best_hunks == [h.fixed_text for h in data.records[i].hunks])
+    m = search_metrics(outcomes, exact)
+    assert m["greedy_pass_rate"] == m["swe_search_score"] == m["resolved_after_search"] == 1.0
+    assert m["exact_after_search"] == 1.0 and m["swe_search_efficiency"] == 0.0
+    assert m["swe_search_convergence_rate"] == 1.0 and m["swe_search_candidates"] == 1.0
+
+
+def test_search_finds_the_fix_at_the_models_second_candidate(data, tok, tenacity_scorer, rows):
+    i, ref, anchors, pos, wrong = rows["func_pm_op_change"]
+    prop = _proposal(ref, data.inputs[i], anchors, pos, wrong)
+    cands = _candidates(prop, CFG)
+    assert cands[0] == prop.greedy() == {**ref, pos: wrong}
+    assert cands[1] == ref  # the fix is the model's second candidate
+    assert len({tuple(sorted(c.items())) for c in cands}) == len(cands) == 1 + 2 * 2
+    verdicts = []
+    oc = _search(data, i, tok, tenacity_scorer, prop, verdicts=verdicts)
+    # the greedy fix compiles in its file; its tests fail; the second candidate passes them
+    assert "tests not passing" in verdicts[0].reason and verdicts[1].passes
+    assert not oc.greedy_passes and oc.best_passes
+    assert (oc.best_rank, oc.candidates, oc.iterations, oc.converged) == (1, 2, 1, True)
+    refs = [h.fixed_text for h in data.records[i].hunks]
+    assert oc.best_hunks == refs and oc.best_outputs == ref
+    m = search_metrics([oc], [oc.best_hunks == refs])
+    assert m["greedy_pass_rate"] == 0.0
+    assert m["swe_search_score"] == m["resolved_after_search"] == m["exact_after_search"] == 1.0
+    assert m["swe_search_candidates"] == 2.0 and m["swe_search_iterations"] == 1.0
+    assert m["swe_search_efficiency"] == pytest.approx(0.5)  # (1 - 0) / 2 candidates
+
+    # one candidate per iteration and one iteration: found with the whole budget spent, which
+    # is not convergence (found before the last iteration)
+    last = _search(data, i, tok, tenacity_scorer, prop,
+                   CFG.model_copy(update={"candidates_per_iteration": 1, "max_iterations": 1}))
+    assert last.best_passes and last.iterations == 1 and not last.converged
+
+
+def test_second_candidate_on_a_sample_row(env_split, tok, tenacity_scorer):
+    """The same on a real SWE-smith row (several changed positions): the greedy fix has one
+    wrong token; the reference is the model's second candidate and the tests pass it."""
+    ref = reference_outputs(env_split, 0, tok)
+    anchors = {a for a, _n in env_split.records[0].segments}
+    pos = max(p for p in ref if p not in anchors)
+    wrong = (tok.encode(" pass")[0],)
+    assert len(ref) > 1 and wrong != ref[pos]
+    verdicts = []
+    oc = _search(env_split, 0, tok, tenacity_scorer,
+                 _proposal(ref, env_split.inputs[0], anchors, pos, wrong), verdicts=verdicts)
+    assert not verdicts[0].passes and oc.best_passes and oc.best_rank == 1
+    assert oc.best_hunks == [h.fixed_text for h in env_split.records[0].hunks]
+
+
+def test_the_verifier_passes_what_the_tests_cannot_tell_apart(data, tok, tenacity_scorer, rows):
+    """`other <= 0` for `other == 0`: the tests pass it, so the search keeps the greedy fix
+    (pass@k with test feedback, no reference): resolved after search, yet not exact."""
+    i, ref, anchors, pos, wrong = rows["func_pm_op_flip_cmp"]
+    oc = _search(data, i, tok, tenacity_scorer, _proposal(ref, data.inputs[i], anchors, pos, wrong))
+    assert oc.greedy_passes and oc.best_rank == 0 and oc.best_outputs == {**ref, pos: wrong}
+    refs = [h.fixed_text for h in data.records[i].hunks]
+    m = search_metrics([oc], [oc.best_hunks == refs])
+    assert m["resolved_after_search"] == 1.0 and m["exact_after_search"] == 0.0

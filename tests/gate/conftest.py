@@ -154,6 +154,11 @@ def make_params(repo_root: Path, tmp_path: Path, template_db: Path, monkeypatch)
         raw = yaml.safe_load((repo_root / "params.yaml").read_text())
         raw["profile"] = "tiny"
         raw["artifacts_dir"] = str(tmp_path / "artifacts")
+        # The real sample is all tenacity: nothing held out, so there are train rows; the
+        # environment and corpus caches are the suite's shared ones (built once).
+        raw["sequences"]["held_out_repos"] = []
+        raw["envs"]["cache_dir"] = str(repo_root / ".cache" / "hrm-envs")
+        raw["corpus"]["cache_dir"] = str(repo_root / ".cache" / "hrm-corpus")
         raw["tracking"] = {"tracking_uri": f"sqlite:///{db}", "artifact_location": str(tmp_path / "mlartifacts"),
                            "experiment": "gate-test"}
         if criteria is not None:

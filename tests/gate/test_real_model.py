@@ -18,6 +18,7 @@ OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 @pytest.fixture()
 def trained(sample_path, make_params, tmp_path):
     """Artifacts of the tiny pipeline on the real sample (no tracking for the upstream steps)."""
+    from hrm.corpus.build import build_corpus
     from hrm.eval.evaluate import evaluate
     from hrm.sequences import build_sequences
     from hrm.splits import build_splits
@@ -27,9 +28,12 @@ def trained(sample_path, make_params, tmp_path):
     params = make_params()
     art = tmp_path / "artifacts"
     build_splits(sample_path, art / "splits", params.sequences)
-    build_tokenizer(sample_path, art / "splits" / "splits.json", art / "tokenizer", params.tokenizer)
+    build_corpus(params.corpus, art / "corpus", progress=False)
+    corpus = art / "corpus" / "corpus.jsonl"
+    build_tokenizer(sample_path, art / "splits" / "splits.json", art / "tokenizer", params.tokenizer,
+                    corpus_path=corpus)
     build_sequences(sample_path, art / "splits" / "splits.json", art / "tokenizer", art / "sequences",
-                    params.sequences, progress=False)
+                    params.sequences, corpus_path=corpus, envs=params.envs, progress=False)
     previous = None
     for phase in params.train.phases:
         out = art / "train" / phase.name
@@ -57,7 +61,8 @@ def test_gate_on_a_really_trained_tiny_model(trained, make_params, tmp_path):
         assert c.passed == expected, c
     assert outcome.result.verdict == "FLAG" and outcome.registry.action == "flagged"
     report = (art / "gate" / "report.md").read_text()
-    assert "**too_few_points**: 4 epoch(s) logged" in report  # tiny trains 4 epochs: no fit pretended
+    epochs = sum(p.epochs for p in strict.train.phases)
+    assert f"**too_few_points**: {epochs} epoch(s) logged" in report  # tiny: no fit pretended
     assert (art / "gate" / "plots" / "learning_curves.png").stat().st_size > 10_000
 
     criteria = yaml.safe_load(Path(__file__).with_name("lenient_gate.yaml").read_text())["gate"]["criteria"]

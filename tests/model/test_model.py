@@ -1,4 +1,5 @@
-"""HRM model: shapes, one-step gradient, carry handling, attention kernels, feedback gate."""
+"""HRM model: shapes, heads (copy bias, insert head, slots), one-step gradient, carry handling,
+attention kernels, feedback gate, losses."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from hrm.config import ModelConfig
 from hrm.model import build_model
 from hrm.model.attention import Attention, flash_available
-from hrm.model.inference import run_inference
+from hrm.model.inference import run_inference, slot_logits
 from hrm.model.layers import RotaryEmbedding, apply_rotary
 from hrm.model.losses import act_losses, stablemax_log_probs
 
@@ -33,6 +34,11 @@ def test_shapes_and_q_head_init(small_cfg, ids):
     model = _model(small_cfg)
     out = model(_carry(model, ids))
     assert out.logits.shape == (4, SEQ, VOCAB)
+    assert out.insert_logits.shape == out.insert_labels.shape == (4, SEQ)
+    assert torch.equal(out.own_tokens, ids.to(torch.int32)) and out.keep_scale is None
+    # No insertion in the carry: no inserted-token logits, and no label anywhere.
+    assert out.slot_logits is None and out.slot_labels.shape == (0, model.slots - 1)
+    assert (out.insert_labels == -100).all()
     assert out.q_halt.shape == out.q_continue.shape == (4,)
     assert out.q_halt.dtype == torch.float32
     # Zero weights and bias -5: both Q logits start at exactly -5.
@@ -46,7 +52,11 @@ def test_inference_runs_halt_max_steps_and_returns_fp32(small_cfg, ids):
     out = run_inference(model, ids)
     assert out.steps.tolist() == [3, 3, 3, 3]
     assert out.logits.dtype == torch.float32 and out.logits.shape == (4, SEQ, VOCAB)
-    assert 0.0 < out.gate_mean < 1.0 and out.feedback_ratio > 0
+    assert out.insert_logits.dtype == torch.float32 and out.insert_logits.shape == (4, SEQ)
+    assert out.z_H.shape == (4, SEQ, small_cfg.hidden_size)
+    # The untrained gate is sigmoid(reverse_gate_init); the feedback path does contribute.
+    assert out.gate_mean == pytest.approx(float(torch.sigmoid(torch.tensor(small_cfg.reverse_gate_init))))
+    assert out.feedback_ratio > 0
     assert run_inference(model, ids, max_steps=2).steps.tolist() == [2, 2, 2, 2]
     with pytest.raises(ValueError, match="token ids"):
         run_inference(model, torch.full((1, SEQ), VOCAB))
@@ -212,29 +222,151 @@ def test_reverse_gate_off_equals_model_without_feedback(small_cfg, ids):
 
 
 def test_bootstrap_target_only_in_training(small_cfg, ids):
-    model = _model(small_cfg)
-    model.train()
-    out = model(_carry(model, ids))
-    assert out.target_q_continue is not None and ((out.target_q_continue > 0) & (out.target_q_continue < 1)).all()
+    """Training: q_continue's target is sigmoid(max(q_halt, q_continue)) of the row's next
+    segment (its q_halt at the last step), i.e. what the model computes when it runs that segment;
+    eval and halt_only modes have none."""
+    model = _model(small_cfg.model_copy(update={"bootstrap_reuse": False}))
+    with torch.no_grad():
+        model.core.q_head.weight.normal_(0.0, 1.0)  # Q values that differ by row
+    carry = _carry(model, ids)
+    for step in range(small_cfg.halt_max_steps):
+        model.train()
+        out = model(carry, halt_on_q=False)
+        model.eval()
+        with torch.no_grad():
+            nxt = model(out.carry, halt_on_q=False)  # the next segment, same weights
+        last = step == small_cfg.halt_max_steps - 1
+        expected = torch.sigmoid(nxt.q_halt if last else torch.maximum(nxt.q_halt, nxt.q_continue))
+        assert torch.allclose(out.target_q_continue, expected, atol=1e-5), step
+        assert expected.std() > 0.01
+        carry = out.carry
+        carry.halted[:] = False
+    assert model(_carry(model, ids)).target_q_continue is None  # eval mode
     halt_only = _model(small_cfg.model_copy(update={"q_target": "halt_only"}))
     halt_only.train()
     assert halt_only(_carry(halt_only, ids)).target_q_continue is None
 
 
-def test_losses_mean_over_label_tokens_and_q_targets():
+def test_untrained_model_keeps_every_token(small_cfg, ids):
+    """The copy bias on each position's own token makes the untrained model's first token the
+    input everywhere, and the insert head starts at "no insertion"; without the bias the
+    untrained token head is near uniform and keeps few tokens."""
+    model = _model(small_cfg)
+    out = run_inference(model, ids)
+    assert torch.equal(out.logits.argmax(-1), ids)
+    assert (out.insert_logits < 0).all()
+    with torch.no_grad():
+        model.core.copy_bias.zero_()
+    assert (run_inference(model, ids).logits.argmax(-1) == ids).float().mean() < 0.3
+
+
+def test_copy_bias_is_added_to_the_own_token_only(small_cfg, ids):
+    model = _model(small_cfg)
+    z = torch.randn(4, SEQ, small_cfg.hidden_size)
+    with torch.no_grad():
+        biased = model.core.first_logits(z, ids)
+        model.core.copy_bias.fill_(0.0)
+        plain = model.core.first_logits(z, ids)
+    diff = biased - plain
+    own = torch.zeros_like(diff, dtype=torch.bool).scatter_(-1, ids.unsqueeze(-1), True)
+    assert torch.allclose(diff[own], torch.full((4 * SEQ,), 6.0), atol=1e-5)
+    assert (diff[~own] == 0).all()
+    assert "core.copy_bias" in dict(model.named_parameters())  # learnt, not a constant
+
+
+def test_slot_logits_of_inference_are_the_training_heads(small_cfg, make_carry):
+    """`slot_logits(model, z_H, rows, positions)` after `run_inference` gives the inserted-token
+    logits the model's own forward (eval mode, the same segments) computes at the carry's
+    insertions."""
+    model = _model(small_cfg).eval()
+    carry = make_carry(model, [(2, 5), (4, 6), (1, 3)])
+    carry.inserts[1, 1, :2] = torch.tensor([7, 11])  # a second insertion in row 1
+    inf = run_inference(model, carry.inputs)
+    with torch.no_grad():
+        for _ in range(small_cfg.halt_max_steps):
+            out = model(carry)
+            carry = out.carry
+    rows, positions = torch.tensor([0, 1, 1, 2]), torch.tensor([2, 4, 7, 1])
+    assert torch.equal(out.slot_rows, rows) and torch.equal(out.slot_cols, positions)
+    got = slot_logits(model, inf.z_H, rows, positions)
+    assert got.dtype == torch.float32 and got.shape == (4, model.slots - 1, VOCAB)
+    assert torch.allclose(got, out.slot_logits, atol=1e-5)
+    assert torch.allclose(inf.logits, out.logits, atol=1e-5)
+    assert slot_logits(model, inf.z_H, rows[:0], positions[:0]).shape == (0, model.slots - 1, VOCAB)
+
+
+def _loss_case(insert_right: bool = False, slots_right: bool = False):
+    """Two rows, V = 4, K = 4. Row 0: position 1 keeps token 1, position 2 replaces its 3 by 1
+    (the logits say 1 everywhere, at +10). Row 1: position 2 keeps its 2 and inserts [3, eos]
+    (uniform first-token logits)."""
     logits = torch.zeros(2, 3, 4)
-    logits[0, :, 1] = 10.0  # row 0 predicts token 1 everywhere
+    logits[0, :, 1] = 10.0
     labels = torch.tensor([[-100, 1, 1], [-100, -100, 2]])
-    parts = act_losses(logits, labels, torch.tensor([True, True]), torch.zeros(2), torch.zeros(2),
-                       torch.tensor([1.0, 0.0]), q_weight=0.5)
+    own = torch.tensor([[0, 1, 3], [0, 0, 2]])
+    insert_logits = torch.zeros(2, 3)
+    if insert_right:
+        insert_logits[1, 2] = 10.0
+    insert_labels = torch.tensor([[-100, 0, 0], [-100, -100, 1]])
+    slots = torch.zeros(1, 3, 4)
+    if slots_right:
+        slots[0, 0, 3] = slots[0, 1, 2] = 10.0
+    return dict(logits=logits, labels=labels, own_tokens=own, insert_logits=insert_logits,
+                insert_labels=insert_labels, slot_logits=slots, slot_labels=torch.tensor([[3, 2, -100]]),
+                slot_rows=torch.tensor([1]), slot_cols=torch.tensor([2]))
+
+
+def _act(case, valid=(True, True), target=(1.0, 0.0), **kwargs):
+    case = dict(case)
+    logits, labels = case.pop("logits"), case.pop("labels")
+    return act_losses(logits, labels, torch.tensor(valid), torch.zeros(2), torch.zeros(2),
+                      None if target is None else torch.tensor(target), q_weight=0.5, **case, **kwargs)
+
+
+def test_edit_loss_by_hand():
+    """lm = (sum of per-position first-token CE + insert BCE, edited positions (replaced or
+    inserting) weighted by edit_weight, kept ones by keep_scale; + edit_weight * the inserted
+    tokens' CE) / labelled positions."""
+    a = float(torch.log1p(3 * torch.exp(torch.tensor(-10.0))))
+    ln2, ln4 = float(torch.log(torch.tensor(2.0))), float(torch.log(torch.tensor(4.0)))
+    case = _loss_case()
+    plain = _act(case)
+    expected = ((a + ln2) + (a + ln2) + (ln4 + ln2) + 2 * ln4) / 3
+    assert abs(float(plain.lm) - expected) < 1e-5
+    assert torch.allclose(plain.total, plain.lm + 0.5 * (plain.q_halt + plain.q_continue))
+    weighted = _act(case, edit_weight=2.0, keep_scale=torch.tensor([[3.0], [1.0]]))
+    expected = (3 * (a + ln2) + 2 * (a + ln2) + 2 * (ln4 + ln2) + 2 * 2 * ln4) / 3
+    assert abs(float(weighted.lm) - expected) < 1e-5
+    assert abs(float(_act(case, lm_denominator=6.0).lm) - float(plain.lm) / 2) < 1e-6
+    assert plain.edited_mask.tolist() == [[False, False, True], [False, False, True]]
+    assert plain.label_mask.tolist() == [[False, True, True], [False, False, True]]
+    # Accuracy weights: 1 per labelled position, keep_scale for a kept one, 0 elsewhere.
+    assert weighted.count_weight.tolist() == [[0.0, 3.0, 1.0], [0.0, 0.0, 1.0]]
+
+
+def test_a_position_is_right_only_with_its_insertion():
+    """A position is right when its first token, its insert decision and (when it inserts) all its
+    inserted tokens are; row 1's first token is made right, then its insertion."""
+    case = _loss_case()
+    case["logits"][1, 2, 2] = 10.0  # row 1's first token now right
+    parts = _act(case)
+    assert parts.token_correct.tolist() == [[False, True, True], [False, False, False]]
     assert parts.seq_correct.tolist() == [True, False]
-    expected_lm = (2 * torch.log1p(3 * torch.exp(torch.tensor(-10.0))) + torch.log(torch.tensor(4.0))) / 3
-    assert torch.allclose(parts.lm, expected_lm, atol=1e-5)
-    assert torch.allclose(parts.total, parts.lm + 0.5 * (parts.q_halt + parts.q_continue))
-    # Invalid rows contribute nothing.
-    masked = act_losses(logits, labels, torch.tensor([True, False]), torch.zeros(2), torch.zeros(2),
-                        None, q_weight=0.5)
+    no_slots = {**_loss_case(insert_right=True), "logits": case["logits"]}
+    assert _act(no_slots).seq_correct.tolist() == [True, False]  # inserted tokens still wrong
+    right = {**_loss_case(insert_right=True, slots_right=True), "logits": case["logits"]}
+    parts = _act(right)
+    assert parts.token_correct.tolist() == [[False, True, True], [False, False, True]]
+    assert parts.seq_correct.tolist() == [True, True]
+
+
+def test_invalid_rows_contribute_nothing():
+    case = _loss_case()
+    masked = _act(case, valid=(True, False), target=None)
     assert masked.label_mask.sum() == 2 and masked.q_continue == 0
+    a = float(torch.log1p(3 * torch.exp(torch.tensor(-10.0))))
+    ln2 = float(torch.log(torch.tensor(2.0)))
+    assert abs(float(masked.lm) - 2 * (a + ln2) / 2) < 1e-5  # row 1's insertion is gone too
+    assert masked.seq_correct.tolist() == [True, False]
 
 
 def test_stablemax_is_a_distribution():

@@ -96,6 +96,7 @@ def test_cpu_image_bakes_the_environments(repo_root: Path) -> None:
     text = (repo_root / "docker/Dockerfile.cpu").read_text()
     runtime = text[text.index("AS runtime"):]
     assert "HRM_ENVS_CACHE_DIR=/opt/hrm-envs" in runtime
+    assert "HRM_CORPUS_CACHE_DIR=/opt/hrm-corpus" in runtime
     assert re.search(r'git=\$\{GIT_VERSION\}', runtime), "git (pinned) is needed by the environments"
     assert "COPY params.yaml" in runtime
     # Baked by the pods' user, after switching to it (same interpreter and fingerprint).
@@ -130,7 +131,8 @@ def test_baked_environment_is_found_by_the_tasks(tmp_path: Path, repo_root: Path
     raw["envs"]["sandbox_user"] = None
     raw["envs"]["repos"] = {"local/pkg": {"provider": "git", "git_url": str(src),
                                           "source_dirs": ["pkg"], "test_dirs": ["tests"]}}
-    raw["synth"]["env"] = "local/pkg"
+    raw["synth"]["envs"] = ["local/pkg"]
+    raw["sequences"]["held_out_repos"] = []
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(raw))
     cache = tmp_path / "image-envs"
@@ -145,3 +147,37 @@ def test_baked_environment_is_found_by_the_tasks(tmp_path: Path, repo_root: Path
     env = get_environment("local/pkg", envs)
     assert env.root == marker.parent
     assert json.loads(marker.read_text())["built_at"] == built_at  # reused, not rebuilt
+
+
+def test_baked_corpus_is_found_by_the_tasks(tmp_path: Path, repo_root: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`components.bake_envs` also fetches every profile's corpus packages into
+    $HRM_CORPUS_CACHE_DIR, and a task's `corpus.cache_dir` points there. The cache is seeded
+    from the suite's shared copy of the tiny profile's packages, so bake fetches nothing."""
+    import shutil
+
+    import yaml
+
+    from components.bake_envs import bake_corpus
+    from components.runtime import task_params
+
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    tiny = raw["profiles"]["tiny"]["corpus"]["packages"]
+    for profile in raw["profiles"].values():  # every profile: the tiny packages only
+        profile.setdefault("corpus", {})["packages"] = tiny
+    raw["corpus"]["packages"] = tiny
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    cache = tmp_path / "image-corpus"
+    source = repo_root / ".cache" / "hrm-corpus"
+    from hrm.corpus.fetch import package_tree
+
+    for pkg in tiny:
+        name, version = pkg["package"].split("==")
+        package_tree(pkg["package"], source)  # the suite's shared cache (fetched once)
+        shutil.copytree(source / f"{name.lower()}-{version}", cache / f"{name.lower()}-{version}")
+    monkeypatch.setenv("HRM_CORPUS_CACHE_DIR", str(cache))
+    trees = bake_corpus(params_file)
+    assert sorted(trees) == sorted(p["package"] for p in tiny)
+    assert all(t.parent.parent == cache and (t.parent / "marker.json").is_file() for t in trees.values())
+    assert Path(task_params(params_file.read_text(), "tiny").corpus.cache_dir) == cache

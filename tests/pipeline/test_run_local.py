@@ -34,8 +34,12 @@ def test_run_local_promotes_through_the_cli(sample_path: Path, tiny_params_file:
     from pipelines.local import RESULT_FILE
 
     raw = yaml.safe_load(tiny_params_file.read_text())
-    # Tests never download: no environment build (the tests tier needs the tenacity sdist).
     raw["eval"]["run_tests"] = False
+    # The suite's shared caches: the tenacity snapshot (whole functions) and the corpus sdists.
+    repo = Path(__file__).resolve().parents[2]
+    raw["envs"]["cache_dir"] = str(repo / ".cache" / "hrm-envs")
+    raw["corpus"]["cache_dir"] = str(repo / ".cache" / "hrm-corpus")
+    raw["sequences"]["held_out_repos"] = []  # the sample is all tenacity: keep train rows
     raw["gate"]["criteria"] = LENIENT
     raw["gate"]["guard_metric"] = None
     tiny_params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -66,7 +70,7 @@ def test_run_local_promotes_through_the_cli(sample_path: Path, tiny_params_file:
     summaries = sorted(root.rglob("summary.json"))
     checkpoints = [p for s in summaries if (p := s.parent / "checkpoints").is_dir()]
     assert len(checkpoints) == 3 and all(any(c.glob("*.pt")) for c in checkpoints), checkpoints
-    metrics_files = sorted(root.rglob("metrics.json"))  # evaluate@val, evaluate@train
+    metrics_files = sorted(root.rglob("metrics.json"))  # evaluate@val, evaluate@test
     assert len(metrics_files) == 2
     assert all("loss" in json.loads(p.read_text()) for p in metrics_files)
     assert all((p.parent / "report.md").is_file() for p in metrics_files)

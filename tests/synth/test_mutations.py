@@ -26,7 +26,10 @@ def clamp(values, lo, hi):
             total += v * 2
         out.append(v)
     first = out[1:]
-    return out[: len(out)], total, first
+    with open(lo) as fh:
+        fh.read()
+    pair = divmod(hi.real, hi.imag)
+    return out[: len(out)], total, first, pair
 '''
 
 

@@ -15,6 +15,8 @@ import pytest
 from hrm.envs.providers import GIT_IDENTITY
 from hrm.synth import generator as gen
 
+TENACITY = "swesmith/jd__tenacity.0d40e76f"  # as in conftest.synth_params
+
 
 def _files(root: Path) -> dict[str, bytes]:
     """Every file under root except `.git`, path -> content (symlinks by target)."""
@@ -41,13 +43,12 @@ def worker(synth_params):
     """This process as a synth worker (the state `_init_worker` sets up in a pool process)."""
     saved = dict(gen._W)
     gen._W.clear()
-    gen._init_worker(synth_params.synth.env, synth_params.envs.model_dump_json(), [], 30.0, 5)
-    env = gen._W["env"]
+    gen._init_worker(synth_params.envs.model_dump_json(), 5)
+    env = gen._worker_env(TENACITY)
     site = gen.ordered_sites(env, 0)[0]
     source = (env.pristine / site.file).read_text(encoding="utf-8")
     yield env, site, source
-    tree = gen._W.get("tree")
-    if tree is not None:
+    for tree in gen._W["trees"].values():
         shutil.rmtree(tree.parent, ignore_errors=True)
     gen._W.clear()
     gen._W.update(saved)
@@ -80,7 +81,7 @@ def test_a_dirty_copy_is_discarded_and_the_next_candidate_gets_a_pristine_tree(w
     (tree / site.file).write_text(source + "\n# mutated\n", encoding="utf-8")
     LEFTOVERS[leftover](tree, _other_tracked(env, site))
     gen._release_tree(env, tree, site, source)
-    assert "tree" not in gen._W and not tree.parent.exists()  # the dirty copy is gone
+    assert TENACITY not in gen._W["trees"] and not tree.parent.exists()  # the copy is gone
     fresh = gen._worker_tree(env)
     _assert_pristine(env, fresh)
 
@@ -115,5 +116,5 @@ def test_files_written_by_a_sandboxed_test_run_are_discarded(worker):
     assert (tree / "leak.txt").exists() and (tree / "tenacity" / "leak.pyc").exists(), \
         run.output[-500:]
     gen._release_tree(env, tree, site, source)
-    assert "tree" not in gen._W and not tree.parent.exists()
+    assert TENACITY not in gen._W["trees"] and not tree.parent.exists()
     _assert_pristine(env, gen._worker_tree(env))

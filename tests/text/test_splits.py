@@ -257,3 +257,56 @@ def test_default_split_is_sane_on_the_sample(instances):
         instances)
     assert stats["largest_group"] <= len(instances) // 4
     assert not stats["warnings"]
+
+
+HELD = "swesmith/h__held.0000abcd"
+
+
+def _repo_inst(iid: str, repo: str, patch: str) -> Instance:
+    return Instance(instance_id=iid, repo=repo, patch=patch, problem_statement="p",
+                    FAIL_TO_PASS=["t"], PASS_TO_PASS=[])
+
+
+def test_held_out_repos_go_to_val_and_test_only_dealt_in_turn():
+    insts = [_repo_inst(f"h{k:02d}", HELD, _patch(f"h{k % 9}.py", "f", k + 1)) for k in range(13)]
+    for repo in ("swesmith/a__one.0000abcd", "swesmith/b__two.0000abcd"):
+        insts += [_repo_inst(f"{repo[9]}{k:02d}", repo, _patch(f"m{k % 17}.py", "f", k + 1))
+                  for k in range(24)]
+    cfg = SequencesConfig(val_fraction=0.2, test_fraction=0.2, held_out_repos=[HELD])
+    n_rest = 48
+    for seed in range(10):
+        result = assign_splits(insts, cfg.model_copy(update={"split_seed": seed}))
+        split_of = result.assignments
+        held = [i for i in insts if i.repo == HELD]
+        rest = [i for i in insts if i.repo != HELD]
+        assert all(split_of[i.instance_id] != "train" for i in held)
+        held_val = sum(split_of[i.instance_id] == "val" for i in held)
+        held_test = sum(split_of[i.instance_id] == "test" for i in held)
+        assert held_val > 0 and held_test > 0 and held_val + held_test == len(held)
+        assert abs(held_val - held_test) <= 2  # in turn: apart by at most one group (of 2)
+        stats = result.stats
+        assert (stats["held_out_val"], stats["held_out_test"]) == (held_val, held_test)
+        assert stats["held_out_repos"] == [HELD]
+        # the other repositories still split by function, with targets of their own size
+        by_function: dict[tuple[str, str], set[str]] = {}
+        for inst in rest:
+            (hunk,) = parse_patch(inst.patch)
+            by_function.setdefault((inst.repo, hunk.file), set()).add(split_of[inst.instance_id])
+        assert all(len(s) == 1 for s in by_function.values()), by_function
+        for split in ("val", "test"):
+            n = sum(split_of[i.instance_id] == split for i in rest)
+            assert 0 < n <= round(0.2 * n_rest)
+        assert sum(split_of[i.instance_id] == "train" for i in rest) >= n_rest - 2 * round(
+            0.2 * n_rest)
+
+
+def test_held_out_tenacity_on_the_sample(instances, sample_path, tmp_path):
+    cfg = SequencesConfig(held_out_repos=[TENACITY])
+    result = assign_splits(instances, cfg)
+    tenacity = [i for i in instances if i.repo == TENACITY]
+    splits = [result.assignments[i.instance_id] for i in tenacity]
+    assert "train" not in splits and splits.count("val") > 0 and splits.count("test") > 0
+    assert result.assignments["pandas-dev__pandas.95280573.pr_53652"] == "train"
+    build_splits(sample_path, tmp_path, cfg)
+    doc = json.loads((tmp_path / "splits.json").read_text())
+    assert doc["held_out_repos"] == [TENACITY] and doc["splits"] == result.assignments

@@ -104,3 +104,27 @@ def test_fingerprint_is_the_tokenizer_file_not_the_training_text(sample_path, bu
     shutil.copy2(tmp_path / "small" / "tokenizer.json", mixed / "tokenizer.json")
     with pytest.raises(InputError, match=f"mixed/tokenizer.json: .*{small.fingerprint}.*{base.fingerprint}"):
         load_tokenizer(mixed)
+
+
+def test_corpus_rows_are_trained_on(sample_path, built, tmp_path):
+    """`corpus_path`: the corpus's statements and functions join the training text (a word
+    repeated only there becomes one token; without the corpus it does not)."""
+    from hrm.corpus.rows import CorpusRow, write_rows
+
+    rows = [CorpusRow(id=f"p-1.0:m.py:f{k}:op_change:0", package="p==1.0", file="m.py",
+                      function=f"f{k}", kind="op_change", start_line=1,
+                      buggy=f"def f{k}(corpusonlyword):\n    return corpusonlyword - {k}\n",
+                      fixed=f"def f{k}(corpusonlyword):\n    return corpusonlyword + {k}\n",
+                      problem_statement=f"`f{k}` in `m` misbehaves\n") for k in range(30)]
+    write_rows(tmp_path / "corpus.jsonl", rows)
+    build_tokenizer(sample_path, built["splits"], tmp_path / "with", TokenizerConfig(
+        vocab_size=1024), corpus_path=tmp_path / "corpus.jsonl")
+    with_corpus = load_tokenizer(tmp_path / "with")
+    assert with_corpus.meta["corpus_rows"] == 30
+    assert len(with_corpus.encode(" corpusonlyword")) == 1
+    without = load_tokenizer(built["tok"])
+    assert without.meta["corpus_rows"] == 0
+    assert len(without.encode(" corpusonlyword")) > 1
+    with pytest.raises(InputError, match="missing.jsonl: corpus file not found"):
+        build_tokenizer(sample_path, built["splits"], tmp_path / "x", TokenizerConfig(),
+                        corpus_path=tmp_path / "missing.jsonl")

@@ -27,10 +27,15 @@ def _run(nproc: int, params_file: Path, out: Path, port: int, *options: str) -> 
     return torch.load(final, weights_only=False) if final.exists() else None
 
 
-def _set_tiny(params_file: Path, model: dict, train: dict | None = None) -> None:
+def _set_tiny(params_file: Path, model: dict, train: dict | None = None, epochs: int = 2) -> None:
+    """Tiny-profile overrides; precision fp32 (the comparisons are numeric; `auto` is bf16 on a
+    CPU with bf16 matrix units) and `epochs` for the foundation phase."""
     raw = yaml.safe_load(params_file.read_text())
-    raw["profiles"]["tiny"]["model"].update(model)
-    raw["profiles"]["tiny"]["train"].update(train or {})
+    tiny = raw["profiles"]["tiny"]
+    tiny["model"].update(model)
+    tiny["train"].update({"precision": "fp32", **(train or {})})
+    tiny["train"]["phases"][0]["epochs"] = epochs
+    assert tiny["train"]["phases"][0]["name"] == "foundation"
     params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 

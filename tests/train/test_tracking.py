@@ -17,6 +17,7 @@ def test_hrm_train_logs_a_nested_run_per_phase(real_sequences, repo_root, tmp_pa
     from typer.testing import CliRunner
 
     from hrm.cli import app
+    from hrm.sequences import load_meta
     from hrm.tokenizer import tokenizer_fingerprint
 
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())
@@ -42,7 +43,9 @@ def test_hrm_train_logs_a_nested_run_per_phase(real_sequences, repo_root, tmp_pa
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("hrm-train-test")
     parents = set()
-    for phase, epochs in (("foundation", [1, 2]), ("optimisation", [3])):
+    counts = load_meta(real_sequences / "sequences").counts
+    # The tiny foundation phase trains one epoch on the corpus split, optimisation one on train.
+    for phase, epochs, split in (("foundation", [1], "corpus"), ("optimisation", [2], "train")):
         runs = client.search_runs([exp.experiment_id], f"tags.`hrm.step` = 'train:{phase}'")
         assert len(runs) == 1, phase
         run = runs[0]
@@ -51,13 +54,17 @@ def test_hrm_train_logs_a_nested_run_per_phase(real_sequences, repo_root, tmp_pa
         assert run.data.tags["hrm.phase"] == phase
         assert run.data.tags["hrm.tokenizer_fingerprint"] == tokenizer_fingerprint(tok)
         assert run.data.params["model.hidden_size"] == "32" and run.data.params["phase.name"] == phase
+        assert run.data.params["phase.data"] == split
+        assert run.data.params["data.train_examples"] == str(counts[split])
+        assert run.data.params["data.val_examples"] == str(counts["val"])
         # Per-epoch metrics with the global epoch as step, equal to the phase's history.json.
         history = json.loads((tmp_path / phase / "history.json").read_text())
-        for metric in ("loss", "lm_loss", "token_accuracy", "tokens_per_s", "val_lm_loss"):
+        for metric in ("loss", "lm_loss", "token_accuracy", "edit_accuracy", "tokens_per_s", "val_lm_loss",
+                       "val_edit_accuracy"):
             logged = client.get_metric_history(run.info.run_id, metric)
             assert [m.step for m in logged] == epochs, metric
             assert [m.value for m in logged] == pytest.approx([r[metric] for r in history]), metric
-        assert "train_eval_token_accuracy" in run.data.metrics
+        assert {"train_eval_token_accuracy", "train_eval_edit_accuracy"} <= set(run.data.metrics)
         # Artifacts: config, history, summary, the final checkpoint + manifest, the tokenizer.
         top = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"config.json", "history.csv", "history.json", "summary.json", "checkpoint", "tokenizer"} <= top

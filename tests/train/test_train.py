@@ -1,4 +1,5 @@
-"""Training: phases, history files, checkpoints (exact resume, corruption), non-finite stop."""
+"""Training: phases, history files, checkpoints (exact resume, also with sampled head
+positions; corruption), non-finite stop, curriculum (by edited positions)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import csv
 import json
 import math
 import re
+import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,8 +27,16 @@ from hrm.train.checkpoint import (
 )
 from hrm.train.history import HISTORY_COLUMNS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def _with(params, **train):
+from conftest import subset  # noqa: E402
+
+
+def _with(params, epochs: int | None = None, **train):
+    """Params with train overrides; `epochs` sets the foundation phase's."""
+    if epochs is not None:
+        phases = params.train.phases
+        train["phases"] = [phases[0].model_copy(update={"epochs": epochs}), *phases[1:]]
     return params.model_copy(update={"train": params.train.model_copy(update=train)})
 
 
@@ -41,6 +52,7 @@ def _fake_tokenizer(directory: Path, content: str) -> str:
 def test_phases_chain_and_write_history(tiny_params, arrays, tmp_path):
     from hrm.errors import InputError
 
+    tiny_params = _with(tiny_params, epochs=2)
     fp = _fake_tokenizer(tmp_path / "tok", '{"vocab": "A"}')
     other = _fake_tokenizer(tmp_path / "tok-other", '{"vocab": "B"}')
     first = train_phase(tiny_params, "foundation", arrays, tmp_path / "foundation", progress=False,
@@ -62,36 +74,49 @@ def test_phases_chain_and_write_history(tiny_params, arrays, tmp_path):
     hist = json.loads((tmp_path / "foundation" / "history.json").read_text())
     assert len(hist) == 2 and all(math.isfinite(r["loss"]) for r in hist)
     summary = json.loads((tmp_path / "foundation" / "summary.json").read_text())
-    assert summary["epoch"] == 2 and 0.0 <= summary["train_eval_token_accuracy"] <= 1.0
+    assert summary["epoch"] == 2 and summary["precision"] == first.summary["precision"]
+    for key in ("token_accuracy", "edit_accuracy", "exact_accuracy", "lm_loss"):
+        assert math.isfinite(summary[f"train_eval_{key}"]), key
     # The second phase starts from the first phase's weights.
     model, info = load_for_inference(tmp_path / "optimisation" / "checkpoints", "cpu")
     assert info.phase == "optimisation" and info.global_epoch == 3 and info.weights == "model"
     assert info.tokenizer_fingerprint == fp
+    assert (model.slots, model.max_insertions) == (arrays.slots, arrays.max_insertions)
     out = run_inference(model, torch.from_numpy(arrays.inputs[:2]))
     assert out.logits.shape == (2, arrays.seq_len, arrays.vocab_size)
 
 
-def test_exact_resume_after_kill(tiny_params, arrays, tmp_path):
-    params = _with(tiny_params, checkpoint_every_steps=3, keep_checkpoints=10)
-    val = type(arrays)(arrays.inputs[:6], arrays.labels[:6], arrays.vocab_size)  # val pass on: no effect
-    straight = train_phase(params, "foundation", arrays, tmp_path / "a", final_eval=False, progress=False,
-                           val_arrays=val)
-    total = len(straight.step_losses)
-    kill_at = 7  # killed one step after the checkpoint of step 6: that step is lost and redone
-    assert total > kill_at + 2
+class Killed(Exception):
+    pass
 
-    class Killed(Exception):
-        pass
+
+def _killed_and_resumed(params, phase, arrays, tmp_path, val=None, kill_at: int = 7):
+    """(uninterrupted run, resumed run): the second is killed one step after the checkpoint of
+    step kill_at - 1 (that step is lost and redone) and continued with resume="auto"."""
+    straight = train_phase(params, phase, arrays, tmp_path / "a", final_eval=False, progress=False,
+                           val_arrays=val)
+    assert len(straight.step_losses) > kill_at + 2
 
     def kill(info):
         if info.step == kill_at:
             raise Killed
 
     with pytest.raises(Killed):
-        train_phase(params, "foundation", arrays, tmp_path / "b", on_step=kill, final_eval=False, progress=False,
+        train_phase(params, phase, arrays, tmp_path / "b", on_step=kill, final_eval=False, progress=False,
                     val_arrays=val)
-    resumed = train_phase(params, "foundation", arrays, tmp_path / "b", resume="auto", final_eval=False,
+    resumed = train_phase(params, phase, arrays, tmp_path / "b", resume="auto", final_eval=False,
                           progress=False, val_arrays=val)
+    return straight, resumed
+
+
+def test_exact_resume_after_kill(tiny_params, arrays, tmp_path):
+    """Also with the heads on a random sample of 8 of the ~17 labelled positions per row: the
+    sample's RNG state is part of the checkpoint."""
+    params = _with(tiny_params, epochs=3, checkpoint_every_steps=3, keep_checkpoints=10)
+    params = params.model_copy(update={"model": params.model.model_copy(update={"head_positions": 8})})
+    val = subset(arrays, slice(0, 6))  # val pass on: no effect
+    straight, resumed = _killed_and_resumed(params, "foundation", arrays, tmp_path, val)
+    total = len(straight.step_losses)
     assert resumed.step_losses == straight.step_losses[6:]
     a = torch.load(straight.checkpoint, weights_only=False)
     b = torch.load(resumed.checkpoint, weights_only=False)
@@ -207,7 +232,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_params, array
     def poison(info):
         if info.step == 3:
             with torch.no_grad():
-                info.model.core.lm_head.weight.fill_(float("nan"))
+                info.model.core.token_head.weight.fill_(float("nan"))
 
     with pytest.raises(NonFiniteLoss, match="non-finite loss.*step 4.*last good checkpoint kept"):
         train_phase(params, "foundation", arrays, tmp_path, on_step=poison, final_eval=False, progress=False)
@@ -225,12 +250,12 @@ def test_bad_phase_name_is_a_clear_error(tiny_params, arrays, tmp_path):
 
 
 def test_curriculum_orders(tiny_params, arrays):
-    import numpy as np
 
     from hrm.train.data import epoch_order
 
     phases = {p.name: p for p in tiny_params.train.phases}
-    lengths = arrays.target_lengths()
+    lengths = arrays.difficulty()
+    assert lengths.tolist() == [1 + i % 3 for i in range(len(lengths))]  # the marks of each row
     easy = epoch_order(len(lengths), 0, 0, phases["optimisation"], lengths)
     assert (np.diff(lengths[easy]) >= 0).all() and sorted(easy) == list(range(len(lengths)))
     hard = epoch_order(len(lengths), 0, 0, phases["refinement"], lengths)

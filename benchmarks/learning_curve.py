@@ -1,0 +1,164 @@
+"""Learning curve: held-out exact-fix rate against corpus size, at a fixed step budget.
+
+One corpus is built from the profile's packages (all their mutations of the profile's kinds,
+`--max-per-function` per function), one tokenizer is trained on all of it, and the held-out set
+is the same kinds of mutations of a package the corpus never holds (tenacity 9.0.0 by default:
+the pipeline's held-out repository). For each size N a balanced sample of N corpus rows trains
+the profile's model for exactly `--steps` optimizer steps (the foundation phase's settings), and
+the greedy fix (`hrm.eval.proposals`) is compared with the reference on every held-out row.
+Writes `learning_curve.json` and `learning_curve.png` to `--out`.
+
+    .venv/bin/python benchmarks/learning_curve.py --sizes 300,3000,30000 --steps 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+class _Stop(Exception):
+    pass
+
+
+def _corpus(cfg, out: Path, heldout_pkg: str):
+    from hrm.corpus.build import build_corpus
+
+    built = build_corpus(cfg, out / "corpus", progress=False)
+    held_cfg = cfg.model_copy(update={"packages": [{"package": heldout_pkg}], "max_per_function": 2,
+                                      "max_rows": None})
+    held = build_corpus(held_cfg, out / "heldout", progress=False)
+    return built, held
+
+
+def _train_and_score(params, seq_dir: Path, tok_dir: Path, out: Path, steps: int) -> dict:
+    import collections
+
+    from hrm.eval.proposals import propose
+    from hrm.sequences import decode_segments, load_split
+    from hrm.tokenizer import load_tokenizer
+    from hrm.train.checkpoint import load_for_inference
+    from hrm.train.data import load_train_arrays
+    from hrm.train.loop import train_phase
+
+    arrays = load_train_arrays(seq_dir, "corpus")
+    per_epoch = max(1, len(arrays.inputs) * params.model.halt_max_steps // params.train.batch_size)
+    phase = params.train.phases[0].model_copy(update={"epochs": max(1, -(-steps // per_epoch) + 1)})
+    params = params.model_copy(update={"train": params.train.model_copy(update={
+        "phases": [phase], "checkpoint_every_steps": steps, "val_every_epochs": 0})})
+
+    def stop(info):
+        if info.step > steps:
+            raise _Stop
+
+    started = time.monotonic()
+    try:
+        train_phase(params, phase.name, arrays, out, final_eval=False, progress=False, on_step=stop,
+                    tokenizer_dir=tok_dir)
+    except _Stop:
+        pass
+    seconds = time.monotonic() - started
+    ckpt = sorted((out / "checkpoints").glob(f"step-{steps:08d}.pt"))
+    if not ckpt:
+        raise RuntimeError(f"no checkpoint at step {steps} in {out / 'checkpoints'}")
+    model, _ = load_for_inference(ckpt[0])
+    tok = load_tokenizer(tok_dir)
+    data = load_split(seq_dir, "val")
+    anchors = [[s[0] for s in r.segments] for r in data.records]
+    props = propose(model, data.inputs, data.labels, anchors, end_id=tok.eos_id,
+                    delete_id=tok.mask_id, ignore_index=-100, positions=16, alternatives=3,
+                    batch_size=32)
+    by_kind: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+    exact = 0
+    for i, (record, prop) in enumerate(zip(data.records, props, strict=True)):
+        ok = decode_segments(tok, data.inputs[i], record.segments, prop.greedy()) == \
+            [h.fixed_text for h in record.hunks]
+        exact += ok
+        by_kind[record.kind][0] += ok
+        by_kind[record.kind][1] += 1
+    return {"train_rows": len(arrays.inputs), "steps": steps, "train_seconds": round(seconds, 1),
+            "heldout_rows": len(data.records), "exact": exact,
+            "exact_rate": exact / max(len(data.records), 1),
+            "by_kind": {k: {"exact": v[0], "rows": v[1]} for k, v in sorted(by_kind.items())}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--sizes", default="300,3000,30000")
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--max-per-function", type=int, default=8)
+    ap.add_argument("--heldout", default="tenacity==9.0.0")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "learning_curve"))
+    args = ap.parse_args(argv)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tqdm import tqdm
+
+    from hrm.config import TokenizerConfig, load_params
+    from hrm.corpus.build import balanced_sample
+    from hrm.corpus.rows import CorpusRow, read_rows, write_rows
+    from hrm.sequences import ALL_SPLITS, DROP_REASONS, corpus_examples, write_sequences
+    from hrm.tokenizer import build_tokenizer
+
+    params = load_params(args.params, args.profile)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = params.corpus.model_copy(update={"max_rows": None, "max_per_function": args.max_per_function,
+                                           "cache_dir": str(ROOT / params.corpus.cache_dir)})
+    built, held = _corpus(cfg, out, args.heldout)
+    rows = read_rows(out / "corpus" / "corpus.jsonl")
+    (out / "empty.jsonl").write_text("")
+    (out / "splits.json").write_text(json.dumps({"splits": {}}))
+    tok_dir = out / "tokenizer"
+    build_tokenizer(out / "empty.jsonl", out / "splits.json", tok_dir,
+                    TokenizerConfig(**params.tokenizer.model_dump()),
+                    corpus_path=out / "corpus" / "corpus.jsonl")
+    from hrm.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tok_dir)
+    held_examples = corpus_examples(out / "heldout" / "corpus.jsonl")
+    for ex in held_examples:
+        ex.split = "val"
+    results = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        chosen = balanced_sample([r.__dict__ for r in rows], size, params.corpus.seed)
+        sub = out / f"n{size}"
+        sub.mkdir(exist_ok=True)
+        write_rows(sub / "corpus.jsonl", [CorpusRow(**r) for r in sorted(chosen, key=lambda r: r["id"])])
+        dropped = {s: dict.fromkeys(DROP_REASONS, 0) for s in ALL_SPLITS}
+        write_sequences(corpus_examples(sub / "corpus.jsonl") + held_examples, tok, sub / "sequences",
+                        params.sequences, dropped=dropped, fingerprint="learning-curve",
+                        progress=False, desc="sequences", tqdm=tqdm)
+        res = _train_and_score(params, sub / "sequences", tok_dir, sub / "train", args.steps)
+        res.update(corpus_rows=len(chosen))
+        results.append(res)
+        print(json.dumps({k: v for k, v in res.items() if k != "by_kind"}), flush=True)
+    doc = {"profile": args.profile, "steps": args.steps, "heldout": args.heldout,
+           "corpus_available": built.rows, "heldout_rows_built": held.rows, "results": results}
+    (out / "learning_curve.json").write_text(json.dumps(doc, indent=1) + "\n")
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot([r["corpus_rows"] for r in results], [r["exact_rate"] for r in results], "o-")
+    ax.set_xscale("log")
+    ax.set_xlabel("corpus rows (balanced over kinds)")
+    ax.set_ylabel(f"held-out exact-fix rate ({args.heldout})")
+    ax.set_title(f"{args.profile} model, {args.steps} steps each")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "learning_curve.png", dpi=120)
+    print(f"wrote {out / 'learning_curve.json'} and {out / 'learning_curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

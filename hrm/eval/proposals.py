@@ -1,0 +1,192 @@
+"""What the model proposes for a row: the greedy fix and the ranked alternative edits.
+
+From one inference pass (`hrm.model.inference.run_inference`), each labelled position (a
+segment's anchor or a code token, `hrm.sequences`) has a handful of *options*, each an output
+with its log-probability under the model's heads (the first output token and the insert decision
+are independent given the state; inserted tokens are read greedily from the token head):
+
+    keep            [own]              log p(first = own) + log(1 - p_insert)
+    replace by t    [t]                log p(first = t)   + log(1 - p_insert)   (top tokens t)
+    delete          []                 log p(first = <mask>) + log(1 - p_insert)
+    insert after    [own, x...]        log p(first = own) + log p_insert + log q(x...)
+
+(the anchor never replaces: its options are keep and insert). Positions are ranked by how likely
+they change, 1 - P(keep); only the `positions` most likely get their options computed.
+
+The greedy fix takes each position's best option; every instance holds a bug, so when that keeps
+everything, the single change that costs least against keeping (`min_edits: 1`) is made: an
+output identical to the buggy code is never proposed as a fix.
+
+Candidates (SWE-search): the joint choices over the top positions, positions independent,
+enumerated best first exactly (a lazy heap over each position's options sorted by
+log-probability). The unchanged code is skipped; with the greedy fix among them it comes first.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+Outputs = dict[int, tuple[int, ...]]
+"""Row position -> output tokens, for the positions that change."""
+
+
+@dataclass(frozen=True)
+class Option:
+    output: tuple[int, ...]
+    logp: float
+    keep: bool
+
+
+@dataclass(frozen=True)
+class RowProposal:
+    """One row's per-position options (the most likely changed positions only)."""
+
+    options: dict[int, list[Option]]
+    """Position -> options, best first (the keep option among them)."""
+    change_prob: dict[int, float]
+    """Position -> 1 - P(keep), for the positions with options."""
+    q_halt: float
+    rank: list[int] = field(default_factory=list)
+    """The positions, most likely to change first."""
+
+    def greedy(self, min_edits: int = 1) -> Outputs:
+        """Each position's best option; at least `min_edits` changes (the cheapest ones)."""
+        out = {pos: opts[0].output for pos, opts in self.options.items() if not opts[0].keep}
+        if len(out) < min_edits:
+            costs = []
+            for pos, opts in self.options.items():
+                keep = next(o for o in opts if o.keep)
+                best = next((o for o in opts if not o.keep), None)
+                if best is not None and pos not in out:
+                    costs.append((keep.logp - best.logp, pos, best.output))
+            for _, pos, output in sorted(costs)[: min_edits - len(out)]:
+                out[pos] = output
+        return out
+
+    def candidates(self, limit: int) -> list[tuple[Outputs, float]]:
+        """Up to `limit` distinct changed outputs, best joint log-probability first."""
+        positions = list(self.rank)
+        options = [self.options[p] for p in positions]
+        if not options:
+            return []
+
+        def score(state: tuple[int, ...]) -> float:
+            return sum(options[j][i].logp for j, i in enumerate(state))
+
+        best = tuple(0 for _ in options)
+        heap = [(-score(best), best)]
+        seen = {best}
+        out: list[tuple[Outputs, float]] = []
+        while heap and len(out) < limit:
+            neg, state = heapq.heappop(heap)
+            chosen = {positions[j]: options[j][i].output for j, i in enumerate(state)
+                      if not options[j][i].keep}
+            if chosen:
+                out.append((chosen, -neg))
+            for j in range(len(state)):
+                if state[j] + 1 < len(options[j]):
+                    nxt = state[:j] + (state[j] + 1,) + state[j + 1:]
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        heapq.heappush(heap, (-score(nxt), nxt))
+        return out
+
+
+def _rest(logp: torch.Tensor, end_id: int) -> tuple[tuple[int, ...], float]:
+    """Greedy inserted tokens (up to `end`) and their log-probability from [K - 1, V]."""
+    tokens: list[int] = []
+    total = 0.0
+    for k in range(logp.shape[0]):
+        tok = int(logp[k].argmax())
+        total += float(logp[k, tok])
+        if tok == end_id:
+            break
+        tokens.append(tok)
+    return tuple(tokens), total
+
+
+def row_options(first_logp: torch.Tensor, insert_logit: float, rest: tuple[tuple[int, ...], float],
+                own: int, *, anchor: bool, delete_id: int, alternatives: int) -> list[Option]:
+    """The options of one position (see the module docstring), best first."""
+    log_ins = float(torch.nn.functional.logsigmoid(torch.tensor(insert_logit)))
+    log_no = float(torch.nn.functional.logsigmoid(torch.tensor(-insert_logit)))
+    own_lp = 0.0 if anchor else float(first_logp[own])
+    keep_out: tuple[int, ...] = () if anchor else (own,)
+    opts = [Option(keep_out, own_lp + log_no, True)]
+    rest_tokens, rest_lp = rest
+    if rest_tokens:
+        opts.append(Option(keep_out + rest_tokens, own_lp + log_ins + rest_lp, False))
+    if not anchor:
+        top = torch.topk(first_logp, min(alternatives + 1, first_logp.shape[0])).indices.tolist()
+        for tok in top:
+            if tok == own:
+                continue
+            output = () if tok == delete_id else (int(tok),)
+            opts.append(Option(output, float(first_logp[tok]) + log_no, False))
+    opts.sort(key=lambda o: -o.logp)
+    return opts
+
+
+def proposals_from(model: torch.nn.Module, res, inputs: torch.Tensor, labels: np.ndarray,
+                   anchors: list[list[int]], *, end_id: int, delete_id: int, ignore_index: int,
+                   positions: int, alternatives: int) -> list[RowProposal]:
+    """The proposals of one batch from its inference output `res` (`run_inference`)."""
+    from hrm.model.inference import slot_logits
+
+    x = inputs
+    first_logp = torch.log_softmax(res.logits, dim=-1)
+    own_lp = first_logp.gather(-1, x.long().unsqueeze(-1).to(first_logp.device)).squeeze(-1)
+    log_no = torch.nn.functional.logsigmoid(-res.insert_logits)
+    keep_lp = (own_lp + log_no).cpu().numpy()
+    log_no_np = log_no.cpu().numpy()
+    rows_t, pos_t, per_row = [], [], []
+    for b in range(len(x)):
+        labelled = np.flatnonzero(labels[b] != ignore_index)
+        row_anchors = {int(a) for a in anchors[b]}
+        keep = np.where(np.isin(labelled, list(row_anchors)), log_no_np[b, labelled],
+                        keep_lp[b, labelled])
+        change = -np.expm1(keep)
+        order = np.argsort(-change, kind="stable")[:positions]
+        top = [int(labelled[k]) for k in order]
+        per_row.append((top, {int(labelled[k]): float(change[k]) for k in order}, row_anchors))
+        rows_t += [b] * len(top)
+        pos_t += top
+    rest_lp = torch.log_softmax(slot_logits(model, res.z_H, torch.tensor(rows_t, dtype=torch.long),
+                                            torch.tensor(pos_t, dtype=torch.long)), dim=-1).cpu()
+    first_cpu = first_logp.cpu()
+    ins_cpu = res.insert_logits.float().cpu()
+    out: list[RowProposal] = []
+    m = 0
+    for b, (top, change, row_anchors) in enumerate(per_row):
+        options = {}
+        for pos in top:
+            options[pos] = row_options(
+                first_cpu[b, pos], float(ins_cpu[b, pos]), _rest(rest_lp[m], end_id), int(x[b, pos]),
+                anchor=pos in row_anchors, delete_id=delete_id, alternatives=alternatives)
+            m += 1
+        out.append(RowProposal(options, change, float(res.q_halt[b]), top))
+    return out
+
+
+def propose(model: torch.nn.Module, inputs: np.ndarray, labels: np.ndarray, anchors: list[list[int]],
+            *, end_id: int, delete_id: int, ignore_index: int, positions: int, alternatives: int,
+            batch_size: int, halt_on_q: bool = False) -> list[RowProposal]:
+    """Run the model on `inputs` [N, L] and propose, per row, changes over its labelled positions
+    (`labels != ignore_index` only says WHERE the code is; `anchors[i]` lists row i's segment
+    anchors). `positions`: how many of the most likely changed positions get options;
+    `alternatives`: replacement tokens per position."""
+    from hrm.model.inference import run_inference
+
+    out: list[RowProposal] = []
+    for start in range(0, len(inputs), batch_size):
+        x = torch.as_tensor(np.asarray(inputs[start:start + batch_size]))
+        res = run_inference(model, x, halt_on_q=halt_on_q)
+        out += proposals_from(model, res, x, np.asarray(labels[start:start + batch_size]),
+                              anchors[start:start + batch_size], end_id=end_id,
+                              delete_id=delete_id, ignore_index=ignore_index, positions=positions,
+                              alternatives=alternatives)
+    return out
