@@ -481,6 +481,12 @@ class TrainConfig(_Section):
     val_max_rows: int | None = Field(default=None, ge=1)
     """Rows of the val split evaluated per pass: the first N, the same every pass (None: all)."""
 
+    train_eval_max_rows: int | None = Field(default=None, ge=1)
+    """Rows of the phase's training data in the clean end-of-phase evaluation (`train_eval_*` in
+    summary.json): N rows evenly spaced over the split, the same for a given split (None: all).
+    A corpus phase holds thousands of rows; evaluating all of them cost 3 of the cpu profile's
+    15 minutes."""
+
     phases: list[PhaseConfig] = Field(default_factory=list)
     """Training phases, run in order; each resumes from the previous one's checkpoint."""
 

@@ -200,6 +200,15 @@ def _phase_index(params: Params, name: str) -> tuple[int, PhaseConfig]:
     raise InputError(f"train.phases: no phase named {name!r} (have {[p.name for p in params.train.phases]})")
 
 
+def evenly_spaced(arrays: TrainArrays, max_rows: int | None) -> TrainArrays:
+    """At most `max_rows` stored rows spread evenly over the split (all when None or fewer)."""
+    n = len(arrays.inputs)
+    if max_rows is None or n <= max_rows:
+        return arrays
+    idx = np.linspace(0, n - 1, max_rows).round().astype(np.int64)
+    return TrainArrays(arrays.inputs[idx], arrays.labels[idx], arrays.inserts[idx], arrays.vocab_size)
+
+
 @torch.no_grad()
 def evaluate_arrays(model: HRMAct, arrays: TrainArrays, batch_size: int, loss_kind: str,
                     prefix: str = "train_eval_", max_rows: int | None = None) -> dict:
@@ -585,7 +594,8 @@ def train_phase(
 
     summary = dict(history[-1]) if history else {}
     if final_eval and ctx.is_main:
-        summary.update(evaluate_arrays(eval_weights(), arrays, local_batch * ctx.world, model_cfg.loss))
+        summary.update(evaluate_arrays(eval_weights(), evenly_spaced(arrays, cfg.train_eval_max_rows),
+                                       local_batch * ctx.world, model_cfg.loss))
     if ctx.is_main:
         summary.update(phase_steps=step, phase_skipped_steps=skipped, world_size=ctx.world,
                        precision=precision, checkpoint=str(last_ckpt) if last_ckpt else None)

@@ -193,16 +193,17 @@ def test_run_phase_trains_on_the_phase_data_split(tiny_params, real_sequences, t
     """The tiny foundation phase has `data: corpus`: run_phase trains on the corpus split with
     the augmentation of seed train.seed + 1000 * phase index (the same steps as train_phase on
     those arrays), and its final evaluation is on the stored corpus rows; `augment: false` trains
-    on them as stored; optimisation (`data: train`) trains on the train split."""
+    on them as stored; optimisation (`data: train`) trains on the train split. The end-of-phase
+    evaluation reads `train.train_eval_max_rows` evenly spaced rows."""
     from hrm.train.checkpoint import load_for_inference
-    from hrm.train.loop import evaluate_arrays
+    from hrm.train.loop import evaluate_arrays, evenly_spaced
     from hrm.train.run import run_phase
 
     seq, tok = real_sequences / "sequences", real_sequences / "tokenizer"
     phases = {p.name: p for p in tiny_params.train.phases}
     assert phases["foundation"].data == "corpus" and phases["foundation"].augment
     assert phases["optimisation"].data == "train"
-    params = _with(tiny_params, val_every_epochs=0)
+    params = _with(tiny_params, val_every_epochs=0, train_eval_max_rows=5)
     corpus = load_train_arrays(seq, "corpus")
     train = load_train_arrays(seq, "train")
     assert len(corpus.inputs) != len(train.inputs)
@@ -214,8 +215,9 @@ def test_run_phase_trains_on_the_phase_data_split(tiny_params, real_sequences, t
     direct = train_phase(params, "foundation", augmented, tmp_path / "direct", progress=False, tokenizer_dir=tok)
     assert ran.step_losses == direct.step_losses
     model, _ = load_for_inference(ran.checkpoint, "cpu")
-    clean = evaluate_arrays(model, corpus, params.train.batch_size, params.model.loss)
+    clean = evaluate_arrays(model, evenly_spaced(corpus, 5), params.train.batch_size, params.model.loss)
     assert {k: ran.summary[k] for k in clean} == clean
+    assert clean != evaluate_arrays(model, corpus, params.train.batch_size, params.model.loss)
 
     stored = _with(params, phase_update={"augment": False})
     ran_stored = run_phase(stored, "foundation", seq, tok, tmp_path / "stored", track=False)
@@ -226,5 +228,16 @@ def test_run_phase_trains_on_the_phase_data_split(tiny_params, real_sequences, t
     opt = run_phase(_with(params, phase="optimisation", phase_update={"augment": False}), "optimisation", seq,
                     tok, tmp_path / "optimisation", track=False)
     model, _ = load_for_inference(opt.checkpoint, "cpu")
-    clean = evaluate_arrays(model, train, params.train.batch_size, params.model.loss)
+    clean = evaluate_arrays(model, evenly_spaced(train, 5), params.train.batch_size, params.model.loss)
     assert {k: opt.summary[k] for k in clean} == clean
+
+
+def test_evenly_spaced_spreads_rows_over_the_split():
+    from hrm.train.loop import evenly_spaced
+
+    arrays = synthetic_arrays(n=10)
+    assert evenly_spaced(arrays, None) is arrays and evenly_spaced(arrays, 10) is arrays
+    four = evenly_spaced(arrays, 4)
+    rows = [int(np.flatnonzero((arrays.inputs == r).all(1))[0]) for r in four.inputs]
+    assert rows == [0, 3, 6, 9]
+    assert np.array_equal(four.labels, arrays.labels[rows]) and np.array_equal(four.inserts, arrays.inserts[rows])
