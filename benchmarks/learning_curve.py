@@ -31,7 +31,9 @@ def _corpus(cfg, out: Path, heldout_pkg: str):
     from hrm.corpus.build import build_corpus
 
     built = build_corpus(cfg, out / "corpus", progress=False)
-    held_cfg = cfg.model_copy(update={"packages": [{"package": heldout_pkg}], "max_per_function": 2,
+    from hrm.config import CorpusPackage
+
+    held_cfg = cfg.model_copy(update={"packages": [CorpusPackage(package=heldout_pkg)], "max_per_function": 2,
                                       "max_rows": None})
     held = build_corpus(held_cfg, out / "heldout", progress=False)
     return built, held
@@ -48,7 +50,9 @@ def _train_and_score(params, seq_dir: Path, tok_dir: Path, out: Path, steps: int
     from hrm.train.loop import train_phase
 
     arrays = load_train_arrays(seq_dir, "corpus")
-    per_epoch = max(1, len(arrays.inputs) * params.model.halt_max_steps // params.train.batch_size)
+    # Rows may halt after one ACT segment, so an epoch can be as short as rows / batch steps:
+    # plan enough epochs for that and stop at `steps`.
+    per_epoch = max(1, len(arrays.inputs) // params.train.batch_size)
     phase = params.train.phases[0].model_copy(update={"epochs": max(1, -(-steps // per_epoch) + 1)})
     params = params.model_copy(update={"train": params.train.model_copy(update={
         "phases": [phase], "checkpoint_every_steps": steps, "val_every_epochs": 0})})

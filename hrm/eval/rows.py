@@ -16,6 +16,7 @@ from hrm.eval import code_checks
 from hrm.eval.code_checks import CodeCheck, check_fragments, check_in_files
 from hrm.eval.decoding import special_reason, special_tokens_of
 from hrm.eval.execution import ExecutionTier, RowContext
+from hrm.eval.patches import prediction_patch
 from hrm.eval.token_metrics import TokenScores, score_outputs
 
 UNCHANGED = "unchanged: the prediction is the buggy code, not a repair"
@@ -52,6 +53,10 @@ class RowResult:
     the row fails syntax, compile, AST match and tests (reason in `code.reason`)."""
     outputs: list[list] = field(default_factory=list)
     """The prediction as [position, output tokens] pairs (positions it changes)."""
+    model_patch: str | None = None
+    """The prediction as a unified diff against the buggy tree (`hrm.eval.patches`; '' when it
+    changes nothing); None without an environment (no buggy files) or when the prediction is
+    not code (special tokens, a wrong number of regions)."""
     loss: float | None = None
     q_halt: float | None = None
     steps: int | None = None
@@ -139,6 +144,9 @@ class RowScorer:
             has_env=isinstance(ctx, RowContext),
             special_tokens=list(specials),
             outputs=[[int(p), [int(t) for t in o]] for p, o in sorted(pred_outputs.items())],
+            model_patch=(prediction_patch(ctx.hunks, pred_hunks, ctx.buggy_files)
+                         if isinstance(ctx, RowContext) and not specials
+                         and len(pred_hunks) == len(ctx.hunks) else None),
         )
 
     @staticmethod
