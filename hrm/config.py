@@ -625,6 +625,15 @@ class GateConfig(_Section):
     seed: int = 0
     """Seed of the projection bootstrap (the report is deterministic for a seed and inputs)."""
 
+    primary_metric: Literal["auto", "resolved_rate", "exact_accuracy"] | None = "auto"
+    """The repair metric a PROMOTE also needs: the lower bound of its bootstrap 95% interval
+    (`<metric>_ci95` in metrics.json) above the copy baseline's value on `primary_split`.
+    `auto`: resolved_rate where the split's tests ran, else exact_accuracy. None: off, and then
+    at least one passing criterion must be one the copy baseline fails (docs/gate.md)."""
+
+    primary_split: Literal["train", "val", "test"] = "val"
+    """Split of `primary_metric`."""
+
     @model_validator(mode="after")
     def _guard(self) -> GateConfig:
         # The guard compares against the champion in the direction and on the split of the

@@ -1,7 +1,11 @@
 """The gate decision: every criterion of `gate.criteria` against the evaluation metrics.
 
-PROMOTE only if every criterion passes on a present, finite value; otherwise FLAG, listing each
-failing criterion with its value, threshold and gap. A FLAG is a result, written to `gate.json`
+PROMOTE only if every criterion passes on a present, finite value AND the model beats copying
+the buggy code: the primary repair metric's bootstrap 95% interval lies above the copy
+baseline (`gate.primary_metric`), or, with that rule off, at least one passing criterion is
+one the copy baseline fails. Each criterion carries the copy and unigram baselines' values and
+`informative: false` when copying meets it too (such a criterion is no evidence of repair).
+Otherwise FLAG, listing each failing criterion with its value, threshold and gap. A FLAG is a result, written to `gate.json`
 like a PROMOTE; the caller decides whether it is also an error (`--fail-on-flag`).
 """
 
@@ -10,12 +14,12 @@ from __future__ import annotations
 import json
 import math
 import operator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from hrm.config import Criterion, GateConfig
-from hrm.gate.inputs import load_eval_metrics
+from hrm.gate.inputs import SplitExtras, load_eval_metrics, load_split_extras
 
 GATE_FILE = "gate.json"
 
@@ -37,6 +41,11 @@ class CriterionResult:
     status: Status
     gap: float | None
     note: str
+    baseline_copy: float | None = None
+    """The copy baseline's value of the metric on the split (None: metrics.json has none)."""
+    baseline_unigram: float | None = None
+    informative: bool = True
+    """False when the copy baseline meets the criterion too: passing it shows no repair."""
 
     @property
     def passed(self) -> bool:
@@ -47,6 +56,19 @@ class CriterionResult:
         return f"{self.split}/{self.metric}"
 
 
+@dataclass(frozen=True)
+class PrimaryResult:
+    """The repair rule: `metric`'s 95% interval on `split` against the copy baseline."""
+
+    metric: str
+    split: str
+    value: float | None
+    ci95: tuple[float, float] | None
+    baseline_copy: float | None
+    passed: bool
+    note: str
+
+
 @dataclass
 class GateResult:
     """The verdict and the per-criterion table; serialised as `gate.json`."""
@@ -54,6 +76,10 @@ class GateResult:
     verdict: Verdict
     criteria: list[CriterionResult]
     metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    primary: PrimaryResult | None = None
+    """None when `gate.primary_metric` is off."""
+    evidence: str = ""
+    """Why the result does or does not show a repair beyond copying (the verdict's second half)."""
 
     @property
     def failing(self) -> list[CriterionResult]:
@@ -61,7 +87,8 @@ class GateResult:
 
     def counts(self) -> dict[str, int]:
         by_status = {s: sum(c.status == s for c in self.criteria) for s in ("pass", "fail", "missing", "null", "non_finite")}
-        return {"total": len(self.criteria), "passed": by_status["pass"], "failed": len(self.failing), **{
+        return {"total": len(self.criteria), "passed": by_status["pass"], "failed": len(self.failing),
+                "informative": sum(c.informative for c in self.criteria), **{
             f"status_{k}": v for k, v in by_status.items()}}
 
     def to_json(self) -> dict:
@@ -81,16 +108,66 @@ class GateResult:
             "promote": self.verdict == "PROMOTE",
             "counts": self.counts(),
             "criteria": rows,
-            "failing": [f"{c.key} {c.op} {c.threshold:g}: {c.note}" for c in self.failing],
+            "failing": [f"{c.key} {c.op} {c.threshold:g}: {c.note}" for c in self.failing]
+            + ([f"primary {self.primary.split}/{self.primary.metric}: {self.primary.note}"]
+               if self.primary is not None and not self.primary.passed else []),
+            "primary": asdict(self.primary) if self.primary is not None else None,
+            "evidence": self.evidence,
             "metrics": {s: {k: clean(v) for k, v in m.items()} for s, m in self.metrics.items()},
         }
 
     @classmethod
     def from_json(cls, raw: dict) -> GateResult:
         criteria = [
-            CriterionResult(**{k: r[k] for k in CriterionResult.__dataclass_fields__}) for r in raw["criteria"]
+            CriterionResult(**{k: r[k] for k in CriterionResult.__dataclass_fields__ if k in r})
+            for r in raw["criteria"]
         ]
-        return cls(verdict=raw["verdict"], criteria=criteria, metrics=raw.get("metrics", {}))
+        primary = raw.get("primary")
+        if primary is not None:
+            ci = primary.get("ci95")
+            primary = PrimaryResult(**{**primary, "ci95": tuple(ci) if ci is not None else None})
+        return cls(verdict=raw["verdict"], criteria=criteria, metrics=raw.get("metrics", {}),
+                   primary=primary, evidence=raw.get("evidence", ""))
+
+
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def with_baselines(result: CriterionResult, criterion: Criterion, extras: SplitExtras) -> CriterionResult:
+    """The criterion's row with the copy and unigram values, and whether copying meets it."""
+    copy = extras.baselines.get("copy", {}).get(criterion.metric)
+    unigram = extras.baselines.get("unigram", {}).get(criterion.metric)
+    informative = not (_finite(copy) and _OPS[criterion.op](copy, criterion.threshold))
+    note = result.note
+    if result.passed and not informative:
+        note = f"passes, but copying the buggy code passes too ({copy:.4g}): not evidence of repair"
+    return replace(result, baseline_copy=copy, baseline_unigram=unigram, informative=informative,
+                   note=note)
+
+
+def evaluate_primary(gate: GateConfig, metrics: dict[str, float | None],
+                     extras: SplitExtras) -> PrimaryResult | None:
+    """The repair rule (`gate.primary_metric`) on `gate.primary_split`; None when off."""
+    if gate.primary_metric is None:
+        return None
+    name = gate.primary_metric
+    if name == "auto":
+        name = "resolved_rate" if _finite(metrics.get("resolved_rate")) else "exact_accuracy"
+    value, ci = metrics.get(name), extras.intervals.get(name)
+    copy = extras.baselines.get("copy", {}).get(name)
+    base = {"metric": name, "split": gate.primary_split, "value": value, "ci95": ci, "baseline_copy": copy}
+    if ci is None:
+        return PrimaryResult(**base, passed=False, note=f"no {name}_ci95 in metrics.json: not measured")
+    if not _finite(copy):
+        return PrimaryResult(**base, passed=False,
+                             note=f"no copy baseline for {name} in metrics.json: nothing to beat")
+    if ci[0] > copy:
+        return PrimaryResult(**base, passed=True,
+                             note=f"95% interval [{ci[0]:.3g}, {ci[1]:.3g}] lies above copying ({copy:.3g})")
+    return PrimaryResult(**base, passed=False,
+                         note=f"95% interval [{ci[0]:.3g}, {ci[1]:.3g}] does not lie above copying "
+                              f"({copy:.3g}): not shown to repair more than copying does")
 
 
 def evaluate_criterion(criterion: Criterion, metrics: dict[str, float | None]) -> CriterionResult:
@@ -113,14 +190,27 @@ def evaluate_criterion(criterion: Criterion, metrics: dict[str, float | None]) -
                            note=f"{value:.4g} is not {criterion.op} {criterion.threshold:g} (gap {gap:.4g})")
 
 
-def evaluate_criteria(gate: GateConfig, metrics: dict[str, dict[str, float | None]]) -> GateResult:
-    """Evaluate all criteria on already-loaded metrics (per split)."""
+def evaluate_criteria(gate: GateConfig, metrics: dict[str, dict[str, float | None]],
+                      extras: dict[str, SplitExtras] | None = None) -> GateResult:
+    """Evaluate all criteria on already-loaded metrics (per split) and their baselines."""
     if not gate.criteria:
         # An empty gate would promote anything; that is a configuration mistake, not a pass.
         raise ValueError("gate.criteria is empty: nothing to decide on")
-    results = [evaluate_criterion(c, metrics.get(c.split, {})) for c in gate.criteria]
-    verdict: Verdict = "PROMOTE" if all(r.passed for r in results) else "FLAG"
-    return GateResult(verdict=verdict, criteria=results, metrics=metrics)
+    extras = extras or {}
+    results = [with_baselines(evaluate_criterion(c, metrics.get(c.split, {})), c,
+                              extras.get(c.split, SplitExtras())) for c in gate.criteria]
+    primary = evaluate_primary(gate, metrics.get(gate.primary_split, {}),
+                               extras.get(gate.primary_split, SplitExtras()))
+    if primary is not None:
+        evidence = primary.note
+        shown = primary.passed
+    else:
+        shown = any(r.passed and r.informative for r in results)
+        evidence = ("a passing criterion that copying the buggy code fails" if shown else
+                    "every passing criterion is met by copying the buggy code too: no evidence of repair")
+    verdict: Verdict = "PROMOTE" if all(r.passed for r in results) and shown else "FLAG"
+    return GateResult(verdict=verdict, criteria=results, metrics=metrics, primary=primary,
+                      evidence=evidence)
 
 
 def decide(gate: GateConfig, eval_dir: str | Path, out_dir: str | Path,
@@ -130,8 +220,10 @@ def decide(gate: GateConfig, eval_dir: str | Path, out_dir: str | Path,
     `extra_splits` are loaded too (kept in the result for the report, e.g. train for the
     overfitting rule) but never judged.
     """
-    splits = sorted({c.split for c in gate.criteria} | set(extra_splits or []))
-    result = evaluate_criteria(gate, load_eval_metrics(eval_dir, splits))
+    judged = {c.split for c in gate.criteria} | ({gate.primary_split} if gate.primary_metric else set())
+    splits = sorted(judged | set(extra_splits or []))
+    result = evaluate_criteria(gate, load_eval_metrics(eval_dir, splits),
+                               {s: load_split_extras(eval_dir, s) for s in sorted(judged)})
     write_gate_json(result, out_dir)
     return result
 

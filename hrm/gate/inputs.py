@@ -53,6 +53,32 @@ def load_split_metrics(eval_dir: str | Path, split: str) -> dict[str, float | No
     return metrics
 
 
+@dataclass(frozen=True)
+class SplitExtras:
+    """What metrics.json carries beside the flat metrics: the baselines' values and the
+    bootstrap intervals (`<metric>_ci95`). Empty when the file has none (older evaluations)."""
+
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def load_split_extras(eval_dir: str | Path, split: str) -> SplitExtras:
+    """Baselines (`baselines.<name>.<metric>`, numbers only) and `_ci95` pairs of one split's
+    metrics.json (which `load_split_metrics` has already checked is a JSON object)."""
+    raw = json.loads((Path(eval_dir) / split / METRICS_FILE).read_text(encoding="utf-8"))
+    baselines: dict[str, dict[str, float]] = {}
+    for name, values in (raw.get("baselines") or {}).items():
+        if isinstance(values, dict):
+            baselines[name] = {k: float(v) for k, v in values.items()
+                               if isinstance(v, int | float) and not isinstance(v, bool)}
+    intervals: dict[str, tuple[float, float]] = {}
+    for key, value in raw.items():
+        if key.endswith("_ci95") and isinstance(value, list) and len(value) == 2 and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            intervals[key[: -len("_ci95")]] = (float(value[0]), float(value[1]))
+    return SplitExtras(baselines, intervals)
+
+
 def load_eval_metrics(eval_dir: str | Path, splits: list[str]) -> dict[str, dict[str, float | None]]:
     """Metrics of each split in `splits` (each must exist)."""
     return {split: load_split_metrics(eval_dir, split) for split in splits}

@@ -109,8 +109,9 @@ def _progress(c: CriterionResult) -> str:
 def _criteria_table(rep: ConvergenceReport) -> list[str]:
     t = rep.gate.target_epoch
     lines = [
-        f"| criterion | value | target | gap | progress | projected @ epoch {t} (90% interval) | P(met by epoch {t}) |",
-        "|---|---|---|---|---|---|---|",
+        f"| criterion | value | copy | unigram | target | gap | progress | projected @ epoch {t} (90% interval) "
+        f"| P(met by epoch {t}) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in rep.result.criteria:
         proj = rep.projections.get(c.key)
@@ -126,8 +127,9 @@ def _criteria_table(rep: ConvergenceReport) -> list[str]:
             if c.key in rep.proxies:
                 projected += " from the train curve"
         value = _fmt(c.value) if c.status in ("pass", "fail", "non_finite") else c.status
-        lines.append(f"| `{c.key}` | {value} | {c.op} {c.threshold:g} | {_fmt(c.gap)} | {_progress(c)} "
-                     f"| {projected} | {prob} |")
+        copy = _fmt(c.baseline_copy) + ("" if c.informative else " (meets it)")
+        lines.append(f"| `{c.key}` | {value} | {copy} | {_fmt(c.baseline_unigram)} | {c.op} {c.threshold:g} "
+                     f"| {_fmt(c.gap)} | {_progress(c)} | {projected} | {prob} |")
     return lines
 
 
@@ -187,10 +189,19 @@ def render_markdown(rep: ConvergenceReport, plots: dict[str, str]) -> str:
         f"Training reached epoch {_fmt(last)} of the planned {rep.gate.target_epoch} "
         f"(phases: {', '.join(rep.history.phases)}).",
         "",
+        f"Repair beyond copying the buggy code: {res.evidence}."
+        + (f" (primary metric `{res.primary.split}/{res.primary.metric}`)" if res.primary else ""),
+        "",
     ]
-    if res.failing:
+    uninformative = [c for c in res.criteria if c.passed and not c.informative]
+    if uninformative:
+        lines += ["Met, but copying the buggy code meets them too (no evidence of repair): "
+                  + ", ".join(f"`{c.key}`" for c in uninformative), ""]
+    if res.failing or (res.primary is not None and not res.primary.passed):
         lines += ["Failing criteria:", ""]
         lines += [f"- `{c.key}` {c.op} {c.threshold:g}: {c.note}" for c in res.failing]
+        if res.primary is not None and not res.primary.passed:
+            lines.append(f"- primary `{res.primary.split}/{res.primary.metric}`: {res.primary.note}")
         lines.append("")
     lines += ["## Current vs target", ""] + _criteria_table(rep) + [""]
     if "learning_curves" in plots:

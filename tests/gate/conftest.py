@@ -30,6 +30,14 @@ LENIENT = [
 MID_TRAINING_VAL = {
     "loss": 0.62, "token_accuracy_all": 0.71, "exact_accuracy": 0.05, "code_compilation_success": 0.55,
     "code_tiered_accuracy": 0.31, "swe_search_convergence_rate": 0.12, "reverse_learning_integration": 0.4,
+    "resolved_rate": 0.2, "resolved_rate_ci95": [0.08, 0.32], "exact_accuracy_ci95": [0.0, 0.1],
+    # As `hrm evaluate` writes them: copying scores 0 on every repair metric and high on tokens.
+    "baselines": {
+        "copy": {"token_accuracy_all": 0.9, "exact_accuracy": 0.0, "resolved_rate": 0.0,
+                 "code_compilation_success": 0.0, "code_tiered_accuracy": 0.0},
+        "unigram": {"token_accuracy_all": 0.6, "exact_accuracy": 0.02, "resolved_rate": 0.04,
+                    "code_compilation_success": 0.3, "code_tiered_accuracy": 0.1},
+    },
 }
 
 

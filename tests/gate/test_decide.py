@@ -36,9 +36,70 @@ def test_default_criteria_flag_with_value_threshold_and_gap(make_params, run_dir
     assert failing["code_tiered_accuracy"].gap == pytest.approx(0.68)
     raw = json.loads((run_dirs.out_dir / "gate.json").read_text())
     assert raw["verdict"] == "FLAG" and raw["counts"] == {
-        "total": 6, "passed": 1, "failed": 5, "status_pass": 1, "status_fail": 5,
+        "total": 6, "passed": 1, "failed": 5, "informative": 5, "status_pass": 1, "status_fail": 5,
         "status_missing": 0, "status_null": 0, "status_non_finite": 0}
     assert any(line.startswith("val/loss < 0.3: 0.62 is not < 0.3") for line in raw["failing"])
+
+
+def test_every_criterion_carries_the_baselines_and_whether_copying_meets_it(make_params, run_dirs, synth):
+    params = make_params(synth.LENIENT)
+    raw = json.loads(json.dumps(decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir).to_json()))
+    rows = {r["metric"]: r for r in raw["criteria"]}
+    assert (rows["loss"]["baseline_copy"], rows["loss"]["informative"]) == (None, True)
+    tok = rows["token_accuracy_all"]
+    assert (tok["baseline_copy"], tok["baseline_unigram"], tok["informative"]) == (0.9, 0.6, False)
+    assert "copying the buggy code passes too" in tok["note"]
+    assert raw["counts"]["informative"] == 1
+    assert raw["primary"] == {"metric": "resolved_rate", "split": "val", "value": 0.2, "ci95": [0.08, 0.32],
+                              "baseline_copy": 0.0, "passed": True,
+                              "note": "95% interval [0.08, 0.32] lies above copying (0)"}
+    assert read_gate_json(run_dirs.out_dir / "gate.json").primary.ci95 == (0.08, 0.32)
+
+
+def _copy_as_candidate(eval_dir, synth, tests_ran: bool):
+    """metrics.json of a model that copies the buggy code: its values ARE the copy baseline's,
+    and the primary metric's interval is [0, 0]."""
+    copy = dict(synth.MID_TRAINING_VAL["baselines"]["copy"])
+    metrics = {**copy, "loss": 0.2, "swe_search_convergence_rate": 0.0, "reverse_learning_integration": 0.7,
+               "exact_accuracy_ci95": [0.0, 0.0], "baselines": synth.MID_TRAINING_VAL["baselines"]}
+    if tests_ran:
+        metrics["resolved_rate_ci95"] = [0.0, 0.0]
+    else:
+        metrics["resolved_rate"] = None
+    synth.write_metrics(eval_dir, "val", metrics)
+
+
+@pytest.mark.parametrize("tests_ran", [True, False])
+def test_the_copy_baseline_as_candidate_never_promotes(make_params, run_dirs, synth, tests_ran):
+    _copy_as_candidate(run_dirs.eval_dir, synth, tests_ran)
+    metric = "resolved_rate" if tests_ran else "exact_accuracy"
+    # The plan's criteria: flagged with reasons.
+    default = decide(make_params().gate, run_dirs.eval_dir, run_dirs.out_dir)
+    assert default.verdict == "FLAG" and default.primary.metric == metric and not default.primary.passed
+    assert any(line.startswith(f"primary val/{metric}: 95% interval [0, 0] does not lie above copying (0)")
+               for line in default.to_json()["failing"])
+    # Criteria that only list what copying meets: every one passes, and still FLAG.
+    copy_met = [{"metric": "token_accuracy_all", "op": ">", "threshold": 0.8},
+                {"metric": "loss", "op": "<", "threshold": 0.3}]
+    met = decide(make_params(copy_met).gate, run_dirs.eval_dir, run_dirs.out_dir)
+    assert all(c.passed for c in met.criteria) and met.verdict == "FLAG"
+    assert [c.informative for c in met.criteria] == [False, True]
+    # With the primary rule off, the one informative criterion (loss: copying has none) would
+    # promote; listing only criteria that copying meets does not.
+    off = make_params(copy_met[:1], primary_metric=None)
+    only_copy = decide(off.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    assert only_copy.verdict == "FLAG" and "met by copying the buggy code too" in only_copy.evidence
+
+
+def test_primary_interval_must_lie_above_copy(make_params, run_dirs, synth):
+    params = make_params(synth.LENIENT)
+    for low, verdict in [(0.01, "PROMOTE"), (0.0, "FLAG")]:
+        synth.write_metrics(run_dirs.eval_dir, "val", {**synth.MID_TRAINING_VAL, "resolved_rate_ci95": [low, 0.3]})
+        assert decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir).verdict == verdict
+    del_ci = {k: v for k, v in synth.MID_TRAINING_VAL.items() if k != "resolved_rate_ci95"}
+    synth.write_metrics(run_dirs.eval_dir, "val", del_ci)
+    missing = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    assert missing.verdict == "FLAG" and missing.primary.note == "no resolved_rate_ci95 in metrics.json: not measured"
 
 
 def test_missing_null_and_nan_metrics_flag_and_say_so(make_params, run_dirs):

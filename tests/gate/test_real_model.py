@@ -65,8 +65,8 @@ def test_gate_on_a_really_trained_tiny_model(trained, make_params, tmp_path):
     assert f"**too_few_points**: {epochs} epoch(s) logged" in report  # tiny: no fit pretended
     assert (art / "gate" / "plots" / "learning_curves.png").stat().st_size > 10_000
 
-    criteria = yaml.safe_load(Path(__file__).with_name("lenient_gate.yaml").read_text())["gate"]["criteria"]
-    lenient = make_params(criteria)
+    gate = yaml.safe_load(Path(__file__).with_name("lenient_gate.yaml").read_text())["gate"]
+    lenient = make_params(gate["criteria"], primary_metric=gate["primary_metric"])
     promoted = run_gate(lenient, art / "eval", art / "train", art / "gate")
     # same checkpoint as the flagged run: the same version is promoted, none is added
     assert (promoted.registry.action, promoted.registry.version, promoted.registry.created) == ("promoted", "1", False)

@@ -42,6 +42,7 @@ def test_run_local_promotes_through_the_cli(sample_path: Path, tiny_params_file:
     raw["sequences"]["held_out_repos"] = []  # the sample is all tenacity: keep train rows
     raw["gate"]["criteria"] = LENIENT
     raw["gate"]["guard_metric"] = None
+    raw["gate"]["primary_metric"] = None  # a tiny model does not beat copying: test the promote branch
     tiny_params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     monkeypatch.chdir(tmp_path)  # MLflow artifacts (tracking.artifact_location) land here
     out = tmp_path / "run"
