@@ -34,6 +34,8 @@ MIN_POINTS = 5
 MAX_FAILED_REFIT_SHARE = 0.5
 # Runs-test z below this: far fewer residual sign changes than chance, i.e. systematic misfit.
 MIN_RUNS_Z = -3.0
+MIN_R2 = 0.5
+"""A fit explaining less than half the variance of the history projects nothing (`poor_fit`)."""
 # The values a metric can take: a loss is non-negative, an accuracy a share.
 RANGES: dict[str, tuple[float, float]] = {"exp_decay": (0.0, math.inf), "logistic": (0.0, 1.0)}
 
@@ -60,7 +62,7 @@ class Projection:
     """The fit of one series and its projection to `target_epoch`.
 
     `status`: `ok`, `too_few_points`, `fit_failed`, `unstable` (most bootstrap refits
-    failed) or `poor_fit` (residual runs test z below `MIN_RUNS_Z`). Only `ok` carries
+    failed) or `poor_fit` (R^2 below `MIN_R2`, or residual runs test z below `MIN_RUNS_Z`). Only `ok` carries
     probabilities; `poor_fit` keeps its fit and interval for the plot.
     """
 
@@ -192,6 +194,11 @@ def project(series: str, model: Model, epochs: list[float], values: list[float],
         proj.status = "poor_fit"
         proj.message = (f"residuals change sign far less often than chance (runs test z = {z:.1f} "
                         f"< {MIN_RUNS_Z:g}): the curve misses the history systematically")
+    elif r2 is None or r2 < MIN_R2:
+        proj.status = "poor_fit"
+        shown = "undefined (a constant history)" if r2 is None else f"{r2:.2f}"
+        proj.message = (f"R^2 = {shown} < {MIN_R2:g}: the curve explains too little of the history "
+                        "to project it")
     return proj
 
 

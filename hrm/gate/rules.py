@@ -32,7 +32,7 @@ class RuleResult:
 RECOMMENDATIONS = {
     "plateau": "Adjust the LR schedule (longer warm-up, a restart or a lower peak LR for the next phase) "
                "or add a curriculum phase (easy_to_hard / hardest) to move the loss again.",
-    "overfitting": "Add data (more SWE-smith instances or `hrm envs synth`) or raise train.weight_decay.",
+    "overfitting": "Add data (more SWE-smith instances or `hrm data synth`) or raise train.weight_decay.",
     "tiered_stagnating": "Give the low-level module more computation: raise L_cycles (model.L_cycles or "
                          "the phase's L_cycles override).",
     "search_not_converging": "Widen the search: raise eval.search.candidates_per_iteration or "

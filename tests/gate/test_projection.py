@@ -38,12 +38,13 @@ def test_probability_near_one_past_target_and_near_zero_when_flat_and_far():
     past = exp_decay(EPOCHS, 2.0, 0.3, 0.1) + rng.normal(0, 0.01, EPOCHS.size)
     p = project("loss", "exp_decay", EPOCHS.tolist(), past.tolist(), 50, samples=100)
     assert p.probability("<", 0.3) >= 0.95
-    flat = 2.0 + rng.normal(0, 0.02, EPOCHS.size)
-    p = project("loss", "exp_decay", EPOCHS.tolist(), flat.tolist(), 50, samples=50)
+    # a slow decay still far from the target at epoch 50
+    far = exp_decay(EPOCHS, 1.0, 0.05, 1.5) + rng.normal(0, 0.01, EPOCHS.size)
+    p = project("loss", "exp_decay", EPOCHS.tolist(), far.tolist(), 50, samples=50)
     assert p.status == "ok" and p.probability("<", 0.3) <= 0.05
-    flat_acc = 0.05 + rng.normal(0, 0.01, EPOCHS.size)
-    p = project("token_accuracy", "logistic", EPOCHS.tolist(), flat_acc.tolist(), 50, samples=100)
-    assert p.probability(">", 0.8) <= 0.05
+    slow_acc = logistic(EPOCHS, 0.3, 0.3, 8.0) + rng.normal(0, 0.01, EPOCHS.size)
+    p = project("token_accuracy", "logistic", EPOCHS.tolist(), slow_acc.tolist(), 50, samples=100)
+    assert p.status == "ok" and p.probability(">", 0.8) <= 0.05
     # a curve halfway between: the probability is genuinely uncertain, neither 0 nor 1
     noisy = exp_decay(EPOCHS, 2.0, 0.1, 0.3) + rng.normal(0, 0.05, EPOCHS.size)
     p = project("loss", "exp_decay", EPOCHS.tolist(), noisy.tolist(), 50, samples=100)
@@ -62,6 +63,31 @@ def test_fit_that_cannot_converge_is_reported():
     p = project("loss", "exp_decay", list(range(1, 7)), y, 50, samples=20)
     assert p.status == "fit_failed" and "did not converge" in p.message
     assert p.probability("<", 0.3) is None
+
+
+def test_weak_fit_is_poor_fit_without_probability():
+    # noise around a constant: any curve explains almost none of it (R^2 far below 0.5)
+    rng = np.random.default_rng(6)
+    flat = 2.0 + rng.normal(0, 0.02, EPOCHS.size)
+    p = project("loss", "exp_decay", EPOCHS.tolist(), flat.tolist(), 50, samples=50)
+    assert p.status == "poor_fit" and "R^2 = " in p.message and "< 0.5" in p.message
+    assert p.probability("<", 0.3) is None
+
+
+def test_every_command_a_recommendation_names_exists():
+    import re
+
+    from typer.testing import CliRunner
+
+    from hrm.cli import app
+    from hrm.gate.rules import RECOMMENDATIONS
+
+    named = [c for text in RECOMMENDATIONS.values() for c in re.findall(r"`(hrm [a-z ]+)`", text)]
+    assert named == ["hrm data synth"]
+    for command in named:
+        done = CliRunner().invoke(app, [*command.split()[1:], "--help"])
+        assert done.exit_code == 0, (command, done.output)
+    assert CliRunner().invoke(app, ["envs", "synth", "--help"]).exit_code != 0  # the old, wrong name
 
 
 def test_systematic_misfit_is_poor_fit_without_probability():
