@@ -42,10 +42,23 @@ def _last_epoch_of(history: History, phase: str) -> float:
     return max(p.epoch for p in history.points if p.phase == phase)
 
 
+VAL_CURVES = {"lm_loss": "val_lm_loss", "token_accuracy": "val_token_accuracy"}
+"""The per-epoch val column drawn beside each train curve (when training logged it)."""
+
+
+def panel_columns(history: History) -> list[tuple[str, str | None]]:
+    """(train column, val column or None) of each panel `learning_curves` draws."""
+    return [(c, VAL_CURVES[c] if c in VAL_CURVES and history.series(VAL_CURVES[c])[0] else None)
+            for c, _ in CURVES if history.series(c)[0]]
+
+
 def learning_curves(history: History, path: Path) -> Path:
-    """One panel per logged curve, each phase in its own colour, phase boundaries dashed."""
+    """One panel per logged curve, each phase in its own colour, phase boundaries dashed; the
+    val curve (black, dashed) beside the train one where training evaluated val per epoch."""
     plt = _pyplot()
-    panels = [(c, label) for c, label in CURVES if history.series(c)[0]]
+    labels = dict(CURVES)
+    columns = panel_columns(history)
+    panels = [(c, labels[c]) for c, _ in columns]
     if not panels:
         raise ValueError("no learning curve to draw: the history has no finite loss or accuracy")
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.8 * len(panels)), sharex=True, squeeze=False)
@@ -57,10 +70,14 @@ def learning_curves(history: History, path: Path) -> Path:
             if pts:
                 xs, ys = zip(*pts, strict=True)
                 ax.plot(xs, ys, marker="o", markersize=3, color=colours(i), label=phase)
+        val = dict(columns)[column]
+        if val is not None:
+            xs, ys = history.series(val)
+            ax.plot(xs, ys, linestyle="--", marker="s", markersize=3, color="black", label="val")
         _mark_phases(ax, history)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_title("Learning curves by training phase (per-epoch means of the training log)")
+    axes[0, 0].set_title("Learning curves by training phase (train: per-epoch means of the training log)")
     axes[0, 0].legend(loc="center right", fontsize=8)
     axes[-1, 0].set_xlabel("epoch (global)")
     fig.tight_layout()

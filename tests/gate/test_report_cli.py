@@ -121,6 +121,9 @@ def test_too_few_epochs_are_reported_in_the_report(make_params, run_dirs, synth,
     assert "**too_few_points**: 4 epoch(s) logged; a fit needs at least 5" in report
     assert "| plateau | not evaluated |" in report
     assert (run_dirs.out_dir / "plots" / "learning_curves.png").is_file()
+    from hrm.gate.plots import panel_columns
+
+    assert all(val is None for _, val in panel_columns(outcome.report.history))  # none logged
 
 
 def test_val_curves_are_projected_when_training_logs_them(make_params, run_dirs, synth):
@@ -133,6 +136,12 @@ def test_val_curves_are_projected_when_training_logs_them(make_params, run_dirs,
                         val_acc_fn=lambda t: 0.8 / (1 + math.exp(-0.3 * (t - 9))))
     params = make_params(target_epoch=24, bootstrap_samples=20)
     _, report = decide_and_report(params, run_dirs.eval_dir, run_dirs.train_dir, run_dirs.out_dir)
+    from hrm.gate.plots import panel_columns
+
+    # the learning-curves PNG draws each val curve beside its train curve
+    assert panel_columns(report.history) == [("lm_loss", "val_lm_loss"),
+                                             ("token_accuracy", "val_token_accuracy"),
+                                             ("code_tiered_accuracy", None)]
     loss, acc = report.projections["val/loss"], report.projections["val/token_accuracy_all"]
     assert (loss.series, acc.series) == ("val_lm_loss", "val_token_accuracy")
     assert loss.ok and acc.ok and not report.proxies & {"val/loss", "val/token_accuracy_all"}
