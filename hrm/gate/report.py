@@ -189,8 +189,9 @@ def render_markdown(rep: ConvergenceReport, plots: dict[str, str]) -> str:
         f"Training reached epoch {_fmt(last)} of the planned {rep.gate.target_epoch} "
         f"(phases: {', '.join(rep.history.phases)}).",
         "",
-        f"Repair beyond copying the buggy code: {res.evidence}."
-        + (f" (primary metric `{res.primary.split}/{res.primary.metric}`)" if res.primary else ""),
+        "Repair beyond copying the buggy code"
+        + (f" (primary metric `{res.primary.split}/{res.primary.metric}`)" if res.primary else "")
+        + f": {res.evidence}.",
         "",
     ]
     uninformative = [c for c in res.criteria if c.passed and not c.informative]
