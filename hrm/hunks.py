@@ -75,7 +75,7 @@ def _count_lines(text: str) -> int:
     return text.count("\n") + (0 if text.endswith("\n") else 1)
 
 
-def _split_lines(text: str) -> list[str]:
+def split_lines(text: str) -> list[str]:
     """Split on `\\n` only, keeping it; source may contain `\\f` or `\\r` that str.splitlines
     would treat as line breaks and a diff does not."""
     lines = text.split("\n")
@@ -146,7 +146,7 @@ def parse_patch(patch: str, *, source: str = "patch") -> list[Hunk]:
     hunk's line counts do not match its header, a hunk appears before a file header, or the patch
     has no hunk at all.
     """
-    lines = _split_lines(patch)
+    lines = split_lines(patch)
     hunks: list[Hunk] = []
     old_path = new_path = None
     i = 0
@@ -293,7 +293,7 @@ def apply_regions(buggy_file: str, hunks: Iterable[Hunk], *, replacements: Seque
     texts = list(replacements) if replacements is not None else [h.fixed_text for h in hunks]
     if len(texts) != len(hunks):
         raise ValueError(f"{len(texts)} replacements for {len(hunks)} hunks")
-    lines = _split_lines(buggy_file)
+    lines = split_lines(buggy_file)
     order = sorted(range(len(hunks)), key=lambda k: hunks[k].buggy_start, reverse=True)
     for k in order:
         hunk = hunks[k]
@@ -304,5 +304,5 @@ def apply_regions(buggy_file: str, hunks: Iterable[Hunk], *, replacements: Seque
             raise ValueError(
                 f"{hunk.file}: region at line {hunk.buggy_start} does not match the buggy text"
             )
-        lines[start : start + count] = _split_lines(texts[k])
+        lines[start : start + count] = split_lines(texts[k])
     return "".join(lines)

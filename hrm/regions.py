@@ -29,7 +29,7 @@ import ast
 import difflib
 from dataclasses import dataclass, field
 
-from hrm.hunks import MODULE_SCOPE
+from hrm.hunks import MODULE_SCOPE, split_lines
 
 Opcode = tuple[str, int, int, int, int]
 """difflib opcode over lines: (tag, fixed_lo, fixed_hi, buggy_lo, buggy_hi), 0-based, half-open."""
@@ -77,15 +77,6 @@ class Region:
         return {"file": self.file, "buggy_start": self.buggy_start, "buggy_text": self.buggy_text,
                 "fixed_text": self.fixed_text, "fixed_start": self.fixed_start,
                 "function": self.function}
-
-
-def split_lines(text: str) -> list[str]:
-    """Lines of `text`, each keeping its `\\n` (only `\\n` breaks a line, as in a diff)."""
-    parts = text.split("\n")
-    out = [p + "\n" for p in parts[:-1]]
-    if parts[-1]:
-        out.append(parts[-1])
-    return out
 
 
 def units_of(source: str) -> list[Unit]:

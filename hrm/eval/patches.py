@@ -14,8 +14,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 
 from hrm.eval.code_checks import splice_files
-from hrm.hunks import Hunk
-from hrm.regions import split_lines
+from hrm.hunks import Hunk, split_lines
 
 NO_NEWLINE = "\\ No newline at end of file\n"
 
