@@ -39,6 +39,21 @@ def _corpus(cfg, out: Path, heldout_pkg: str):
     return built, held
 
 
+def _unigram_exact(seq_dir: Path, tok_dir: Path) -> int:
+    """Held-out exact fixes of the unigram guess (`hrm.eval.baselines`) fitted on the same
+    training rows: the do-nothing-clever baseline each size is compared with (copying the
+    buggy code is never an exact fix, by definition)."""
+    from hrm.eval.baselines import fit_unigram
+    from hrm.sequences import decode_segments, load_split
+    from hrm.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tok_dir)
+    guess = fit_unigram(load_split(seq_dir, "corpus"), delete_id=tok.mask_id, end_id=tok.eos_id)
+    data = load_split(seq_dir, "val")
+    return sum(decode_segments(tok, data.inputs[i], r.segments, guess.predict(data.inputs[i], r.segments))
+               == [h.fixed_text for h in r.hunks] for i, r in enumerate(data.records))
+
+
 def _train_and_score(params, seq_dir: Path, tok_dir: Path, out: Path, steps: int) -> dict:
     import collections
 
@@ -101,12 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-per-function", type=int, default=8)
     ap.add_argument("--heldout", default="tenacity==9.0.0")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "learning_curve"))
+    ap.add_argument("--baselines-only", action="store_true",
+                    help="add the unigram baseline to an existing run's learning_curve.json")
     args = ap.parse_args(argv)
+    if args.baselines_only:
+        out = Path(args.out)
+        doc = json.loads((out / "learning_curve.json").read_text())
+        for size, res in zip(args.sizes.split(","), doc["results"], strict=True):
+            res["unigram_exact"] = _unigram_exact(out / f"n{size}" / "sequences", out / "tokenizer")
+        (out / "learning_curve.json").write_text(json.dumps(doc, indent=1) + "\n")
+        _plot(doc, out)
+        print(json.dumps([{k: r[k] for k in ("corpus_rows", "exact", "unigram_exact")} for r in doc["results"]]))
+        return 0
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from tqdm import tqdm
 
     from hrm.config import TokenizerConfig, load_params
@@ -145,24 +167,41 @@ def main(argv: list[str] | None = None) -> int:
                         params.sequences, dropped=dropped, fingerprint="learning-curve",
                         progress=False, desc="sequences", tqdm=tqdm)
         res = _train_and_score(params, sub / "sequences", tok_dir, sub / "train", args.steps)
-        res.update(corpus_rows=len(chosen))
+        res.update(corpus_rows=len(chosen), unigram_exact=_unigram_exact(sub / "sequences", tok_dir))
         results.append(res)
         print(json.dumps({k: v for k, v in res.items() if k != "by_kind"}), flush=True)
     doc = {"profile": args.profile, "steps": args.steps, "heldout": args.heldout,
            "corpus_available": built.rows, "heldout_rows_built": held.rows, "results": results}
     (out / "learning_curve.json").write_text(json.dumps(doc, indent=1) + "\n")
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot([r["corpus_rows"] for r in results], [r["exact_rate"] for r in results], "o-")
-    ax.set_xscale("log")
-    ax.set_xlabel("corpus rows (balanced over kinds)")
-    ax.set_ylabel(f"held-out exact-fix rate ({args.heldout})")
-    ax.set_title(f"{args.profile} model, {args.steps} steps each")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "learning_curve.png", dpi=120)
+    _plot(doc, out)
     print(f"wrote {out / 'learning_curve.json'} and {out / 'learning_curve.png'}")
     return 0
 
+
+def _plot(doc: dict, out: Path) -> None:
+    """The model's held-out exact-fix rate per corpus size, beside the unigram guess fitted on
+    the same rows (copying the buggy code is never an exact fix: 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = doc["results"]
+    sizes = [r["corpus_rows"] for r in results]
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(sizes, [r["exact_rate"] for r in results], "o-", label="HRM (greedy fix)")
+    ax.plot(sizes, [r["unigram_exact"] / r["heldout_rows"] for r in results], "s--", color="grey",
+            label="unigram guess, same rows")
+    ax.axhline(0.0, color="black", linewidth=0.8, label="copy the buggy code (0 by definition)")
+    ax.set_xscale("log")
+    ax.set_xlabel("corpus rows (balanced over kinds)")
+    ax.set_ylabel(f"held-out exact-fix rate\n({doc['heldout']})")
+    ax.set_title(f"{doc['profile']} model, {doc['steps']} steps each")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "learning_curve.png", dpi=120)
+    plt.close(fig)
 
 if __name__ == "__main__":
     sys.exit(main())
