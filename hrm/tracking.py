@@ -35,6 +35,11 @@ def pipeline_key(params: Params) -> str:
     return digest.hexdigest()[:16]
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""What the MLflow UI shows the experiment as (its value for classic model development)."""
+
+
 def configure(cfg: TrackingConfig) -> str:
     """Point MLflow at the configured backend; returns the experiment id (created if needed)."""
     import mlflow
@@ -56,6 +61,11 @@ def configure(cfg: TrackingConfig) -> str:
         experiment_id = experiment.experiment_id
     # Runs opened without an explicit experiment (nested ones too) land here, not in Default.
     mlflow.set_experiment(experiment_id=experiment_id)
+    # Without the kind, the MLflow 3 UI opens a fresh experiment as GenAI (runs under
+    # "Evaluations"); this is classic model training.
+    if (experiment is None
+            or experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND):
+        mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment_id
 
 

@@ -6,7 +6,18 @@ import sys
 
 import typer
 
-from hrm.cli import corpus, data, envs, evaluate, gate, pipeline, sequences, tokenizer, train
+from hrm.cli import (
+    corpus,
+    data,
+    envs,
+    evaluate,
+    gate,
+    pipeline,
+    predict,
+    sequences,
+    tokenizer,
+    train,
+)
 from hrm.config import ConfigError
 from hrm.errors import HrmError
 
@@ -17,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for module in (data, envs, corpus, tokenizer, sequences, train, evaluate, gate, pipeline):
+for module in (data, envs, corpus, tokenizer, sequences, train, evaluate, gate, pipeline, predict):
     module.register(app)
 
 

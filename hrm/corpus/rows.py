@@ -52,24 +52,16 @@ def write_rows(path: Path, rows: Iterable[CorpusRow]) -> int:
 
 def read_rows(path: str | Path) -> list[CorpusRow]:
     """Read `corpus.jsonl`; a line that is not a complete row is an error naming the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("corpus file not found (run `hrm corpus build`)", path=str(path))
+    from hrm.jsonl import iter_jsonl
+
     out: list[CorpusRow] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"not valid JSON: {err}", path=str(path), line=lineno) from None
-            if not isinstance(raw, dict) or set(raw) != set(FIELDS):
-                got = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
-                raise InputError(f"a corpus row has exactly the fields {list(FIELDS)}, got {got}",
-                                 path=str(path), line=lineno)
-            try:
-                out.append(CorpusRow(**raw))
-            except TypeError as err:
-                raise InputError(str(err), path=str(path), line=lineno) from None
+    for lineno, raw in iter_jsonl(path, missing="corpus file not found (run `hrm corpus build`)"):
+        if not isinstance(raw, dict) or set(raw) != set(FIELDS):
+            got = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
+            raise InputError(f"a corpus row has exactly the fields {list(FIELDS)}, got {got}",
+                             path=str(path), line=lineno)
+        try:
+            out.append(CorpusRow(**raw))
+        except TypeError as err:
+            raise InputError(str(err), path=str(path), line=lineno) from None
     return out

@@ -108,6 +108,7 @@ def _inside(tree: Path, rel: str) -> Path:
 
 
 UNCONFINED = "not run: unconfined sandbox"
+NO_ENVIRONMENT = "no environment"
 """Start of the reason of a row refused because the sandbox cannot confine the filesystem."""
 
 
@@ -205,23 +206,85 @@ class ExecutionTier:
             for path, text in spliced.items():
                 _inside(Path(tree), path).write_text(text, encoding="utf-8", newline="")
             run = env.run_tests(tree, ctx.node_ids)
+        self._raw_runs[key] = self._interpret(run, env)
+        return self._raw_runs[key]
+
+    def _interpret(self, run, env) -> TestOutcome:
+        """A sandboxed test run as an outcome: resolved when every selected test passed, else
+        the reason (failing tests, kill, sandbox error, limits reached)."""
         outcomes = {n: r.outcome for n, r in run.results.items()}
         if run.passed:
-            outcome = TestOutcome(True, "", outcomes, run.duration_s)
-        else:
-            bad = run.failing
-            why = run.killed_reason or (f"{len(bad)} of {len(outcomes)} tests not passing: "
-                                        + ", ".join(f"{n} ({outcomes[n]})" for n in bad[:3]))
-            if not bad and not run.killed_reason:
-                why = f"pytest exit code {run.exit_code}"
-            if run.sandbox_error:
-                why = f"{run.sandbox_error}; {why}"
-            limits = limit_notes(run, env.cfg if hasattr(env, "cfg") else self.envs_cfg)
-            extra = [n for n in limits if not n.startswith("wall-clock")]
-            if extra:
-                why += "; " + "; ".join(extra)
-            outcome = TestOutcome(False, why, outcomes, run.duration_s, limits)
-        self._raw_runs[key] = outcome
+            return TestOutcome(True, "", outcomes, run.duration_s)
+        bad = run.failing
+        why = run.killed_reason or (f"{len(bad)} of {len(outcomes)} tests not passing: "
+                                    + ", ".join(f"{n} ({outcomes[n]})" for n in bad[:3]))
+        if not bad and not run.killed_reason:
+            why = f"pytest exit code {run.exit_code}"
+        if run.sandbox_error:
+            why = f"{run.sandbox_error}; {why}"
+        limits = limit_notes(run, env.cfg if hasattr(env, "cfg") else self.envs_cfg)
+        extra = [n for n in limits if not n.startswith("wall-clock")]
+        if extra:
+            why += "; " + "; ".join(extra)
+        return TestOutcome(False, why, outcomes, run.duration_s, limits)
+
+    def run_patch(self, instance_id: str, model_patch: str) -> TestOutcome:
+        """Apply a prediction's `model_patch` (a unified diff against the buggy tree, as in
+        SWE-bench predictions) with `git apply` and run the instance's tests, judged as `run`
+        judges spliced regions (the reference baseline is the original repository, which is
+        what the reference fix of every region gives). `NO_ENVIRONMENT` starts the reason when
+        the instance has no environment."""
+        instance = self.instances.get(instance_id)
+        if instance is None:
+            return TestOutcome(False, f"{NO_ENVIRONMENT}: instance not in the instances file")
+        env = self._environment(instance.repo)
+        if isinstance(env, str):
+            return TestOutcome(False, f"{NO_ENVIRONMENT}: {env}")
+        node_ids = list(dict.fromkeys(
+            instance.FAIL_TO_PASS + sample_pass_to_pass(instance, self.max_pass_to_pass)))
+        ctx = RowContext(instance, env, [], {}, node_ids)
+        refused = self.refusal(ctx)
+        if refused:
+            return TestOutcome(False, refused)
+        from hrm.envs.errors import PatchError
+
+        with env.working_copy(git=False) as tree:
+            try:
+                env.apply_patch(tree, instance.patch)
+            except PatchError as err:
+                return TestOutcome(False, f"bug patch does not apply: {err.git_message[:200]}")
+            try:
+                env.apply_patch(tree, model_patch)
+            except PatchError as err:
+                return TestOutcome(False, f"model_patch does not apply: {err.git_message[:200]}")
+            run = env.run_tests(tree, node_ids)
+        outcome = self._interpret(run, env)
+        if self._only_pass_to_pass(ctx, outcome):
+            outcome = self._tolerate(ctx, outcome, self._original(ctx), "the original repository")
+        return outcome
+
+    @staticmethod
+    def _only_pass_to_pass(ctx: RowContext, outcome: TestOutcome) -> bool:
+        """The run failed on PASS_TO_PASS tests only (no kill, no limit): worth a baseline run."""
+        bad = [n for n, o in outcome.outcomes.items() if o != "passed"]
+        f2p = set(ctx.instance.FAIL_TO_PASS)
+        return (not outcome.resolved and bool(bad) and not any(n in f2p for n in bad)
+                and "not passing" in outcome.reason and not outcome.limits_hit)
+
+    def _tolerate(self, ctx: RowContext, outcome: TestOutcome, base: TestOutcome, label: str
+                  ) -> TestOutcome:
+        """`outcome` resolved after all when only PASS_TO_PASS tests failed and they fail in
+        `base` too (with every FAIL_TO_PASS passing there): they say nothing about the fix."""
+        bad = [n for n, o in outcome.outcomes.items() if o != "passed"]
+        f2p = set(ctx.instance.FAIL_TO_PASS)
+        if not self._only_pass_to_pass(ctx, outcome):
+            return outcome
+        broken = {n for n, o in base.outcomes.items() if o != "passed"}
+        if all(base.outcomes.get(n) == "passed" for n in f2p) and set(bad) <= broken:
+            return TestOutcome(
+                True, f"resolved; ignored {len(bad)} PASS_TO_PASS test(s) failing with "
+                f"{label} too in this selection: {', '.join(sorted(bad)[:3])}",
+                outcome.outcomes, outcome.duration_s)
         return outcome
 
     def _original(self, ctx: RowContext) -> TestOutcome:
@@ -267,20 +330,11 @@ class ExecutionTier:
         if key in self._runs:
             return self._runs[key]
         outcome = self._raw(ctx, pred_hunks)
-        bad = [n for n, o in outcome.outcomes.items() if o != "passed"]
-        f2p = set(ctx.instance.FAIL_TO_PASS)
-        if not outcome.resolved and bad and not any(n in f2p for n in bad) \
-                and "not passing" in outcome.reason and not outcome.limits_hit:
+        if self._only_pass_to_pass(ctx, outcome):
             if baseline == "reference":
                 base, label = self._raw(ctx, [h.fixed_text for h in ctx.hunks]), "the reference fix"
             else:
                 base, label = self._original(ctx), "the original repository"
-            broken = {n for n, o in base.outcomes.items() if o != "passed"}
-            base_f2p_ok = all(base.outcomes.get(n) == "passed" for n in f2p)
-            if base_f2p_ok and set(bad) <= broken:
-                outcome = TestOutcome(
-                    True, f"resolved; ignored {len(bad)} PASS_TO_PASS test(s) failing with "
-                    f"{label} too in this selection: {', '.join(sorted(bad)[:3])}",
-                    outcome.outcomes, outcome.duration_s)
+            outcome = self._tolerate(ctx, outcome, base, label)
         self._runs[key] = outcome
         return outcome

@@ -36,3 +36,39 @@ def prediction_patch(hunks: Sequence[Hunk], texts: Sequence[str],
     buggy region); '' when the prediction changes nothing. Files in path order."""
     fixed = splice_files(hunks, texts, buggy_files)
     return "".join(file_diff(path, buggy_files[path], fixed[path]) for path in sorted(fixed))
+
+
+def _range(start: int, length: int) -> str:
+    """A unified-diff line range (0-based `start`), as difflib writes it."""
+    first = start + 1 if length else start
+    return f"{first}" if length == 1 else f"{first},{length}"
+
+
+def regions_patch(hunks: Sequence[Hunk], texts: Sequence[str]) -> str:
+    """The diff of `texts[k]` over hunk k's buggy region when the whole files are unknown (the
+    regions are the patch's own hunks): context comes from inside each region only, line numbers
+    from each region's `buggy_start`. '' when nothing changes."""
+    by_file: dict[str, list[int]] = {}
+    for k, h in enumerate(hunks):
+        by_file.setdefault(h.file, []).append(k)
+    out = []
+    for path in sorted(by_file):
+        body, shift = [], 0
+        for k in sorted(by_file[path], key=lambda k: hunks[k].buggy_start):
+            old, new = split_lines(hunks[k].buggy_text), split_lines(texts[k])
+            base = hunks[k].buggy_start - 1
+            matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+            for group in matcher.get_grouped_opcodes(3):
+                i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
+                body.append(f"@@ -{_range(base + i1, i2 - i1)} "
+                            f"+{_range(base + shift + j1, j2 - j1)} @@\n")
+                for tag, a1, a2, b1, b2 in group:
+                    lines = ([(" ", x) for x in old[a1:a2]] if tag == "equal" else
+                             [("-", x) for x in old[a1:a2]] + [("+", x) for x in new[b1:b2]])
+                    for mark, line in lines:
+                        body.append(mark + line if line.endswith("\n") else
+                                    mark + line + "\n" + NO_NEWLINE)
+            shift += len(new) - len(old)
+        if body:
+            out.append(f"diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n" + "".join(body))
+    return "".join(out)

@@ -3,10 +3,11 @@
 
 A candidate is ONE checkpoint file (a checkpoints directory resolves to its newest checkpoint,
 which must verify against its manifest, else `CorruptCheckpoint` names the file: never an older
-one; the same rule evaluation uses), with its manifest, the tokenizer directory and the resolved
-params, logged as artifacts under `model/` of the gate's MLflow run with a `manifest.json` of
-sha256 per file, and registered as a version of `gate.model_name` with the source pointing at
-`model/`.
+one; the same rule evaluation uses). With its manifest, the tokenizer directory and the resolved
+params it is saved as an MLflow Model (`hrm.pyfunc`: a python_function flavor with a signature,
+an input example and pinned requirements), logged under `model/` of the gate's MLflow run with a
+`manifest.json` of sha256 per file, and registered as a version of `gate.model_name` with the
+source pointing at `model/`: `mlflow.pyfunc.load_model('models:/NAME@ALIAS')` loads it.
 
 - Idempotent: a version is found by its `checkpoint_sha256` tag (the sha256 of the checkpoint
   file) before one is created, so re-running the gate on the same checkpoint reuses (and
@@ -23,14 +24,11 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
-
-import yaml
 
 from hrm.config import Params
 from hrm.errors import HrmError, InputError
@@ -204,17 +202,15 @@ def register_candidate(params: Params, checkpoint: Path, tokenizer: Path, run_id
         return existing, False, sha
 
     with tempfile.TemporaryDirectory(prefix="hrm-gate-model-") as tmp:
+        from hrm.pyfunc import artifact_paths, save_model
+
         staged = Path(tmp) / MODEL_ARTIFACT_DIR
-        (staged / "checkpoint").mkdir(parents=True)
-        # Exactly the resolved checkpoint and its own manifest (so the registered copy verifies
-        # and loads with `load_for_inference`), nothing else from its directory.
-        shutil.copy2(file, staged / "checkpoint" / file.name)
-        shutil.copy2(file.with_suffix(".json"), staged / "checkpoint" / file.with_suffix(".json").name)
-        if _file_sha256(staged / "checkpoint" / file.name) != sha:
+        # An MLflow Model (pyfunc) holding exactly the resolved checkpoint and its own manifest
+        # (so the registered copy verifies and loads with `load_for_inference`), the tokenizer
+        # and the params.
+        save_model(staged, file, tokenizer, params)
+        if _file_sha256(artifact_paths(staged)["checkpoint"] / file.name) != sha:
             raise RegistryError(f"{file} changed while it was being staged for registration")
-        shutil.copytree(tokenizer, staged / "tokenizer")
-        (staged / "params.yaml").write_text(
-            yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
         manifest = tree_manifest(staged)
         (staged / MANIFEST_FILE).write_text(json.dumps(
             {"checkpoint_sha256": sha, "files": manifest}, indent=2), encoding="utf-8")
@@ -251,7 +247,12 @@ def verify_version(client, name: str, version: str, sha: str) -> None:
         if actual != stored["files"]:
             diff = sorted(set(actual.items()) ^ set(stored["files"].items()))
             raise RegistryError(f"{name} v{version}: downloaded artifacts differ from the manifest: {diff[:5]}")
-        files = list_checkpoints(local / "checkpoint")
+        from hrm.pyfunc import artifact_paths
+
+        try:
+            files = list_checkpoints(artifact_paths(local)["checkpoint"])
+        except InputError as err:
+            raise RegistryError(f"{name} v{version}: not a loadable MLflow Model: {err}") from None
         if len(files) != 1:
             raise RegistryError(f"{name} v{version}: expected exactly one checkpoint file in the registered "
                                 f"artifacts, found {[f.name for f in files]}")

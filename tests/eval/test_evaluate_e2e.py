@@ -385,3 +385,104 @@ def test_transfer_drops_training_overlaps_and_scores_the_rest(e2e, sample_path):
     assert metrics["rows"] == overlap["sequence_rows"]
     assert metrics["baselines"]["copy"]["resolved_rate"] is None  # --no-tests: not computed
     assert "transfer:" in result.output
+
+
+@pytest.mark.slow
+def test_predict_writes_swe_bench_patches_that_evaluate_would_score_the_same(e2e, sample_path,
+                                                                            tmp_path):
+    """`hrm predict` on every val instance: the SWE-bench fields, a patch that `git apply`s to
+    the buggy tree and holds exactly the fix `hrm evaluate` scored for that row (its
+    `prediction` spliced into the buggy files), and, run through the instance's tests by
+    `score_predictions`, the resolved verdict evaluate gave."""
+    from hrm.data.instance import read_instances
+    from hrm.eval.execution import to_hunks
+    from hrm.eval.patches import prediction_patch
+    from hrm.predict import PREDICTION_KEYS, read_predictions, score_predictions
+    from hrm.sequences import load_split
+
+    from .test_patches import _git_apply
+
+    root, params = e2e["root"], e2e["params"]
+    val_ids = {r["instance_id"] for r in e2e["val"]}
+    with sample_path.open(encoding="utf-8") as src, \
+            (tmp_path / "val.jsonl").open("w", encoding="utf-8") as dst:
+        for line in src:  # a temporary subset of the sample, never a repository file
+            if line.strip() and json.loads(line)["instance_id"] in val_ids:
+                dst.write(line)
+    out = tmp_path / "preds.jsonl"
+    result = _invoke(["predict", "--instances", str(tmp_path / "val.jsonl"), "--checkpoint",
+                      str(root / "train" / "checkpoints"), "--tokenizer", str(root / "tok"),
+                      "--out", str(out), "--params", e2e["common"][-1]])
+    preds = {p["instance_id"]: p for p in read_predictions(out)}
+    assert set(preds) == val_ids
+    evaluated = {p["instance_id"]: p for p in e2e["preds"]}
+    records = {r.instance_id: r for r in load_split(root / "seq", "val").records}
+    instances = {i.instance_id: i for i in read_instances(tmp_path / "val.jsonl")}
+    from hrm.envs import get_environment
+
+    env = get_environment("swesmith/jd__tenacity.0d40e76f", params.envs)
+    with_patch = 0
+    for iid, pred in preds.items():
+        assert list(pred)[:3] == list(PREDICTION_KEYS) and pred["hrm_context"] == "file"
+        # the same input row, model and decoding as evaluation: the same proposed code
+        assert pred["hrm_fixed_code"] == evaluated[iid]["prediction"], iid
+        if evaluated[iid]["special_tokens"]:
+            assert pred["model_patch"] == "" and pred["hrm_reason"].startswith("special tokens")
+            continue
+        with_patch += 1
+        record = records[iid]
+        with env.working_copy(git=False) as tree:
+            env.apply_patch(tree, instances[iid].patch)
+            files = {h.file: (tree / h.file).read_bytes().decode() for h in record.hunks}
+            want = prediction_patch(to_hunks(record.hunks), evaluated[iid]["prediction"], files)
+            assert pred["model_patch"] == want and want.startswith("diff --git a/"), iid
+            _git_apply(tree, pred["model_patch"])
+        if evaluated[iid]["model_patch"] is not None:
+            assert pred["model_patch"] == evaluated[iid]["model_patch"]
+    assert f"{with_patch}/{len(val_ids)} instances with a patch" in result.output
+
+    chosen = tmp_path / "chosen.jsonl"
+    chosen.write_text("".join(json.dumps(preds[i]) + "\n" for i in e2e["chosen"]))
+    scored = score_predictions(chosen, root / "instances.jsonl", params.envs,
+                               max_pass_to_pass=params.eval.max_pass_to_pass)
+    for iid in e2e["chosen"]:
+        assert scored[iid]["resolved"] is evaluated[iid]["resolved"], (iid, scored[iid])
+
+
+def test_score_predictions_runs_each_patch_through_the_instance_tests(sample_path, tenacity_env,
+                                                                      eval_params, tmp_path):
+    """On a real tenacity row: the reference fix as a model_patch resolves, an empty patch is
+    not run and not resolved, and a patch that does not apply to the buggy tree says so."""
+    from hrm.envs.errors import PatchError
+    from hrm.eval.patches import file_diff
+    from hrm.hunks import parse_patch
+    from hrm.predict import EMPTY_PATCH, score_predictions
+
+    env, _ = tenacity_env
+    for line in sample_path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["repo"] != "swesmith/jd__tenacity.0d40e76f" or "pm_" not in row["instance_id"]:
+            continue
+        paths = sorted({h.file for h in parse_patch(row["patch"])})
+        with env.working_copy(git=False) as tree:
+            pristine = {p: (tree / p).read_text() for p in paths}
+            try:
+                env.apply_patch(tree, row["patch"])
+            except PatchError:
+                continue
+            reverse = "".join(file_diff(p, (tree / p).read_text(), pristine[p]) for p in paths)
+        break
+    (tmp_path / "i.jsonl").write_text(line + "\n")  # a temporary copy, never a repository file
+    iid = row["instance_id"]
+    for name, patch in (("oracle", reverse), ("empty", ""),
+                        ("stale", reverse.replace("\n-", "\n-#", 1))):
+        (tmp_path / "p.jsonl").write_text(json.dumps(
+            {"instance_id": iid, "model_name_or_path": name, "model_patch": patch}) + "\n")
+        got = score_predictions(tmp_path / "p.jsonl", tmp_path / "i.jsonl", eval_params.envs,
+                                max_pass_to_pass=1)[iid]
+        if name == "oracle":
+            assert got["resolved"] is True, got
+        elif name == "empty":
+            assert got == {"resolved": False, "reason": EMPTY_PATCH}
+        else:
+            assert got["resolved"] is False and "model_patch does not apply" in got["reason"], got

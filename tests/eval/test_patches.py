@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hrm.eval.patches import NO_NEWLINE, file_diff, prediction_patch
+from hrm.eval.patches import NO_NEWLINE, file_diff, prediction_patch, regions_patch
 from hrm.hunks import Hunk
 
 from .conftest import reference_outputs
@@ -76,3 +76,47 @@ def test_reference_patch_restores_the_pristine_tree(source, generated, env_split
             assert {f: (Path(tree) / f).read_bytes() for f in pristine} == pristine
         checked += 1
     assert checked == len(split.records) >= 4, checked
+
+
+def test_regions_patch_without_whole_files_shifts_line_numbers(tmp_path):
+    """Two regions of one file, the first growing by a line: the second hunk's new-side start
+    moves by one; git applies it to the file it never saw whole."""
+    text = "".join(f"x{i} = {i}\n" for i in range(1, 21))
+    (tmp_path / "m.py").write_text(text)
+    lines = text.splitlines(keepends=True)
+    hunks = [Hunk("m.py", 3, "".join(lines[2:6]), "", "<module>"),
+             Hunk("m.py", 12, "".join(lines[11:15]), "", "<module>")]
+    first = "".join(lines[2:4]) + "y = 0\n" + "".join(lines[4:6])
+    second = "".join(lines[11:13]) + "x14 = -14\n" + lines[14]
+    patch = regions_patch(hunks, [first, second])
+    assert "@@ -3,4 +3,5 @@" in patch and "@@ -12,4 +13,4 @@" in patch
+    _git_apply(tmp_path, patch)
+    want = lines[:4] + ["y = 0\n"] + lines[4:13] + ["x14 = -14\n"] + lines[14:]
+    assert (tmp_path / "m.py").read_text() == "".join(want)
+    assert regions_patch(hunks, [h.buggy_text for h in hunks]) == ""
+
+
+def test_regions_patch_of_every_sample_hunk_restores_the_pristine_tree(instances, tenacity_env):
+    """Every tenacity row of the real sample, regions = the patch's own hunks (what
+    `hrm predict` has without a snapshot): the diff of their fixed texts applies to the buggy
+    tree and gives back the original files."""
+    from hrm.envs.errors import PatchError
+    from hrm.hunks import parse_patch
+
+    env, _ = tenacity_env
+    checked = 0
+    for inst in instances:
+        if inst.repo != "swesmith/jd__tenacity.0d40e76f":
+            continue
+        hunks = parse_patch(inst.patch, source=inst.instance_id)
+        patch = regions_patch(hunks, [h.fixed_text for h in hunks])
+        with env.working_copy(git=False) as tree:
+            pristine = {h.file: (Path(tree) / h.file).read_bytes() for h in hunks}
+            try:
+                env.apply_patch(tree, inst.patch)
+            except PatchError:  # a few sample rows were made against another tenacity commit
+                continue
+            _git_apply(Path(tree), patch)
+            assert {f: (Path(tree) / f).read_bytes() for f in pristine} == pristine, inst.instance_id
+        checked += 1
+    assert checked >= 40, checked

@@ -190,3 +190,23 @@ def synth():
 
     return SimpleNamespace(write_metrics=write_metrics, write_history=write_history, LENIENT=LENIENT,
                            MID_TRAINING_VAL=MID_TRAINING_VAL, write_checkpoint=write_checkpoint)
+
+
+def wait_for_http(url: str, proc, timeout_s: float, output) -> None:
+    """Poll `url` until it answers 200; fail with the server's `output()` if `proc` exits or
+    `timeout_s` passes first."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{url} did not answer in {timeout_s:.0f} s:\n{output()[-3000:]}")
+        time.sleep(0.5)

@@ -44,7 +44,7 @@ def trained(sample_path, make_params, tmp_path):
 
 
 @pytest.mark.slow
-def test_gate_on_a_really_trained_tiny_model(trained, make_params, tmp_path):
+def test_gate_on_a_really_trained_tiny_model(trained, make_params, tmp_path, sample_path):
     import mlflow
 
     from hrm.gate.step import run_gate
@@ -72,8 +72,11 @@ def test_gate_on_a_really_trained_tiny_model(trained, make_params, tmp_path):
     assert (promoted.registry.action, promoted.registry.version, promoted.registry.created) == ("promoted", "1", False)
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/hrm-swe@champion",
                                                      dst_path=str(tmp_path / "champion")))
-    model, info = load_for_inference(local / "checkpoint", "cpu")
+    from hrm.pyfunc import artifact_paths
+
+    model, info = load_for_inference(artifact_paths(local)["checkpoint"], "cpu")
     assert sum(p.numel() for p in model.parameters()) > 0 and info.step > 0
+    use_the_champion(lenient, art, tmp_path, sample_path)
 
     # A second candidate: the refinement phase once more from the champion's checkpoint.
     from hrm.train.run import run_phase
@@ -88,3 +91,143 @@ def test_gate_on_a_really_trained_tiny_model(trained, make_params, tmp_path):
     assert str(client.get_model_version_by_alias("hrm-swe", "champion").version) == "2"
     first = client.get_model_version("hrm-swe", "1")  # still registered, marked as superseded
     assert first.tags["champion_status"] == "previous" and first.tags["superseded_by"] == "2"
+
+
+TENACITY = "swesmith/jd__tenacity.0d40e76f"
+BUGGY_WAIT = ("return self.wait_random_min + (", "return self.wait_random_min - (")
+"""A bug put into tenacity/wait.py's wait_random.__call__ for the `hrm repair` checks."""
+
+
+def _buggy_wait(params) -> str:
+    from hrm.envs import get_environment
+
+    env = get_environment(TENACITY, params.envs)
+    source = (env.pristine / "tenacity" / "wait.py").read_text()
+    assert source.count(BUGGY_WAIT[0]) == 1
+    return source.replace(*BUGGY_WAIT)
+
+
+def _cli(args: list[str]):
+    from typer.testing import CliRunner
+
+    from hrm.cli import app
+
+    return CliRunner().invoke(app, args, catch_exceptions=True)
+
+
+def use_the_champion(params, art: Path, tmp_path: Path, sample_path: Path) -> None:
+    """After `hrm gate` promoted: the champion predicts SWE-bench patches that apply (`hrm
+    predict --model`), proposes a diff for a tenacity function (`hrm repair`), loads as an MLflow
+    pyfunc model in a fresh process and answers a REST request from `mlflow models serve`."""
+    import os
+    import subprocess
+    import sys
+
+    from hrm.envs import get_environment
+    from hrm.errors import InputError
+    from hrm.predict import read_predictions
+    from hrm.pyfunc import OUTPUT_COLUMNS
+
+    params_file = tmp_path / "champion-params.yaml"
+    params_file.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    preds_file = tmp_path / "preds" / "sample.jsonl"
+    result = _cli(["predict", "--instances", str(sample_path), "--out", str(preds_file),
+                   "--params", str(params_file)])
+    assert result.exit_code == 0, result.output
+    preds = read_predictions(preds_file)
+    sample_ids = [json.loads(line)["instance_id"] for line in sample_path.read_text().splitlines()
+                  if line.strip()]
+    assert [p["instance_id"] for p in preds] == sample_ids
+    assert {p["model_name_or_path"] for p in preds} == {"hrm-swe@champion"}
+    env = get_environment(TENACITY, params.envs)
+    instances = {json.loads(line)["instance_id"]: json.loads(line)
+                 for line in sample_path.read_text().splitlines() if line.strip()}
+    applied = 0
+    for p in preds:
+        if not p["model_patch"]:
+            assert p["hrm_reason"], p["instance_id"]
+            continue
+        with env.working_copy(git=False) as tree:
+            try:
+                env.apply_patch(tree, instances[p["instance_id"]]["patch"])
+            except Exception:  # the few sample rows made against another tenacity commit
+                continue
+            env.apply_patch(tree, p["model_patch"])  # raises PatchError if it does not apply
+            applied += 1
+    assert applied >= 5, applied
+
+    # hrm repair on a tenacity file with a bug put in: a diff of that function, --apply writes it
+    user_file = tmp_path / "user" / "wait.py"
+    user_file.parent.mkdir()
+    user_file.write_text(_buggy_wait(params))
+    result = _cli(["repair", str(user_file), "--function", "wait_random.__call__",
+                   "--issue", "wait_random returns negative waits", "--params", str(params_file)])
+    if result.exit_code == 0:
+        assert result.stdout.startswith(f"diff --git a/{user_file.as_posix()}")
+    else:  # the tiny model's outputs may all fail to parse: said so, exit 1
+        assert result.exit_code == 1 and "no usable fix" in result.stderr, result.output
+    assert "wait_random.__call__ (line 75)" in result.stderr
+    bad = tmp_path / "user" / "bad.py"
+    bad.write_text("def f(:\n")
+    result = _cli(["repair", str(bad), "--params", str(params_file)])
+    # `hrm` turns an InputError into one line and exit 2 (hrm.cli.main)
+    assert isinstance(result.exception, InputError) and "does not parse" in str(result.exception)
+    assert str(bad) in str(result.exception)
+
+    # the registered version is an MLflow Model: load + predict in a fresh process
+    uri = params.tracking.resolved_uri
+    bindir = str(Path(sys.executable).parent)  # the server execs uvicorn from the venv
+    envvars = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+               "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
+               "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    rows = [{"problem_statement": "wait_random returns negative waits",
+             "file_path": "tenacity/wait.py", "source": _buggy_wait(params),
+             "function": "wait_random.__call__"},
+            {"problem_statement": "", "file_path": "bad.py", "source": "def f(:\n", "function": ""}]
+    code = ("import json, sys, mlflow, pandas as pd\n"
+            "m = mlflow.pyfunc.load_model('models:/hrm-swe@champion')\n"
+            "out = m.predict(pd.DataFrame(json.load(sys.stdin)))\n"
+            "print(json.dumps({'schema': str(m.metadata.get_input_schema()),"
+            " 'rows': out.to_dict(orient='records')}))\n")
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(rows), env=envvars,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "problem_statement" in answer["schema"] and "source" in answer["schema"]
+    first, second = answer["rows"]
+    assert list(first) == list(OUTPUT_COLUMNS)
+    assert first["function"] == "wait_random.__call__" and first["reason"] in ("", first["reason"])
+    if first["changed"]:
+        assert first["model_patch"].startswith("diff --git a/tenacity/wait.py")
+    assert second["changed"] is False and "does not parse" in second["reason"]
+
+    # mlflow models serve --env-manager local answers on loopback
+    import socket
+    import urllib.request
+
+    from .conftest import wait_for_http
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen([str(mlflow_cli), "models", "serve", "-m", "models:/hrm-swe@champion",
+                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
+                               "-w", "1"], env=envvars, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/ping", server, 180, server.stdout.read)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", method="POST",
+            data=json.dumps({"dataframe_records": rows[:1]}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as r:
+            served = json.loads(r.read())["predictions"]
+        assert served[0]["function"] == "wait_random.__call__"
+        assert served[0]["model_patch"] == first["model_patch"]  # the same model, same answer
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()

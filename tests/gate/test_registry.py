@@ -51,8 +51,19 @@ def test_promote_then_second_promotion_keeps_first_and_rerun_is_idempotent(make_
 
     local = Path(mlflow.artifacts.download_artifacts(
         artifact_uri="models:/hrm-swe@champion", dst_path=str(run_dirs.root / "dl")))
-    assert (local / "checkpoint" / "step-00000100.pt").read_bytes() == b"weights-v2" * 1000
-    assert (local / "tokenizer" / "meta.json").is_file() and (local / "params.yaml").is_file()
+    assert (local / "artifacts" / "checkpoint" / "step-00000100.pt").read_bytes() == b"weights-v2" * 1000
+    assert (local / "artifacts" / "tokenizer" / "meta.json").is_file()
+    assert (local / "artifacts" / "params.yaml").is_file() and (local / "MLmodel").is_file()
+    # an MLflow Model with a signature and pinned requirements, in a classic-ML experiment
+    from mlflow.models import Model
+
+    model = Model.load(str(local / "MLmodel"))
+    assert "python_function" in model.flavors and model.signature is not None
+    assert [c.name for c in model.signature.inputs.inputs] == ["problem_statement", "file_path",
+                                                              "source", "function"]
+    assert any(r.startswith("torch==") for r in (local / "requirements.txt").read_text().split())
+    experiment = client.get_experiment_by_name(params.tracking.experiment)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_flag_with_default_criteria_tags_and_never_moves_alias(make_params, run_dirs, synth):
@@ -94,7 +105,7 @@ def test_alias_does_not_move_when_registered_artifacts_do_not_verify(make_params
     flag(flagged_params, decide(flagged_params.gate, run_dirs.eval_dir, run_dirs.root / "g2"),
          run_dirs.checkpoint, run_dirs.tokenizer)
     # Corrupt the stored copy of version 1: promotion must refuse before touching the alias.
-    stored = next((run_dirs.root / "mlartifacts").rglob("model/checkpoint/step-00000100.pt"))
+    stored = next((run_dirs.root / "mlartifacts").rglob("model/artifacts/checkpoint/step-00000100.pt"))
     stored.write_bytes(b"tampered")
     with pytest.raises(RegistryError, match="differ from the manifest"):
         promote(params, result, run_dirs.checkpoint, run_dirs.tokenizer)
@@ -117,8 +128,8 @@ def test_registers_exactly_the_newest_checkpoint_file_of_the_directory(make_para
     assert first.checkpoint_sha256 == hashlib.sha256(newest.read_bytes()).hexdigest()
     local = Path(mlflow.artifacts.download_artifacts(
         artifact_uri="models:/hrm-swe@champion", dst_path=str(run_dirs.root / "dl")))
-    assert sorted(p.name for p in (local / "checkpoint").iterdir()) == ["step-00000100.json",
-                                                                       "step-00000100.pt"]
+    stored = local / "artifacts" / "checkpoint"
+    assert sorted(p.name for p in stored.iterdir()) == ["step-00000100.json", "step-00000100.pt"]
     client = _client(params)
     assert client.get_model_version("hrm-swe", "1").tags["checkpoint_file"] == "step-00000100.pt"
 

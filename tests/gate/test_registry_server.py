@@ -11,8 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,8 @@ import pytest
 from hrm.config import parse_params
 from hrm.gate.decide import decide
 from hrm.gate.registry import champion, flag, promote
+
+from .conftest import wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -41,18 +41,7 @@ def server(tmp_path: Path):
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"mlflow server did not come up:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.5)
+    wait_for_http(f"{url}/health", proc, 90, (tmp_path / "server.log").read_text)
     yield url
     proc.terminate()
     try:
@@ -100,7 +89,7 @@ def test_promote_promote_again_and_flag_through_a_tracking_server(server, repo_r
         assert tags["3"]["gate"] == "flagged"
         # the registered artifacts went through the server's artifact proxy, and come back
         local = mlflow.artifacts.download_artifacts("models:/hrm-swe@champion", tracking_uri=server)
-        assert (Path(local) / "checkpoint" / "step-00000200.pt").read_bytes() == b"weights-v2" * 1000
+        assert (Path(local) / "artifacts" / "checkpoint" / "step-00000200.pt").read_bytes() == b"weights-v2" * 1000
     finally:
         while mlflow.active_run() is not None:
             mlflow.end_run()

@@ -1,0 +1,110 @@
+"""`hrm predict` (SWE-bench predictions for instances) and `hrm repair` (a fix for one function
+of a file): thin shells over `hrm.predict` and `hrm.repair`."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from hrm.cli.options import ParamsPath, Profile, load
+
+ModelUri = typer.Option(None, "--model", help="Registered model, e.g. models:/hrm-swe@champion "
+                        "(default: gate.model_name@gate.alias of the params).")
+CheckpointOpt = typer.Option(None, "--checkpoint", help="Use this checkpoint (file or checkpoints "
+                             "directory) instead of the registered model.")
+TokenizerOpt = typer.Option(Path("artifacts/tokenizer"), "--tokenizer",
+                            help="Tokenizer directory of --checkpoint.")
+
+
+@contextmanager
+def _repairer(params, model: str | None, checkpoint: Path | None, tokenizer: Path):
+    """The model to use and its name for `model_name_or_path`."""
+    from hrm.repairer import Repairer, load_registered
+
+    if checkpoint is not None and model is not None:
+        raise typer.BadParameter("pass --model or --checkpoint, not both")
+    if checkpoint is not None:
+        rep = Repairer.load(checkpoint, tokenizer, params)
+        yield rep, f"hrm:{Path(rep.checkpoint).name}@{rep.checkpoint_sha256[:12]}"
+        return
+    uri = model or f"models:/{params.gate.model_name}@{params.gate.alias}"
+    with tempfile.TemporaryDirectory(prefix="hrm-model-") as tmp:
+        yield load_registered(uri, params, tmp), uri.removeprefix("models:/")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+
+    @app.command("predict")
+    def predict_cmd(
+        instances: Path = typer.Option(..., "--instances", help="Instances (JSONL) to predict fixes for."),
+        out: Path = typer.Option(Path("artifacts/predictions/preds.jsonl"), "--out",
+                                 help="Predictions file (SWE-bench format, JSONL)."),
+        model: str | None = ModelUri,
+        checkpoint: Path | None = CheckpointOpt,
+        tokenizer: Path = TokenizerOpt,
+        params_path: Path = ParamsPath,
+        profile: str | None = Profile,
+    ) -> None:
+        """Predict a fix for each instance: one SWE-bench prediction per line (instance_id,
+        model_name_or_path, model_patch against the buggy tree)."""
+        from hrm.predict import predict_instances
+
+        params = load(params_path, profile)
+        with _repairer(params, model, checkpoint, tokenizer) as (rep, name):
+            summary = predict_instances(rep, instances, out, model_name=name, envs=params.envs)
+        empty = ", ".join(f"{k}: {v}" for k, v in summary.reasons.items())
+        typer.echo(f"predict: {summary.with_patch}/{summary.instances} instances with a patch"
+                   + (f" (empty: {empty})" if empty else "") + f" -> {out}")
+
+    @app.command("repair")
+    def repair_cmd(
+        path: Path = typer.Argument(..., help="Python file holding the buggy function."),
+        function: str | None = typer.Option(None, "--function", help="func or Class.method "
+                                            "(default: the function the model is surest is buggy)."),
+        issue: str | None = typer.Option(None, "--issue", help="Issue text, or a file holding it."),
+        apply: bool = typer.Option(False, "--apply", help="Write the fix into PATH."),
+        model: str | None = ModelUri,
+        checkpoint: Path | None = CheckpointOpt,
+        tokenizer: Path = TokenizerOpt,
+        params_path: Path = ParamsPath,
+        profile: str | None = Profile,
+    ) -> None:
+        """Propose a fix for one function of a file; print it as a unified diff."""
+        from hrm.errors import InputError
+        from hrm.repair import repair_source
+
+        if not path.is_file():
+            raise InputError("file not found", path=str(path))
+        try:
+            source = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise InputError(f"not UTF-8 text: {err}", path=str(path)) from None
+        text = issue or ""
+        if issue and len(issue) < 4096 and Path(issue).is_file():
+            text = Path(issue).read_text(encoding="utf-8")
+        params = load(params_path, profile)
+        with _repairer(params, model, checkpoint, tokenizer) as (rep, name):
+            fix = repair_source(rep, path.as_posix(), source, function=function, issue=text)
+        where = f"{fix.function} (line {fix.start_line})"
+        picked = f", picked among {fix.candidates} functions" if fix.candidates > 1 else ""
+        typer.echo(f"# {name}: {where}{picked}; change probability {fix.change_probability:.3f}, "
+                   f"q_halt {fix.q_halt:.3f}" + ("; only its first lines were read" if fix.truncated
+                                                 else ""), err=True)
+        if fix.rank:
+            typer.echo(f"# the model's output ranked {fix.rank + 1}: every better one does not "
+                       "parse", err=True)
+        typer.echo(fix.patch, nl=False)
+        if fix.reason or not fix.patch:
+            typer.secho(f"no usable fix: {fix.reason or 'the model changes nothing'}",
+                        fg=typer.colors.YELLOW, err=True)
+            sys.exit(1)
+        if apply:
+            tmp = path.with_name(path.name + ".hrm-tmp")
+            tmp.write_bytes(fix.fixed_source.encode("utf-8"))
+            tmp.replace(path)
+            typer.echo(f"# applied to {path}", err=True)
