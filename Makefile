@@ -48,7 +48,7 @@ data: venv
 
 run: data
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	$(BIN)/hrm gate summary
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

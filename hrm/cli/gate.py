@@ -5,6 +5,7 @@
 - `hrm gate decide`: `gate.json` + `report.md` + `plots/` (no registry).
 - `hrm gate promote --decision gate.json` / `hrm gate flag --decision gate.json`: the registry
   action on a decision written by `decide` (KFP: gate -> dsl.If promote / Else flag).
+- `hrm gate summary`: the few lines `make run` ends with.
 """
 
 from __future__ import annotations
@@ -130,6 +131,19 @@ def flag_cmd(
 ) -> None:
     """Register the checkpoint of a FLAG decision and tag it gate=flagged (alias untouched)."""
     _registry_cmd("flag", decision, train_dir, checkpoint, tokenizer, out, params_path, profile)
+
+
+@gate_app.command("summary")
+def summary_cmd(
+    gate_dir: Path = typer.Option(Path("artifacts/gate"), "--gate", help="Directory with gate.json."),
+    eval_dir: Path = EvalDir,
+) -> None:
+    """A few lines: the verdict, the primary metric against copying, each split's headline
+    metrics beside the copy and unigram baselines (what `make run` ends with)."""
+    from hrm.gate.summary import summary_lines
+
+    for line in summary_lines(gate_dir, eval_dir):
+        typer.echo(line)
 
 
 def register(app: typer.Typer) -> None:
