@@ -138,7 +138,7 @@ def predict_instances(repairer: Repairer, instances_path: str | Path, out_path: 
 
 def read_predictions(path: str | Path) -> list[dict]:
     """A predictions JSONL file; a bad line is an InputError naming file and line."""
-    from hrm.jsonl import iter_jsonl
+    from hrm.json_input import iter_jsonl
 
     rows = []
     for lineno, row in iter_jsonl(path, missing="predictions file not found"):

@@ -52,7 +52,7 @@ def write_rows(path: Path, rows: Iterable[CorpusRow]) -> int:
 
 def read_rows(path: str | Path) -> list[CorpusRow]:
     """Read `corpus.jsonl`; a line that is not a complete row is an error naming the line."""
-    from hrm.jsonl import iter_jsonl
+    from hrm.json_input import iter_jsonl
 
     out: list[CorpusRow] = []
     for lineno, raw in iter_jsonl(path, missing="corpus file not found (run `hrm corpus build`)"):

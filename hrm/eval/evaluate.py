@@ -53,7 +53,7 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
     from hrm.model.inference import unwrap
     from hrm.sequences import check_tokenizer, load_split
     from hrm.tokenizer import load_tokenizer
-    from hrm.train.checkpoint import load_for_inference
+    from hrm.train.checkpoint import load_for_inference, sha256_file
     from hrm.train.loop import resolve_device
 
     cfg = params.eval
@@ -91,7 +91,9 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
                          "sequences as train_sequences_dir)", path=str(train_dir))
     unigram = fit_unigram(train_split, delete_id=tok.mask_id, end_id=tok.eos_id)
     return evaluate_loaded(params, model, data, tok, scorer, out_dir, unigram=unigram,
-                           model_info={"checkpoint": info.path, "step": info.step,
+                           model_info={"checkpoint": info.path,
+                                       "checkpoint_sha256": sha256_file(Path(info.path)),
+                                       "step": info.step,
                                        "phase": info.phase, "weights": info.weights,
                                        "reverse_feedback": bool(net.cfg.reverse_feedback)},
                            split=label or split)
@@ -218,6 +220,8 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     result = {k: (float(v) if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
                   else v) for k, v in metrics.items()}
     result["baselines"] = baselines
+    # What the gate checks before a promotion: these metrics belong to this checkpoint file.
+    result["checkpoint_sha256"] = model_info.get("checkpoint_sha256")
     (out / "metrics.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     write_report(out / "report.md", split, result, model_info, reverse)
     _log(params, split, result, out)

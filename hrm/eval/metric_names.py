@@ -43,3 +43,31 @@ METRIC_NAMES: tuple[str, ...] = (
     "held_out_repo_exact_accuracy",
     "held_out_repo_rows",
 )
+
+_RATES = ("token_accuracy_all", "exact_accuracy", "edit_accuracy", "code_syntax_validity",
+          "code_compilation_success", "code_ast_match", "resolved_rate", "code_tiered_accuracy",
+          "q_halt_accuracy", "swe_search_score", "swe_search_convergence_rate", "greedy_pass_rate",
+          "reverse_learning_integration", "reverse_integration_gate", "q_halt_balanced_accuracy",
+          "location_accuracy", "resolved_after_search", "exact_after_search",
+          "held_out_repo_exact_accuracy")
+
+METRIC_RANGES: dict[str, tuple[float | None, float | None]] = {
+    **{name: (0.0, 1.0) for name in _RATES},
+    "swe_search_efficiency": (-1.0, 1.0),
+    **{name: (0.0, None) for name in METRIC_NAMES if name not in _RATES
+       and name != "swe_search_efficiency"},
+}
+"""[low, high] (None: unbounded) of every metric: rates and shares lie in [0, 1], the loss (a
+negative log-likelihood), step counts, ratios and row counts are >= 0, the search's efficiency
+(a difference of two rates over a count) in [-1, 1]. A finite value outside is impossible: the
+gate refuses the file rather than judge it (`hrm.gate.inputs`)."""
+
+
+def out_of_range(name: str, value: float) -> str:
+    """Why a finite `value` is impossible for metric `name` ('' when it is possible)."""
+    low, high = METRIC_RANGES.get(name, (None, None))
+    if low is not None and value < low:
+        return f"{name} = {value!r} is below its lowest possible value {low:g}"
+    if high is not None and value > high:
+        return f"{name} = {value!r} is above its highest possible value {high:g}"
+    return ""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from hrm.config import Criterion, GateConfig
+from hrm.errors import InputError
 from hrm.gate.inputs import SplitExtras, load_eval_metrics, load_split_extras
 
 GATE_FILE = "gate.json"
@@ -80,6 +81,9 @@ class GateResult:
     """None when `gate.primary_metric` is off."""
     evidence: str = ""
     """Why the result does or does not show a repair beyond copying (the verdict's second half)."""
+    checkpoint_sha256: str | None = None
+    """The checkpoint the judged metrics were measured on (from metrics.json); a promotion
+    registers only that checkpoint (`hrm.gate.registry.promote`)."""
 
     @property
     def failing(self) -> list[CriterionResult]:
@@ -113,6 +117,7 @@ class GateResult:
                if self.primary is not None and not self.primary.passed else []),
             "primary": asdict(self.primary) if self.primary is not None else None,
             "evidence": self.evidence,
+            "checkpoint_sha256": self.checkpoint_sha256,
             "metrics": {s: {k: clean(v) for k, v in m.items()} for s, m in self.metrics.items()},
         }
 
@@ -127,11 +132,17 @@ class GateResult:
             ci = primary.get("ci95")
             primary = PrimaryResult(**{**primary, "ci95": tuple(ci) if ci is not None else None})
         return cls(verdict=raw["verdict"], criteria=criteria, metrics=raw.get("metrics", {}),
-                   primary=primary, evidence=raw.get("evidence", ""))
+                   primary=primary, evidence=raw.get("evidence", ""),
+                   checkpoint_sha256=raw.get("checkpoint_sha256"))
 
 
 def _finite(v: float | None) -> bool:
     return v is not None and math.isfinite(v)
+
+
+def _number(v: object) -> float | None:
+    """`v` as a float when it is a JSON number (never a bool or a string), else None."""
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def with_baselines(result: CriterionResult, criterion: Criterion, extras: SplitExtras) -> CriterionResult:
@@ -209,8 +220,58 @@ def evaluate_criteria(gate: GateConfig, metrics: dict[str, dict[str, float | Non
         evidence = ("a passing criterion that copying the buggy code fails" if shown else
                     "every passing criterion is met by copying the buggy code too: no evidence of repair")
     verdict: Verdict = "PROMOTE" if all(r.passed for r in results) and shown else "FLAG"
+    judged = sorted({c.split for c in gate.criteria}
+                    | ({gate.primary_split} if primary is not None else set()))
+    shas = [extras.get(s, SplitExtras()).checkpoint_sha256 for s in judged]
+    if len({sha for sha in shas if sha is not None}) > 1:
+        named = ", ".join(f"{s}: {sha}" for s, sha in zip(judged, shas, strict=True))
+        raise InputError(f"the judged splits were measured on different checkpoints ({named}): "
+                         "evaluate every split on the one candidate")
+    # One split that does not name its checkpoint leaves the decision's checkpoint unknown: it
+    # can FLAG, never promote.
+    known = shas[0] if shas and None not in shas else None
     return GateResult(verdict=verdict, criteria=results, metrics=metrics, primary=primary,
-                      evidence=evidence)
+                      evidence=evidence, checkpoint_sha256=known)
+
+
+def decision_problems(result: GateResult) -> list[str]:
+    """What in a decision does not follow from its own numbers (empty: it holds).
+
+    A decision read back from gate.json is input like any other: `promote` re-derives each
+    criterion's status from its value, operator and threshold, whether copying meets it from
+    its copy baseline, the primary rule from its interval, and the verdict from those, instead
+    of trusting the `passed`/`verdict` fields.
+    """
+    problems = []
+    if not result.criteria:
+        problems.append("it has no criteria: nothing was judged")
+    all_pass, shown = bool(result.criteria), False
+    for c in result.criteria:
+        if c.op not in _OPS:
+            problems.append(f"{c.key}: unknown operator {c.op!r}")
+            all_pass = False
+            continue
+        value, threshold, copy = _number(c.value), _number(c.threshold), _number(c.baseline_copy)
+        holds = _finite(value) and _finite(threshold) and _OPS[c.op](value, threshold)
+        if c.passed and not holds:
+            problems.append(f"{c.key} claims to pass with value {c.value!r} {c.op} {c.threshold!r}")
+        copy_meets = _finite(copy) and _finite(threshold) and _OPS[c.op](copy, threshold)
+        all_pass = all_pass and holds
+        shown = shown or (holds and not copy_meets)
+    if result.primary is not None:
+        p = result.primary
+        ci = [_number(v) for v in p.ci95] if isinstance(p.ci95, list | tuple) else []
+        copy = _number(p.baseline_copy)
+        holds = len(ci) == 2 and _finite(copy) and all(_finite(v) for v in ci) and ci[0] > copy
+        if p.passed and not holds:
+            problems.append(f"primary {p.split}/{p.metric} claims to pass with interval {p.ci95} "
+                            f"against copying {p.baseline_copy}")
+        shown = holds
+    if result.verdict == "PROMOTE" and not (all_pass and shown):
+        problems.append("its verdict PROMOTE does not follow from its criteria"
+                        + ("" if all_pass else " (not all of them pass)")
+                        + ("" if shown else " (no evidence of repair beyond copying)"))
+    return problems
 
 
 def decide(gate: GateConfig, eval_dir: str | Path, out_dir: str | Path,
@@ -238,13 +299,12 @@ def write_gate_json(result: GateResult, out_dir: str | Path) -> Path:
 
 def read_gate_json(path: str | Path) -> GateResult:
     """Load a decision written by `decide` (for the separate promote/flag tasks)."""
-    from hrm.errors import InputError
+    from hrm.json_input import read_json_strict
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("gate decision not found (run `hrm gate decide`)", path=str(path))
+    raw = read_json_strict(path, missing="gate decision not found (run `hrm gate decide`)")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        if raw.get("verdict") not in ("PROMOTE", "FLAG"):
+            raise ValueError(f"verdict must be PROMOTE or FLAG, got {raw.get('verdict')!r}")
         return GateResult.from_json(raw)
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
         raise InputError(f"not a gate decision: {err}", path=str(path)) from None

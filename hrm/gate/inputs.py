@@ -7,8 +7,8 @@ null or NaN is NOT an input error: it is a legitimate "not measured" that the ga
 from __future__ import annotations
 
 import csv
-import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,17 +30,10 @@ def load_split_metrics(eval_dir: str | Path, split: str) -> dict[str, float | No
     (row counts, nested baselines): numeric ones are kept for the report, others skipped, since
     no criterion can name them.
     """
-    from hrm.eval.metric_names import METRIC_NAMES
+    from hrm.eval.metric_names import METRIC_NAMES, out_of_range
 
     path = Path(eval_dir) / split / METRICS_FILE
-    if not path.is_file():
-        raise InputError(f"metrics for split '{split}' not found (run `hrm evaluate --split {split}`)", path=str(path))
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON: {err.msg}", path=str(path), line=err.lineno) from None
-    if not isinstance(raw, dict):
-        raise InputError("top level must be an object {metric_name: number | null}", path=str(path))
+    raw = _read_metrics(path, split)
     metrics: dict[str, float | None] = {}
     for name, value in raw.items():
         if value is None:
@@ -49,8 +42,29 @@ def load_split_metrics(eval_dir: str | Path, split: str) -> dict[str, float | No
             if name in METRIC_NAMES:
                 raise InputError(f"metric '{name}' must be a number or null, got {value!r}", path=str(path))
         else:
-            metrics[name] = float(value)
+            metrics[name] = _as_float(value, name, path)
+            why = out_of_range(name, metrics[name]) if math.isfinite(metrics[name]) else ""
+            if why:
+                raise InputError(f"impossible metric: {why}", path=str(path))
     return metrics
+
+
+def _read_metrics(path: Path, split: str) -> dict:
+    from hrm.json_input import read_json_strict
+
+    raw = read_json_strict(path, missing=f"metrics for split '{split}' not found (run `hrm "
+                                         f"evaluate --split {split}`)")
+    if not isinstance(raw, dict):
+        raise InputError("top level must be an object {metric_name: number | null}", path=str(path))
+    return raw
+
+
+def _as_float(value: int | float, name: str, path: Path) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        raise InputError(f"metric '{name}': {str(value)[:20]}... does not fit a float",
+                         path=str(path)) from None
 
 
 @dataclass(frozen=True)
@@ -60,23 +74,44 @@ class SplitExtras:
 
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    checkpoint_sha256: str | None = None
+    """The sha256 of the checkpoint file these metrics were measured on (`hrm evaluate` writes
+    it); None in files of older evaluations, which then cannot promote."""
 
 
 def load_split_extras(eval_dir: str | Path, split: str) -> SplitExtras:
     """Baselines (`baselines.<name>.<metric>`, numbers only) and `_ci95` pairs of one split's
     metrics.json (which `load_split_metrics` has already checked is a JSON object)."""
-    raw = json.loads((Path(eval_dir) / split / METRICS_FILE).read_text(encoding="utf-8"))
+    from hrm.eval.metric_names import out_of_range
+
+    path = Path(eval_dir) / split / METRICS_FILE
+    raw = _read_metrics(path, split)
     baselines: dict[str, dict[str, float]] = {}
     for name, values in (raw.get("baselines") or {}).items():
         if isinstance(values, dict):
-            baselines[name] = {k: float(v) for k, v in values.items()
+            baselines[name] = {k: _as_float(v, f"baselines.{name}.{k}", path)
+                               for k, v in values.items()
                                if isinstance(v, int | float) and not isinstance(v, bool)}
+            for k, v in baselines[name].items():
+                why = out_of_range(k, v) if math.isfinite(v) else ""
+                if why:
+                    raise InputError(f"impossible baseline: {name}: {why}", path=str(path))
     intervals: dict[str, tuple[float, float]] = {}
     for key, value in raw.items():
         if key.endswith("_ci95") and isinstance(value, list) and len(value) == 2 and all(
                 isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-            intervals[key[: -len("_ci95")]] = (float(value[0]), float(value[1]))
-    return SplitExtras(baselines, intervals)
+            metric = key[: -len("_ci95")]
+            low, high = (_as_float(v, key, path) for v in value)
+            why = " ".join(out_of_range(metric, v) for v in (low, high)
+                           if math.isfinite(v) and out_of_range(metric, v))
+            if why or not low <= high:
+                raise InputError(f"impossible interval {key} = [{low}, {high}]"
+                                 + (f": {why}" if why else ": low above high"), path=str(path))
+            intervals[metric] = (low, high)
+    sha = raw.get("checkpoint_sha256")
+    if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        raise InputError(f"checkpoint_sha256 must be 64 hex digits, got {sha!r}", path=str(path))
+    return SplitExtras(baselines, intervals, sha)
 
 
 def load_eval_metrics(eval_dir: str | Path, splits: list[str]) -> dict[str, dict[str, float | None]]:

@@ -32,7 +32,7 @@ from typing import Literal
 
 from hrm.config import Params
 from hrm.errors import HrmError, InputError
-from hrm.gate.decide import GateResult
+from hrm.gate.decide import GateResult, decision_problems
 
 CHECKPOINT_TAG = "checkpoint_sha256"
 MODEL_ARTIFACT_DIR = "model"
@@ -310,6 +310,21 @@ def _guard(params: Params, result: GateResult, current) -> str | None:
 # ------------------------------------------------------------------------------------------
 # the two actions
 # ------------------------------------------------------------------------------------------
+def _check_same_checkpoint(result: GateResult, checkpoint: Path) -> None:
+    """The metrics that decided were measured on the candidate itself, not on another model."""
+    if not Path(checkpoint).exists():
+        raise InputError("checkpoint not found", path=str(checkpoint))
+    sha = checkpoint_sha256(Path(checkpoint))
+    if result.checkpoint_sha256 is None:
+        raise RegistryError("refusing: the decision's metrics do not name the checkpoint "
+                            "they were measured on (metrics.json without checkpoint_sha256, from an "
+                            "older `hrm evaluate`): evaluate the candidate again")
+    if result.checkpoint_sha256 != sha:
+        raise RegistryError(f"refusing: the metrics were measured on checkpoint "
+                            f"{result.checkpoint_sha256[:16]}…, the candidate {checkpoint} is "
+                            f"{sha[:16]}…: evaluate the candidate, then decide")
+
+
 def promote(params: Params, result: GateResult, checkpoint: Path, tokenizer: Path) -> RegistryOutcome:
     """Register (or find) the candidate, verify it, and move the alias to it.
 
@@ -319,37 +334,86 @@ def promote(params: Params, result: GateResult, checkpoint: Path, tokenizer: Pat
     if result.verdict != "PROMOTE":
         raise RegistryError(f"refusing to promote: the gate decision is {result.verdict} "
                             f"({len(result.failing)} failing criteria)")
+    problems = decision_problems(result)
+    if problems:
+        raise RegistryError("refusing to promote: the decision does not hold: " + "; ".join(problems))
+    _check_same_checkpoint(result, checkpoint)
     gate = params.gate
     with _run(params, "gate-promote") as run:
         client = _client()
         version, created, sha = register_candidate(params, checkpoint, tokenizer, run.info.run_id)
         v = str(version.version)
         verify_version(client, gate.model_name, v, sha)
-        current = champion(client, gate.model_name, gate.alias)
-        base = {"model_name": gate.model_name, "version": v, "created": created, "checkpoint_sha256": sha}
-        if current is not None and str(current.version) == v:
-            _tag(client, gate.model_name, v, {"gate": "promoted", "gate.verdict": "PROMOTE",
-                                               "champion_status": "current", **_metric_tags(result)})
-            return RegistryOutcome(action="already_champion", champion_version=v, **base,
-                                   reasons=[f"version {v} already holds alias '{gate.alias}'"])
-        blocked = _guard(params, result, current)
-        if blocked:
-            _tag(client, gate.model_name, v, {"gate": "flagged", "gate.verdict": "PROMOTE",
-                                               "gate.failing": blocked, **_metric_tags(result)})
-            return RegistryOutcome(action="guard_blocked", champion_version=str(current.version), **base,
-                                   reasons=[blocked])
-        # `promoting` marks a promotion under way: if the alias move below fails, the version
-        # does not claim to be promoted, and a re-run (same version) finishes the job.
-        _tag(client, gate.model_name, v, {"gate": "promoting", "gate.verdict": "PROMOTE", "gate.failing": "",
-                                           **_metric_tags(result)})
-        # The only step that changes what consumers load; everything before it was verified.
-        client.set_registered_model_alias(gate.model_name, gate.alias, v)
-        _tag(client, gate.model_name, v, {"gate": "promoted", "champion_status": "current"})
-        previous = None
-        if current is not None:
-            previous = str(current.version)
-            _tag(client, gate.model_name, previous, {"champion_status": "previous", "superseded_by": v})
-        return RegistryOutcome(action="promoted", champion_version=v, previous_champion=previous, **base)
+        with promotion_lock(params.tracking.resolved_uri):
+            return _move_alias(params, result, client, v, created, sha)
+
+
+def _move_alias(params: Params, result: GateResult, client, v: str, created: bool, sha: str
+                ) -> RegistryOutcome:
+    """The alias move and the champion tags (under `promotion_lock`)."""
+    gate = params.gate
+    current = champion(client, gate.model_name, gate.alias)
+    base = {"model_name": gate.model_name, "version": v, "created": created, "checkpoint_sha256": sha}
+    if current is not None and str(current.version) == v:
+        _tag(client, gate.model_name, v, {"gate": "promoted", "gate.verdict": "PROMOTE",
+                                           "champion_status": "current", **_metric_tags(result)})
+        return RegistryOutcome(action="already_champion", champion_version=v, **base,
+                               reasons=[f"version {v} already holds alias '{gate.alias}'"])
+    blocked = _guard(params, result, current)
+    if blocked:
+        _tag(client, gate.model_name, v, {"gate": "flagged", "gate.verdict": "PROMOTE",
+                                           "gate.failing": blocked, **_metric_tags(result)})
+        return RegistryOutcome(action="guard_blocked", champion_version=str(current.version), **base,
+                               reasons=[blocked])
+    # `promoting` marks a promotion under way: if the alias move below fails, the version
+    # does not claim to be promoted, and a re-run (same version) finishes the job.
+    _tag(client, gate.model_name, v, {"gate": "promoting", "gate.verdict": "PROMOTE", "gate.failing": "",
+                                       **_metric_tags(result)})
+    # The only step that changes what consumers load; everything before it was verified.
+    client.set_registered_model_alias(gate.model_name, gate.alias, v)
+    _tag(client, gate.model_name, v, {"gate": "promoted", "champion_status": "current"})
+    previous = None
+    if current is not None:
+        previous = str(current.version)
+        _tag(client, gate.model_name, previous, {"champion_status": "previous", "superseded_by": v})
+    holder = reconcile_champion(client, gate.model_name, gate.alias)
+    reasons = [] if holder == v else [f"another promotion moved alias '{gate.alias}' to version "
+                                      f"{holder} meanwhile"]
+    return RegistryOutcome(action="promoted", champion_version=holder, previous_champion=previous,
+                           reasons=reasons, **base)
+
+
+@contextmanager
+def promotion_lock(uri: str):
+    """Serialise promotions that share one sqlite registry: an exclusive `flock` on
+    `<db>.promote.lock` beside the database, held from reading the champion to tagging the new
+    one. A tracking server has no such lock; `reconcile_champion` repairs the tags after a race
+    there (the alias itself always has exactly one holder)."""
+    import fcntl
+
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///"):])
+    with open(db.with_name(db.name + ".promote.lock"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def reconcile_champion(client, name: str, alias: str) -> str | None:
+    """Make `champion_status=current` true of the alias holder only: any other version still
+    tagged current (left by a concurrent promotion) becomes `previous`, superseded by the holder.
+    Returns the holder's version."""
+    holder = champion(client, name, alias)
+    held = str(holder.version) if holder is not None else None
+    for version in client.search_model_versions(f"name='{name}' and tags.champion_status='current'"):
+        if str(version.version) != held:
+            _tag(client, name, str(version.version),
+                 {"champion_status": "previous", **({"superseded_by": held} if held else {})})
+    return held
 
 
 def flag(params: Params, result: GateResult, checkpoint: Path, tokenizer: Path) -> RegistryOutcome:
@@ -359,6 +423,8 @@ def flag(params: Params, result: GateResult, checkpoint: Path, tokenizer: Path) 
     """
     if result.verdict != "FLAG":
         raise RegistryError("refusing to flag: the gate decision is PROMOTE (use promote)")
+    if result.checkpoint_sha256 is not None:  # tags must not carry another model's numbers
+        _check_same_checkpoint(result, checkpoint)
     gate = params.gate
     with _run(params, "gate-flag") as run:
         client = _client()

@@ -105,8 +105,22 @@ class Run:
 
     def new_checkpoint(self, payload: bytes, step: int = 100) -> Path:
         """Write `step-<step>.pt` with `payload` and a manifest that verifies (a different
-        candidate when it is the newest step or replaces it)."""
-        return write_checkpoint(self.checkpoint, step, payload)
+        candidate when it is the newest step or replaces it), and name it in the metrics as
+        `hrm evaluate` of the new candidate would (decide again to use them)."""
+        path = write_checkpoint(self.checkpoint, step, payload)
+        stamp_checkpoint(self.eval_dir, self.checkpoint)
+        return path
+
+
+def stamp_checkpoint(eval_dir: Path, checkpoint: Path) -> str:
+    """Write the sha256 of the checkpoint `checkpoint` resolves to into every split's
+    metrics.json under `eval_dir` (what `hrm evaluate` records); returns it."""
+    from hrm.gate.registry import checkpoint_sha256
+
+    sha = checkpoint_sha256(checkpoint)
+    for path in eval_dir.glob("*/metrics.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "checkpoint_sha256": sha}))
+    return sha
 
 
 def write_checkpoint(ckpt_dir: Path, step: int, payload: bytes) -> Path:
@@ -131,6 +145,7 @@ def run_dirs(tmp_path: Path) -> Run:
     ckpt = train_dir / "refinement" / "checkpoints"
     ckpt.mkdir(parents=True)
     write_checkpoint(ckpt, 100, b"weights-v1" * 1000)
+    stamp_checkpoint(eval_dir, ckpt)
     tok = tmp_path / "tokenizer"
     tok.mkdir()
     (tok / "tokenizer.json").write_text('{"model": {"type": "BPE"}}')
@@ -189,7 +204,8 @@ def synth():
     from types import SimpleNamespace
 
     return SimpleNamespace(write_metrics=write_metrics, write_history=write_history, LENIENT=LENIENT,
-                           MID_TRAINING_VAL=MID_TRAINING_VAL, write_checkpoint=write_checkpoint)
+                           MID_TRAINING_VAL=MID_TRAINING_VAL, write_checkpoint=write_checkpoint,
+                           stamp_checkpoint=stamp_checkpoint)
 
 
 def wait_for_http(url: str, proc, timeout_s: float, output) -> None:

@@ -37,8 +37,13 @@ def test_promote_then_second_promotion_keeps_first_and_rerun_is_idempotent(make_
     assert (again.action, again.version, again.created) == ("already_champion", "1", False)
     assert _versions(client, "hrm-swe") == [1]
 
-    # A different checkpoint: a new version takes the alias, the first stays registered.
+    # A different checkpoint: the first one's decision cannot promote it (its metrics are of
+    # another model); evaluated and decided, a new version takes the alias, the first stays.
     run_dirs.new_checkpoint(b"weights-v2" * 1000)
+    with pytest.raises(RegistryError, match="metrics were measured on checkpoint"):
+        promote(params, result, run_dirs.checkpoint, run_dirs.tokenizer)
+    assert _versions(client, "hrm-swe") == [1]
+    result = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
     second = promote(params, result, run_dirs.checkpoint, run_dirs.tokenizer)
     assert (second.action, second.version, second.previous_champion) == ("promoted", "2", "1")
     client = _client(params)
@@ -164,3 +169,49 @@ def test_corrupt_newest_checkpoint_is_refused_never_replaced_by_an_older_one(mak
     client = _client(params)
     assert champion(client, "hrm-swe", "champion") is None
     assert _versions(client, "hrm-swe") == []
+
+
+def test_concurrent_promotions_leave_one_current_champion(make_params, run_dirs, synth, tmp_path):
+    """Two `hrm gate promote` processes, each with its own candidate and decision, started at
+    once against one sqlite registry: both register, the promotions run one after the other
+    (the promotion lock), and exactly one version ends tagged current: the alias holder."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    params = make_params(synth.LENIENT)
+    params_file = tmp_path / "p.yaml"
+    params_file.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    commands = []
+    for name, payload in (("a", b"weights-a" * 1000), ("b", b"weights-b" * 1000)):
+        ckpt = tmp_path / name / "checkpoints"
+        ckpt.mkdir(parents=True)
+        synth.write_checkpoint(ckpt, 100, payload)
+        for split in ("val", "train"):
+            synth.write_metrics(tmp_path / name / "eval", split, synth.MID_TRAINING_VAL)
+        synth.stamp_checkpoint(tmp_path / name / "eval", ckpt)
+        assert decide(params.gate, tmp_path / name / "eval", tmp_path / name / "gate").verdict == "PROMOTE"
+        commands.append([sys.executable, "-m", "hrm", "gate", "promote", "--decision",
+                         str(tmp_path / name / "gate" / "gate.json"), "--checkpoint", str(ckpt),
+                         "--tokenizer", str(run_dirs.tokenizer), "--params", str(params_file)])
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for c in commands]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    client = _client(params)
+    assert _versions(client, "hrm-swe") == [1, 2]
+    holder = str(champion(client, "hrm-swe", "champion").version)
+    current = [v.version for v in client.search_model_versions(
+        "name='hrm-swe' and tags.champion_status='current'")]
+    assert [str(v) for v in current] == [holder]
+    other = "1" if holder == "2" else "2"
+    tags = client.get_model_version("hrm-swe", other).tags
+    assert tags["champion_status"] == "previous" and tags["superseded_by"] == holder
+    # the later promotion's registry.json names the final champion
+    final = [json.loads((tmp_path / n / "gate" / "registry.json").read_text()) for n in "ab"]
+    assert holder in {r["champion_version"] for r in final}
+    assert all(r["action"] == "promoted" for r in final)
