@@ -30,9 +30,8 @@ import unidiff
 
 from hrm.data.instance import _ID_RE, parse_instance_id
 from hrm.data.schemas import SCHEMA_SWE_BENCH, classify, missing_fields
+from hrm.data.test_ids import DEFAULT_RUNNER, TEST_RUNNERS, bad_test_ids
 
-# pytest node id: a .py path, optionally followed by ::names (parameters may contain spaces).
-NODE_ID_RE = re.compile(r"^[^\s:]+\.py(::\S.*)?\Z")
 _BINARY_RE = re.compile(r"^(Binary files .* differ|GIT binary patch)$", re.MULTILINE)
 
 TEXT_FIELDS = ("instance_id", "repo", "patch", "problem_statement", "image_name")
@@ -140,9 +139,9 @@ CHECKS: tuple[Check, ...] = (
     Check("statement_size", text_column("problem_statement"),
           "problem_statement is longer than data.max_problem_statement_chars", "max_length", "problem_statement"),
     Check("f2p_nonempty_list", "_f2p_nonempty_list", "FAIL_TO_PASS is not a non-empty list of strings"),
-    Check("f2p_node_ids", "_f2p_node_ids", "FAIL_TO_PASS has an item that is not a pytest node id"),
+    Check("f2p_node_ids", "_f2p_node_ids", "FAIL_TO_PASS has an item that is not a test id of the row's test_runner (pytest node id by default)"),
     Check("p2p_is_list", "_p2p_is_list", "PASS_TO_PASS is not a list of strings"),
-    Check("p2p_node_ids", "_p2p_node_ids", "PASS_TO_PASS has an item that is not a pytest node id"),
+    Check("p2p_node_ids", "_p2p_node_ids", "PASS_TO_PASS has an item that is not a test id of the row's test_runner (pytest node id by default)"),
     Check("tests_disjoint", "_tests_disjoint", "FAIL_TO_PASS and PASS_TO_PASS share tests"),
     Check("p2p_empty_only_for_pr", "_p2p_empty_only_for_pr", "PASS_TO_PASS is empty but the instance is not pr_*"),
 )
@@ -214,8 +213,6 @@ def encodable(value: Any) -> bool:
     return True
 
 
-def _bad_node_ids(items: list[str]) -> list[str]:
-    return [t for t in items if not NODE_ID_RE.match(t)]
 
 
 def is_utf8_text(value: Any) -> bool:
@@ -292,6 +289,12 @@ def _check_patch(row: dict[str, Any], rc: RowChecks) -> None:
 def _check_tests(row: dict[str, Any], rc: RowChecks, parsed_id) -> None:
     f2p, p2p = row.get("FAIL_TO_PASS"), row.get("PASS_TO_PASS")
     f2p_ok = p2p_ok = False
+    # SWE-bench rows converted from Django or sympy name tests their runner's way (hrm.data.test_ids)
+    runner = row.get("test_runner", DEFAULT_RUNNER)
+    if runner not in TEST_RUNNERS:
+        runner, unknown = DEFAULT_RUNNER, f"unknown test_runner {row.get('test_runner')!r}; "
+    else:
+        unknown = ""
     if "FAIL_TO_PASS" in row:
         f2p_ok = bool(rc.set(
             "f2p_nonempty_list",
@@ -299,13 +302,15 @@ def _check_tests(row: dict[str, Any], rc: RowChecks, parsed_id) -> None:
             f"FAIL_TO_PASS is {'an empty list' if f2p == [] else f'a {type(f2p).__name__}: {str(f2p)[:60]!r}'}",
         ))
         if f2p_ok:
-            bad = _bad_node_ids(f2p)
-            rc.set("f2p_node_ids", not bad, f"not node ids: {bad[:3]}")
+            bad = bad_test_ids(f2p, runner)
+            rc.set("f2p_node_ids", not bad and not unknown,
+                   f"{unknown}not {runner} test ids: {bad[:3]}")
     if "PASS_TO_PASS" in row:
         p2p_ok = bool(rc.set("p2p_is_list", _string_list(p2p), f"PASS_TO_PASS is a {type(p2p).__name__}"))
         if p2p_ok:
-            bad = _bad_node_ids(p2p)
-            rc.set("p2p_node_ids", not bad, f"not node ids: {bad[:3]}")
+            bad = bad_test_ids(p2p, runner)
+            rc.set("p2p_node_ids", not bad and not unknown,
+                   f"{unknown}not {runner} test ids: {bad[:3]}")
     if f2p_ok and p2p_ok:
         shared = sorted(set(f2p) & set(p2p))
         rc.set("tests_disjoint", not shared, f"in both lists: {shared[:3]}")

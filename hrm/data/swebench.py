@@ -6,6 +6,8 @@ introduces the bug again, and names the instance like a SWE-smith PR mirror:
 `django__django-11099` at base commit `abcdef12...` becomes `django__django.abcdef12.pr_11099`
 with repo `swesmith/django__django.abcdef12`. The original id, `test_patch` and every other
 field are kept as extra fields (an environment for such an instance must apply `test_patch`).
+The runner its test ids are written for (pytest node ids, Django's `test_x (module.Class)` or
+docstring names, sympy's bare names) goes into `test_runner` (`hrm.data.test_ids`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import unidiff
 
 from hrm.data.schemas import SWE_BENCH_ID_RE, normalise
+from hrm.data.test_ids import id_style, runner_for
 
 _HUNK_RE = re.compile(r"^@@ -(\d+(?:,\d+)?) \+(\d+(?:,\d+)?) @@(.*)$", re.DOTALL)
 _DIFF_GIT_RE = re.compile(r"^diff --git (a/\S+) (b/\S+)(\r?\n)?$")
@@ -166,6 +169,13 @@ def convert_row(row: dict[str, Any]) -> dict[str, Any]:
     commit8 = base_commit[:8]
     stem = f"{m['owner']}__{m['name']}.{commit8}"
     converted = normalise(row)
+    tests = [t for key in ("FAIL_TO_PASS", "PASS_TO_PASS")
+             for t in (converted.get(key) if isinstance(converted.get(key), list) else [])]
+    runner = runner_for(tests)
+    if runner is None:
+        styles = sorted({str(id_style(t)) for t in tests})
+        raise ConversionError(f"FAIL_TO_PASS/PASS_TO_PASS: test ids of mixed or unknown styles "
+                              f"({', '.join(styles)}): {[t for t in tests if id_style(t) is None][:3] or tests[:3]}")
     converted.update(
         instance_id=f"{stem}.pr_{m['number']}",
         repo=f"swesmith/{stem}",
@@ -173,6 +183,7 @@ def convert_row(row: dict[str, Any]) -> dict[str, Any]:
         original_instance_id=instance_id,
         original_repo=row.get("repo"),
         converted_from="swe-bench",
+        test_runner=runner,
     )
     converted.setdefault("image_name", "")
     return normalise(converted)

@@ -90,6 +90,15 @@ def to_hunks(record_hunks: Sequence[object]) -> list[Hunk]:
     return out
 
 
+def runner_refusal(instance: Instance) -> str:
+    """Why this sandbox cannot run the instance's tests ('' when it can): it runs pytest, and
+    rows converted from SWE-bench may name Django or sympy tests (`hrm.data.test_ids`)."""
+    runner = instance.extra.get("test_runner", "pytest")
+    if runner == "pytest":
+        return ""
+    return f"its tests need the {runner} runner; this sandbox runs pytest only"
+
+
 def sample_pass_to_pass(instance: Instance, limit: int) -> list[str]:
     """At most `limit` PASS_TO_PASS ids, a sample seeded by the instance id (reproducible)."""
     tests = sorted(instance.PASS_TO_PASS)
@@ -167,6 +176,8 @@ class ExecutionTier:
         instance = self.instances.get(instance_id)
         if instance is None:
             return "instance not in the instances file"
+        if runner_refusal(instance):
+            return runner_refusal(instance)
         env = self._environment(repo)
         if isinstance(env, str):
             return env
@@ -237,6 +248,8 @@ class ExecutionTier:
         instance = self.instances.get(instance_id)
         if instance is None:
             return TestOutcome(False, f"{NO_ENVIRONMENT}: instance not in the instances file")
+        if runner_refusal(instance):
+            return TestOutcome(False, f"{NO_ENVIRONMENT}: {runner_refusal(instance)}")
         env = self._environment(instance.repo)
         if isinstance(env, str):
             return TestOutcome(False, f"{NO_ENVIRONMENT}: {env}")
