@@ -5,6 +5,12 @@ tag, `hrm.pipeline_key`, rather than passed in memory. The key is $HRM_PIPELINE_
 (KFP sets it to its run id), else a fingerprint of the resolved params and the raw snapshot
 (`data.snapshot`, the one input every stage descends from), so that every stage of one
 `dvc repro` lands under the same parent run.
+
+Every run carries where it came from (`provenance_tags`: git commit and dirty flag, the data
+version from the snapshot's `.dvc` file, the profile); the parent run carries the resolved params
+(flattened) and, once the gate has run, the verdict and headline metrics (`roll_up`), so the
+experiment's run list answers "which run, on what data, with what result" without opening
+children. A step that logs after its work passes `started` so its duration is the work's.
 """
 
 from __future__ import annotations
@@ -20,6 +26,62 @@ from hrm.config import Params, TrackingConfig
 
 PIPELINE_KEY_TAG = "hrm.pipeline_key"
 PIPELINE_RUN_ENV = "HRM_PIPELINE_RUN"
+UNKNOWN = "unknown"
+
+
+def _git(*args: str) -> str | None:
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def data_version(params: Params) -> str:
+    """The md5 DVC records for the snapshot's directory (`data.dvc`) or file (`*.jsonl.dvc`),
+    else `unknown`."""
+    import yaml
+
+    snapshot = Path(params.data.snapshot)
+    for dvc_file in (snapshot.parent.with_suffix(".dvc"), snapshot.with_name(snapshot.name + ".dvc")):
+        try:
+            outs = (yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}).get("outs") or []
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        if outs and isinstance(outs[0], dict) and outs[0].get("md5"):
+            return str(outs[0]["md5"])
+    return UNKNOWN
+
+
+def provenance_tags(params: Params) -> dict[str, str]:
+    """Git commit (MLflow's own `mlflow.source.git.commit` too, which its UI shows), whether
+    tracked files differ from it, the data version and the profile."""
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "mlflow.source.git.commit": commit or UNKNOWN,
+        "hrm.git.commit": commit or UNKNOWN,
+        "hrm.git.dirty": UNKNOWN if dirty is None else str(bool(dirty)).lower(),
+        "hrm.data.version": data_version(params),
+        "hrm.profile": params.profile,
+    }
+
+
+def flat_params(params: Params) -> dict[str, str]:
+    """The resolved params as `section.key` -> value (lists and mappings inside as JSON), at
+    most MLflow's 6,000 characters a value."""
+    out: dict[str, str] = {}
+    for section, values in params.model_dump(mode="json").items():
+        if not isinstance(values, dict):
+            out[section] = str(values)
+            continue
+        for key, value in values.items():
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            out[f"{section}.{key}"] = text[:6000]
+    return out
 
 
 def pipeline_key(params: Params) -> str:
@@ -69,8 +131,11 @@ def configure(cfg: TrackingConfig) -> str:
     return experiment_id
 
 
-def find_or_create_parent(cfg: TrackingConfig, key: str, profile: str) -> str:
-    """Return the run id of the parent run tagged with `key`, creating it if absent."""
+def find_or_create_parent(cfg: TrackingConfig, key: str, profile: str,
+                          params: Params | None = None) -> str:
+    """Return the run id of the parent run tagged with `key`, creating it if absent (with the
+    provenance tags and the flattened params of `params` when given)."""
+    from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
     experiment_id = configure(cfg)
@@ -82,31 +147,62 @@ def find_or_create_parent(cfg: TrackingConfig, key: str, profile: str) -> str:
     )
     if found:
         return found[0].info.run_id
-    run = client.create_run(
-        experiment_id,
-        run_name=f"pipeline-{key[:8]}",
-        tags={PIPELINE_KEY_TAG: key, "hrm.kind": "pipeline", "hrm.profile": profile},
-    )
+    tags = {PIPELINE_KEY_TAG: key, "hrm.kind": "pipeline", "hrm.profile": profile}
+    if params is not None:
+        tags.update(provenance_tags(params))
+    run = client.create_run(experiment_id, run_name=f"pipeline-{key[:8]}", tags=tags)
+    if params is not None:
+        items = [Param(k, v) for k, v in sorted(flat_params(params).items())]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
+            client.log_batch(run.info.run_id, params=items[start:start + 100])
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
 
 @contextmanager
-def step_run(params: Params, step: str) -> Iterator[object]:
+def step_run(params: Params, step: str, *, started: float | None = None) -> Iterator[object]:
     """Open a nested MLflow run for `step` under the pipeline's parent run.
 
     Yields the active `mlflow.ActiveRun`; log with the usual `mlflow.log_*` calls inside.
+    `started` (a `time.time()`): when the step's work began, for steps that open their run only
+    to log at the end (the run's duration is then the work's, not the logging's).
     """
     import mlflow
+    from mlflow.tracking import MlflowClient
 
     key = pipeline_key(params)
-    parent_id = find_or_create_parent(params.tracking, key, params.profile)
+    parent_id = find_or_create_parent(params.tracking, key, params.profile, params)
     experiment_id = configure(params.tracking)
+    tags = {PIPELINE_KEY_TAG: key, "hrm.kind": "step", "hrm.step": step,
+            **provenance_tags(params)}
     with mlflow.start_run(run_id=parent_id):
-        with mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=step,
-            nested=True,
-            tags={PIPELINE_KEY_TAG: key, "hrm.kind": "step", "hrm.step": step},
-        ) as run:
+        if started is None:
+            with mlflow.start_run(experiment_id=experiment_id, run_name=step, nested=True,
+                                  tags=tags) as run:
+                yield run
+            return
+        created = MlflowClient().create_run(
+            experiment_id, start_time=int(started * 1000), run_name=step,
+            tags={**tags, "mlflow.parentRunId": parent_id})
+        with mlflow.start_run(run_id=created.info.run_id, nested=True) as run:
             yield run
+
+
+def roll_up(params: Params, *, metrics: dict[str, float], tags: dict[str, str]) -> str:
+    """Put a pipeline's outcome on its parent run (the gate's verdict and headline metrics);
+    returns the parent's run id."""
+    import math
+
+    from mlflow.entities import Metric, RunTag
+    from mlflow.tracking import MlflowClient
+
+    parent_id = find_or_create_parent(params.tracking, pipeline_key(params), params.profile, params)
+    import time
+
+    now = int(time.time() * 1000)
+    client = MlflowClient()
+    client.log_batch(parent_id,
+                     metrics=[Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())
+                              if v is not None and math.isfinite(float(v))],
+                     tags=[RunTag(k, str(v)) for k, v in sorted(tags.items())])
+    return parent_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -21,6 +22,7 @@ def build(
     from hrm.corpus.validate import validate_corpus
 
     params = options.load(params_path, profile)
+    started = time.time()
     summary = build_corpus(params.corpus, out)
     report = validate_corpus(out)
     typer.echo(f"corpus: {summary.rows} rows from {len(summary.by_package)} packages "
@@ -34,7 +36,7 @@ def build(
 
         from hrm.tracking import step_run
 
-        with step_run(params, "corpus"):
+        with step_run(params, "corpus", started=started):
             mlflow.log_params({"corpus.packages": ",".join(p.package for p in params.corpus.packages),
                                "corpus.seed": params.corpus.seed,
                                "corpus.max_rows": params.corpus.max_rows})

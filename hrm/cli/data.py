@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -75,6 +76,7 @@ def validate_command(
     from hrm.errors import StepFailed
 
     params = load(params_path, profile)
+    started = time.time()
     failure: StepFailed | None = None
     try:
         validate(snapshot, out, params.data)
@@ -82,7 +84,7 @@ def validate_command(
         failure = err  # outputs are written: report and track them, then fail
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     if track:
-        _log_validation(params, summary, out)
+        _log_validation(params, summary, out, started)
     typer.echo(
         f"validate: {summary['rows']} rows, {summary['valid']} valid, {summary['quarantined']} quarantined "
         f"({summary['invalid_fraction']:.1%}) -> {out}"
@@ -94,12 +96,12 @@ def validate_command(
         raise failure
 
 
-def _log_validation(params, summary: dict, out: Path) -> None:
+def _log_validation(params, summary: dict, out: Path, started: float) -> None:
     import mlflow
 
     from hrm.tracking import step_run
 
-    with step_run(params, "validate"):
+    with step_run(params, "validate", started=started):
         mlflow.log_params({f"data.{k}": getattr(params.data, k) for k in
                            ("max_invalid_fraction", "max_patch_lines", "max_problem_statement_chars", "size_mostly")})
         mlflow.log_metrics({k: float(summary[k]) for k in ("rows", "valid", "quarantined", "invalid_fraction")})

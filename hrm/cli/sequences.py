@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -22,6 +23,7 @@ def split(
     from hrm.splits import build_splits
 
     params = options.load(params_path, profile)
+    started = time.time()
     stats = build_splits(instances, out, params.sequences)
     typer.echo(
         f"splits: train {stats['count_train']}, val {stats['count_val']}, test "
@@ -35,7 +37,7 @@ def split(
 
         from hrm.tracking import step_run
 
-        with step_run(params, "split"):
+        with step_run(params, "split", started=started):
             mlflow.log_params({f"sequences.{k}": getattr(params.sequences, k)
                                for k in ("split_seed", "val_fraction", "test_fraction")})
             mlflow.log_metrics({k: v for k, v in stats.items() if isinstance(v, int)})
@@ -56,6 +58,7 @@ def build(
     from hrm.sequences import build_sequences
 
     params = options.load(params_path, profile)
+    started = time.time()
     meta = build_sequences(instances, splits, tokenizer, out, params.sequences, corpus_path=corpus,
                            envs=params.envs)
     typer.echo(f"sequences: seq_len {meta.seq_len}, slots {meta.slots}, vocab {meta.vocab_size} "
@@ -73,7 +76,7 @@ def build(
 
         from hrm.tracking import step_run
 
-        with step_run(params, "sequences"):
+        with step_run(params, "sequences", started=started):
             mlflow.log_params({f"sequences.{k}": v for k, v in meta.config.items()})
             metrics = {f"rows_{s}": n for s, n in meta.counts.items()}
             for s, reasons in meta.dropped.items():

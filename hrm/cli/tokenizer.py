@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -23,6 +24,7 @@ def build(
     from hrm.tokenizer import build_tokenizer
 
     params = options.load(params_path, profile)
+    started = time.time()
     meta = build_tokenizer(instances, splits, out, params.tokenizer, corpus_path=corpus)
     typer.echo(
         f"tokenizer: vocab {meta['vocab_size']} (requested {meta['requested_vocab_size']}), "
@@ -34,7 +36,7 @@ def build(
 
         from hrm.tracking import step_run
 
-        with step_run(params, "tokenizer"):
+        with step_run(params, "tokenizer", started=started):
             mlflow.log_params({f"tokenizer.{k}": v for k, v in meta["config"].items()})
             mlflow.log_metrics({k: meta[k] for k in
                                 ("vocab_size", "training_texts", "training_chars")})

@@ -139,12 +139,15 @@ def untrained_model(params: Params, model):
 def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir: str | Path, *,
                     unigram, model_info: dict[str, Any], split: str) -> dict[str, Any]:
     """The evaluation on loaded inputs (the testable core of `evaluate`)."""
+    import time
+
     from hrm.eval.decoding import decode_prediction
     from hrm.eval.model_pass import pass_metrics, run_model_pass
     from hrm.eval.report import write_report
     from hrm.eval.search import search_metrics, search_row, verify
     from hrm.sequences import label_outputs
 
+    started = time.time()
     cfg = params.eval
     workers = max(1, cfg.workers)
     n = len(data)
@@ -224,11 +227,11 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     result["checkpoint_sha256"] = model_info.get("checkpoint_sha256")
     (out / "metrics.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     write_report(out / "report.md", split, result, model_info, reverse)
-    _log(params, split, result, out)
+    _log(params, split, result, out, started)
     return result
 
 
-def _log(params: Params, split: str, metrics: dict[str, Any], out: Path) -> None:
+def _log(params: Params, split: str, metrics: dict[str, Any], out: Path, started: float) -> None:
     import mlflow
 
     from hrm.tracking import configure, step_run
@@ -236,7 +239,7 @@ def _log(params: Params, split: str, metrics: dict[str, Any], out: Path) -> None
     # step_run opens the nested run in MLflow's active experiment, which it does not set:
     # without this the step run lands in "Default" while its parent is in the configured one.
     mlflow.set_experiment(experiment_id=configure(params.tracking))
-    with step_run(params, f"evaluate:{split}"):
+    with step_run(params, f"evaluate:{split}", started=started):
         flat = {k: v for k, v in metrics.items() if isinstance(v, float)}
         for name, values in metrics["baselines"].items():
             flat.update({f"baseline_{name}.{k}": v for k, v in values.items()

@@ -159,7 +159,10 @@ def _ensure_registered_model(client, name: str) -> None:
         if err.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         try:
-            client.create_registered_model(name, description="HRM bug-repair model, promoted by `hrm gate`.")
+            client.create_registered_model(name, description=(
+                "HRM bug-repair model. `hrm gate` registers every candidate it judges: alias "
+                "`champion` marks the promoted version, tag gate=flagged the ones it did not "
+                "promote (with the failing criteria in gate.failing)."))
         except MlflowException as race:  # created concurrently by another gate run
             if race.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -372,6 +375,8 @@ def _move_alias(params: Params, result: GateResult, client, v: str, created: boo
     # The only step that changes what consumers load; everything before it was verified.
     client.set_registered_model_alias(gate.model_name, gate.alias, v)
     _tag(client, gate.model_name, v, {"gate": "promoted", "champion_status": "current"})
+    client.update_model_version(gate.model_name, v, description=(
+        f"Promoted by the gate to '{gate.alias}': {result.evidence}")[:5000])
     previous = None
     if current is not None:
         previous = str(current.version)
@@ -433,6 +438,8 @@ def flag(params: Params, result: GateResult, checkpoint: Path, tokenizer: Path) 
         verify_version(client, gate.model_name, v, sha)
         _tag(client, gate.model_name, v, {"gate": "flagged", "gate.verdict": "FLAG",
                                            "gate.failing": _failing_text(result), **_metric_tags(result)})
+        client.update_model_version(gate.model_name, v, description=(
+            f"Flagged by the gate (not promoted): {_failing_text(result) or result.evidence}")[:5000])
         current = champion(client, gate.model_name, gate.alias)
         reasons = [f"{c.key}: {c.note}" for c in result.failing]
         if current is not None and str(current.version) == v:

@@ -113,4 +113,28 @@ def run_gate(params: Params, eval_dir: str | Path, train_dir: str | Path, out_di
         if outcome is not None:
             files.append(write_registry_json(outcome, out))
         _log(result, files, out)
+    _roll_up(params, result, outcome)
     return GateOutcome(result, report, files, outcome)
+
+
+HEADLINE = ("exact_accuracy", "resolved_rate", "resolved_after_search", "token_accuracy_all",
+            "loss")
+"""The metrics of each judged split the parent run shows beside the verdict."""
+
+
+def _roll_up(params: Params, result: GateResult, outcome: RegistryOutcome | None) -> None:
+    """The verdict and headline numbers on the pipeline's parent run (`hrm.tracking.roll_up`)."""
+    from hrm.tracking import roll_up
+
+    counts = result.counts()
+    metrics = {"gate.promote": float(result.verdict == "PROMOTE"),
+               "gate.criteria_passed": float(counts["passed"]),
+               "gate.criteria_total": float(counts["total"])}
+    for split, values in result.metrics.items():
+        metrics.update({f"{split}.{k}": v for k, v in values.items() if k in HEADLINE
+                        and v is not None})
+    tags = {"hrm.gate.verdict": result.verdict, "hrm.gate.evidence": result.evidence[:5000]}
+    if outcome is not None:
+        tags["hrm.gate.registry_action"] = outcome.action
+        tags["hrm.gate.model_version"] = f"{outcome.model_name}/{outcome.version}"
+    roll_up(params, metrics=metrics, tags=tags)

@@ -84,7 +84,17 @@ def test_gate_on_a_really_trained_tiny_model(trained, make_params, tmp_path, sam
     more = art / "train_more" / "refinement"
     run_phase(lenient, "refinement", art / "sequences", art / "tokenizer", more,
               resume_from=art / "train" / "refinement" / "checkpoints", track=False)
-    second = run_gate(lenient, art / "eval", art / "train", art / "gate2", checkpoint=more / "checkpoints")
+    # the first candidate's metrics cannot promote it: they belong to another checkpoint
+    from hrm.gate.registry import RegistryError
+
+    with pytest.raises(RegistryError, match="metrics were measured on checkpoint"):
+        run_gate(lenient, art / "eval", art / "train", art / "gate2", checkpoint=more / "checkpoints")
+    from hrm.eval.evaluate import evaluate
+
+    evaluate(lenient, more / "checkpoints", art / "tokenizer", art / "sequences", "val",
+             art / "eval_more" / "val")
+    second = run_gate(lenient, art / "eval_more", art / "train", art / "gate2",
+                      checkpoint=more / "checkpoints")
     assert (second.registry.action, second.registry.version, second.registry.previous_champion) == \
         ("promoted", "2", "1")
     client = mlflow.MlflowClient()

@@ -85,6 +85,28 @@ def test_hrm_gate_flags_by_default_reports_and_exits_zero(make_params, run_dirs,
     logged = {f.path for f in client.list_artifacts(runs[0].info.run_id, "gate")}
     assert {"gate/report.md", "gate/gate.json", "gate/plots"} <= logged
 
+    # the pipeline's parent run shows the outcome, the params and where it came from
+    experiment = client.get_experiment_by_name("gate-test")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["hrm.kind"] == "pipeline"
+    assert parent.data.tags["hrm.gate.verdict"] == "FLAG"
+    assert parent.data.tags["hrm.gate.registry_action"] == "flagged"
+    assert parent.data.metrics["val.token_accuracy_all"] == 0.71
+    assert parent.data.metrics["gate.criteria_passed"] == 1.0
+    assert parent.data.params["gate.model_name"] == "hrm-swe"
+    assert json.loads(parent.data.params["gate.criteria"])[0]["metric"] == "loss"
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    for run in (parent, runs[0]):
+        assert run.data.tags["mlflow.source.git.commit"] == (head or "unknown")
+        assert run.data.tags["hrm.git.dirty"] in ("true", "false", "unknown")
+        assert "hrm.data.version" in run.data.tags
+    # the version's description says what the gate did with it
+    version = client.get_model_version("hrm-swe", registry["version"])
+    assert version.description.startswith("Flagged by the gate (not promoted): val/loss < 0.3")
+
 
 def test_kfp_parts_decide_then_promote(make_params, run_dirs, synth, tmp_path):
     params = make_params(synth.LENIENT, bootstrap_samples=10)

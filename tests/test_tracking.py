@@ -1,0 +1,46 @@
+"""MLflow tracking (a real sqlite store): provenance tags, the parent's params, step durations
+for steps that log at the end, and the data version read from the snapshot's .dvc file."""
+
+from __future__ import annotations
+
+import time
+
+from hrm.config import load_params
+
+
+def _params(repo_root, tmp_path):
+    params = load_params(repo_root / "params.yaml", "tiny")
+    tracking = params.tracking.model_copy(update={
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "artifact_location": str(tmp_path / "art"), "experiment": "tracking-test"})
+    data = params.data.model_copy(update={"snapshot": str(tmp_path / "data" / "instances.jsonl")})
+    return params.model_copy(update={"tracking": tracking, "data": data})
+
+
+def test_step_runs_carry_provenance_and_the_work_duration(repo_root, tmp_path, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from hrm.tracking import data_version, step_run
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("HRM_PIPELINE_RUN", f"tracking-{tmp_path.name}")
+    params = _params(repo_root, tmp_path)
+    assert data_version(params) == "unknown"
+    (tmp_path / "data.dvc").write_text("outs:\n- md5: 0123abcd.dir\n  path: data\n")
+    assert data_version(params) == "0123abcd.dir"
+
+    with step_run(params, "slow-step", started=time.time() - 3.0) as run:
+        mlflow.log_metric("x", 1.0)
+    with step_run(params, "quick-step"):
+        pass
+    client = MlflowClient(tracking_uri=params.tracking.tracking_uri)
+    logged = client.get_run(run.info.run_id)
+    assert logged.info.end_time - logged.info.start_time >= 3000  # the work, not the logging
+    assert logged.data.tags["hrm.data.version"] == "0123abcd.dir"
+    assert logged.data.tags["hrm.step"] == "slow-step" and logged.info.status == "FINISHED"
+    parent = client.get_run(logged.data.tags["mlflow.parentRunId"])
+    assert parent.data.params["sequences.seq_len"] == "160"  # the tiny profile, resolved
+    assert parent.data.params["profile"] == "tiny"
+    quick = client.search_runs([parent.info.experiment_id], "tags.`hrm.step` = 'quick-step'")[0]
+    assert quick.data.tags["mlflow.parentRunId"] == parent.info.run_id
