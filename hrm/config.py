@@ -751,9 +751,33 @@ def resolve_raw(raw: dict[str, Any], profile: str | None = None) -> dict[str, An
     name = profile or os.environ.get(PROFILE_ENV_VAR) or raw.get("profile", "cpu")
     if profiles and name not in profiles:
         raise ConfigError(f"profile: unknown profile '{name}' (known: {sorted(profiles)})")
-    resolved = deep_merge(raw, profiles.get(name, {}))
+    profile = dict(profiles.get(name, {}) or {})
+    phase_overrides = profile.pop("phases", None)
+    resolved = deep_merge(raw, profile)
+    if phase_overrides:
+        resolved = _merge_phases(resolved, phase_overrides, f"profiles.{name}.phases")
     resolved["profile"] = name
     return resolved
+
+
+def _merge_phases(resolved: dict[str, Any], overrides: Any, where: str) -> dict[str, Any]:
+    """Apply a profile's per-phase overrides (`phases: {<phase name>: {key: value}}`) to the
+    phases of `train.phases` with that name. By name rather than by replacing the list, so DVC can
+    track each phase's overrides on its own (`profiles.<profile>.phases.<name>`) and a change to
+    one phase reruns that phase only."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{where}: expected a mapping of phase name to overrides")
+    phases = (resolved.get("train") or {}).get("phases") or []
+    names = [p.get("name") for p in phases if isinstance(p, dict)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown phase(s) {unknown} (train.phases has {names})")
+    for key, value in overrides.items():
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{where}.{key}: expected a mapping of overrides")
+    train = dict(resolved["train"])
+    train["phases"] = [deep_merge(p, overrides.get(p.get("name")) or {}) for p in phases]
+    return {**resolved, "train": train}
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

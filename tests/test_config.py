@@ -104,3 +104,25 @@ def test_cross_section_checks_name_the_key(repo_root, edit, expected):
         for pkg in params.corpus.packages:
             parse_pin(pkg.package)
     assert expected in str(err.value)
+
+
+def test_profile_phases_override_by_name(repo_root):
+    """`profiles.<p>.phases.<name>` merges into the phase of that name; an unknown name or a
+    non-mapping is an error naming the key."""
+    import yaml
+
+    from hrm.config import ConfigError, parse_params
+
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    tiny = parse_params(raw, "tiny")
+    base = parse_params(raw, "cpu")
+    by_name = {p.name: p for p in tiny.train.phases}
+    assert [p.name for p in tiny.train.phases] == [p.name for p in base.train.phases]
+    assert by_name["foundation"].warmup_steps == 2 and by_name["foundation"].data == "corpus"
+    assert by_name["refinement"].epochs == 1 and by_name["refinement"].halt_exploration_prob == 0.45
+    raw["profiles"]["tiny"]["phases"]["warmup"] = {"epochs": 1}
+    with pytest.raises(ConfigError, match=r"profiles.tiny.phases: unknown phase\(s\) \['warmup'\]"):
+        parse_params(raw, "tiny")
+    raw["profiles"]["tiny"]["phases"] = {"foundation": 3}
+    with pytest.raises(ConfigError, match=r"profiles.tiny.phases.foundation: expected a mapping"):
+        parse_params(raw, "tiny")

@@ -32,8 +32,10 @@ class _Metrics:
 
 
 def test_task_params_applies_profile_source_and_tracking(repo_root: Path, monkeypatch) -> None:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("HRM_PIPELINE_RUN", raising=False)
+    # task_params sets both in os.environ: setenv first so monkeypatch restores them after
+    for name in ("MLFLOW_TRACKING_URI", "HRM_PIPELINE_RUN"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())
     params = task_params(json.dumps(raw), "tiny", data_source="/data/x.jsonl",
                          tracking_uri="http://mlflow:5000", pipeline_run="run-7")
@@ -54,12 +56,14 @@ def test_task_params_names_the_parameter_on_bad_input() -> None:
 def test_resolve_params_applies_profile_then_overrides(repo_root: Path, monkeypatch) -> None:
     monkeypatch.delenv("HRM_PROFILE", raising=False)
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())
-    tiny = raw["profiles"]["tiny"]["train"]["phases"]
+    from hrm.config import resolve_raw
+
+    tiny = resolve_raw(raw, "tiny")["train"]["phases"]  # the base phases, overridden by name
     criteria = [{"metric": "loss", "op": "<", "threshold": 1e9, "split": "val"}]
     resolved = resolve_params(json.dumps(raw), "tiny", epochs_scale=2.5, lr_scale=0.5,
                               criteria_json=json.dumps(criteria))
     assert "profiles" not in resolved and resolved["profile"] == "tiny"
-    # Scaled from the *profile's* phases (the tiny profile replaces the base list).
+    # Scaled from the *profile's* phases (the tiny profile overrides the base ones by name).
     assert [p["epochs"] for p in resolved["train"]["phases"]] == \
         [max(1, round(p["epochs"] * 2.5)) for p in tiny]
     assert [p["lr"] for p in resolved["train"]["phases"]] == [p["lr"] * 0.5 for p in tiny]

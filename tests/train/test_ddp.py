@@ -34,8 +34,7 @@ def _set_tiny(params_file: Path, model: dict, train: dict | None = None, epochs:
     tiny = raw["profiles"]["tiny"]
     tiny["model"].update(model)
     tiny["train"].update({"precision": "fp32", **(train or {})})
-    tiny["train"]["phases"][0]["epochs"] = epochs
-    assert tiny["train"]["phases"][0]["name"] == "foundation"
+    tiny["phases"]["foundation"]["epochs"] = epochs
     params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
