@@ -173,6 +173,7 @@ def step_run(params: Params, step: str, *, started: float | None = None) -> Iter
     key = pipeline_key(params)
     parent_id = find_or_create_parent(params.tracking, key, params.profile, params)
     experiment_id = configure(params.tracking)
+    fail_abandoned(experiment_id, key, step)
     tags = {PIPELINE_KEY_TAG: key, "hrm.kind": "step", "hrm.step": step,
             **provenance_tags(params)}
     with mlflow.start_run(run_id=parent_id):
@@ -186,6 +187,24 @@ def step_run(params: Params, step: str, *, started: float | None = None) -> Iter
             tags={**tags, "mlflow.parentRunId": parent_id})
         with mlflow.start_run(run_id=created.info.run_id, nested=True) as run:
             yield run
+
+
+def fail_abandoned(experiment_id: str, key: str, step: str) -> list[str]:
+    """Mark FAILED the runs of this step and pipeline still RUNNING: a process killed mid-step
+    (kill -9, a lost pod) never ends its run, and the step starting again is its retry. Returns
+    their run ids."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    stale = client.search_runs(
+        [experiment_id],
+        filter_string=(f"tags.`{PIPELINE_KEY_TAG}` = '{key}' and tags.`hrm.step` = '{step}' "
+                       "and attributes.status = 'RUNNING'"))
+    for run in stale:
+        client.set_tag(run.info.run_id, "hrm.abandoned",
+                       "still RUNNING when the step started again: the process was killed")
+        client.set_terminated(run.info.run_id, "FAILED")
+    return [r.info.run_id for r in stale]
 
 
 def roll_up(params: Params, *, metrics: dict[str, float], tags: dict[str, str]) -> str:

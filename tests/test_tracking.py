@@ -44,3 +44,27 @@ def test_step_runs_carry_provenance_and_the_work_duration(repo_root, tmp_path, m
     assert parent.data.params["profile"] == "tiny"
     quick = client.search_runs([parent.info.experiment_id], "tags.`hrm.step` = 'quick-step'")[0]
     assert quick.data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+
+def test_a_killed_step_run_is_marked_failed_when_the_step_starts_again(repo_root, tmp_path,
+                                                                       monkeypatch):
+    from mlflow import MlflowClient
+
+    from hrm.tracking import PIPELINE_KEY_TAG, configure, pipeline_key, step_run
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("HRM_PIPELINE_RUN", f"killed-{tmp_path.name}")
+    params = _params(repo_root, tmp_path)
+    experiment_id = configure(params.tracking)
+    client = MlflowClient()
+    # what kill -9 inside `hrm train` leaves: a step run that never ended
+    killed = client.create_run(experiment_id, run_name="train:foundation", tags={
+        PIPELINE_KEY_TAG: pipeline_key(params), "hrm.kind": "step", "hrm.step": "train:foundation"})
+    other = client.create_run(experiment_id, run_name="train:optimisation", tags={
+        PIPELINE_KEY_TAG: pipeline_key(params), "hrm.kind": "step", "hrm.step": "train:optimisation"})
+    with step_run(params, "train:foundation") as run:
+        assert run.info.run_id != killed.info.run_id
+    old = client.get_run(killed.info.run_id)
+    assert old.info.status == "FAILED" and "killed" in old.data.tags["hrm.abandoned"]
+    assert client.get_run(other.info.run_id).info.status == "RUNNING"  # another step: untouched
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"

@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         resume_from: Path = typer.Option(None, "--resume-from", help="Previous phase's checkpoint file or dir."),
         resume: str = typer.Option("none", "--resume", help="none | auto | PATH: continue THIS phase."),
         track: bool = typer.Option(True, "--track/--no-track", help="Log to MLflow."),
+        allow_config_change: bool = typer.Option(
+            False, "--allow-config-change",
+            help="With --resume: continue although the checkpoint's train settings differ."),
         params_path: Path = options.ParamsPath,
         profile: str = options.Profile,
     ) -> None:
@@ -31,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
         params = options.load(params_path, profile)
         result = run_phase(params, phase, sequences, tokenizer, out, resume_from=resume_from,
-                           resume=resume, track=track)
+                           resume=resume, track=track, allow_config_change=allow_config_change)
         s = result.summary
         typer.echo(f"phase {phase}: {len(result.history)} epochs, loss={s.get('loss')}, "
                    f"token_accuracy={s.get('token_accuracy')}, checkpoint={result.checkpoint}")

@@ -22,6 +22,7 @@ history so far, the config, the tokenizer fingerprint and the code version.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -36,7 +37,7 @@ from typing import Any
 import torch
 
 from hrm.config import ModelConfig
-from hrm.errors import InputError
+from hrm.errors import HrmError, InputError
 
 _NAME_RE = re.compile(r"^step-(\d{8})\.pt$")
 
@@ -53,25 +54,54 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+class CheckpointWriteError(HrmError):
+    """A checkpoint could not be written (disk full, file-size limit, permissions)."""
+
+
+TMP_SUFFIX = ".tmp"
+
+
 def _atomic_write(path: Path, write) -> None:
-    """Write through `write(fileobj)` to a temp file in the same dir, fsync, rename over `path`."""
+    """Write through `write(fileobj)` to a temp file in the same dir, fsync, rename over `path`.
+
+    A write the filesystem refuses (no space left, a file-size limit, no permission) is a
+    `CheckpointWriteError` naming the directory, and leaves no temp file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        refused = _refused_write(err)
+        if refused is not None:
+            raise CheckpointWriteError(f"{path.parent}: cannot write {path.name}: "
+                                       f"{os.strerror(refused)} (free space or raise the limit, "
+                                       "then resume with --resume auto)") from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _refused_write(err: BaseException) -> int | None:
+    """The errno of a filesystem refusal in `err`'s chain (torch.save reports a failed write as
+    a RuntimeError raised while closing, with the OSError as its context), else None."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
+                                                      errno.EACCES, errno.EROFS):
+            return err.errno
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
 
 
 def code_version() -> str | None:
@@ -103,10 +133,46 @@ def save_checkpoint(ckpt_dir: Path, state: dict[str, Any], *, keep: int) -> Path
         "phase": state.get("phase"),
     }
     _atomic_write(path.with_suffix(".json"), lambda fh: fh.write(json.dumps(manifest, indent=2).encode()))
-    for old in list_checkpoints(ckpt_dir)[:-keep]:
-        old.unlink(missing_ok=True)
-        old.with_suffix(".json").unlink(missing_ok=True)
+    prune(ckpt_dir, keep=keep, written=path)
     return path
+
+
+def prune(ckpt_dir: Path, *, keep: int, written: Path) -> list[Path]:
+    """Keep `written` and the newest valid others, `keep` in all; returns what was removed.
+
+    Only VALID checkpoints count toward `keep`: a corrupt one (which `resolve_checkpoint` would
+    refuse as the newest) is set aside as `<name>.corrupt` with a warning, never kept in place
+    of a valid one, and never the reason a just-written checkpoint is pruned (a run resumed from
+    an older valid checkpoint writes lower step numbers than the corrupt ones above it)."""
+    others = [p for p in reversed(list_checkpoints(ckpt_dir)) if p != written]
+    kept, removed = [written], []
+    for other in others:
+        try:
+            verify(other)
+        except CorruptCheckpoint as err:
+            warnings.warn(f"setting aside corrupt checkpoint: {err}", stacklevel=2)
+            other.rename(other.with_name(other.name + ".corrupt"))
+            removed.append(other)
+            continue
+        if len(kept) < keep:
+            kept.append(other)
+            continue
+        other.unlink(missing_ok=True)
+        other.with_suffix(".json").unlink(missing_ok=True)
+        removed.append(other)
+    return removed
+
+
+def remove_orphans(ckpt_dir: Path) -> list[Path]:
+    """Delete the temp files a killed write left in `ckpt_dir` (`.step-*.pt.*.tmp`, never a
+    checkpoint or a manifest); returns them. Called when a phase starts."""
+    if not Path(ckpt_dir).is_dir():
+        return []
+    found = [p for p in Path(ckpt_dir).iterdir()
+             if p.name.startswith(".step-") and p.name.endswith(TMP_SUFFIX) and p.is_file()]
+    for orphan in found:
+        orphan.unlink(missing_ok=True)
+    return found
 
 
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:

@@ -193,6 +193,26 @@ def _set_rng_state(state: dict, explore_gen: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+OPERATIONAL_TRAIN_KEYS = frozenset({"device", "num_threads", "keep_checkpoints",
+                                    "checkpoint_every_steps"})
+"""Train settings that do not change what is computed: a resumed run may change them."""
+
+
+def resume_config_changes(recorded: dict | None, cfg, phase_idx: int) -> list[str]:
+    """`key: old -> new` for every train setting (and this phase's settings) that differs
+    between a checkpoint's `train_config` and `cfg`; other phases are not compared."""
+    if recorded is None:
+        return ["the checkpoint records no train config"]
+    now = cfg.model_dump(mode="json")
+    out = [f"train.{k}: {recorded.get(k)!r} -> {v!r}" for k, v in now.items()
+           if k not in OPERATIONAL_TRAIN_KEYS and k != "phases" and recorded.get(k) != v]
+    old_phases = recorded.get("phases") or []
+    old = old_phases[phase_idx] if phase_idx < len(old_phases) else {}
+    new = now["phases"][phase_idx]
+    out += [f"phase.{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v]
+    return out
+
+
 def _phase_index(params: Params, name: str) -> tuple[int, PhaseConfig]:
     for i, phase in enumerate(params.train.phases):
         if phase.name == name:
@@ -278,6 +298,7 @@ def train_phase(
     final_eval: bool = True,
     progress: bool = True,
     val_arrays: TrainArrays | None = None,
+    allow_config_change: bool = False,
 ) -> PhaseResult:
     """Train one phase of `params.train.phases` on `arrays`; writes under `out_dir`.
 
@@ -287,6 +308,8 @@ def train_phase(
     resume: "none", "auto" (continue THIS phase from the newest valid checkpoint in
         out_dir/checkpoints, skipping corrupt ones with a warning: crash recovery; start normally
         if there is none) or a path (a file, or a dir whose newest checkpoint must verify).
+        The checkpoint's train settings must equal this run's (`resume_config_changes`) unless
+        `allow_config_change`: a resumed run is meant to be the run that was interrupted.
     resume_from likewise takes the newest checkpoint of a dir and refuses it when corrupt.
     tokenizer_dir: its fingerprint (`hrm.tokenizer.tokenizer_fingerprint`) is stored in every
         checkpoint; a checkpoint resumed or continued from must carry the same one.
@@ -303,6 +326,9 @@ def train_phase(
     ckpt_dir = out_dir / "checkpoints"
     device = resolve_device(cfg.device)
     ctx: DistContext = init_distributed(device.type)
+    if ctx.rank == 0:
+        for orphan in ckpt.remove_orphans(ckpt_dir):  # a write killed mid-way (a DVC output dir)
+            warnings.warn(f"removed a temp file a killed checkpoint write left: {orphan}", stacklevel=2)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     if cfg.num_threads:
@@ -356,6 +382,11 @@ def train_phase(
         if state["model_config"] != model_cfg.model_dump(mode="json") or state.get("phase") != phase.name:
             raise InputError("checkpoint was written with a different model config or phase; "
                              "remove it or train into a new --out", path=str(own))
+        changes = resume_config_changes(state.get("train_config"), cfg, phase_idx)
+        if changes and not allow_config_change:
+            raise InputError("the checkpoint to resume was written with other train settings ("
+                             + "; ".join(changes) + "): resuming would not continue that run. "
+                             "Train into a new --out, or pass --allow-config-change", path=str(own))
         check_tokenizer(state, own, "the checkpoint to resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

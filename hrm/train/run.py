@@ -33,6 +33,7 @@ def run_phase(
     resume_from: str | Path | None = None,
     resume: str = "none",
     track: bool = True,
+    allow_config_change: bool = False,
 ) -> PhaseResult:
     """Load the phase's split (`phase.data`: the corpus or the train instances), train one phase,
     log it to MLflow under `train:<phase>`: a nested run
@@ -69,7 +70,8 @@ def run_phase(
         print(f"{Path(sequences_dir)} has no val rows: no per-epoch validation (history val_* columns stay empty)")
     if not (track and is_main):
         return train_phase(params, phase_name, arrays, out_dir, resume_from=resume_from, resume=resume,
-                           tokenizer_dir=tokenizer_dir, val_arrays=val_arrays)
+                           tokenizer_dir=tokenizer_dir, val_arrays=val_arrays,
+                           allow_config_change=allow_config_change)
 
     import mlflow
 
@@ -95,7 +97,8 @@ def run_phase(
             mlflow.log_metrics(metrics, step=int(row["epoch"]))
 
         result = train_phase(params, phase_name, arrays, out_dir, resume_from=resume_from, resume=resume,
-                             tokenizer_dir=tokenizer_dir, on_epoch=on_epoch, val_arrays=val_arrays)
+                             tokenizer_dir=tokenizer_dir, on_epoch=on_epoch, val_arrays=val_arrays,
+                             allow_config_change=allow_config_change)
         mlflow.log_metrics({k: float(v) for k, v in result.summary.items()
                             if k.startswith("train_eval_") and isinstance(v, (int, float))})
         config_path = out_dir / "config.json"
