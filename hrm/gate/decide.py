@@ -84,6 +84,8 @@ class GateResult:
     checkpoint_sha256: str | None = None
     """The checkpoint the judged metrics were measured on (from metrics.json); a promotion
     registers only that checkpoint (`hrm.gate.registry.promote`)."""
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Report-only splits left out because they were measured on another checkpoint: why."""
 
     @property
     def failing(self) -> list[CriterionResult]:
@@ -118,6 +120,7 @@ class GateResult:
             "primary": asdict(self.primary) if self.primary is not None else None,
             "evidence": self.evidence,
             "checkpoint_sha256": self.checkpoint_sha256,
+            "left_out": self.left_out,
             "metrics": {s: {k: clean(v) for k, v in m.items()} for s, m in self.metrics.items()},
         }
 
@@ -133,7 +136,8 @@ class GateResult:
             primary = PrimaryResult(**{**primary, "ci95": tuple(ci) if ci is not None else None})
         return cls(verdict=raw["verdict"], criteria=criteria, metrics=raw.get("metrics", {}),
                    primary=primary, evidence=raw.get("evidence", ""),
-                   checkpoint_sha256=raw.get("checkpoint_sha256"))
+                   checkpoint_sha256=raw.get("checkpoint_sha256"),
+                   left_out=dict(raw.get("left_out") or {}))
 
 
 def _finite(v: float | None) -> bool:
@@ -285,6 +289,15 @@ def decide(gate: GateConfig, eval_dir: str | Path, out_dir: str | Path,
     splits = sorted(judged | set(extra_splits or []))
     result = evaluate_criteria(gate, load_eval_metrics(eval_dir, splits),
                                {s: load_split_extras(eval_dir, s) for s in sorted(judged)})
+    # Report-only splits of another model (e.g. a train evaluation left from an earlier run)
+    # would mislead the report's rules: leave them out, and say so.
+    for split in sorted(set(extra_splits or []) - judged):
+        sha = load_split_extras(eval_dir, split).checkpoint_sha256
+        if result.checkpoint_sha256 is not None and sha != result.checkpoint_sha256:
+            result.metrics.pop(split, None)
+            result.left_out[split] = (f"{split}/metrics.json was measured on checkpoint "
+                                      f"{(sha or 'unknown')[:16]}, not the candidate "
+                                      f"{result.checkpoint_sha256[:16]}: left out of the report")
     write_gate_json(result, out_dir)
     return result
 

@@ -194,6 +194,9 @@ def render_markdown(rep: ConvergenceReport, plots: dict[str, str]) -> str:
         + f": {res.evidence}.",
         "",
     ]
+    if res.left_out:
+        lines += ["Left out (another model's numbers): "
+                  + "; ".join(res.left_out[s] for s in sorted(res.left_out)), ""]
     uninformative = [c for c in res.criteria if c.passed and not c.informative]
     if uninformative:
         lines += ["Met, but copying the buggy code meets them too (no evidence of repair): "

@@ -46,8 +46,11 @@ def summary_lines(gate_dir: str | Path, eval_dir: str | Path) -> list[str]:
                      f": {'met' if primary.get('passed') else 'NOT met'}")
     for line in gate.get("failing", [])[:4]:
         lines.append(f"  failing: {line}")
-    for split_dir in sorted(p for p in eval_dir.iterdir() if (p / "metrics.json").is_file()) \
-            if eval_dir.is_dir() else []:
+    left_out = gate.get("left_out") or {}
+    for why in left_out.values():
+        lines.append(f"  left out: {why}")
+    for split_dir in sorted(p for p in eval_dir.iterdir() if (p / "metrics.json").is_file()
+                            and p.name not in left_out) if eval_dir.is_dir() else []:
         m = _load(split_dir / "metrics.json")
         base = m.get("baselines", {})
         parts = []

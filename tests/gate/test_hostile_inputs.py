@@ -164,3 +164,24 @@ def test_unreadable_decisions_are_input_errors(text, error, tmp_path):
     path.write_text(text)
     with pytest.raises(HrmError, match=error):
         read_gate_json(path)
+
+
+def test_report_only_splits_of_another_checkpoint_are_left_out(make_params, run_dirs, synth):
+    """A train evaluation left from an earlier model must not feed the report's rules."""
+    params = make_params(synth.LENIENT)
+    path = run_dirs.eval_dir / "train" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "checkpoint_sha256": "1" * 64}))
+    result = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir, extra_splits=["train"])
+    assert "train" not in result.metrics and "val" in result.metrics
+    assert "measured on checkpoint 1111111111111111" in result.left_out["train"]
+    written = json.loads((run_dirs.out_dir / "gate.json").read_text())
+    assert set(written["left_out"]) == {"train"}
+    from hrm.gate.summary import summary_lines
+
+    lines = summary_lines(run_dirs.out_dir, run_dirs.eval_dir)
+    assert any(line.startswith("  left out: train/metrics.json") for line in lines)
+    assert not any(line.startswith("train (") for line in lines)
+    # the same checkpoint's train metrics are kept
+    synth.stamp_checkpoint(run_dirs.eval_dir, run_dirs.checkpoint)
+    kept = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir, extra_splits=["train"])
+    assert "train" in kept.metrics and kept.left_out == {}
