@@ -157,11 +157,14 @@ def save_model(path: str | Path, checkpoint_file: Path, tokenizer_dir: Path, par
         shutil.copy2(manifest, staged / "checkpoint" / manifest.name)
         (staged / "params.yaml").write_text(
             yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+        # the package's sources only (no bytecode caches): what the model needs to load
+        shutil.copytree(Path(hrm.__file__).parent, staged / "code" / "hrm",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         mlflow.pyfunc.save_model(
             path=str(path), python_model=HrmRepairModel(),
             artifacts={"checkpoint": str(staged / "checkpoint"), "tokenizer": str(tokenizer_dir),
                        "params": str(staged / "params.yaml")},
-            code_paths=[str(Path(hrm.__file__).parent)],
+            code_paths=[str(staged / "code" / "hrm")],
             signature=signature(), input_example=input_example(),
             pip_requirements=requirements())
     return Path(path)

@@ -68,3 +68,26 @@ def test_a_killed_step_run_is_marked_failed_when_the_step_starts_again(repo_root
     assert old.info.status == "FAILED" and "killed" in old.data.tags["hrm.abandoned"]
     assert client.get_run(other.info.run_id).info.status == "RUNNING"  # another step: untouched
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_repair_finds_the_project_registry_from_any_directory(repo_root, tmp_path, monkeypatch):
+    """`hrm repair --params PROJECT/params.yaml` run elsewhere: the relative sqlite URI is the
+    project's database, and a missing one is an error (never a new empty database)."""
+    import pytest
+
+    from hrm.cli.predict import _project_registry
+    from hrm.errors import InputError
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    params = load_params(repo_root / "params.yaml", "tiny")
+    assert params.tracking.tracking_uri == "sqlite:///mlflow.db"
+    with pytest.raises(InputError, match="no MLflow registry here"):
+        _project_registry(params, project / "params.yaml")
+    (project / "mlflow.db").write_bytes(b"")
+    found = _project_registry(params, project / "params.yaml")
+    assert found.tracking.tracking_uri == f"sqlite:///{project / 'mlflow.db'}"
+    assert list(elsewhere.iterdir()) == []

@@ -3,6 +3,7 @@ of a file): thin shells over `hrm.predict` and `hrm.repair`."""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -20,8 +21,28 @@ TokenizerOpt = typer.Option(Path("artifacts/tokenizer"), "--tokenizer",
                             help="Tokenizer directory of --checkpoint.")
 
 
+def _project_registry(params, params_path: Path):
+    """`params` with a relative sqlite tracking URI made absolute against the params file's
+    directory (the project), so `hrm repair` works from any directory; refuses a database that
+    does not exist rather than creating an empty one."""
+    from hrm.errors import InputError
+
+    uri = params.tracking.resolved_uri
+    if os.environ.get("MLFLOW_TRACKING_URI") or not uri.startswith("sqlite:///"):
+        return params
+    db = Path(uri[len("sqlite:///"):])
+    if not db.is_absolute():
+        db = (params_path.resolve().parent / db).resolve()
+    if not db.is_file():
+        raise InputError("no MLflow registry here (run `make run` or `hrm gate` in the project, "
+                         "pass that project's --params, or use --checkpoint)", path=str(db))
+    tracking = params.tracking.model_copy(update={"tracking_uri": f"sqlite:///{db}"})
+    return params.model_copy(update={"tracking": tracking})
+
+
 @contextmanager
-def _repairer(params, model: str | None, checkpoint: Path | None, tokenizer: Path):
+def _repairer(params, model: str | None, checkpoint: Path | None, tokenizer: Path,
+              params_path: Path):
     """The model to use and its name for `model_name_or_path`."""
     from hrm.repairer import Repairer, load_registered
 
@@ -31,6 +52,8 @@ def _repairer(params, model: str | None, checkpoint: Path | None, tokenizer: Pat
         rep = Repairer.load(checkpoint, tokenizer, params)
         yield rep, f"hrm:{Path(rep.checkpoint).name}@{rep.checkpoint_sha256[:12]}"
         return
+    params = _project_registry(params, params_path)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # 100+ files: noise
     uri = model or f"models:/{params.gate.model_name}@{params.gate.alias}"
     with tempfile.TemporaryDirectory(prefix="hrm-model-") as tmp:
         yield load_registered(uri, params, tmp), uri.removeprefix("models:/")
@@ -55,7 +78,7 @@ def register(app: typer.Typer) -> None:
         from hrm.predict import predict_instances
 
         params = load(params_path, profile)
-        with _repairer(params, model, checkpoint, tokenizer) as (rep, name):
+        with _repairer(params, model, checkpoint, tokenizer, params_path) as (rep, name):
             summary = predict_instances(rep, instances, out, model_name=name, envs=params.envs)
         empty = ", ".join(f"{k}: {v}" for k, v in summary.reasons.items())
         typer.echo(f"predict: {summary.with_patch}/{summary.instances} instances with a patch"
@@ -88,7 +111,7 @@ def register(app: typer.Typer) -> None:
         if issue and len(issue) < 4096 and Path(issue).is_file():
             text = Path(issue).read_text(encoding="utf-8")
         params = load(params_path, profile)
-        with _repairer(params, model, checkpoint, tokenizer) as (rep, name):
+        with _repairer(params, model, checkpoint, tokenizer, params_path) as (rep, name):
             fix = repair_source(rep, path.as_posix(), source, function=function, issue=text)
         where = f"{fix.function} (line {fix.start_line})"
         picked = f", picked among {fix.candidates} functions" if fix.candidates > 1 else ""
