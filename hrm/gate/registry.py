@@ -37,6 +37,10 @@ from hrm.gate.decide import GateResult, decision_problems
 CHECKPOINT_TAG = "checkpoint_sha256"
 MODEL_ARTIFACT_DIR = "model"
 MANIFEST_FILE = "manifest.json"
+MLFLOW_OWNED = frozenset({"registered_model_meta"})
+"""Files MLflow itself writes into a registered model directory: loading `models:/NAME@ALIAS`
+from a local store records the name and version there, in place. Not the candidate's files, so
+the manifest check leaves them out."""
 
 Action = Literal["promoted", "already_champion", "flagged", "guard_blocked"]
 
@@ -246,7 +250,8 @@ def verify_version(client, name: str, version: str, sha: str) -> None:
         if not manifest_path.is_file():
             raise RegistryError(f"{name} v{version}: registered artifacts have no {MANIFEST_FILE}")
         stored = json.loads(manifest_path.read_text(encoding="utf-8"))
-        actual = {k: v for k, v in tree_manifest(local).items() if k != MANIFEST_FILE}
+        actual = {k: v for k, v in tree_manifest(local).items()
+                  if k != MANIFEST_FILE and k not in MLFLOW_OWNED}
         if actual != stored["files"]:
             diff = sorted(set(actual.items()) ^ set(stored["files"].items()))
             raise RegistryError(f"{name} v{version}: downloaded artifacts differ from the manifest: {diff[:5]}")

@@ -210,6 +210,12 @@ def use_the_champion(params, art: Path, tmp_path: Path, sample_path: Path) -> No
     if first["changed"]:
         assert first["model_patch"].startswith("diff --git a/tenacity/wait.py")
     assert second["changed"] is False and "does not parse" in second["reason"]
+    # loading from a local store writes MLflow's registered_model_meta into the registered
+    # directory itself: the gate must still verify that version on its next run
+    from hrm.gate.step import run_gate
+
+    again = run_gate(params, art / "eval", art / "train", tmp_path / "gate-again")
+    assert again.registry.action == "already_champion", again.registry
 
     # mlflow models serve --env-manager local answers on loopback
     import socket
