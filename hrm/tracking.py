@@ -118,7 +118,13 @@ def configure(cfg: TrackingConfig) -> str:
             location = cfg.artifact_location
             if "://" not in location:
                 location = Path(location).resolve().as_uri()
-        experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+        try:
+            experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+        except Exception:  # noqa: BLE001 - another process created it first (a unique-name race)
+            experiment = mlflow.get_experiment_by_name(cfg.experiment)
+            if experiment is None:
+                raise
+            experiment_id = experiment.experiment_id
     else:
         experiment_id = experiment.experiment_id
     # Runs opened without an explicit experiment (nested ones too) land here, not in Default.

@@ -347,13 +347,14 @@ def promote(params: Params, result: GateResult, checkpoint: Path, tokenizer: Pat
         raise RegistryError("refusing to promote: the decision does not hold: " + "; ".join(problems))
     _check_same_checkpoint(result, checkpoint)
     gate = params.gate
-    with _run(params, "gate-promote") as run:
+    # The whole promotion under the lock: registering, verifying and moving the alias of two
+    # candidates at once would race on the experiment, the registered model and the tags.
+    with promotion_lock(params.tracking.resolved_uri), _run(params, "gate-promote") as run:
         client = _client()
         version, created, sha = register_candidate(params, checkpoint, tokenizer, run.info.run_id)
         v = str(version.version)
         verify_version(client, gate.model_name, v, sha)
-        with promotion_lock(params.tracking.resolved_uri):
-            return _move_alias(params, result, client, v, created, sha)
+        return _move_alias(params, result, client, v, created, sha)
 
 
 def _move_alias(params: Params, result: GateResult, client, v: str, created: bool, sha: str
@@ -396,8 +397,8 @@ def _move_alias(params: Params, result: GateResult, client, v: str, created: boo
 @contextmanager
 def promotion_lock(uri: str):
     """Serialise promotions that share one sqlite registry: an exclusive `flock` on
-    `<db>.promote.lock` beside the database, held from reading the champion to tagging the new
-    one. A tracking server has no such lock; `reconcile_champion` repairs the tags after a race
+    `<db>.promote.lock` beside the database, held for the whole promotion (registration,
+    verification, alias, tags). A tracking server has no such lock; `reconcile_champion` repairs the tags after a race
     there (the alias itself always has exactly one holder)."""
     import fcntl
 
