@@ -52,6 +52,9 @@ def pull_command(
     for file, count in summary.per_file.items():
         typer.echo(f"  {file}: {count} rows")
     typer.echo(f"  schemas: {summary.schemas}")
+    for empty in summary.empty_files:
+        typer.secho(f"  warning: {empty} holds no row (empty, or blank lines only)",
+                    fg=typer.colors.YELLOW, err=True)
     if summary.converted:
         typer.echo(f"  converted from SWE-bench: {summary.converted}")
     for line in summary.unreadable:

@@ -18,6 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from hrm.config import DataConfig
+from hrm.data.records import dumps_line
 from hrm.data.schemas import PROVENANCE_KEY, UNPARSED_KEY, is_swe_bench_row, normalise
 from hrm.data.sources import load_source
 from hrm.data.swebench import ConversionError, convert_row
@@ -39,6 +40,8 @@ class PullSummary:
     """`file:line` of SWE-bench rows kept unconverted (validation quarantines them)."""
     converted: int = 0
     """SWE-bench rows converted (with format `swe-bench`)."""
+    empty_files: list[str] = field(default_factory=list)
+    """Local input files that held no row at all (empty, or blank lines only)."""
     schemas: dict[str, int] = field(default_factory=dict)
     """Rows per field count, e.g. {"7 fields": 56, "9 fields": 1}."""
 
@@ -115,7 +118,7 @@ def pull(source: str, out_path: str | Path, cfg: DataConfig) -> PullSummary:
     with tmp.open("w", encoding="utf-8") as fh:
         for envelope in tqdm(ds, total=total, desc=f"pull {source}", unit="row"):
             row = snapshot_row(envelope, cfg, summary)
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.write(dumps_line(row) + "\n")
             per_file[envelope["file"]] += 1
             if UNPARSED_KEY not in row:
                 field_counts[f"{len(row) - 1} fields"] += 1
@@ -123,4 +126,9 @@ def pull(source: str, out_path: str | Path, cfg: DataConfig) -> PullSummary:
     summary.rows = sum(per_file.values())
     summary.per_file = dict(per_file)
     summary.schemas = dict(field_counts)
+    if not source.startswith(("hf:", "synth:")) and not cfg.limit and not cfg.repo_filter:
+        from hrm.data.sources import local_files
+
+        # A file with no row (empty, blank lines only) is worth a warning, not a failure.
+        summary.empty_files = [str(p) for p in local_files(Path(source)) if str(p) not in per_file]
     return summary

@@ -40,6 +40,8 @@ def parse_line(raw: bytes, file: str, lineno: int, *, is_last: bool = False) -> 
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         return unreadable(f"not valid UTF-8 (byte {err.start}: {raw[err.start:err.start + 1]!r})")
+    if lineno == 1 and text.startswith(BOM):
+        text = text[len(BOM):]  # a UTF-8 byte-order mark is not part of the first row
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -47,9 +49,47 @@ def parse_line(raw: bytes, file: str, lineno: int, *, is_last: bool = False) -> 
         return unreadable(f"not valid JSON: {err.msg} at column {err.colno}{hint}")
     except RecursionError:
         return unreadable("not valid JSON: nested too deeply")
+    except ValueError as err:  # an integer longer than Python converts (4,300 digits)
+        return unreadable(f"a number cannot be read: {str(err).split(';')[0]}")
     if not isinstance(value, dict):
         return unreadable(f"not a JSON object (got {type(value).__name__})")
+    problem = row_problem(value)
+    if problem:
+        return unreadable(problem)
     return SourceRecord(file, lineno, value)
+
+
+BOM = "\ufeff"
+MAX_DEPTH = 64
+"""Deeper nesting than any instance field needs; past it a row is refused, not recursed into."""
+
+
+def row_problem(value: Any) -> str:
+    """Why a parsed row cannot be kept ('' when it can): nesting deeper than `MAX_DEPTH`.
+    Iterative, so a hostile row cannot exhaust the stack. (A lone surrogate, a `\\ud800`
+    escape, is kept: the snapshot stores it escaped and validation's `*_utf8` checks quarantine
+    the row naming the field.)"""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return ""
+
+
+def dumps_line(row: Any) -> str:
+    """One JSON line: UTF-8 text as it is, or, when a string holds a lone surrogate (not
+    storable as UTF-8), the whole line ASCII-escaped: still the same JSON value."""
+    text = json.dumps(row, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(row, ensure_ascii=True)
+    return text
 
 
 def read_jsonl_records(path: str | Path, label: str | None = None) -> Iterator[SourceRecord]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hrm.data.instance import CORE_FIELDS
-from hrm.data.records import SourceRecord, read_jsonl_records
+from hrm.data.records import SourceRecord, dumps_line, read_jsonl_records
 from hrm.errors import InputError
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -59,7 +59,7 @@ def _envelope(rec: SourceRecord) -> dict[str, Any]:
     return {
         "file": rec.file,
         "line": rec.line,
-        "record": None if rec.row is None else json.dumps(rec.row, ensure_ascii=False),
+        "record": None if rec.row is None else dumps_line(rec.row),
         "error": rec.error,
         "raw_b64": rec.raw_b64,
     }
@@ -79,7 +79,11 @@ def _row_to_envelope(file: str):
 def _from_records(records: list[SourceRecord]):
     from datasets import Dataset
 
-    return Dataset.from_list([_envelope(r) for r in records], features=envelope_features())
+    rows = [_envelope(r) for r in records]
+    # Column-wise, so that a file with no rows (empty, or blank lines only) is an empty dataset
+    # with the envelope's columns, which concatenates with the others.
+    return Dataset.from_dict({c: [r[c] for r in rows] for c in ENVELOPE_COLUMNS},
+                             features=envelope_features())
 
 
 def _wrap_rows(ds, file: str):
