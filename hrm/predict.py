@@ -52,21 +52,10 @@ def buggy_files(instance: Instance, read_fixed) -> dict[str, str] | None:
     """The files the instance's patch touches, as they read with the bug (snapshot + patch), or
     None when the snapshot lacks one or the patch does not match it."""
     from hrm.hunks import parse_patch
-    from hrm.regions import apply_patch_text
+    from hrm.regions import patched_files
 
-    by_file: dict[str, list] = {}
-    for hunk in parse_patch(instance.patch, source=instance.instance_id):
-        by_file.setdefault(hunk.file, []).append(hunk)
-    out = {}
-    for path, hunks in by_file.items():
-        fixed = read_fixed(path)
-        if fixed is None:
-            return None
-        try:
-            out[path] = apply_patch_text(fixed, hunks)
-        except ValueError:
-            return None
-    return out
+    files = patched_files(parse_patch(instance.patch, source=instance.instance_id), read_fixed)
+    return None if isinstance(files, str) else {path: buggy for path, (_, buggy) in files.items()}
 
 
 def _patch(proposal: Proposal, files: dict[str, str] | None) -> str:

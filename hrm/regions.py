@@ -327,20 +327,34 @@ def patch_regions(patch: str, read_fixed, *, source: str = "patch") -> tuple[lis
     from hrm.hunks import parse_patch
 
     hunks = parse_patch(patch, source=source)
-    by_file: dict[str, list] = {}
-    for hunk in hunks:
-        by_file.setdefault(hunk.file, []).append(hunk)
+    files = patched_files(hunks, read_fixed)
+    if isinstance(files, str):
+        return _hunk_regions(hunks), f"hunk: {files}"
     regions: list[Region] = []
-    for file, file_hunks in by_file.items():
-        fixed = read_fixed(file)
-        if fixed is None:
-            return _hunk_regions(hunks), f"hunk: {file} not in the repository snapshot"
+    for file, (fixed, buggy) in files.items():
         try:
-            buggy = apply_patch_text(fixed, file_hunks)
             regions.extend(bug_regions(file, fixed, buggy))
         except ValueError as err:  # RegionError included
             return _hunk_regions(hunks), f"hunk: {err}"
     return regions, "file"
+
+
+def patched_files(hunks, read_fixed) -> dict[str, tuple[str, str]] | str:
+    """Every file the hunks touch as (fixed, buggy) text: the snapshot's file and the same with
+    the bug patch applied; or why not (a file the snapshot lacks, a patch that does not match)."""
+    by_file: dict[str, list] = {}
+    for hunk in hunks:
+        by_file.setdefault(hunk.file, []).append(hunk)
+    out: dict[str, tuple[str, str]] = {}
+    for file, file_hunks in by_file.items():
+        fixed = read_fixed(file)
+        if fixed is None:
+            return f"{file} not in the repository snapshot"
+        try:
+            out[file] = (fixed, apply_patch_text(fixed, file_hunks))
+        except ValueError as err:
+            return str(err)
+    return out
 
 
 def _hunk_regions(hunks) -> list[Region]:

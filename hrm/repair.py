@@ -114,7 +114,7 @@ def repair_source(repairer: Repairer, path: str, source: str, *, function: str |
     """The model's fix for `function` of `source` (or for the function it is surest is buggy).
 
     `path` names the file in the model's row (`# file: path`) and in the diff."""
-    from hrm.eval.code_checks import splice_files
+    from hrm.eval.code_checks import module_compiles, splice_files
     from hrm.eval.patches import file_diff
 
     units = select_functions(functions_of(source, path), function, path)
@@ -136,7 +136,7 @@ def repair_source(repairer: Repairer, path: str, source: str, *, function: str |
                            f"holds special tokens ({', '.join(prop.special_tokens)}): not code",
                            **common)
     files = [splice_files([hunk], [texts[0]], {path: source})[path] for texts in options]
-    rank = next((k for k, text in enumerate(files) if _compiles(text, path)), None)
+    rank = next((k for k, text in enumerate(files) if module_compiles(text)), None)
     parses = rank is not None
     rank = rank or 0
     rest = "".join(split_lines(region.buggy_text)[len(split_lines(shown.buggy_text)):])
@@ -146,15 +146,3 @@ def repair_source(repairer: Repairer, path: str, source: str, *, function: str |
                        reason="" if parses else f"none of the model's {len(options)} most likely "
                        "outputs parses; its best is shown", **common)
 
-
-def _compiles(source: str, path: str) -> bool:
-    """Python's compiler accepts the file (compiling runs none of it)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            compile(source, path, "exec", dont_inherit=True)
-        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
-            return False
-    return True

@@ -29,42 +29,54 @@ PIPELINE_RUN_ENV = "HRM_PIPELINE_RUN"
 UNKNOWN = "unknown"
 
 
-def _git(*args: str) -> str | None:
+def git_state(cwd: str | Path | None = None) -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether tracked files differ from it) of the git tree at `cwd`; (None,
+    None) outside git or without git. The one place the project asks git where code came from
+    (run tags here, `code_version` in checkpoints)."""
     import subprocess
 
-    try:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                                  timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return None, None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return commit, None if status is None else bool(status)
 
 
 def data_version(params: Params) -> str:
-    """The md5 DVC records for the snapshot's directory (`data.dvc`) or file (`*.jsonl.dvc`),
-    else `unknown`."""
+    """The md5 DVC records in the `.dvc` file `hrm data materialise` writes for a snapshot under
+    the project (`hrm.data.materialise.snapshot_pointer`: `data.dvc`), else `unknown`."""
     import yaml
 
-    snapshot = Path(params.data.snapshot)
-    for dvc_file in (snapshot.parent.with_suffix(".dvc"), snapshot.with_name(snapshot.name + ".dvc")):
-        try:
-            outs = (yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}).get("outs") or []
-        except (OSError, yaml.YAMLError, AttributeError):
-            continue
-        if outs and isinstance(outs[0], dict) and outs[0].get("md5"):
-            return str(outs[0]["md5"])
+    from hrm.data.materialise import snapshot_pointer
+
+    if Path(params.data.snapshot).is_absolute():  # outside a project: no pointer to read
+        return UNKNOWN
+    try:  # steps run at the project root, where the pointer is
+        pointer = snapshot_pointer(params.data.snapshot).read_text(encoding="utf-8")
+        outs = (yaml.safe_load(pointer) or {}).get("outs") or []
+    except (OSError, yaml.YAMLError, AttributeError):
+        return UNKNOWN
+    if outs and isinstance(outs[0], dict) and outs[0].get("md5"):
+        return str(outs[0]["md5"])
     return UNKNOWN
 
 
 def provenance_tags(params: Params) -> dict[str, str]:
     """Git commit (MLflow's own `mlflow.source.git.commit` too, which its UI shows), whether
     tracked files differ from it, the data version and the profile."""
-    commit = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    commit, dirty = git_state()
     return {
         "mlflow.source.git.commit": commit or UNKNOWN,
         "hrm.git.commit": commit or UNKNOWN,
-        "hrm.git.dirty": UNKNOWN if dirty is None else str(bool(dirty)).lower(),
+        "hrm.git.dirty": UNKNOWN if dirty is None else str(dirty).lower(),
         "hrm.data.version": data_version(params),
         "hrm.profile": params.profile,
     }
@@ -138,9 +150,10 @@ def configure(cfg: TrackingConfig) -> str:
 
 
 def find_or_create_parent(cfg: TrackingConfig, key: str, profile: str,
-                          params: Params | None = None) -> str:
+                          params: Params | None = None,
+                          provenance: dict[str, str] | None = None) -> str:
     """Return the run id of the parent run tagged with `key`, creating it if absent (with the
-    provenance tags and the flattened params of `params` when given)."""
+    provenance tags, computed here unless given, and the flattened params of `params`)."""
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
@@ -155,7 +168,7 @@ def find_or_create_parent(cfg: TrackingConfig, key: str, profile: str,
         return found[0].info.run_id
     tags = {PIPELINE_KEY_TAG: key, "hrm.kind": "pipeline", "hrm.profile": profile}
     if params is not None:
-        tags.update(provenance_tags(params))
+        tags.update(provenance if provenance is not None else provenance_tags(params))
     run = client.create_run(experiment_id, run_name=f"pipeline-{key[:8]}", tags=tags)
     if params is not None:
         items = [Param(k, v) for k, v in sorted(flat_params(params).items())]
@@ -177,11 +190,11 @@ def step_run(params: Params, step: str, *, started: float | None = None) -> Iter
     from mlflow.tracking import MlflowClient
 
     key = pipeline_key(params)
-    parent_id = find_or_create_parent(params.tracking, key, params.profile, params)
+    provenance = provenance_tags(params)  # git runs once per step, not once per run created
+    parent_id = find_or_create_parent(params.tracking, key, params.profile, params, provenance)
     experiment_id = configure(params.tracking)
     fail_abandoned(experiment_id, key, step)
-    tags = {PIPELINE_KEY_TAG: key, "hrm.kind": "step", "hrm.step": step,
-            **provenance_tags(params)}
+    tags = {PIPELINE_KEY_TAG: key, "hrm.kind": "step", "hrm.step": step, **provenance}
     with mlflow.start_run(run_id=parent_id):
         if started is None:
             with mlflow.start_run(experiment_id=experiment_id, run_name=step, nested=True,

@@ -26,7 +26,11 @@ def test_step_runs_carry_provenance_and_the_work_duration(repo_root, tmp_path, m
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("HRM_PIPELINE_RUN", f"tracking-{tmp_path.name}")
     params = _params(repo_root, tmp_path)
-    assert data_version(params) == "unknown"
+    assert data_version(params) == "unknown"  # an absolute snapshot: outside a project
+    monkeypatch.chdir(tmp_path)  # steps run at the project root
+    params = params.model_copy(update={"data": params.data.model_copy(
+        update={"snapshot": "data/instances.jsonl"})})
+    assert data_version(params) == "unknown"  # no data.dvc yet
     (tmp_path / "data.dvc").write_text("outs:\n- md5: 0123abcd.dir\n  path: data\n")
     assert data_version(params) == "0123abcd.dir"
 

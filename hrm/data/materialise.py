@@ -147,6 +147,12 @@ def _obtain_replacing(params: Params, source: str, snapshot: Path) -> tuple[str,
     return action, message.replace(str(partial), str(snapshot))
 
 
+def snapshot_pointer(snapshot: str | Path) -> Path:
+    """The `.dvc` file that tracks the snapshot: its top directory's (`data/...` -> `data.dvc`),
+    relative to the project root."""
+    return Path(Path(snapshot).parts[0] + ".dvc")
+
+
 def materialise(params: Params, source: str | None = None, root: str | Path = ".") -> MaterialiseResult:
     """Ensure the snapshot `params.data.snapshot` (relative to `root`) exists; see the module doc.
 
@@ -164,7 +170,7 @@ def materialise(params: Params, source: str | None = None, root: str | Path = ".
             return MaterialiseResult(str(snapshot), "present", False,
                                      f"{snapshot} already exists: nothing to do (give a source "
                                      "to replace it)")
-        pointer = root / (Path(params.data.snapshot).parts[0] + ".dvc")
+        pointer = root / snapshot_pointer(params.data.snapshot)
         if in_dvc_repo and pointer.exists() and _has_remote(root):
             _dvc("pull", pointer.name, cwd=root)
             if not snapshot.exists():

@@ -23,11 +23,14 @@ def file_diff(path: str, before: str, after: str) -> str:
     """git-style unified diff of one file ('' when the texts are equal)."""
     if before == after:
         return ""
-    body = []
-    for line in difflib.unified_diff(split_lines(before), split_lines(after), f"a/{path}",
-                                     f"b/{path}", n=3):
-        body.append(line if line.endswith("\n") else line + "\n" + NO_NEWLINE)
+    body = [_terminated(line) for line in difflib.unified_diff(
+        split_lines(before), split_lines(after), f"a/{path}", f"b/{path}", n=3)]
     return f"diff --git a/{path} b/{path}\n" + "".join(body)
+
+
+def _terminated(line: str) -> str:
+    """A diff line as git writes it: a last line without a newline gets git's marker."""
+    return line if line.endswith("\n") else line + "\n" + NO_NEWLINE
 
 
 def prediction_patch(hunks: Sequence[Hunk], texts: Sequence[str],
@@ -65,9 +68,7 @@ def regions_patch(hunks: Sequence[Hunk], texts: Sequence[str]) -> str:
                 for tag, a1, a2, b1, b2 in group:
                     lines = ([(" ", x) for x in old[a1:a2]] if tag == "equal" else
                              [("-", x) for x in old[a1:a2]] + [("+", x) for x in new[b1:b2]])
-                    for mark, line in lines:
-                        body.append(mark + line if line.endswith("\n") else
-                                    mark + line + "\n" + NO_NEWLINE)
+                    body += [_terminated(mark + line) for mark, line in lines]
             shift += len(new) - len(old)
         if body:
             out.append(f"diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n" + "".join(body))

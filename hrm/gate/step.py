@@ -16,6 +16,7 @@ from hrm.gate.decide import GateResult, decide
 from hrm.gate.inputs import available_splits, load_history
 from hrm.gate.registry import RegistryOutcome
 from hrm.gate.report import ConvergenceReport, build_report, write_report
+from hrm.gate.summary import HEADLINE
 
 REGISTRY_FILE = "registry.json"
 
@@ -117,9 +118,9 @@ def run_gate(params: Params, eval_dir: str | Path, train_dir: str | Path, out_di
     return GateOutcome(result, report, files, outcome)
 
 
-HEADLINE = ("exact_accuracy", "resolved_rate", "resolved_after_search", "token_accuracy_all",
-            "loss")
-"""The metrics of each judged split the parent run shows beside the verdict."""
+ROLLED_UP = (*(name for name, _ in HEADLINE), "loss")
+"""The metrics of each split the parent run shows beside the verdict: the summary's headline
+metrics (`hrm.gate.summary.HEADLINE`) and the loss."""
 
 
 def _roll_up(params: Params, result: GateResult, outcome: RegistryOutcome | None) -> None:
@@ -131,7 +132,7 @@ def _roll_up(params: Params, result: GateResult, outcome: RegistryOutcome | None
                "gate.criteria_passed": float(counts["passed"]),
                "gate.criteria_total": float(counts["total"])}
     for split, values in result.metrics.items():
-        metrics.update({f"{split}.{k}": v for k, v in values.items() if k in HEADLINE
+        metrics.update({f"{split}.{k}": v for k, v in values.items() if k in ROLLED_UP
                         and v is not None})
     tags = {"hrm.gate.verdict": result.verdict, "hrm.gate.evidence": result.evidence[:5000]}
     if outcome is not None:

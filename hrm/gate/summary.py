@@ -8,7 +8,6 @@ repair metric is shown with what copying the buggy code and the unigram guess sc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hrm.errors import InputError
@@ -22,12 +21,12 @@ def _num(value) -> str:
 
 
 def _load(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("not found (run `dvc repro` or `make run` first)", path=str(path)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"not valid JSON: {err}", path=str(path)) from None
+    from hrm.json_input import read_json_strict
+
+    raw = read_json_strict(path, missing="not found (run `dvc repro` or `make run` first)")
+    if not isinstance(raw, dict):
+        raise InputError("expected a JSON object", path=str(path))
+    return raw
 
 
 def summary_lines(gate_dir: str | Path, eval_dir: str | Path) -> list[str]:

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -102,20 +101,12 @@ def _refused_write(err: BaseException) -> int | None:
     return None
 
 
-
-
 def code_version() -> str | None:
     """The git commit of the working tree (with `-dirty` when modified), or None outside git."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        if sha.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5)
-        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
+    from hrm.tracking import git_state
+
+    commit, dirty = git_state(Path(__file__).resolve().parents[2])
+    return None if commit is None else commit + ("-dirty" if dirty else "")
 
 
 def save_checkpoint(ckpt_dir: Path, state: dict[str, Any], *, keep: int) -> Path:

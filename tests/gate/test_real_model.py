@@ -140,6 +140,16 @@ def use_the_champion(params, art: Path, tmp_path: Path, sample_path: Path) -> No
 
     params_file = tmp_path / "champion-params.yaml"
     params_file.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    # What every way of using the champion must answer: the fix of the registered model's
+    # files, computed here in-process (`hrm.repair.repair_source`).
+    import mlflow
+
+    from hrm.repair import repair_source
+    from hrm.repairer import Repairer
+
+    champion = Repairer.from_model_dir(mlflow.artifacts.download_artifacts(
+        artifact_uri="models:/hrm-swe@champion", dst_path=str(tmp_path / "champion-files")))
+    issue = "wait_random returns negative waits"
     preds_file = tmp_path / "preds" / "sample.jsonl"
     result = _cli(["predict", "--instances", str(sample_path), "--out", str(preds_file),
                    "--params", str(params_file)])
@@ -171,9 +181,13 @@ def use_the_champion(params, art: Path, tmp_path: Path, sample_path: Path) -> No
     user_file.parent.mkdir()
     user_file.write_text(_buggy_wait(params))
     result = _cli(["repair", str(user_file), "--function", "wait_random.__call__",
-                   "--issue", "wait_random returns negative waits", "--params", str(params_file)])
-    if result.exit_code == 0:
-        assert result.stdout.startswith(f"diff --git a/{user_file.as_posix()}")
+                   "--issue", issue, "--params", str(params_file)])
+    expected = repair_source(champion, user_file.as_posix(), _buggy_wait(params),
+                             function="wait_random.__call__", issue=issue)
+    assert expected.patch.startswith(f"diff --git a/{user_file.as_posix()}")
+    assert result.stdout == expected.patch  # printed even when no proposal parses
+    if expected.parses:
+        assert result.exit_code == 0, result.output
     else:  # the tiny model's outputs may all fail to parse: said so, exit 1
         assert result.exit_code == 1 and "no usable fix" in result.stderr, result.output
     assert "wait_random.__call__ (line 75)" in result.stderr
@@ -206,9 +220,11 @@ def use_the_champion(params, art: Path, tmp_path: Path, sample_path: Path) -> No
     assert "problem_statement" in answer["schema"] and "source" in answer["schema"]
     first, second = answer["rows"]
     assert list(first) == list(OUTPUT_COLUMNS)
-    assert first["function"] == "wait_random.__call__" and first["reason"] in ("", first["reason"])
-    if first["changed"]:
-        assert first["model_patch"].startswith("diff --git a/tenacity/wait.py")
+    in_process = repair_source(champion, "tenacity/wait.py", _buggy_wait(params),
+                               function="wait_random.__call__", issue=issue)
+    assert (first["function"], first["model_patch"], first["fixed_code"], first["reason"]) == \
+        ("wait_random.__call__", in_process.patch, in_process.fixed, in_process.reason)
+    assert first["model_patch"].startswith("diff --git a/tenacity/wait.py")
     assert second["changed"] is False and "does not parse" in second["reason"]
     # loading from a local store writes MLflow's registered_model_meta into the registered
     # directory itself: the gate must still verify that version on its next run
