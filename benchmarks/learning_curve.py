@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+CANDIDATES = 12
+"""Search candidates whose coverage of the reference fix is counted (the cpu profile's search
+checks 1 + 3 x 4 = 13 candidates, the greedy fix first)."""
+
+
 class _Stop(Exception):
     pass
 
@@ -56,6 +61,8 @@ def _unigram_exact(seq_dir: Path, tok_dir: Path) -> int:
 
 def _train_and_score(params, seq_dir: Path, tok_dir: Path, out: Path, steps: int) -> dict:
     import collections
+
+    import numpy as np
 
     from hrm.eval.proposals import propose
     from hrm.sequences import decode_segments, load_split
@@ -94,16 +101,23 @@ def _train_and_score(params, seq_dir: Path, tok_dir: Path, out: Path, steps: int
                     delete_id=tok.mask_id, ignore_index=-100, positions=16, alternatives=3,
                     batch_size=32)
     by_kind: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
-    exact = 0
+    exact = top1 = top5 = among = 0
     for i, (record, prop) in enumerate(zip(data.records, props, strict=True)):
-        ok = decode_segments(tok, data.inputs[i], record.segments, prop.greedy()) == \
-            [h.fixed_text for h in record.hunks]
+        ref = [h.fixed_text for h in record.hunks]
+        ok = decode_segments(tok, data.inputs[i], record.segments, prop.greedy()) == ref
         exact += ok
         by_kind[record.kind][0] += ok
         by_kind[record.kind][1] += 1
+        edited = set(np.flatnonzero((data.labels[i] != -100) & (data.labels[i] != data.inputs[i])).tolist())
+        edited |= {int(x) for x in data.inserts[i][:, 0] if x >= 0}
+        top1 += bool(prop.rank[:1]) and prop.rank[0] in edited
+        top5 += bool(edited & set(prop.rank[:5]))
+        among += any(decode_segments(tok, data.inputs[i], record.segments, c) == ref
+                     for c, _ in prop.candidates(CANDIDATES))
     return {"train_rows": len(arrays.inputs), "steps": steps, "train_seconds": round(seconds, 1),
             "heldout_rows": len(data.records), "exact": exact,
             "exact_rate": exact / max(len(data.records), 1),
+            "location_top1": top1, "location_top5": top5, f"fix_among_{CANDIDATES}_candidates": among,
             "by_kind": {k: {"exact": v[0], "rows": v[1]} for k, v in sorted(by_kind.items())}}
 
 
@@ -116,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-per-function", type=int, default=8)
     ap.add_argument("--heldout", default="tenacity==9.0.0")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "learning_curve"))
+    ap.add_argument("--train-set", default="",
+                    help="train settings over the profile's, as JSON, e.g. '{\"pointer_weight\": 0}'")
     ap.add_argument("--baselines-only", action="store_true",
                     help="add the unigram baseline to an existing run's learning_curve.json")
     args = ap.parse_args(argv)
@@ -138,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     from hrm.tokenizer import build_tokenizer
 
     params = load_params(args.params, args.profile)
+    if args.train_set:
+        params = params.model_copy(update={"train": params.train.model_validate(
+            {**params.train.model_dump(), **json.loads(args.train_set)})})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = params.corpus.model_copy(update={"max_rows": None, "max_per_function": args.max_per_function,
@@ -170,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         res.update(corpus_rows=len(chosen), unigram_exact=_unigram_exact(sub / "sequences", tok_dir))
         results.append(res)
         print(json.dumps({k: v for k, v in res.items() if k != "by_kind"}), flush=True)
-    doc = {"profile": args.profile, "steps": args.steps, "heldout": args.heldout,
+    doc = {"profile": args.profile, "steps": args.steps, "heldout": args.heldout, "train_set": args.train_set,
            "corpus_available": built.rows, "heldout_rows_built": held.rows, "results": results}
     (out / "learning_curve.json").write_text(json.dumps(doc, indent=1) + "\n")
     _plot(doc, out)

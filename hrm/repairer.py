@@ -150,10 +150,10 @@ class Repairer:
             if slot:
                 continue
             enc, prop = encoded[k], proposals[k]
-            greedy = prop.greedy()
+            greedy = prop.greedy(ecfg.max_edits)
             decoded = decode_prediction(self.tokenizer, inputs[k], enc.segments, greedy)
             others = []
-            for outputs, _ in prop.candidates(alternatives + 1) if alternatives else []:
+            for outputs, _ in prop.candidates(alternatives + 1, ecfg.max_edits) if alternatives else []:
                 alt = decode_prediction(self.tokenizer, inputs[k], enc.segments, outputs)
                 if outputs != greedy and not alt.special_tokens and len(others) < alternatives:
                     others.append(list(alt))

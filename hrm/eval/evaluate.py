@@ -171,7 +171,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
                    alternatives=cfg.search.alternatives)
     reverse = model_info["reverse_feedback"]
     mp = run_model_pass(model, data, ablation=reverse, **pass_kw)
-    greedy = [p.greedy() for p in mp.proposals]
+    greedy = [p.greedy(cfg.max_edits) for p in mp.proposals]
     model_rows = score_all("model", greedy)
     for row, loss, npos, q, s in zip(model_rows, mp.row_loss_sum, mp.row_positions, mp.q_halt,
                                      mp.steps, strict=True):
@@ -182,7 +182,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     metrics.update(q_halt_metrics(mp.q_halt.tolist(), [r.exact for r in model_rows]))
 
     def search(i: int):
-        cands = [greedy[i]] + [c for c, _ in mp.proposals[i].candidates(budget) if c != greedy[i]]
+        cands = [greedy[i]] + [c for c, _ in mp.proposals[i].candidates(budget, cfg.max_edits) if c != greedy[i]]
         ctx = scorer.context(data.records[i])
         return search_row(cands, lambda outs: decode(i, outs),
                           lambda hunks: verify(ctx, hunks, scorer, buggy_texts[i]), cfg.search)
@@ -205,7 +205,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
                                                                      data.records[i].segments)
                                                      for i in range(n)]),
                                tests_enabled=tests, ci=False),
-        "untrained": row_metrics(score_all("untrained", [p.greedy() for p in untrained_pass.proposals]),
+        "untrained": row_metrics(score_all("untrained", [p.greedy(cfg.max_edits) for p in untrained_pass.proposals]),
                                  tests_enabled=tests, ci=False),
     }
     baselines["untrained"]["loss"] = pass_metrics(untrained_pass)["loss"]

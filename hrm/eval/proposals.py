@@ -13,13 +13,16 @@ are independent given the state; inserted tokens are read greedily from the toke
 (the anchor never replaces: its options are keep and insert). Positions are ranked by how likely
 they change, 1 - P(keep); only the `positions` most likely get their options computed.
 
-The greedy fix takes each position's best option; every instance holds a bug, so when that keeps
-everything, the single change that costs least against keeping (`min_edits: 1`) is made: an
-output identical to the buggy code is never proposed as a fix.
+The greedy fix is the best single edit: the (position, change) whose log-probability gains most
+over keeping that position (every instance holds a bug, so an output identical to the buggy code
+is never proposed), plus other positions whose best option is a change, up to `max_edits`
+(`eval.max_edits`, default 1: training's location loss puts one bug location per row, and on
+held-out mutations the one-edit fix was exact twice as often as taking every position's best
+option; BENCHMARKS.md "Repair ability").
 
-Candidates (SWE-search): the joint choices over the top positions, positions independent,
-enumerated best first exactly (a lazy heap over each position's options sorted by
-log-probability). The unchanged code is skipped; with the greedy fix among them it comes first.
+Candidates (SWE-search): the single edits, best gain first, then the joint choices over the top
+positions, positions independent, enumerated best first exactly (a lazy heap over each
+position's options sorted by log-probability). The unchanged code is never a candidate.
 """
 
 from __future__ import annotations
@@ -53,22 +56,46 @@ class RowProposal:
     rank: list[int] = field(default_factory=list)
     """The positions, most likely to change first."""
 
-    def greedy(self, min_edits: int = 1) -> Outputs:
-        """Each position's best option; at least `min_edits` changes (the cheapest ones)."""
-        out = {pos: opts[0].output for pos, opts in self.options.items() if not opts[0].keep}
-        if len(out) < min_edits:
-            costs = []
-            for pos, opts in self.options.items():
-                keep = next(o for o in opts if o.keep)
-                best = next((o for o in opts if not o.keep), None)
-                if best is not None and pos not in out:
-                    costs.append((keep.logp - best.logp, pos, best.output))
-            for _, pos, output in sorted(costs)[: min_edits - len(out)]:
-                out[pos] = output
+    def single_edits(self) -> list[tuple[float, int, tuple[int, ...]]]:
+        """Every one-position change as (gain, position, output), best first: the gain is the
+        change's log-probability minus keeping that position's token, i.e. how much likelier the
+        row becomes with this change alone than with no change."""
+        edits = []
+        for pos, opts in self.options.items():
+            keep = next(o.logp for o in opts if o.keep)
+            edits += [(o.logp - keep, pos, o.output) for o in opts if not o.keep]
+        return sorted(edits, key=lambda e: (-e[0], e[1]))
+
+    def greedy(self, max_edits: int | None = 1) -> Outputs:
+        """The fix: the best single edit (every instance holds a bug, so an output identical to
+        the buggy code is never proposed), plus, up to `max_edits` changed positions in all
+        (None: no limit), the other positions whose best option is a change. The default of one
+        matches training's location loss, which puts one bug location per row."""
+        out: Outputs = {}
+        for gain, pos, output in self.single_edits():
+            if pos in out:
+                continue
+            if out and (gain <= 0 or (max_edits is not None and len(out) >= max_edits)):
+                break
+            out[pos] = output
         return out
 
-    def candidates(self, limit: int) -> list[tuple[Outputs, float]]:
-        """Up to `limit` distinct changed outputs, best joint log-probability first."""
+    def candidates(self, limit: int, max_edits: int | None = 1) -> list[tuple[Outputs, float]]:
+        """Up to `limit` distinct changed outputs with their joint log-probability. With
+        `max_edits` 1 (the greedy fix is one edit): the single edits first (best gain first: one
+        bug location per row), then the joint choices over several positions; otherwise the
+        joint choices alone, best first (`joint_candidates`)."""
+        if max_edits != 1:
+            return self.joint_candidates(limit)
+        keep_all = sum(next(o.logp for o in opts if o.keep) for opts in self.options.values())
+        out = [({pos: output}, keep_all + gain) for gain, pos, output in self.single_edits()[:limit]]
+        if len(out) < limit:
+            out += [c for c in self.joint_candidates(limit) if len(c[0]) > 1][: limit - len(out)]
+        return out
+
+    def joint_candidates(self, limit: int) -> list[tuple[Outputs, float]]:
+        """Up to `limit` distinct changed outputs, best joint log-probability first (positions
+        independent)."""
         positions = list(self.rank)
         options = [self.options[p] for p in positions]
         if not options:

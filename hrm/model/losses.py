@@ -41,6 +41,46 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch
     return loss.view(labels.shape)
 
 
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x <= 0, accurate at both ends."""
+    x = x.clamp_max(-1e-7)
+    return torch.where(x > -0.6931, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def change_logits(logits: torch.Tensor, own_tokens: torch.Tensor, insert_logits: torch.Tensor) -> torch.Tensor:
+    """Per position, the log-odds that its output is not "keep" (fp32): P(keep) = P(first token is
+    its own) x P(no insertion), as `hrm.eval.proposals` ranks positions."""
+    own_lp = torch.log_softmax(logits.float(), -1).gather(-1, own_tokens.long().unsqueeze(-1)).squeeze(-1)
+    keep_lp = own_lp + F.logsigmoid(-insert_logits.float())
+    return log1mexp(keep_lp) - keep_lp
+
+
+def pointer_loss(logits, own_tokens, insert_logits, mask, edited, keep_w, valid, n_rows) -> torch.Tensor:
+    """BugLab-style location loss: per row with an edit, the negative log of the share of the
+    row's change-odds mass (a softmax over its labelled positions of `change_logits`) that falls on
+    its edited positions. A sampled kept position stands for `keep_w` of them (log weight added),
+    so the normaliser estimates the all-positions one. Mean over rows (`n_rows`)."""
+    score = change_logits(logits, own_tokens, insert_logits)
+    neg = torch.full_like(score, float("-inf"))
+    weighted = torch.where(mask, score + torch.where(edited, torch.zeros_like(keep_w), keep_w.log()), neg)
+    hit = torch.logsumexp(torch.where(edited, score, neg), -1)
+    rows = edited.any(-1) & valid
+    per_row = torch.logsumexp(weighted, -1) - hit
+    return torch.where(rows, per_row, torch.zeros_like(per_row)).sum() / n_rows
+
+
+def rewrite_loss(logits, labels, own_tokens, edited, n_rows) -> torch.Tensor:
+    """At each position whose first token changes, the cross-entropy of its new token among the
+    tokens other than its own (the rewrite given the location): the location loss says where,
+    this says what, without the keep option competing. Summed per row, mean over rows."""
+    replaced = edited & (labels != own_tokens) & (labels >= 0)
+    if not bool(replaced.any()):
+        return torch.zeros((), device=logits.device)
+    x = logits.float().scatter(-1, own_tokens.long().unsqueeze(-1), float("-inf"))
+    ce = F.cross_entropy(x[replaced], labels[replaced], reduction="sum")
+    return ce / n_rows
+
+
 @dataclass
 class LossParts:
     total: torch.Tensor
@@ -98,6 +138,7 @@ def act_losses(
     keep_scale: torch.Tensor | None = None,
     lm_denominator: float | torch.Tensor | None = None,
     row_denominator: float | torch.Tensor | None = None,
+    pointer_weight: float = 0.0,
 ) -> LossParts:
     """All training losses of one ACT segment; invalid rows contribute nothing.
 
@@ -134,6 +175,9 @@ def act_losses(
         ).sum() / n_rows
     else:
         q_cont_loss = torch.zeros((), device=logits.device)
-    total = lm + q_weight * (q_halt_loss + q_cont_loss)
+    pointer = (pointer_loss(logits, own_tokens, insert_logits, mask, edited, keep_w, valid, n_rows)
+               + rewrite_loss(logits, labels, own_tokens, edited, n_rows)) \
+        if pointer_weight > 0 else torch.zeros((), device=logits.device)
+    total = lm + pointer_weight * pointer + q_weight * (q_halt_loss + q_cont_loss)
     count_w = torch.where(edited, torch.ones_like(first), keep_w) * mask
     return LossParts(total, lm, q_halt_loss, q_cont_loss, seq_correct, token_correct, mask, edited, count_w)

@@ -530,7 +530,7 @@ def train_phase(
                            slot_logits=out.slot_logits, slot_labels=out.slot_labels,
                            slot_rows=out.slot_rows, slot_cols=out.slot_cols, keep_scale=out.keep_scale,
                            q_weight=phase.q_loss_weight, kind=model_cfg.loss, edit_weight=cfg.edit_weight,
-                           lm_denominator=lm_den, row_denominator=row_den)
+                           lm_denominator=lm_den, row_denominator=row_den, pointer_weight=cfg.pointer_weight)
         if scaler is not None:
             scaler.scale(parts.total).backward()
             scaler.unscale_(optimizer)

@@ -34,26 +34,49 @@ def test_candidates_are_every_joint_choice_best_first(seed):
         if chosen:
             brute.append((chosen, sum(o.logp for o in choice)))
     brute.sort(key=lambda c: -c[1])
-    got = prop.candidates(1000)
+    got = prop.joint_candidates(1000)
     assert len(got) == len(brute) == 4 ** 4 - 1
     assert [lp for _c, lp in got] == pytest.approx([lp for _c, lp in brute])
     assert got[:20] == [(c, pytest.approx(lp)) for c, lp in brute[:20]]
-    assert prop.candidates(3) == got[:3]
+    assert prop.joint_candidates(3) == got[:3]
 
 
-def test_greedy_keeps_the_best_options_and_forces_the_cheapest_change():
+@pytest.mark.parametrize("seed", range(3))
+def test_candidates_are_the_single_edits_first_then_the_joint_ones(seed):
+    """Against brute force: every one-position change (4 positions x 3 changes) ranked by its
+    joint log-probability (the others kept), then the multi-position choices best first; none
+    repeated, none the unchanged code."""
+    prop = _random_proposal(seed)
+    singles, multi = [], []
+    for choice in itertools.product(*(prop.options[p] for p in prop.rank)):
+        chosen = {p: o.output for p, o in zip(prop.rank, choice, strict=True) if not o.keep}
+        lp = sum(o.logp for o in choice)
+        (singles if len(chosen) == 1 else multi if chosen else []).append((chosen, lp))
+    singles.sort(key=lambda c: -c[1])
+    multi.sort(key=lambda c: -c[1])
+    got = prop.candidates(1000)
+    assert len(got) == 4 ** 4 - 1
+    assert [c for c, _ in got[:12]] == [c for c, _ in singles]
+    assert [lp for _, lp in got[:12]] == pytest.approx([lp for _, lp in singles])
+    assert [lp for _, lp in got[12:]] == pytest.approx([lp for _, lp in multi])
+    assert prop.candidates(5) == got[:5]
+
+
+def test_greedy_is_the_best_single_edit_unless_more_are_allowed():
     keep_best = {
         1: [Option((5,), -0.1, True), Option((6,), -3.0, False)],
-        2: [Option((7,), -0.2, True), Option((), -0.9, False)],  # cheapest change: 0.7
+        2: [Option((7,), -0.2, True), Option((), -0.9, False)],  # best gain: -0.7
         3: [Option((9,), -0.3, True), Option((9, 4), -1.5, False)],
     }
     prop = RowProposal(keep_best, {}, 0.0, rank=[2, 3, 1])
-    assert prop.greedy(min_edits=0) == {}
-    assert prop.greedy() == {2: ()}
-    assert prop.greedy(min_edits=2) == {2: (), 3: (9, 4)}
+    # every position keeps best, yet a fix changes something: the cheapest change
+    assert prop.greedy() == prop.greedy(max_edits=None) == {2: ()}
     changed = dict(keep_best)
-    changed[1] = [Option((6,), -0.05, False), Option((5,), -0.1, True)]
-    assert RowProposal(changed, {}, 0.0, rank=[1, 2, 3]).greedy() == {1: (6,)}
+    changed[1] = [Option((6,), -0.05, False), Option((5,), -0.1, True)]  # gain +0.05
+    changed[3] = [Option((9, 4), -0.1, False), Option((9,), -0.3, True)]  # gain +0.2
+    prop = RowProposal(changed, {}, 0.0, rank=[1, 2, 3])
+    assert prop.greedy() == {3: (9, 4)}
+    assert prop.greedy(max_edits=2) == prop.greedy(max_edits=None) == {3: (9, 4), 1: (6,)}
 
 
 def test_row_options_follow_the_heads():

@@ -30,14 +30,16 @@ def _proposal(ref: dict, inputs, anchors: set[int], wrong_at: int | None, wrong:
     return RowProposal(options, change, q_halt=0.0, rank=list(options))
 
 
-def _candidates(prop: RowProposal, cfg: SearchConfig) -> list[dict]:
+def _candidates(prop: RowProposal, cfg: SearchConfig, max_edits: int | None) -> list[dict]:
     """The search's candidate list, built as `evaluate_loaded` builds it."""
-    greedy = prop.greedy()
+    greedy = prop.greedy(max_edits)
     budget = 1 + cfg.max_iterations * cfg.candidates_per_iteration
-    return [greedy] + [c for c, _ in prop.candidates(budget) if c != greedy]
+    return [greedy] + [c for c, _ in prop.candidates(budget, max_edits) if c != greedy]
 
 
-def _search(data, i, tok, scorer, prop, cfg=CFG, verdicts=None):
+# These rows' fixes change two positions (the operator's tokens), so most tests run the
+# multi-edit decoding (`eval.max_edits: null`); the default one-edit decoding has its own test.
+def _search(data, i, tok, scorer, prop, cfg=CFG, verdicts=None, max_edits=None):
     rec = data.records[i]
     ctx = scorer.context(rec)
     buggy = [h.buggy_text for h in rec.hunks]
@@ -47,7 +49,7 @@ def _search(data, i, tok, scorer, prop, cfg=CFG, verdicts=None):
         verdicts.append(verify(ctx, hunks, scorer, buggy))
         return verdicts[-1]
 
-    return search_row(_candidates(prop, cfg), lambda outs: decode(data, i, tok, outs), check,
+    return search_row(_candidates(prop, cfg, max_edits), lambda outs: decode(data, i, tok, outs), check,
                       cfg)
 
 
@@ -81,7 +83,7 @@ def test_greedy_fix_passes_at_once(data, tok, tenacity_scorer, rows):
     outcomes, exact = [], []
     for i, ref, anchors, _pos, _wrong in rows.values():
         prop = _proposal(ref, data.inputs[i], anchors, None, ())
-        assert prop.greedy() == ref
+        assert prop.greedy(None) == ref
         oc = _search(data, i, tok, tenacity_scorer, prop)
         assert oc.greedy_passes and oc.best_passes and oc.verifier == "tests"
         assert (oc.candidates, oc.iterations, oc.best_rank, oc.converged) == (1, 0, 0, True)
@@ -96,8 +98,8 @@ def test_greedy_fix_passes_at_once(data, tok, tenacity_scorer, rows):
 def test_search_finds_the_fix_at_the_models_second_candidate(data, tok, tenacity_scorer, rows):
     i, ref, anchors, pos, wrong = rows["func_pm_op_change"]
     prop = _proposal(ref, data.inputs[i], anchors, pos, wrong)
-    cands = _candidates(prop, CFG)
-    assert cands[0] == prop.greedy() == {**ref, pos: wrong}
+    cands = _candidates(prop, CFG, None)
+    assert cands[0] == prop.greedy(None) == {**ref, pos: wrong}
     assert cands[1] == ref  # the fix is the model's second candidate
     assert len({tuple(sorted(c.items())) for c in cands}) == len(cands) == 1 + 2 * 2
     verdicts = []
@@ -119,6 +121,23 @@ def test_search_finds_the_fix_at_the_models_second_candidate(data, tok, tenacity
     last = _search(data, i, tok, tenacity_scorer, prop,
                    CFG.model_copy(update={"candidates_per_iteration": 1, "max_iterations": 1}))
     assert last.best_passes and last.iterations == 1 and not last.converged
+
+
+def test_one_edit_decoding_reaches_a_two_position_fix_after_the_single_edits(
+        data, tok, tenacity_scorer, rows):
+    """The default (`eval.max_edits: 1`): the fix of `other != 0` turns the tokens ` `, `!` into
+    ` =`, `=`. The greedy fix is the best single edit, half the fix (`other =!= 0`), and fails;
+    the other single edit (`other = 0`) fails too; the joint candidate after them (both edits)
+    is the fix and passes."""
+    i, ref, anchors, _pos, _wrong = rows["func_pm_op_flip_cmp"]
+    assert len(ref) == 2
+    prop = _proposal(ref, data.inputs[i], anchors, None, ())
+    cands = _candidates(prop, CFG, 1)
+    assert [len(c) for c in cands[:3]] == [1, 1, 2] and cands[2] == ref
+    verdicts = []
+    oc = _search(data, i, tok, tenacity_scorer, prop, verdicts=verdicts, max_edits=1)
+    assert [v.passes for v in verdicts] == [False, False, True]
+    assert not oc.greedy_passes and oc.best_passes and oc.best_rank == 2 and oc.best_outputs == ref
 
 
 def test_second_candidate_on_a_sample_row(env_split, tok, tenacity_scorer):
