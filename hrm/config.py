@@ -361,6 +361,13 @@ class ModelConfig(_Section):
     loss: Literal["softmax", "stablemax"] = "softmax"
     """LM loss: fp32 softmax cross-entropy, or stablemax."""
 
+    copy_head: bool = False
+    """A pointer over the row's own tokens beside the token head (pointer-generator / BugLab's
+    rewrite by reference): at each position, a gated mixture of the token head's distribution
+    and an attention over the row's positions that copies the token held there, so a fix can
+    name a variable the function already uses (variable misuse, swapped arguments) without the
+    token head having to learn that name."""
+
     head_positions: int = Field(default=64, ge=0)
     """Training only: the heads' loss is computed on this many positions per row, every edited
     one and a uniform sample of the kept ones, weighted so the loss estimates the loss over
@@ -519,6 +526,12 @@ class SearchConfig(_Section):
 
     alternatives: int = Field(default=3, ge=1)
     """Replacement tokens considered per position."""
+
+    unigram_baseline: bool = True
+    """Also search the unigram guess's candidates (its positions in order of how often their token
+    changes in training, each to that token's most frequent output) with the same verifier and
+    budget: the baseline of `resolved_after_search`, which is pass@k with test feedback. Costs
+    about as many test runs as the model's search."""
 
 
 class EvalConfig(_Section):

@@ -29,17 +29,22 @@ class UnigramGuess:
     """Token -> its most frequent changed output."""
 
     def predict(self, inputs: np.ndarray, segments) -> Outputs:
-        best: tuple[float, int] | None = None
+        """The guess: the row's position whose token changes most often (the first such
+        position on a tie) changed to that token's most frequent output; {} when no token of
+        the row ever changed in training."""
+        best = self.candidates(inputs, segments, 1)
+        return best[0] if best else {}
+
+    def candidates(self, inputs: np.ndarray, segments, limit: int) -> list[Outputs]:
+        """The guess's search candidates: single edits at the row's positions in order of their
+        token's change rate (position order on a tie), up to `limit`."""
+        ranked = []
         for anchor, n in segments:
             for pos in range(anchor + 1, anchor + n + 1):
-                tok = int(inputs[pos])
-                rate = self.change_rate.get(tok)
-                if rate is not None and (best is None or rate > best[0]):
-                    best = (rate, pos)
-        if best is None:
-            return {}
-        pos = best[1]
-        return {pos: self.output[int(inputs[pos])]}
+                rate = self.change_rate.get(int(inputs[pos]))
+                if rate is not None:
+                    ranked.append((-rate, pos))
+        return [{pos: self.output[int(inputs[pos])]} for _, pos in sorted(ranked)[:limit]]
 
 
 def fit_unigram(train, *, delete_id: int, end_id: int) -> UnigramGuess:

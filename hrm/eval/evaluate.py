@@ -209,6 +209,19 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
                                  tests_enabled=tests, ci=False),
     }
     baselines["untrained"]["loss"] = pass_metrics(untrained_pass)["loss"]
+    if tests and cfg.search.unigram_baseline:
+        def unigram_search(i: int):
+            # A row none of whose tokens changed in training gets the unchanged code, which the
+            # verifier never passes.
+            cands = unigram.candidates(data.inputs[i], data.records[i].segments, budget) or [{}]
+            ctx = scorer.context(data.records[i])
+            return search_row(cands, lambda outs: decode(i, outs),
+                              lambda hunks: verify(ctx, hunks, scorer, buggy_texts[i]), cfg.search)
+
+        guessed = _parallel(unigram_search, list(range(n)), workers, "search unigram")
+        found = search_metrics(guessed, [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(guessed)])
+        baselines["unigram"].update({k: found[k] for k in ("resolved_after_search", "exact_after_search",
+                                                           "swe_search_candidates")})
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

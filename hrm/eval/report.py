@@ -46,10 +46,13 @@ def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str
               "every code tier. A number the copy, unigram or untrained baseline also reaches is "
               "no evidence of repair.", "",
               f"## SWE-search vs greedy (verifier: {metrics.get('swe_search_verifier', 'n/a')})", "",
-              "| metric | value |", "|---|---|"]
-    lines += [f"| {n} | {_fmt(metrics.get(n))} |" for n in _SEARCH]
+              "| metric | model | unigram guess's candidates |", "|---|---|---|"]
+    lines += [f"| {n} | {_fmt(metrics.get(n))} | {_fmt(base['unigram'].get(n, 'n/a'))} |" for n in _SEARCH]
     lines += ["", "With the `tests` verifier the search is pass@k with test feedback: the tests "
-              "that define `resolved_rate` choose among the model's own candidates.", ""]
+              "that define `resolved_rate` choose among the model's own candidates. Its baseline "
+              "is the same search over the unigram guess's candidates (single edits at the "
+              "positions whose token changes most often in training; `eval.search.unigram_baseline`).",
+              ""]
     table = metrics.get("breakdown") or {}
     for axis, title in (("inferable", "Inferable or not"), ("repo", "By repository"),
                         ("kind", "By bug kind")):

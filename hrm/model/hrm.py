@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hrm.config import ModelConfig
@@ -123,6 +124,35 @@ class ReverseFeedback(nn.Module):
         return self.gate_value().to(z_L.dtype) * self.proj(z_L)
 
 
+class CopyHead(nn.Module):
+    """Mixes a copy distribution into the first-token distribution (pointer-generator):
+    p(t) = (1 - g) softmax(logits)(t) + g * sum over positions j holding t of softmax_j(q_i . k_j),
+    g = sigmoid(gate(z_i)). Returns log-probabilities (fp32), which every consumer of logits
+    (cross-entropy, log_softmax, argmax) reads unchanged."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.query = Linear(hidden_size, hidden_size)
+        self.key = Linear(hidden_size, hidden_size)
+        self.gate = Linear(hidden_size, 1, bias=True)
+        with torch.no_grad():
+            self.gate.weight.zero_()
+            self.gate.bias.fill_(-2.0)  # start mostly on the token head (copy bias included)
+
+    def forward(self, logits: torch.Tensor, zp: torch.Tensor, z_H: torch.Tensor, inputs: torch.Tensor
+                ) -> torch.Tensor:
+        """`logits` [B, P, V] of states `zp` [B, P, d]; keys `z_H` [B, L, d] at tokens `inputs` [B, L]."""
+        scores = torch.einsum("bpd,bld->bpl", self.query(zp), self.key(z_H)).float() / zp.shape[-1] ** 0.5
+        top = scores.amax(-1, keepdim=True)
+        weights = (scores - top).exp()
+        index = inputs.long().unsqueeze(1).expand(-1, zp.shape[1], -1)
+        mass = torch.zeros(logits.shape, dtype=torch.float32, device=logits.device).scatter_add(-1, index, weights)
+        copy_lp = mass.clamp_min(1e-30).log() - weights.sum(-1, keepdim=True).log()
+        gate = self.gate(zp).float()
+        return torch.logaddexp(torch.log_softmax(logits.float(), -1) + F.logsigmoid(-gate),
+                               copy_lp + F.logsigmoid(gate))
+
+
 @dataclass
 class SegmentOutput:
     """What one segment produces. z_H/z_L are detached (the next segment's carry)."""
@@ -177,6 +207,7 @@ class HRMCore(nn.Module):
         # init, so the untrained model keeps every token.
         self.copy_bias = nn.Parameter(torch.tensor(6.0))
         self.insert_head = Linear(d, 1, bias=True)
+        self.copy_head = CopyHead(d) if cfg.copy_head else None
         self.q_head = Linear(d, 2, bias=True)
         with torch.no_grad():
             # Insertions are rare (about one position in a hundred): start there.
@@ -340,6 +371,8 @@ class HRMCore(nn.Module):
                 lo, hi = head_span if head_span is not None else (0, seq_len)
                 zp, own = z_H[:, lo:hi], inputs[:, lo:hi]
             logits = self.first_logits(zp, own)
+            if self.copy_head is not None:
+                logits = self.copy_head(logits, zp, z_H, inputs)
             inserts = self.insert_head(zp).squeeze(-1)
             if slot_positions is not None:
                 rows_m, cols_m = (slot_positions >= 0).nonzero(as_tuple=True)

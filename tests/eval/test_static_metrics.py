@@ -186,3 +186,27 @@ def test_file_ast_match_equals_a_full_dump(tenacity_scorer, env_split):
         assert results["oracle"] is True and results["layout only"] is True
         assert results["copy"] is False
     assert checked >= 6
+
+
+def test_unigram_candidates_rank_the_row_positions_by_change_rate(splits, tok):
+    """The guess's search candidates: one edit each, at distinct positions, in non-increasing
+    change rate, the first one the guess itself; a row with no known token has none."""
+    from hrm.eval.baselines import fit_unigram
+
+    uni = fit_unigram(splits["train"], delete_id=tok.mask_id, end_id=tok.eos_id)
+    seen = 0
+    for i, rec in enumerate(splits["val"].records):
+        inputs = splits["val"].inputs[i]
+        cands = uni.candidates(inputs, rec.segments, 6)
+        pred = uni.predict(inputs, rec.segments)
+        if not pred:
+            assert cands == []
+            continue
+        assert cands[0] == pred and 1 <= len(cands) <= 6
+        positions = [next(iter(c)) for c in cands]
+        assert all(len(c) == 1 for c in cands) and len(set(positions)) == len(positions)
+        rates = [uni.change_rate[int(inputs[p])] for p in positions]
+        assert rates == sorted(rates, reverse=True)
+        assert all(c[p] == uni.output[int(inputs[p])] for c, p in zip(cands, positions, strict=True))
+        seen += len(cands) > 1
+    assert seen > 0
