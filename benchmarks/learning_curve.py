@@ -44,10 +44,11 @@ def _corpus(cfg, out: Path, heldout_pkg: str):
     return built, held
 
 
-def _unigram_exact(seq_dir: Path, tok_dir: Path) -> int:
-    """Held-out exact fixes of the unigram guess (`hrm.eval.baselines`) fitted on the same
-    training rows: the do-nothing-clever baseline each size is compared with (copying the
-    buggy code is never an exact fix, by definition)."""
+def _unigram_scores(seq_dir: Path, tok_dir: Path) -> tuple[int, int]:
+    """(held-out exact fixes, fixes among its first `CANDIDATES` search candidates) of the
+    unigram guess (`hrm.eval.baselines`) fitted on the same training rows: the
+    do-nothing-clever baseline each size is compared with (copying the buggy code is never an
+    exact fix, by definition)."""
     from hrm.eval.baselines import fit_unigram
     from hrm.sequences import decode_segments, load_split
     from hrm.tokenizer import load_tokenizer
@@ -55,8 +56,13 @@ def _unigram_exact(seq_dir: Path, tok_dir: Path) -> int:
     tok = load_tokenizer(tok_dir)
     guess = fit_unigram(load_split(seq_dir, "corpus"), delete_id=tok.mask_id, end_id=tok.eos_id)
     data = load_split(seq_dir, "val")
-    return sum(decode_segments(tok, data.inputs[i], r.segments, guess.predict(data.inputs[i], r.segments))
-               == [h.fixed_text for h in r.hunks] for i, r in enumerate(data.records))
+    exact = among = 0
+    for i, r in enumerate(data.records):
+        ref = [h.fixed_text for h in r.hunks]
+        cands = guess.candidates(data.inputs[i], r.segments, CANDIDATES)
+        exact += bool(cands) and decode_segments(tok, data.inputs[i], r.segments, cands[0]) == ref
+        among += any(decode_segments(tok, data.inputs[i], r.segments, c) == ref for c in cands)
+    return exact, among
 
 
 def _train_and_score(params, seq_dir: Path, tok_dir: Path, out: Path, steps: int) -> dict:
@@ -139,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         doc = json.loads((out / "learning_curve.json").read_text())
         for size, res in zip(args.sizes.split(","), doc["results"], strict=True):
-            res["unigram_exact"] = _unigram_exact(out / f"n{size}" / "sequences", out / "tokenizer")
+            res["unigram_exact"], res[f"unigram_fix_among_{CANDIDATES}_candidates"] = _unigram_scores(
+                out / f"n{size}" / "sequences", out / "tokenizer")
         (out / "learning_curve.json").write_text(json.dumps(doc, indent=1) + "\n")
         _plot(doc, out)
         print(json.dumps([{k: r[k] for k in ("corpus_rows", "exact", "unigram_exact")} for r in doc["results"]]))
@@ -186,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                         params.sequences, dropped=dropped, fingerprint="learning-curve",
                         progress=False, desc="sequences", tqdm=tqdm)
         res = _train_and_score(params, sub / "sequences", tok_dir, sub / "train", args.steps)
-        res.update(corpus_rows=len(chosen), unigram_exact=_unigram_exact(sub / "sequences", tok_dir))
+        uni_exact, uni_among = _unigram_scores(sub / "sequences", tok_dir)
+        res.update({"corpus_rows": len(chosen), "unigram_exact": uni_exact,
+                    f"unigram_fix_among_{CANDIDATES}_candidates": uni_among})
         results.append(res)
         print(json.dumps({k: v for k, v in res.items() if k != "by_kind"}), flush=True)
     doc = {"profile": args.profile, "steps": args.steps, "heldout": args.heldout, "train_set": args.train_set,
@@ -198,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(doc: dict, out: Path) -> None:
-    """The model's held-out exact-fix rate per corpus size, beside the unigram guess fitted on
-    the same rows (copying the buggy code is never an exact fix: 0)."""
+    """The model's held-out exact-fix rate per corpus size, and the share of rows whose fix is
+    among its first search candidates, each beside the unigram guess fitted on the same rows
+    (copying the buggy code is never an exact fix: 0)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,6 +221,12 @@ def _plot(doc: dict, out: Path) -> None:
     ax.plot(sizes, [r["exact_rate"] for r in results], "o-", label="HRM (greedy fix)")
     ax.plot(sizes, [r["unigram_exact"] / r["heldout_rows"] for r in results], "s--", color="grey",
             label="unigram guess, same rows")
+    among = f"fix_among_{CANDIDATES}_candidates"
+    if all(among in r for r in results):
+        ax.plot(sizes, [r[among] / r["heldout_rows"] for r in results], "o:", color="C0", alpha=0.6,
+                label=f"HRM, fix among its {CANDIDATES} search candidates")
+        ax.plot(sizes, [r[f"unigram_{among}"] / r["heldout_rows"] for r in results], "s:", color="grey",
+                alpha=0.6, label=f"unigram, among its {CANDIDATES}")
     ax.axhline(0.0, color="black", linewidth=0.8, label="copy the buggy code (0 by definition)")
     ax.set_xscale("log")
     ax.set_xlabel("corpus rows (balanced over kinds)")
