@@ -33,6 +33,55 @@ from hrm.data.schemas import SCHEMA_SWE_BENCH, classify, missing_fields
 from hrm.data.test_ids import DEFAULT_RUNNER, TEST_RUNNERS, bad_test_ids
 
 _BINARY_RE = re.compile(r"^(Binary files .* differ|GIT binary patch)$", re.MULTILINE)
+_PATH_LINE_RE = re.compile(r"^(?:(?:---|\+\+\+) |(?:rename|copy) (?:from|to) )(.*)$", re.MULTILINE)
+_GIT_LINE_RE = re.compile(r"^diff --git (\S+) (\S+)$", re.MULTILINE)
+_SYMLINK_RE = re.compile(r"^(?:new file mode|deleted file mode|old mode|new mode) 120000$", re.MULTILINE)
+
+
+def _patch_path(raw: str, prefixed: bool) -> str:
+    """A path as a patch header names it: git's quoting removed, the timestamp after a tab
+    dropped, and the a/ or b/ prefix stripped where the header carries one."""
+    path = raw.split("\t", 1)[0].strip()
+    if len(path) >= 2 and path[0] == path[-1] == '"':
+        path = path[1:-1]
+    if prefixed and path[:2] in ("a/", "b/"):
+        path = path[2:]
+    return path
+
+
+def _headers(patch: str) -> str:
+    """The patch's file header lines only (from each `diff --git` line to its first hunk), so
+    that a hunk line such as a removed `-- /x` is never read as a path."""
+    kept, in_header = [], False
+    for line in patch.splitlines():
+        if line.startswith("diff --git "):
+            in_header = True
+        elif line.startswith("@@"):
+            in_header = False
+        if in_header:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def paths_outside_tree(patch: str) -> list[str]:
+    """Why the patch would touch something outside the repository it applies to: an absolute
+    path (`/etc/passwd`, or `a//etc/passwd` once the prefix goes), a `..` component, or a
+    symlink (git mode 120000: `git apply` would write a link that can point anywhere). Empty
+    when every path stays inside."""
+    headers = _headers(patch)
+    paths = [_patch_path(m[1], m[0].startswith(("---", "+++"))) for m in _PATH_LINE_RE.finditer(headers)]
+    paths += [_patch_path(raw, True) for m in _GIT_LINE_RE.finditer(headers) for raw in m.groups()]
+    reasons = []
+    for path in paths:
+        if path == "/dev/null":
+            continue
+        if path.startswith("/"):
+            reasons.append(f"absolute path {path!r}")
+        elif ".." in path.split("/"):
+            reasons.append(f"'..' in {path!r}")
+    if _SYMLINK_RE.search(headers):
+        reasons.append("a symlink (mode 120000)")
+    return list(dict.fromkeys(reasons))
 
 TEXT_FIELDS = ("instance_id", "repo", "patch", "problem_statement", "image_name")
 """Core fields that must be strings: each gets a not-null and a type expectation."""
@@ -131,6 +180,8 @@ CHECKS: tuple[Check, ...] = (
           "regex", "patch", PATCH_END_REGEX),
     Check("patch_parses", "_patch_parses", "patch is not a unified diff with at least one hunk"),
     Check("patch_no_binary", "_patch_no_binary", "patch has a binary file change"),
+    Check("patch_paths_inside", "_patch_paths_inside",
+          "patch touches a path outside the repository tree (absolute, '..', or a symlink)"),
     Check("patch_size", "_patch_lines", "patch has more lines than data.max_patch_lines", "max"),
     _not_null("problem_statement"),
     _is_text("problem_statement"),
@@ -281,6 +332,8 @@ def _check_patch(row: dict[str, Any], rc: RowChecks) -> None:
         return
     hunks = sum(len(f) for f in parsed)
     rc.set("patch_parses", len(parsed) > 0 and hunks > 0, f"{len(parsed)} files, {hunks} hunks")
+    outside = paths_outside_tree(patch)
+    rc.set("patch_paths_inside", not outside, "; ".join(outside))
     binary_files = [f.path for f in parsed if f.is_binary_file]
     ok = binary is None and not binary_files
     rc.set("patch_no_binary", ok, f"binary change in {binary_files or binary[0]!r}" if not ok else "")

@@ -25,9 +25,11 @@ CORE_FIELDS = (
 )
 
 # {owner}__{repo}.{commit8}.{bug_type}__{hash8} or {owner}__{repo}.{commit8}.pr_{N};
-# the repo name may contain dots, so the commit and bug type are taken from the right.
+# the repo name may contain dots, so the commit and bug type are taken from the right. Owner and
+# name use GitHub's characters only (letters, digits, '-', and '.', '_' in names): ids become
+# file names and command arguments, so '/', shell metacharacters and whitespace never pass.
 _ID_RE = re.compile(
-    r"^(?P<owner>[^_\s][^\s]*?)__(?P<name>[^\s]+)\.(?P<commit>[0-9a-f]{7,40})\."
+    r"^(?P<owner>[A-Za-z0-9][A-Za-z0-9-]*)__(?P<name>[A-Za-z0-9_.-]+)\.(?P<commit>[0-9a-f]{7,40})\."
     r"(?P<bug>(?:[A-Za-z0-9_]+__[A-Za-z0-9]{6,}|pr_\d+))$"
 )
 

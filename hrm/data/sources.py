@@ -233,10 +233,13 @@ def load_file(path: Path):
     """Envelope dataset of one local file."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
+        import pyarrow.parquet as pq
         from datasets import Dataset
 
         try:
-            ds = Dataset.from_parquet(str(path), keep_in_memory=True)
+            # Read with pyarrow into memory: `Dataset.from_parquet` prepares an Arrow copy under
+            # ~/.cache/huggingface/datasets even with keep_in_memory (a write outside the project).
+            ds = Dataset(pq.read_table(str(path)))
         except Exception as err:  # pyarrow raises several types for a corrupt file
             raise InputError(f"cannot read parquet: {err}", path=str(path)) from None
         return _wrap_rows(ds, str(path))

@@ -34,6 +34,15 @@ def test_dotted_repo_names(instance_id, owner, name, commit, bug_type):
     "owner__repo.name.ABCDEF12.pr_1",  # commit not lowercase hex
     "ownerrepo.abcdef12.pr_1",  # no owner separator
     "owner__repo.name.abcdef12.pr_x",  # PR number not a number
+    # ids become file names and command arguments: no path parts, shell metacharacters or spaces
+    "../../etc__passwd.abcdef12.pr_1",
+    "owner__../../x.abcdef12.pr_1",
+    "owner__re/po.abcdef12.pr_1",
+    "owner;rm -rf ~__repo.abcdef12.pr_1",
+    "owner__$(id).abcdef12.pr_1",
+    "owner__repo`id`.abcdef12.pr_1",
+    "owner__re po.abcdef12.pr_1",
+    "-owner__repo.abcdef12.pr_1",  # would read as an option
 ])
 def test_malformed_ids_name_the_id(instance_id):
     with pytest.raises(ValueError, match="malformed instance_id"):

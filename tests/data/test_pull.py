@@ -60,7 +60,12 @@ def test_json_encoded_test_lists_are_accepted(sample_rows, data_cfg, tmp_path):
     assert read_instances(tmp_path / "out" / "instances.jsonl")[0].FAIL_TO_PASS == sample_rows[1]["FAIL_TO_PASS"]
 
 
-def test_parquet_json_array_and_directory_sources(sample_rows, data_cfg, tmp_path):
+def test_parquet_json_array_and_directory_sources(sample_rows, data_cfg, tmp_path, monkeypatch):
+    import datasets
+
+    # Nothing is written outside the project: no Arrow copy in the datasets cache.
+    hf_cache = tmp_path / "hf-datasets-cache"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", hf_cache)
     src = tmp_path / "src"
     (src / "nested").mkdir(parents=True)
     write_jsonl(src / "a.jsonl", sample_rows[:20])
@@ -78,6 +83,7 @@ def test_parquet_json_array_and_directory_sources(sample_rows, data_cfg, tmp_pat
     assert parquet_rows[0]["created_at"] == sample_rows[0]["created_at"]
     assert all("created_at" not in r for r in parquet_rows[1:])  # padding nulls are not data
     assert [r["_source"]["line"] for r in parquet_rows] == list(range(1, 22))
+    assert not hf_cache.exists() or not any(hf_cache.rglob("*"))
 
     result = validate(snap, tmp_path / "out", data_cfg)
     # The pandas row appears twice (a.jsonl and b.parquet): the second is a duplicate id.
