@@ -171,6 +171,9 @@ try:
 except OSError:
     pass
 check("after locking")
+# The working directory still points into the mount from before the tree's bind (now read-only):
+# enter it again by path, so relative writes land in the writable tree.
+os.chdir(os.getcwd())
 try:
     os.execvp(cmd[0], cmd)
 except OSError as exc:

@@ -196,6 +196,11 @@ def test_confined_filesystem_is_read_only_outside_tree_and_home(tmp_path):
                 print("wrote", path)
             except OSError as exc:
                 print("refused", path, exc.errno)
+        try:  # relative to the working directory, the tree
+            open("relative-in-tree", "w").close()
+            print("wrote relative")
+        except OSError as exc:
+            print("refused relative", exc.errno)
         print("maxpid", max(int(p) for p in os.listdir("/proc") if p.isdigit()), "end")
     """)
     assert res.exit_code == 0 and res.isolation == "netns+pidns+rofs", res.output
@@ -203,6 +208,7 @@ def test_confined_filesystem_is_read_only_outside_tree_and_home(tmp_path):
     for path in (tmp_path / "tree" / "in", tmp_path / "home" / "in", "/dev/null"):
         assert f"wrote {path}" in res.output, res.output
     assert not (tmp_path / "outside").exists()
+    assert "wrote relative" in res.output and (tmp_path / "tree" / "relative-in-tree").exists(), res.output
     # A fresh /proc: no host /proc/<pid>/root to reach the host's writable mounts through.
     assert int(res.output.split("maxpid ", 1)[1].split()[0]) < 10, res.output
 
