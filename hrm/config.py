@@ -521,11 +521,25 @@ class SearchConfig(_Section):
     max_iterations: int = Field(default=3, ge=1)
     """I: search iterations per example (budget: 1 + I x K candidates)."""
 
+    patience: int = Field(default=1, ge=1)
+    """A row's search converged when its passing candidate would have stayed the best for this
+    many further iterations within the budget: found at iteration i with i + patience <=
+    max_iterations (candidates come best first and a pass cannot be bettered, so the search
+    stops there instead of spending test runs to confirm it). Must be below max_iterations, so
+    that a candidate found after the greedy fix can converge."""
+
     positions: int = Field(default=16, ge=1)
     """Most likely changed positions per row whose options are ranked (`hrm.eval.proposals`)."""
 
     alternatives: int = Field(default=3, ge=1)
     """Replacement tokens considered per position."""
+
+    @model_validator(mode="after")
+    def _patience_below_iterations(self) -> SearchConfig:
+        if self.patience >= self.max_iterations:
+            raise ValueError(f"eval.search.patience ({self.patience}) must be below max_iterations "
+                             f"({self.max_iterations}): otherwise only the greedy fix could converge")
+        return self
 
     unigram_baseline: bool = True
     """Also search the unigram guess's candidates (its positions in order of how often their token

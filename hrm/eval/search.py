@@ -1,7 +1,8 @@
 """SWE-search: the model's alternative edits, each checked by a verifier, against its greedy fix.
 
-Candidates are the model's own ranked edit sets (`hrm.eval.proposals.RowProposal.candidates`:
-locations x rewrites, best joint log-probability first), the greedy fix first. Iteration 0
+Candidates are the model's own ranked edits (`hrm.eval.proposals.RowProposal.candidates`: the
+single edits, locations x rewrites, best gain first, then joint choices over several positions),
+the greedy fix first. Iteration 0
 checks the greedy fix; each of at most `max_iterations` iterations checks the next
 `candidates_per_iteration` candidates. The search stops at the first candidate the verifier
 passes (a pass cannot be bettered) or when the budget is spent.
@@ -20,8 +21,10 @@ Metrics: `greedy_pass_rate` (pass@1) and `swe_search_score` (pass@k, k = the can
 checked) = share of rows whose greedy / any candidate passes the verifier; `resolved_after_search`
 = the same under the `tests` verifier over all rows (rows without tests count as not
 resolved); `swe_search_candidates` and `swe_search_iterations` = means per row;
-`swe_search_convergence_rate` = share of rows whose search ended on a passing candidate before
-its budget ran out (found at an iteration before the last); `swe_search_efficiency` = (score -
+`swe_search_convergence_rate` = share of rows whose search ended on a passing candidate that
+would have stayed the best for `patience` further iterations within the budget (found at an
+iteration i with i + patience <= max_iterations; a pass cannot be bettered and candidates come
+best first, so those iterations are not spent); `swe_search_efficiency` = (score -
 greedy pass rate) / mean candidates; `exact_after_search` = share of rows whose selected
 candidate (the passing one, else the greedy fix) equals the reference.
 """
@@ -121,7 +124,7 @@ def search_row(candidates: Sequence[Outputs], decode: Callable[[Outputs], list[s
             if verdict.passes:
                 best = (candidates[k], hunks, verdict, k)
                 break
-    converged = best[2].passes and iterations < cfg.max_iterations
+    converged = best[2].passes and iterations + cfg.patience <= cfg.max_iterations
     return SearchOutcome(first.passes, best[0], best[1], best[2].passes, checked, iterations,
                          converged, first.verifier, best[3])
 

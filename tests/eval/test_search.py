@@ -86,6 +86,21 @@ def test_search_row_needs_a_candidate_and_respects_its_budget():
     # but in the last iteration, so not converged
     assert (found.best_rank, found.candidates, found.iterations) == (4, 5, 2)
     assert found.best_passes and not found.converged
+    # patience: found at iteration 1 of 3 converges with patience 1 and 2, not 3 (refused: it
+    # must stay below max_iterations); the greedy fix (iteration 0) converges with any patience
+    wide = SearchConfig(candidates_per_iteration=3, max_iterations=3)
+    check4 = lambda h: Verdict(h == ["2"], "static", "")  # noqa: E731
+    for patience, converged in ((1, True), (2, True)):
+        oc = search_row(cands, lambda o: [str(o[1][0])], check4, wide.model_copy(update={"patience": patience}))
+        assert (oc.iterations, oc.converged) == (1, converged)
+    late = search_row(cands, lambda o: [str(o[1][0])], lambda h: Verdict(h == ["5"], "static", ""),
+                      SearchConfig(candidates_per_iteration=3, max_iterations=3, patience=2))
+    assert late.iterations == 2 and late.best_passes and not late.converged
+    greedy = search_row(cands, lambda o: [str(o[1][0])], lambda h: Verdict(h == ["0"], "static", ""),
+                        SearchConfig(candidates_per_iteration=3, max_iterations=3, patience=2))
+    assert greedy.iterations == 0 and greedy.converged
+    with pytest.raises(ValueError, match="patience"):
+        SearchConfig(max_iterations=3, patience=3)
 
 
 @pytest.fixture(scope="module")

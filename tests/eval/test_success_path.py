@@ -116,11 +116,18 @@ def test_search_finds_the_fix_at_the_models_second_candidate(data, tok, tenacity
     assert m["swe_search_candidates"] == 2.0 and m["swe_search_iterations"] == 1.0
     assert m["swe_search_efficiency"] == pytest.approx(0.5)  # (1 - 0) / 2 candidates
 
-    # one candidate per iteration and one iteration: found with the whole budget spent, which
-    # is not convergence (found before the last iteration)
-    last = _search(data, i, tok, tenacity_scorer, prop,
-                   CFG.model_copy(update={"candidates_per_iteration": 1, "max_iterations": 1}))
-    assert last.best_passes and last.iterations == 1 and not last.converged
+    # one candidate per iteration, three iterations, patience 2 (the cpu profile's): found at
+    # iteration 1, so it would have stayed best for iterations 2 and 3: converged; with the fix
+    # pushed one candidate later (iteration 2) it is found, but not converged
+    cfg = SearchConfig(candidates_per_iteration=1, max_iterations=3, patience=2)
+    first = _search(data, i, tok, tenacity_scorer, prop, cfg)
+    assert first.best_passes and first.iterations == 1 and first.converged
+    cands = _candidates(prop, cfg, None)
+    later = search_row([cands[0], cands[0] | {min(ref): wrong}, *cands[1:]],
+                       lambda outs: decode(data, i, tok, outs),
+                       lambda hunks: verify(tenacity_scorer.context(data.records[i]), hunks, tenacity_scorer,
+                                            [h.buggy_text for h in data.records[i].hunks]), cfg)
+    assert later.best_passes and later.iterations == 2 and not later.converged
 
 
 def test_one_edit_decoding_reaches_a_two_position_fix_after_the_single_edits(
