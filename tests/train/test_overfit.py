@@ -3,7 +3,7 @@
 
 The runs use overrides of the `tiny` profile (docs/training.md, "Deviations"): model hidden 64
 (tiny: 32), halt_max_steps 1 (tiny: 2), q_target halt_only (tiny: bootstrap), weight decay 0
-(tiny: 0.2), one phase with lr 3e-3, warm-up 5, q_loss_weight 0.1, min_lr_ratio 0.3, batch 8.
+(tiny: 0.2), `pointer_weight` 0 (cpu: 1), one phase with lr 3e-3, warm-up 5, q_loss_weight 0.1, min_lr_ratio 0.3, batch 8.
 The untrained model copies its input (the copy bias), so it starts with most positions right and
 every edit wrong: `edit_accuracy` 0 is where learning starts.
 """
@@ -29,8 +29,12 @@ def _overfit_params(tiny_params, epochs: int):
     model = tiny_params.model.model_copy(update={"hidden_size": 64, "num_heads": 2, "halt_max_steps": 1,
                                                  "q_target": "halt_only"})
     phase = PhaseConfig(name="foundation", epochs=epochs, lr=3e-3, warmup_steps=5, q_loss_weight=0.1)
+    # The per-position objective alone (`pointer_weight` 0): whole-row exactness (every kept position
+    # right too) is its job; the location loss ranks positions and saturates the change
+    # probabilities, and with it (weight 1) the 8 real rows did not all reach exact in 90 epochs.
     train = tiny_params.train.model_copy(update={"phases": [phase], "batch_size": 8, "weight_decay": 0.0,
-                                                 "min_lr_ratio": 0.3, "keep_checkpoints": 1})
+                                                 "min_lr_ratio": 0.3, "keep_checkpoints": 1,
+                                                 "pointer_weight": 0.0})
     return tiny_params.model_copy(update={"model": model, "train": train})
 
 
