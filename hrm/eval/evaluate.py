@@ -181,11 +181,14 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     metrics.update(pass_metrics(mp))
     metrics.update(q_halt_metrics(mp.q_halt.tolist(), [r.exact for r in model_rows]))
 
-    def search(i: int):
-        cands = [greedy[i]] + [c for c, _ in mp.proposals[i].candidates(budget, cfg.max_edits) if c != greedy[i]]
+    def search_over(i: int, cands: list[Outputs]):
         ctx = scorer.context(data.records[i])
         return search_row(cands, lambda outs: decode(i, outs),
                           lambda hunks: verify(ctx, hunks, scorer, buggy_texts[i]), cfg.search)
+
+    def search(i: int):
+        ranked = mp.proposals[i].candidates(budget, cfg.max_edits)
+        return search_over(i, [greedy[i]] + [c for c, _ in ranked if c != greedy[i]])
 
     outcomes = _parallel(search, list(range(n)), workers, "search")
     exact_after = [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(outcomes)]
@@ -213,10 +216,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
         def unigram_search(i: int):
             # A row none of whose tokens changed in training gets the unchanged code, which the
             # verifier never passes.
-            cands = unigram.candidates(data.inputs[i], data.records[i].segments, budget) or [{}]
-            ctx = scorer.context(data.records[i])
-            return search_row(cands, lambda outs: decode(i, outs),
-                              lambda hunks: verify(ctx, hunks, scorer, buggy_texts[i]), cfg.search)
+            return search_over(i, unigram.candidates(data.inputs[i], data.records[i].segments, budget) or [{}])
 
         guessed = _parallel(unigram_search, list(range(n)), workers, "search unigram")
         found = search_metrics(guessed, [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(guessed)])

@@ -163,13 +163,12 @@ def proposals_from(model: torch.nn.Module, res, inputs: torch.Tensor, labels: np
                    positions: int, alternatives: int) -> list[RowProposal]:
     """The proposals of one batch from its inference output `res` (`run_inference`)."""
     from hrm.model.inference import slot_logits
+    from hrm.model.losses import keep_log_probs
 
     x = inputs
     first_logp = torch.log_softmax(res.logits, dim=-1)
-    own_lp = first_logp.gather(-1, x.long().unsqueeze(-1).to(first_logp.device)).squeeze(-1)
-    log_no = torch.nn.functional.logsigmoid(-res.insert_logits)
-    keep_lp = (own_lp + log_no).cpu().numpy()
-    log_no_np = log_no.cpu().numpy()
+    keep_lp = keep_log_probs(first_logp, x, res.insert_logits).cpu().numpy()
+    log_no_np = torch.nn.functional.logsigmoid(-res.insert_logits.float()).cpu().numpy()
     rows_t, pos_t, per_row = [], [], []
     for b in range(len(x)):
         labelled = np.flatnonzero(labels[b] != ignore_index)

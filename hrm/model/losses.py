@@ -47,11 +47,18 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > -0.6931, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
+def keep_log_probs(first_logp: torch.Tensor, own_tokens: torch.Tensor, insert_logits: torch.Tensor
+                   ) -> torch.Tensor:
+    """log P(keep) per position from first-token log-probabilities [..., V]: P(first token is its
+    own) x P(no insertion). The one definition training's location loss and the proposals'
+    ranking (`hrm.eval.proposals`) share."""
+    own_lp = first_logp.gather(-1, own_tokens.long().unsqueeze(-1).to(first_logp.device)).squeeze(-1)
+    return own_lp + F.logsigmoid(-insert_logits.float())
+
+
 def change_logits(logits: torch.Tensor, own_tokens: torch.Tensor, insert_logits: torch.Tensor) -> torch.Tensor:
-    """Per position, the log-odds that its output is not "keep" (fp32): P(keep) = P(first token is
-    its own) x P(no insertion), as `hrm.eval.proposals` ranks positions."""
-    own_lp = torch.log_softmax(logits.float(), -1).gather(-1, own_tokens.long().unsqueeze(-1)).squeeze(-1)
-    keep_lp = own_lp + F.logsigmoid(-insert_logits.float())
+    """Per position, the log-odds that its output is not "keep" (fp32; `keep_log_probs`)."""
+    keep_lp = keep_log_probs(torch.log_softmax(logits.float(), -1), own_tokens, insert_logits)
     return log1mexp(keep_lp) - keep_lp
 
 
