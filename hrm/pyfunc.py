@@ -35,8 +35,8 @@ import pandas as pd
 import yaml
 
 from hrm.errors import HrmError, InputError
+from hrm.model_dir import ARTIFACTS, artifact_paths  # noqa: F401  (re-exported)
 
-ARTIFACTS = ("checkpoint", "tokenizer", "params")
 INPUT_COLUMNS = ("problem_statement", "file_path", "source", "function")
 OUTPUT_COLUMNS = ("function", "fixed_code", "model_patch", "changed", "change_probability",
                   "q_halt", "truncated", "reason")
@@ -90,21 +90,6 @@ def load_model_params(path: str | Path):
 
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     return parse_params(raw, raw.get("profile"), source=str(path))
-
-
-def artifact_paths(model_dir: str | Path) -> dict[str, Path]:
-    """The checkpoint, tokenizer and params of a saved model directory (read from its MLmodel)."""
-    from mlflow.models import Model
-
-    model_dir = Path(model_dir)
-    if not (model_dir / "MLmodel").is_file():
-        raise InputError("not an MLflow Model directory (no MLmodel file)", path=str(model_dir))
-    conf = Model.load(str(model_dir / "MLmodel")).flavors.get("python_function", {})
-    stored = conf.get("artifacts", {})
-    missing = [k for k in ARTIFACTS if k not in stored]
-    if missing:
-        raise InputError(f"the model has no {', '.join(missing)} artifact(s)", path=str(model_dir))
-    return {k: model_dir / stored[k]["path"] for k in ARTIFACTS}
 
 
 class HrmRepairModel(mlflow.pyfunc.PythonModel):

@@ -109,7 +109,7 @@ class Repairer:
         """Load a registered model's files (`hrm.pyfunc` layout: `artifacts/checkpoint/`,
         `artifacts/tokenizer/`, `artifacts/params.yaml`)."""
         from hrm.config import load_params
-        from hrm.pyfunc import artifact_paths
+        from hrm.model_dir import artifact_paths
 
         paths = artifact_paths(model_dir)
         return cls.load(paths["checkpoint"], paths["tokenizer"], load_params(paths["params"]))

@@ -46,6 +46,7 @@ from hrm.edits import (
     rest_labels,
 )
 from hrm.errors import InputError
+from hrm.json_input import read_json_strict
 from hrm.regions import Region, patch_regions, split_lines, window
 from hrm.splits import SPLITS, check_coverage, load_splits
 from hrm.tokenizer import HUNK_SEPARATOR, HrmTokenizer, file_header, load_tokenizer
@@ -505,11 +506,10 @@ def write_sequences(examples: Iterable[_Example], tokenizer: HrmTokenizer, out_d
 def load_meta(seq_dir: str | Path) -> SequenceMeta:
     """Read `meta.json` of a sequences directory."""
     path = Path(seq_dir) / META_FILE
-    if not path.is_file():
-        raise InputError("sequences meta not found (run `hrm sequences build`)", path=str(path))
+    doc = read_json_strict(path, missing="sequences meta not found (run `hrm sequences build`)")
     try:
-        return SequenceMeta(**json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError) as err:
+        return SequenceMeta(**doc)
+    except TypeError as err:
         raise InputError(f"invalid sequences meta (built by another version? rebuild the "
                          f"sequences): {err}", path=str(path)) from None
 

@@ -40,6 +40,7 @@ from hrm.config import SequencesConfig
 from hrm.data.instance import Instance, read_instances
 from hrm.errors import InputError
 from hrm.hunks import MODULE_SCOPE, Hunk, parse_patch
+from hrm.json_input import read_json_strict
 
 SPLITS = ("train", "val", "test")
 SPLITS_FILE = "splits.json"
@@ -331,12 +332,7 @@ def build_splits(instances_path: str | Path, out_dir: str | Path, cfg: Sequences
 def load_splits(path: str | Path) -> dict[str, str]:
     """Read `splits.json` into {instance_id: split}; raises InputError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("splits file not found", path=str(path))
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON: {err}", path=str(path)) from None
+    doc = read_json_strict(path, missing="splits file not found")
     splits = doc.get("splits") if isinstance(doc, dict) else None
     if not isinstance(splits, dict):
         raise InputError("missing mapping 'splits'", path=str(path))

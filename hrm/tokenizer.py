@@ -22,6 +22,7 @@ from hrm.config import TokenizerConfig
 from hrm.data.instance import Instance, read_instances
 from hrm.errors import InputError
 from hrm.hunks import parse_patch
+from hrm.json_input import read_json_strict
 from hrm.splits import check_coverage, load_splits
 
 PAD, BOS, EOS, SEP, HUNK, MASK, UNK = (
@@ -216,10 +217,7 @@ def load_tokenizer(directory: str | Path) -> HrmTokenizer:
         tok = Tokenizer.from_file(str(tok_path))
     except Exception as err:  # the Rust side raises a bare Exception on a bad file
         raise InputError(f"cannot load tokenizer: {err}", path=str(tok_path)) from None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON: {err}", path=str(meta_path)) from None
+    meta = read_json_strict(meta_path)
     # The flag is not guaranteed to survive a save/load round trip; set it explicitly so text
     # that spells a special token stays plain text.
     tok.encode_special_tokens = True

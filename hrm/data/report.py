@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hrm.data.suite import ExpectationOutcome
-    from hrm.data.validate import Reason, SnapshotRow, ValidationResult
+    from hrm.data.validation_result import Reason, SnapshotRow, ValidationResult
 
 MAX_LISTED = 200
 """Quarantined rows listed in the report; the rest are counted (all are in quarantine.jsonl)."""

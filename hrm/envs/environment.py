@@ -30,6 +30,7 @@ from hrm.config import EnvsConfig, EnvSpec
 from hrm.envs.errors import EnvironmentUnavailable
 from hrm.envs.providers import (
     Environment,
+    build_lock,
     copy_of,
     fetch_git,
     fetch_sdist,
@@ -37,8 +38,9 @@ from hrm.envs.providers import (
     git_diff,
     run_checked,
 )
-from hrm.envs.results import TestRun, aggregate, read_reports, select
-from hrm.envs.sandbox import SandboxLimits, run_sandboxed, sandbox_identity
+from hrm.envs.report_channel import ReportChannel, shadowing_modules
+from hrm.envs.results import ReportRefused, TestResult, TestRun, aggregate, select
+from hrm.envs.sandbox import limits_from, run_sandboxed, sandbox_identity
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +56,12 @@ def slug(repo_id: str) -> str:
     return repo_id.replace("/", "__").replace(":", "_")
 
 
-def limits_from(cfg: EnvsConfig, timeout_s: float | None = None) -> SandboxLimits:
-    return SandboxLimits(
-        timeout_s=float(timeout_s if timeout_s is not None else cfg.timeout_s),
-        memory_mb=cfg.memory_mb,
-        max_processes=cfg.max_processes,
-        max_file_mb=cfg.max_file_mb,
-        max_output_kb=cfg.max_output_kb,
-        sandbox_user=cfg.sandbox_user,
-        uid_range=tuple(cfg.sandbox_uid_range) if cfg.sandbox_uid_range else None,
-    )
+def refused_run(node_ids: list[str], why: str) -> TestRun:
+    """A run that was never started because its outcome could have been forged."""
+    return TestRun(
+        results={n: TestResult(n, "error", 0.0, "test report refused: " + why) for n in node_ids},
+        exit_code=None, timed_out=False, output_truncated=False, output="", duration_s=0.0,
+        isolation="not run", refused=why)
 
 
 def _reachable_by_others(path: Path) -> bool:
@@ -100,19 +98,6 @@ def fingerprint(spec: EnvSpec, python: Path) -> str:
     blob = json.dumps({"spec": spec.model_dump(mode="json"), "python": str(python),
                        "version": version, "build": BUILD_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-@contextmanager
-def _build_lock(path: Path) -> Iterator[None]:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _marker_ok(root: Path, fp: str) -> bool:
@@ -190,7 +175,7 @@ class LocalProvider:
         cache = Path(cfg.cache_dir).resolve()
         root = cache / slug(repo_id)
         if not _marker_ok(root, fp):
-            with _build_lock(cache / f"{slug(repo_id)}.lock"):
+            with build_lock(cache / f"{slug(repo_id)}.lock"):
                 if not _marker_ok(root, fp):  # another process may have built it meanwhile
                     try:
                         _build(repo_id, spec, python, root, fp)
@@ -260,30 +245,42 @@ class RepoEnvironment:
         if bad:
             raise ValueError(f"node ids must not start with '-': {bad[:3]}")
         tree = Path(tree).resolve()
+        shadows = shadowing_modules(tree)
+        if shadows:
+            return refused_run(node_ids, f"the tree defines {shadows}, which Python or pytest "
+                               "would import from it before the report plugin")
         home = Path(tempfile.mkdtemp(prefix="hrm-run-"))
         try:
             plugins = home / "plugins"
             plugins.mkdir()
             shutil.copy2(_PLUGIN_SRC, plugins / f"{_PLUGIN_MODULE}.py")
-            report = home / "report.jsonl"
-            report.touch()
-            argv = [str(self.python), "-m", "pytest", "-p", _PLUGIN_MODULE,
-                    f"--hrm-report={report}", "-p", "no:cacheprovider", "-q",
-                    "--no-header", "-rN", *node_ids]
-            res = run_sandboxed(
-                argv, cwd=tree, home=home, limits=limits_from(self.cfg, timeout_s),
-                path_dirs=[str(self.python.parent)],
-                python_env={"PYTHONPATH": os.pathsep.join([str(tree), str(plugins)]),
-                            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
-                            "PYTHONHASHSEED": "0"},
-                readonly=[self.root],
-            )
-            records = read_reports(report)
+            with ReportChannel() as channel:
+                argv = [str(self.python), "-m", "pytest", "-p", _PLUGIN_MODULE,
+                        *channel.plugin_args, "-p", "no:cacheprovider", "-q",
+                        "--no-header", "-rN", *node_ids]
+                res = run_sandboxed(
+                    argv, cwd=tree, home=home, limits=limits_from(self.cfg, timeout_s),
+                    path_dirs=[str(self.python.parent)],
+                    # The plugin before the tree: a module of the tree never replaces it.
+                    python_env={"PYTHONPATH": os.pathsep.join([str(plugins), str(tree)]),
+                                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+                                "PYTHONHASHSEED": "0"},
+                    readonly=[self.root], hide=[Path.cwd()], pass_fds=channel.pass_fds,
+                )
+                killed = res.timed_out or res.exit_code is None
+                try:
+                    records, refused = channel.records(None if killed else res.exit_code), ""
+                except ReportRefused as exc:
+                    records, refused = [], str(exc)
             all_tests, collection_errors = aggregate(records)
         finally:
             shutil.rmtree(home, ignore_errors=True)
+        results = select(all_tests, node_ids, timed_out=res.timed_out)
+        if refused:
+            results = {n: TestResult(n, "error", 0.0, "test report refused: " + refused)
+                       for n in node_ids}
         return TestRun(
-            results=select(all_tests, node_ids, timed_out=res.timed_out),
+            results=results,
             exit_code=res.exit_code,
             timed_out=res.timed_out,
             output_truncated=res.output_truncated,
@@ -293,5 +290,7 @@ class RepoEnvironment:
             all_tests=all_tests,
             collection_errors=collection_errors,
             killed_reason=res.killed_reason if (res.timed_out or res.signal_name) else "",
-            started=res.timed_out or any(r.get("when") == "session" for r in records),
+            started=res.timed_out or bool(refused) or any(
+                r.get("when") == "session" for r in records),
+            refused=refused,
         )

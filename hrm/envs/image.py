@@ -39,9 +39,23 @@ from pathlib import Path
 
 from hrm.config import EnvsConfig, EnvSpec
 from hrm.envs.errors import EnvironmentUnavailable
-from hrm.envs.providers import commit_pristine, copy_of, git_apply, git_diff, run_checked
-from hrm.envs.results import TestRun, aggregate, read_reports, select
-from hrm.envs.sandbox import SandboxLimits
+from hrm.envs.providers import (
+    build_lock,
+    commit_pristine,
+    copy_of,
+    git_apply,
+    git_diff,
+    run_checked,
+)
+from hrm.envs.results import (
+    ReportRefused,
+    TestResult,
+    TestRun,
+    aggregate,
+    select,
+    verify_reports,
+)
+from hrm.envs.sandbox import SandboxLimits, limits_from
 
 SWESMITH_IMAGE_PREFIX = "jyangballin/swesmith.x86_64."
 """SWE-smith's published images: `{prefix}{owner}_1776_{repo}.{commit8}` (lowercase)."""
@@ -230,9 +244,7 @@ class ImageEnvironment:
         marker = self.root / "marker.json"
         if self._extracted(marker):
             return tree
-        from hrm.envs.environment import _build_lock
-
-        with _build_lock(self.root.with_name(self.root.name + ".lock")):
+        with build_lock(self.root.with_name(self.root.name + ".lock")):
             if not self._extracted(marker):  # another process may have extracted it meanwhile
                 shutil.rmtree(self.root, ignore_errors=True)
                 self.root.mkdir(parents=True)
@@ -274,8 +286,6 @@ class ImageEnvironment:
 
     def run_tests(self, tree: Path, node_ids: list[str], timeout_s: float | None = None
                   ) -> TestRun:
-        from hrm.envs.environment import limits_from
-
         limits = limits_from(self.cfg, timeout_s)
         home = Path(tempfile.mkdtemp(prefix="hrm-img-run-"))
         name = f"hrm-run-{uuid.uuid4().hex[:12]}"
@@ -300,12 +310,22 @@ class ImageEnvironment:
                 reason = "SIGKILL (the memory limit, or `timeout -k` after its grace period)"
             else:
                 reason = ""
-            records = read_reports(report)
+            # A file the container could write: its structure is checked, nothing signs it
+            # (docs/envs.md: the container provider's limits).
+            code = None if timed_out or exit_code == 137 else exit_code
+            try:
+                records, refused = verify_reports(report.read_bytes(), None, exit_code=code), ""
+            except ReportRefused as exc:
+                records, refused = [], str(exc)
             all_tests, collection_errors = aggregate(records)
         finally:
             shutil.rmtree(home, ignore_errors=True)
+        results = select(all_tests, node_ids, timed_out=timed_out)
+        if refused:
+            results = {n: TestResult(n, "error", 0.0, "test report refused: " + refused)
+                       for n in node_ids}
         return TestRun(
-            results=select(all_tests, node_ids, timed_out=timed_out),
+            results=results,
             exit_code=None if timed_out or exit_code == 137 else exit_code,
             timed_out=timed_out,
             output_truncated=truncated,
@@ -315,7 +335,8 @@ class ImageEnvironment:
             all_tests=all_tests,
             collection_errors=collection_errors,
             killed_reason=reason,
-            started=timed_out or any(r.get("when") == "session" for r in records),
+            started=timed_out or bool(refused) or any(r.get("when") == "session" for r in records),
+            refused=refused,
         )
 
 

@@ -15,6 +15,7 @@ protocol only. `hrm.envs.get_environment` picks the provider named by `envs.repo
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -184,3 +185,16 @@ def git_diff(tree: Path) -> str:
     proc = subprocess.run(["git", *GIT_IDENTITY, "diff", "--no-color", "--no-ext-diff"],
                           cwd=tree, capture_output=True, text=True, check=True)
     return proc.stdout
+
+
+@contextmanager
+def build_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` while building or extracting one cached environment:
+    two processes never build the same one at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,9 +1,21 @@
 """A pytest plugin loaded into every sandboxed run (`-p hrm_pytest_report`).
 
-It appends one JSON line per test report (setup/call/teardown, subtests included) and per
-failed collection to the file given as `--hrm-report PATH`. Node ids come straight from pytest,
-so no junit class-name guessing is needed. This file is copied next to the run's temporary
-HOME and must not import anything from `hrm` (it runs inside the environment's venv).
+It writes one JSON line per test report (setup/call/teardown, subtests included) and per
+failed collection, a `session started` line first and a `session finished` line (with
+pytest's exit status and the number of lines before it) last. Node ids come straight from
+pytest, so no junit class-name guessing is needed. This file is copied next to the run's
+temporary HOME and must not import anything from `hrm` (it runs inside the environment's venv).
+
+Where the lines go, and why the code under test cannot forge them (`hrm.envs.results`):
+- `--hrm-report-fd=N`: the write end of a pipe the host reads. No report file exists that the
+  run could rewrite; the fd is made non-inheritable, so a test's subprocesses never get it.
+- `--hrm-key-fd=M`: a pipe holding a one-run secret key. It is read and closed when this module
+  is imported, i.e. when pytest loads `-p` plugins, before any conftest or test module (and so
+  before the package under test) is imported. Each line then carries `mac`, an HMAC-SHA256
+  chained over every line before it, so a line written by anyone without the key, a line
+  removed, reordered or replayed, or a report cut short all fail the host's check.
+- `--hrm-report=PATH` (the container provider): plain lines appended to a file; the host still
+  checks their structure, but nothing authenticates them.
 
 Per-test call recording (for the generator's test selection, `hrm.synth.coverage`): when the
 run's working directory holds `.hrm-trace-request.json` (`{"source_dirs": [...], "out": NAME}`,
@@ -18,6 +30,8 @@ set insertion per Python call. Module bodies are not recorded.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import sys
@@ -29,8 +43,54 @@ TRACE_REQUEST = ".hrm-trace-request.json"
 TRACE_VERSION = 1
 
 
+def _argv_int(name: str) -> int | None:
+    """`--name=N` from the command line (read at import: options are not parsed yet)."""
+    for arg in sys.argv[1:]:
+        if arg.startswith(name + "="):
+            return int(arg.split("=", 1)[1])
+    return None
+
+
+def _make_writer():
+    """The line writer, holding the fd and the key in its closure (never in a module global)."""
+    report_fd, key_fd = _argv_int("--hrm-report-fd"), _argv_int("--hrm-key-fd")
+    key = b""
+    if key_fd is not None:
+        chunks = []
+        while chunk := os.read(key_fd, 64):
+            chunks.append(chunk)
+        os.close(key_fd)
+        key = b"".join(chunks)
+    if report_fd is not None:
+        os.set_inheritable(report_fd, False)
+    state = {"mac": "", "count": 0}
+
+    def write(record: dict) -> None:
+        record = dict(record, seq=state["count"])
+        if key:
+            body = json.dumps(record, sort_keys=True)
+            record["mac"] = state["mac"] = hmac.new(
+                key, (state["mac"] + body).encode(), hashlib.sha256).hexdigest()
+        line = (json.dumps(record) + "\n").encode()
+        state["count"] += 1
+        if report_fd is not None:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(report_fd, view):]
+        elif _PATH:
+            with open(_PATH, "a", encoding="utf-8") as fh:
+                fh.write(line.decode())
+
+    return write
+
+
+_WRITE = _make_writer()
+
+
 def pytest_addoption(parser):
     parser.addoption("--hrm-report", default=None, help="JSON-lines report file (hrm sandbox)")
+    parser.addoption("--hrm-report-fd", default=None, help="report pipe (hrm sandbox)")
+    parser.addoption("--hrm-key-fd", default=None, help="report key pipe (hrm sandbox)")
 
 
 class _Recorder:
@@ -127,6 +187,8 @@ def pytest_runtest_logfinish(nodeid, location):
 def pytest_sessionfinish(session, exitstatus):
     if _RECORDER is not None:
         _RECORDER.write()
+    _write({"nodeid": "", "when": "session", "outcome": "finished", "duration": 0.0,
+            "subtest": False, "message": "", "exitstatus": int(exitstatus)})
 
 
 def _message(report) -> str:
@@ -144,10 +206,7 @@ def _message(report) -> str:
 
 
 def _write(record: dict) -> None:
-    if not _PATH:
-        return
-    with open(_PATH, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+    _WRITE(record)
 
 
 def pytest_sessionstart(session):

@@ -17,7 +17,7 @@ Every run gets:
   inside a private mount namespace, so a run cannot alter the cache;
 - when the run does not drop to another uid (the caller is not root, e.g. a laptop's
   `make test` or a CI runner user; or envs.sandbox_user is null), the run would otherwise write anywhere its user can (the checkout, ~). Inside
-  its mount namespace the whole filesystem is then made read-only (`_CONFINE_FS`) except the
+  its mount namespace the whole filesystem is then made read-only (`confine_fs.py`) except the
   working tree, the run's HOME/TMPDIR, /dev (with a private /dev/shm), /sys and a fresh /proc
   (the host's /proc would reach the host's mounts through /proc/<pid>/root); the mounts are
   then locked by a nested user+mount namespace (so the run, root inside its namespace, cannot
@@ -32,6 +32,11 @@ Every run gets:
   namespaces included), so runs sharing one uid would share one process budget, and one
   run's fork bomb would make every concurrent run fail at its first fork. After the run
   every process of the leased uid is killed before the uid is released.
+
+- with a mount namespace, `hide` paths (the caller's checkout: mlflow.db, params, data) are
+  covered by an empty read-only tmpfs, the `readonly` paths below them brought back
+  (`confine_fs.py`; the label gains `+project-hidden`);
+- `pass_fds` (the report and key pipes, `hrm.envs.report_channel`) stay open in the child.
 
 `isolation` in the result names what was in force: `uid+netns+pidns+ro` (root),
 `netns+pidns+rofs` (not root, namespaces), `sitecustomize-net+unconfined-fs` (neither).
@@ -55,153 +60,19 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from hrm.config import EnvsConfig
+
+_CONFINE_PROGRAM = Path(__file__).with_name("confine_fs.py")
+_NET_GUARD_PROGRAM = Path(__file__).with_name("net_guard_sitecustomize.py")
 _MOUNT_RO = (
-    # $1..$n-1: paths to make read-only, then "--", then the command.
+    # The isolation probe only (runs use `confine_fs.py`): $1..$n-1: paths to make read-only,
+    # then "--", then the command.
     'while [ "$1" != "--" ]; do mount --bind "$1" "$1" && '
     'mount -o remount,bind,ro "$1" || exit 97; shift; done; shift; exec "$@"'
 )
-_CONFINE_FS = r"""
-# Run as `python -I -S -c _CONFINE_FS TREE HOME RO... -- CMD...` by `unshare -rnmp` (root in a
-# new user, mount, PID and network namespace; propagation private): make every mount
-# read-only except TREE, HOME, /dev, /sys and a fresh /proc, lock the mounts, then exec CMD.
-import ctypes, errno, os, re, sys
-
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_NOSYMFOLLOW, MS_BIND, MS_REC = 32, 256, 4096, 16384
-KEEP = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
-        "nosymfollow": MS_NOSYMFOLLOW}
-libc = ctypes.CDLL(None, use_errno=True)
-
-
-def die(msg):
-    sys.stderr.write("hrm sandbox: cannot confine the filesystem: " + msg + "\n")
-    sys.stderr.flush()
-    os._exit(97)
-
-
-def mount(src, tgt, fstype, flags, data=None):
-    enc = lambda v: None if v is None else os.fsencode(v)
-    if libc.mount(enc(src), enc(tgt), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), tgt)
-
-
-def mounts():
-    # (mount point, per-mount options) from mountinfo; "\040"-style octal escapes decoded.
-    out = []
-    with open("/proc/self/mountinfo", "rb") as fh:
-        for line in fh:
-            f = line.split()
-            path = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), f[4])
-            out.append((os.fsdecode(path), f[5].decode().split(",")))
-    return out
-
-
-def under(path, roots):
-    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
-
-
-args = sys.argv[1:]
-sep = args.index("--")
-tree, home = (os.path.realpath(a) for a in args[:2])
-readonly, cmd = [os.path.realpath(a) for a in args[2:sep]], args[sep + 1:]
-writable = [tree, home]
-exempt = writable + ["/dev", "/proc", "/sys"]
-try:
-    for path in readonly + writable:  # separate mounts: remounting their parent spares them
-        mount(path, path, None, MS_BIND | MS_REC)
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    if os.path.isdir("/dev/shm"):
-        mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-except OSError as exc:
-    die(f"mount {exc.filename}: {exc.strerror}")
-todo = {}
-for path, opts in mounts():
-    if not under(path, exempt):
-        todo[path] = opts  # the last entry of a path is the mount on top
-for path, opts in todo.items():
-    if "ro" in opts:
-        continue
-    flags = MS_REMOUNT | MS_BIND | MS_RDONLY
-    for name, bit in KEEP.items():  # locked flags must be kept; atime is kept by the kernel
-        if name in opts:
-            flags |= bit
-    try:
-        mount(None, path, None, flags)
-    except OSError:
-        pass  # judged below: only a mount the run cannot reach may stay writable
-
-
-def check(stage):
-    for path in todo:
-        try:
-            if not os.statvfs(path).f_flag & os.ST_RDONLY:
-                die(f"{path} is still writable ({stage})")
-        except (PermissionError, FileNotFoundError, NotADirectoryError):
-            pass  # not reachable by the run either
-    for probe_dir in {os.path.dirname(tree), os.path.dirname(home)}:
-        probe = os.path.join(probe_dir, f".hrm-rofs-probe-{os.getpid()}")
-        try:
-            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except OSError as exc:
-            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                continue
-            die(f"write probe {probe}: {exc.strerror} ({stage})")
-        os.unlink(probe)
-        die(f"a write to {probe_dir} outside the tree succeeded ({stage})")
-
-
-check("after remount")
-# Lock: a mount namespace owned by a nested (less privileged) user namespace gets every mount
-# locked, so the run, root in its namespace, can neither remount nor unmount them.
-if libc.unshare(0x10000000 | 0x00020000) != 0:  # CLONE_NEWUSER | CLONE_NEWNS
-    die("nested unshare: " + os.strerror(ctypes.get_errno()))
-try:
-    for name, text in (("setgroups", "deny"), ("uid_map", "0 0 1"), ("gid_map", "0 0 1")):
-        with open(f"/proc/self/{name}", "w") as fh:
-            fh.write(text)
-except OSError as exc:
-    die(f"nested user namespace map: {exc}")
-target = max((p for p in todo if under(os.path.dirname(tree), [p])), key=len, default="/")
-try:
-    mount(None, target, None, MS_REMOUNT | MS_BIND | sum(
-        bit for name, bit in KEEP.items() if name in todo.get(target, [])))
-    die(f"{target} could be remounted read-write after locking")
-except OSError:
-    pass
-check("after locking")
-# The working directory still points into the mount from before the tree's bind (now read-only):
-# enter it again by path, so relative writes land in the writable tree.
-os.chdir(os.getcwd())
-try:
-    os.execvp(cmd[0], cmd)
-except OSError as exc:
-    die(f"exec {cmd[0]}: {exc.strerror}")
-"""
-_NET_GUARD = '''\
-"""Installed by hrm's sandbox where no network namespace is available: refuse inet sockets."""
-import socket as _socket
-
-_orig_connect = _socket.socket.connect
-_orig_connect_ex = _socket.socket.connect_ex
-
-
-def _guard(self, address, *rest):
-    if self.family in (_socket.AF_INET, _socket.AF_INET6):
-        raise OSError(101, "Network is unreachable (network disabled by the hrm sandbox)")
-    return _orig_connect(self, address, *rest)
-
-
-def _guard_ex(self, address, *rest):
-    if self.family in (_socket.AF_INET, _socket.AF_INET6):
-        return 101
-    return _orig_connect_ex(self, address, *rest)
-
-
-_socket.socket.connect = _guard
-_socket.socket.connect_ex = _guard_ex
-'''
 
 
 @dataclass(frozen=True)
@@ -221,6 +92,19 @@ class SandboxLimits:
     def cpu_s(self) -> int:
         # CPU time of one process cannot usefully exceed its wall-clock budget.
         return int(self.timeout_s) + 2
+
+
+def limits_from(cfg: EnvsConfig, timeout_s: float | None = None) -> SandboxLimits:
+    """The limits of `envs` (`timeout_s` overrides `envs.timeout_s` for one run)."""
+    return SandboxLimits(
+        timeout_s=float(timeout_s if timeout_s is not None else cfg.timeout_s),
+        memory_mb=cfg.memory_mb,
+        max_processes=cfg.max_processes,
+        max_file_mb=cfg.max_file_mb,
+        max_output_kb=cfg.max_output_kb,
+        sandbox_user=cfg.sandbox_user,
+        uid_range=tuple(cfg.sandbox_uid_range) if cfg.sandbox_uid_range else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -258,11 +142,11 @@ class Isolation:
     label: str
     confine_fs: bool = False
     """Not dropping to another uid, but namespaces work: each run makes the filesystem
-    read-only outside its tree and HOME (`_CONFINE_FS`)."""
+    read-only outside its tree and HOME (`confine_fs.py --all-readonly`)."""
 
     @property
     def fs_confined(self) -> bool:
-        """Whether writes outside the tree are refused (by the uid drop or `_CONFINE_FS`)."""
+        """Whether writes outside the tree are refused (by the uid drop or `confine_fs.py`)."""
         return self.label.startswith("uid+") or self.confine_fs
 
 
@@ -500,11 +384,16 @@ def run_sandboxed(
     path_dirs: list[str],
     python_env: dict[str, str],
     readonly: list[Path],
+    hide: list[Path] = (),
+    pass_fds: tuple[int, ...] = (),
 ) -> SandboxResult:
     """Run `argv` in `cwd` under the limits; `home` is a fresh scratch directory.
 
     `python_env` may only hold PYTHON* variables; `readonly` paths are mounted read-only
-    where a mount namespace is available. Never raises for anything the child does.
+    where a mount namespace is available; `hide` paths (the project's checkout) are covered by
+    an empty tmpfs there, except the `readonly` paths below them (`hidden_paths` says which
+    can be); `pass_fds` stay open in the child (the report and key pipes of a test run).
+    Never raises for anything the child does.
     """
     bad = [k for k in python_env if not k.startswith("PYTHON")]
     if bad:
@@ -512,11 +401,31 @@ def run_sandboxed(
     iso = isolation_for(limits)
     with lease_identity(limits) as ident:
         return _run(argv, cwd=cwd, home=home, limits=limits, path_dirs=path_dirs,
-                    python_env=python_env, readonly=readonly, ident=ident, iso=iso)
+                    python_env=python_env, readonly=readonly, ident=ident, iso=iso,
+                    hide=hide, pass_fds=pass_fds)
 
 
-def _run(argv, *, cwd, home, limits, path_dirs, python_env, readonly, ident, iso
-         ) -> SandboxResult:
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def hidden_paths(hide, *, cwd: Path, home: Path, argv0: str, readonly) -> list[Path]:
+    """The `hide` paths a run can have hidden: not holding its tree or HOME, and not holding its
+    interpreter unless that is under a `readonly` path (which comes back inside the tmpfs)."""
+    exe = Path(shutil.which(argv0) or argv0).resolve()
+    ro = [Path(r).resolve() for r in readonly]
+    out = []
+    for h in map(lambda p: Path(p).resolve(), hide):
+        if _under(cwd.resolve(), h) or _under(home.resolve(), h):
+            continue
+        if _under(exe, h) and not any(_under(exe, r) for r in ro):
+            continue
+        out.append(h)
+    return out
+
+
+def _run(argv, *, cwd, home, limits, path_dirs, python_env, readonly, ident, iso, hide=(),
+         pass_fds=()) -> SandboxResult:
     tmp = home / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     env = {
@@ -529,25 +438,35 @@ def _run(argv, *, cwd, home, limits, path_dirs, python_env, readonly, ident, iso
     if "sitecustomize-net" in iso.label:
         guard_dir = home / "netguard"
         guard_dir.mkdir(exist_ok=True)
-        (guard_dir / "sitecustomize.py").write_text(_NET_GUARD, encoding="utf-8")
+        shutil.copy2(_NET_GUARD_PROGRAM, guard_dir / "sitecustomize.py")
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(guard_dir), env.get("PYTHONPATH", "")) if p
         )
+    cmd = list(argv)
+    label = iso.label
+    if "pidns" in iso.label:
+        # The mount setup runs as the run's own user (a leased uid when root): a copy in HOME
+        # and the command's interpreter when that is Python (it must reach both), else ours.
+        helper = home / "confine_fs.py"
+        shutil.copy2(_CONFINE_PROGRAM, helper)
+        python = argv[0] if Path(argv[0]).name.startswith("python") else sys.executable
+        hidden = hidden_paths(hide, cwd=cwd, home=home, argv0=argv[0], readonly=readonly)
+        cmd = iso.unshare + [python, "-I", "-S", str(helper),
+                             *(["--all-readonly"] if iso.confine_fs else []), str(cwd), str(home),
+                             *[a for r in readonly for a in ("--readonly", str(r))],
+                             *[a for h in hidden for a in ("--hide", str(h))], "--", *cmd]
+        if hidden:
+            label += "+project-hidden"
+    elif iso.unshare:
+        cmd = iso.unshare + cmd
     if ident is not None:
         chown_tree(home, *ident)
         chown_tree(cwd, *ident)
-    cmd = list(argv)
-    if iso.confine_fs:
-        cmd = iso.unshare + [sys.executable, "-I", "-S", "-c", _CONFINE_FS, str(cwd), str(home),
-                             *map(str, readonly), "--", *cmd]
-    elif "pidns" in iso.label:
-        cmd = iso.unshare + ["sh", "-c", _MOUNT_RO, "sh", *map(str, readonly), "--", *cmd]
-    elif iso.unshare:
-        cmd = iso.unshare + cmd
     start = time.monotonic()
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_limit_resources(limits),
+        pass_fds=tuple(pass_fds),
         user=ident[0] if ident else None, group=ident[1] if ident else None,
         extra_groups=[] if ident else None,
     )
@@ -578,5 +497,5 @@ def _run(argv, *, cwd, home, limits, path_dirs, python_env, readonly, ident, iso
         output_truncated=reader.total > len(reader.kept),
         output_bytes=reader.total,
         duration_s=round(duration, 3),
-        isolation=iso.label,
+        isolation=label,
     )

@@ -128,7 +128,7 @@ def sandbox_isolation(env: object, envs_cfg: EnvsConfig) -> str:
     spec = getattr(env, "spec", None)
     if getattr(spec, "provider", None) == "image":
         return "container"
-    from hrm.envs.environment import limits_from
+    from hrm.envs.sandbox import limits_from
 
     return isolation_for(limits_from(getattr(env, "cfg", envs_cfg))).label
 

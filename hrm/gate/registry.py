@@ -209,7 +209,8 @@ def register_candidate(params: Params, checkpoint: Path, tokenizer: Path, run_id
         return existing, False, sha
 
     with tempfile.TemporaryDirectory(prefix="hrm-gate-model-") as tmp:
-        from hrm.pyfunc import artifact_paths, save_model
+        from hrm.model_dir import artifact_paths
+        from hrm.pyfunc import save_model
 
         staged = Path(tmp) / MODEL_ARTIFACT_DIR
         # An MLflow Model (pyfunc) holding exactly the resolved checkpoint and its own manifest
@@ -255,7 +256,7 @@ def verify_version(client, name: str, version: str, sha: str) -> None:
         if actual != stored["files"]:
             diff = sorted(set(actual.items()) ^ set(stored["files"].items()))
             raise RegistryError(f"{name} v{version}: downloaded artifacts differ from the manifest: {diff[:5]}")
-        from hrm.pyfunc import artifact_paths
+        from hrm.model_dir import artifact_paths
 
         try:
             files = list_checkpoints(artifact_paths(local)["checkpoint"])

@@ -611,8 +611,7 @@ class _Run:
 def synthesize(params: Params, out_path: str | Path) -> SynthResult:
     """Generate up to `synth.max_instances` SWE-smith instances per environment of
     `synth.envs` into `out_path` (JSONL, environments in order); resumable (module doc)."""
-    from hrm.envs.environment import limits_from
-    from hrm.envs.sandbox import isolation_for
+    from hrm.envs.sandbox import isolation_for, limits_from
 
     cfg = params.synth
     out_path = Path(out_path)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from hrm.envs.environment import limits_from
 from hrm.envs.sandbox import (
     Isolation,
     SandboxLimits,
     _run,
     isolation_for,
+    limits_from,
     probe_isolation,
     sandbox_identity,
     userns_refused,
