@@ -1,4 +1,5 @@
-"""Glue that the component bodies run inside the image: no step logic lives here.
+"""Glue that the component bodies run inside the image: no step logic lives here (the params
+rules are `hrm.config.run_params`).
 
 A KFP task gets its configuration as pipeline parameters (the params.yaml text and the
 profile) and its inputs as separate artifact paths. These helpers turn the former into the
@@ -14,14 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from hrm.config import ConfigError, Params, parse_params, resolve_raw
+from hrm.config import ConfigError, Params, params_mapping, parse_params, run_params
 from hrm.errors import InputError
 from hrm.tracking import PIPELINE_RUN_ENV
 
 PARAMS_SOURCE = "pipeline parameter params"
-OVERRIDES_SOURCE = "pipeline parameters (params with epochs_scale/lr_scale/criteria_json)"
 ENVS_CACHE_ENV = "HRM_ENVS_CACHE_DIR"
 """Set by the CPU image to the environment cache baked into it (docker/Dockerfile.cpu); when
 set, it replaces `envs.cache_dir`, so evaluation's tests tier finds the built environments
@@ -31,23 +29,6 @@ CORPUS_CACHE_ENV = "HRM_CORPUS_CACHE_DIR"
 `corpus.cache_dir`, so the corpus task mutates them without downloading."""
 
 
-def _load_mapping(text: str, source: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: not valid JSON/YAML: {err}") from None
-
-
-def _positive(value: float, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"pipeline parameter {name}: must be a number, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"pipeline parameter {name}: must be a positive number, got {value!r}")
-    return value
-
-
 def resolve_params(
     params: str,
     profile: str,
@@ -55,38 +36,10 @@ def resolve_params(
     lr_scale: float = 1.0,
     criteria_json: str = "",
 ) -> dict[str, Any]:
-    """The params mapping every task runs with: `profile` applied, then the UI overrides.
-
-    `params` is params.yaml's content (profiles included) as JSON or YAML text. After the
-    profile's overrides are merged, every phase's `epochs` is multiplied by `epochs_scale`
-    (rounded, at least 1) and its `lr` by `lr_scale`; a non-empty `criteria_json` (a JSON list
-    of `{metric, op, threshold, split}`) replaces `gate.criteria`. The result is validated by the
-    same pydantic models as params.yaml (`ConfigError` naming the key) and returned as a plain
-    mapping without `profiles` (the profile is already applied).
-    """
-    raw = _load_mapping(params, PARAMS_SOURCE)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{PARAMS_SOURCE}: top level must be a mapping")
-    parse_params(raw, profile or None, source=PARAMS_SOURCE)  # the params themselves are valid
-    resolved = resolve_raw(raw, profile or None)
-    epochs_scale = _positive(epochs_scale, "epochs_scale")
-    lr_scale = _positive(lr_scale, "lr_scale")
-    train = resolved.setdefault("train", {})
-    phases = [dict(phase) for phase in train.get("phases") or []]
-    for phase in phases:
-        if epochs_scale != 1.0:
-            phase["epochs"] = max(1, round(phase["epochs"] * epochs_scale))
-        if lr_scale != 1.0:
-            phase["lr"] = phase["lr"] * lr_scale
-    train["phases"] = phases
-    if criteria_json.strip():
-        criteria = _load_mapping(criteria_json, "pipeline parameter criteria_json")
-        if not isinstance(criteria, list):
-            raise ConfigError("pipeline parameter criteria_json: must be a JSON list of "
-                              "{metric, op, threshold, split} objects")
-        resolved.setdefault("gate", {})["criteria"] = criteria
-    parse_params(resolved, resolved["profile"], source=OVERRIDES_SOURCE)
-    return resolved
+    """The params mapping every task runs with (`hrm.config.run_params`: the profile applied,
+    then the UI overrides `epochs_scale`, `lr_scale` and `criteria_json`)."""
+    return run_params(params, profile, epochs_scale=epochs_scale, lr_scale=lr_scale,
+                      criteria_json=criteria_json, source=PARAMS_SOURCE)
 
 
 def task_params(
@@ -106,7 +59,7 @@ def task_params(
     `pipeline_run` (the KFP run id) becomes HRM_PIPELINE_RUN so that every task of one run
     nests under the same MLflow parent run.
     """
-    raw = _load_mapping(params, PARAMS_SOURCE)
+    raw = params_mapping(params, PARAMS_SOURCE)
     if not isinstance(raw, dict):
         raise ConfigError(f"{PARAMS_SOURCE}: top level must be a mapping")
     if data_source:

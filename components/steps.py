@@ -77,7 +77,7 @@ def validate(
     from hrm.data.validate import validate as run_validate
 
     cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
-    run_validate(snapshot.path, validated.path, cfg.data)
+    run_validate(snapshot.path, validated.path, cfg.data, tracking=cfg)
     log_metrics_file(summary, os.path.join(validated.path, "summary.json"))
     publish_text(os.path.join(validated.path, "report.md"), report)
 
@@ -99,7 +99,8 @@ def split(
     from hrm.splits import build_splits
 
     cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
-    build_splits(os.path.join(validated.path, "instances.jsonl"), splits.path, cfg.sequences)
+    build_splits(os.path.join(validated.path, "instances.jsonl"), splits.path, cfg.sequences,
+                 tracking=cfg)
     log_metrics_file(stats, os.path.join(splits.path, "split_stats.json"))
 
 
@@ -116,12 +117,10 @@ def corpus(
     import os
 
     from components.runtime import log_metrics_file, task_params
-    from hrm.corpus.build import build_corpus
-    from hrm.corpus.validate import validate_corpus
+    from hrm.corpus.build import corpus_step
 
     cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
-    build_corpus(cfg.corpus, corpus_dir.path, progress=False)
-    validate_corpus(corpus_dir.path)
+    corpus_step(cfg, corpus_dir.path, progress=False)
     log_metrics_file(summary, os.path.join(corpus_dir.path, "summary.json"))
 
 
@@ -149,6 +148,7 @@ def tokenizer(
         tokenizer_dir.path,
         cfg.tokenizer,
         corpus_path=os.path.join(corpus_dir.path, "corpus.jsonl"),
+        tracking=cfg,
     )
 
 
@@ -180,6 +180,8 @@ def sequences(
         cfg.sequences,
         corpus_path=os.path.join(corpus_dir.path, "corpus.jsonl"),
         envs=cfg.envs,
+        progress=False,
+        tracking=cfg,
     )
 
 
@@ -317,26 +319,33 @@ def promote(
     model: Input[Model],
     tokenizer_dir: Input[Artifact],
     registration: Output[Markdown],
+    record: Output[Dataset],
 ) -> str:
     """Register the refinement checkpoint and move the alias (gate verdict `promote`).
 
     Returns the registry's action: `promoted`, `already_champion`, or `guard_blocked` (the
     champion guard kept the alias where it was and flagged the version instead), which is also
     the pipeline run's output. `hrm.gate.registry.promote` refuses anything but a PROMOTE
-    decision, so this branch cannot promote a flagged model even if wired wrongly.
+    decision, so this branch cannot promote a flagged model even if wired wrongly. `record`
+    holds what the DVC gate stage leaves: `gate.json` with the registry action and
+    `registry.json` (`hrm.gate.step.act_on_decision`, the one path after a decision).
     """
     import os
+    import shutil
     from pathlib import Path
 
     from components.runtime import task_params
     from hrm.gate.decide import read_gate_json
-    from hrm.gate.registry import promote as run_promote
+    from hrm.gate.step import act_on_decision, outcome_markdown
 
     cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
     result = read_gate_json(os.path.join(decision.path, "gate.json"))
-    outcome = run_promote(cfg, result, Path(model.path) / "checkpoints", Path(tokenizer_dir.path))
+    os.makedirs(record.path, exist_ok=True)
+    shutil.copy(os.path.join(decision.path, "gate.json"), record.path)
+    outcome = act_on_decision(cfg, result, Path(model.path) / "checkpoints",
+                              Path(tokenizer_dir.path), record.path, action="promote")
     with open(registration.path, "w", encoding="utf-8") as fh:
-        fh.write("# Registry\n\n" + "\n".join(f"- {line}" for line in outcome.lines()) + "\n")
+        fh.write(outcome_markdown(outcome))
     return outcome.action
 
 
@@ -350,26 +359,30 @@ def flag(
     model: Input[Model],
     tokenizer_dir: Input[Artifact],
     notice: Output[Markdown],
+    record: Output[Dataset],
 ) -> str:
     """Register the checkpoint and tag it `gate=flagged` with its failing criteria (gate verdict
-    `flag`); the champion alias never moves. Returns the registry's action (`flagged`). The notice carries the registry outcome and the
-    gate's report (every failed criterion and warning).
+    `flag`); the champion alias never moves. Returns the registry's action (`flagged`). The
+    notice carries the registry outcome and the gate's report (every failed criterion and warning).
 
-    `hrm.gate.registry.flag` refuses a PROMOTE decision, mirroring `promote`.
+    `hrm.gate.registry.flag` refuses a PROMOTE decision, mirroring `promote`; `record` as there.
     """
     import os
+    import shutil
     from pathlib import Path
 
     from components.runtime import task_params
     from hrm.gate.decide import read_gate_json
-    from hrm.gate.registry import flag as run_flag
+    from hrm.gate.step import act_on_decision, outcome_markdown
 
     cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
     result = read_gate_json(os.path.join(decision.path, "gate.json"))
-    outcome = run_flag(cfg, result, Path(model.path) / "checkpoints", Path(tokenizer_dir.path))
+    os.makedirs(record.path, exist_ok=True)
+    shutil.copy(os.path.join(decision.path, "gate.json"), record.path)
+    outcome = act_on_decision(cfg, result, Path(model.path) / "checkpoints",
+                              Path(tokenizer_dir.path), record.path, action="flag")
     with open(os.path.join(decision.path, "report.md"), encoding="utf-8") as fh:
         report = fh.read()
     with open(notice.path, "w", encoding="utf-8") as fh:
-        fh.write("# Registry\n\n" + "\n".join(f"- {line}" for line in outcome.lines()) + "\n\n")
-        fh.write(report)
+        fh.write(outcome_markdown(outcome, report))
     return outcome.action

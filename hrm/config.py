@@ -10,6 +10,7 @@ Each section class is owned by the step that reads it; steps receive only their 
 from __future__ import annotations
 
 import copy
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -842,13 +843,74 @@ def parse_params(raw: dict[str, Any], profile: str | None = None, source: str = 
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
-def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_PATH, profile: str | None = None) -> Params:
-    """Load and validate `params.yaml`; `profile` (or $HRM_PROFILE) overrides its `profile` key."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: params file not found")
+def params_mapping(text: str, source: str) -> Any:
+    """YAML or JSON text as a plain value; ConfigError naming `source` when it does not parse."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_params(raw, profile, source=str(path))
+        raise ConfigError(f"{source}: not valid JSON/YAML: {err}") from None
+
+
+def read_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """params.yaml as a plain mapping (profiles not applied); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    raw = params_mapping(path.read_text(encoding="utf-8"), str(path))
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return raw
+
+
+def load_params(path: str | os.PathLike[str] = DEFAULT_PARAMS_PATH, profile: str | None = None) -> Params:
+    """Load and validate `params.yaml`; `profile` (or $HRM_PROFILE) overrides its `profile` key.
+    The one entry point for a params FILE (the CLI, the compiler); `run_params` is the one for
+    params TEXT with a run's overrides (the KFP tasks)."""
+    return parse_params(read_params_file(path), profile, source=str(Path(path)))
+
+
+def _positive(value: float, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}: must be a positive number, got {value!r}")
+    return value
+
+
+def run_params(text: str, profile: str | None, *, epochs_scale: float = 1.0,
+               lr_scale: float = 1.0, criteria_json: str = "", source: str = "params",
+               ) -> dict[str, Any]:
+    """The params mapping one run executes with: `text` (params.yaml's content, profiles
+    included, as JSON or YAML) with `profile` applied, then the run's overrides: every phase's
+    `epochs` times `epochs_scale` (rounded, at least 1), its `lr` times `lr_scale`, and a
+    non-empty `criteria_json` (a JSON list of `{metric, op, threshold, split}`) replacing
+    `gate.criteria`. Validated by the same models as params.yaml (ConfigError naming the key);
+    returned as a plain mapping without `profiles` (the profile is applied)."""
+    raw = params_mapping(text, source)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: top level must be a mapping")
+    parse_params(raw, profile or None, source=source)  # the params themselves are valid
+    resolved = resolve_raw(raw, profile or None)
+    epochs_scale = _positive(epochs_scale, "epochs_scale")
+    lr_scale = _positive(lr_scale, "lr_scale")
+    train = resolved.setdefault("train", {})
+    phases = [dict(phase) for phase in train.get("phases") or []]
+    for phase in phases:
+        if epochs_scale != 1.0:
+            phase["epochs"] = max(1, round(phase["epochs"] * epochs_scale))
+        if lr_scale != 1.0:
+            phase["lr"] = phase["lr"] * lr_scale
+    train["phases"] = phases
+    if criteria_json.strip():
+        criteria = params_mapping(criteria_json, "criteria_json")
+        if not isinstance(criteria, list):
+            raise ConfigError("criteria_json: must be a JSON list of "
+                              "{metric, op, threshold, split} objects")
+        resolved.setdefault("gate", {})["criteria"] = criteria
+    parse_params(resolved, resolved["profile"],
+                 source=f"{source} with epochs_scale/lr_scale/criteria_json")
+    return resolved

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from hrm.config import EnvsConfig, SequencesConfig
+from hrm.config import EnvsConfig, Params, SequencesConfig
 from hrm.edits import (
     apply_outputs,
     encode_edits,
@@ -414,13 +415,16 @@ def build_sequences(
     corpus_path: str | Path | None = None,
     envs: EnvsConfig | None = None,
     progress: bool = True,
+    tracking: Params | None = None,
 ) -> SequenceMeta:
     """Step: write `{split}.npz` and `{split}.jsonl` for train/val/test/corpus and `meta.json`.
 
     `envs`: where instances' repository snapshots come from (`hrm.envs`); None (or a repo
     without an environment) gives hunk regions, counted in `meta.context`. Every split file is
-    written, empty when the split has no row. Returns the meta.
+    written, empty when the split has no row. With `tracking`, logged (`hrm.step_tracking`).
+    Returns the meta.
     """
+    started = time.time()
     from tqdm import tqdm
 
     instances_path, splits_path = Path(instances_path), Path(splits_path)
@@ -438,9 +442,14 @@ def build_sequences(
                 dropped["corpus"]["overlap"] += 1
                 continue
             examples.append(ex)
-    return write_sequences(examples, tokenizer, out_dir, cfg, dropped=dropped,
+    meta = write_sequences(examples, tokenizer, out_dir, cfg, dropped=dropped,
                            fingerprint=_sha256_files(instances_path, splits_path, corpus_file),
                            progress=progress, desc="sequences", tqdm=tqdm)
+    if tracking is not None:
+        from hrm.step_tracking import log_sequences
+
+        log_sequences(tracking, meta, started)
+    return meta
 
 
 def write_sequences(examples: Iterable[_Example], tokenizer: HrmTokenizer, out_dir: str | Path,

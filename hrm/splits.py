@@ -32,11 +32,12 @@ import hashlib
 import json
 import math
 import random
+import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hrm.config import SequencesConfig
+from hrm.config import Params, SequencesConfig
 from hrm.data.instance import Instance, read_instances
 from hrm.errors import InputError
 from hrm.hunks import MODULE_SCOPE, Hunk, parse_patch
@@ -293,11 +294,14 @@ def assign_splits(instances: list[Instance], cfg: SequencesConfig) -> SplitResul
     return SplitResult(assignments=assignments, groups=assigned, stats=stats)
 
 
-def build_splits(instances_path: str | Path, out_dir: str | Path, cfg: SequencesConfig) -> dict:
-    """Step: read instances, assign splits, write `splits.json` and `split_stats.json`.
+def build_splits(instances_path: str | Path, out_dir: str | Path, cfg: SequencesConfig, *,
+                 tracking: Params | None = None) -> dict:
+    """Step: read instances, assign splits, write `splits.json` and `split_stats.json`, and with
+    `tracking` log them (`hrm.step_tracking`).
 
     Returns the stats written to `split_stats.json`.
     """
+    started = time.time()
     instances_path = Path(instances_path)
     if not instances_path.is_file():
         raise InputError("instances file not found", path=str(instances_path))
@@ -326,6 +330,10 @@ def build_splits(instances_path: str | Path, out_dir: str | Path, cfg: Sequences
     }
     (out_dir / SPLITS_FILE).write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
     (out_dir / STATS_FILE).write_text(json.dumps(result.stats, indent=1) + "\n")
+    if tracking is not None:
+        from hrm.step_tracking import log_split
+
+        log_split(tracking, result.stats, started)
     return result.stats
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hrm.config import TokenizerConfig
+from hrm.config import Params, TokenizerConfig
 from hrm.data.instance import Instance, read_instances
 from hrm.errors import InputError
 from hrm.hunks import parse_patch
@@ -141,13 +142,15 @@ def tokenizer_fingerprint(directory: str | Path) -> str:
 
 
 def build_tokenizer(instances_path: str | Path, splits_path: str | Path, out_dir: str | Path,
-                    cfg: TokenizerConfig, corpus_path: str | Path | None = None) -> dict:
+                    cfg: TokenizerConfig, corpus_path: str | Path | None = None, *,
+                    tracking: Params | None = None) -> dict:
     """Step: train the BPE on the train split (and the corpus, when given); write
     `tokenizer.json` and `meta.json`.
 
     Deterministic: same instances, splits and config give a byte-identical `tokenizer.json`.
     Returns the meta written.
     """
+    started = time.time()
     from tokenizers import pre_tokenizers, trainers
 
     instances_path, splits_path = Path(instances_path), Path(splits_path)
@@ -200,6 +203,10 @@ def build_tokenizer(instances_path: str | Path, splits_path: str | Path, out_dir
         "config": cfg.model_dump(mode="json"),
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    if tracking is not None:
+        from hrm.step_tracking import log_tokenizer
+
+        log_tokenizer(tracking, meta, started)
     return meta
 
 

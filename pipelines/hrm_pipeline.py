@@ -19,9 +19,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from hrm.config import ConfigError, parse_params
+from hrm.config import ConfigError, parse_params, read_params_file
 from pipelines import resources
 
 PIPELINE_NAME = "hrm-swe"
@@ -53,17 +51,8 @@ STAGE_OF_TASK: dict[str, str | None] = {
 
 
 def read_params_mapping(path: str | Path) -> dict:
-    """params.yaml as a plain mapping (the `params` pipeline parameter); errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: params file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return raw
+    """params.yaml as a plain mapping (the `params` pipeline parameter): `hrm.config.read_params_file`."""
+    return read_params_file(path)
 
 
 def check_shape(raw: dict, source: str = "params.yaml") -> None:

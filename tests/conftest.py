@@ -80,6 +80,35 @@ def copy_repo_files(dest: Path, names: list[str]) -> None:
 
 TENACITY = "swesmith/jd__tenacity.0d40e76f"
 
+PIPELINE_STEP_RUNS = sorted([
+    "validate", "split", "corpus", "tokenizer", "sequences", "train:foundation",
+    "train:optimisation", "train:refinement", "evaluate:val", "evaluate:test", "gate"])
+"""The MLflow step runs one pipeline run leaves under its parent, whoever runs it (`dvc repro`
+or KFP); the registry's own step (`gate-promote` / `gate-flag`) is apart: DVC's gate stage acts
+on the registry inside its `gate` run, KFP's promote/flag task opens its own."""
+
+
+def _step_runs(tracking_uri: str) -> dict[str, list[str]]:
+    """Parent run id -> the sorted `hrm.step` names of its step runs (registry steps aside)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    out: dict[str, list[str]] = {}
+    for exp in client.search_experiments():
+        for run in client.search_runs([exp.experiment_id], "tags.`hrm.kind` = 'step'"):
+            step = run.data.tags["hrm.step"]
+            if not step.startswith("gate-"):
+                out.setdefault(run.data.tags["mlflow.parentRunId"], []).append(step)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+@pytest.fixture(scope="session")
+def step_runs():
+    """`step_runs(tracking_uri)`: parent run id -> its sorted step names (`_step_runs`);
+    `step_runs.expected`: `PIPELINE_STEP_RUNS`."""
+    _step_runs.expected = PIPELINE_STEP_RUNS
+    return _step_runs
+
 
 @pytest.fixture(scope="session")
 def envs_cfg(repo_root: Path):

@@ -79,7 +79,7 @@ def test_generator_makes_real_bugs(project: Path):
     assert counts.get("valid", 0) == len(instances), counts
 
 
-def test_repro_runs_every_stage_then_nothing(project: Path):
+def test_repro_runs_every_stage_then_nothing(step_runs, project: Path):
     first = _run(["dvc", "repro"], project)
     expected = set(
         yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
@@ -104,6 +104,10 @@ def test_repro_runs_every_stage_then_nothing(project: Path):
     assert any((project / "artifacts/gate/plots").glob("*.png"))
     shown = _run(["dvc", "metrics", "show", "--json"], project)
     assert "artifacts/eval/val/metrics.json" in shown and "artifacts/gate/gate.json" in shown
+
+    # One MLflow run per step under one parent: the set `hrm pipeline run-local` leaves too
+    # (tests/pipeline/test_run_local.py).
+    assert list(step_runs(f"sqlite:///{project / 'mlflow.db'}").values()) == [step_runs.expected]
 
     second = _run(["dvc", "repro"], project)
     assert _stages_ran(second) == set(), second

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
@@ -18,32 +17,16 @@ def build(
 ) -> None:
     """Mutate the functions of `corpus.packages` into corpus.jsonl, validate it (bad rows go to
     quarantine.jsonl with the reason) and write summary.json."""
-    from hrm.corpus.build import build_corpus
-    from hrm.corpus.validate import validate_corpus
+    from hrm.corpus.build import corpus_step
 
     params = options.load(params_path, profile)
-    started = time.time()
-    summary = build_corpus(params.corpus, out)
-    report = validate_corpus(out)
+    summary, report = corpus_step(params, out, tracking=track)
     typer.echo(f"corpus: {summary.rows} rows from {len(summary.by_package)} packages "
                f"({summary.functions} functions, {summary.non_inferable} of kinds whose fix is "
                f"not in the input) in {summary.elapsed_s} s ({summary.rows_per_minute:.0f} "
                f"rows/min); valid {report['valid']}, quarantined {report['quarantined']} -> {out}")
     for kind, n in summary.by_kind.items():
         typer.echo(f"  {kind}: {n}")
-    if track:
-        import mlflow
-
-        from hrm.tracking import step_run
-
-        with step_run(params, "corpus", started=started):
-            mlflow.log_params({"corpus.packages": ",".join(p.package for p in params.corpus.packages),
-                               "corpus.seed": params.corpus.seed,
-                               "corpus.max_rows": params.corpus.max_rows})
-            mlflow.log_metrics({"rows": summary.rows, "candidates": summary.candidates,
-                                "functions": summary.functions, "elapsed_s": summary.elapsed_s,
-                                "quarantined": report["quarantined"],
-                                **{f"kind_{k}": v for k, v in summary.by_kind.items()}})
 
 
 def register(app: typer.Typer) -> None:

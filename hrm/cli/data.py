@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import typer
@@ -79,15 +78,12 @@ def validate_command(
     from hrm.errors import StepFailed
 
     params = load(params_path, profile)
-    started = time.time()
     failure: StepFailed | None = None
     try:
-        validate(snapshot, out, params.data)
+        validate(snapshot, out, params.data, tracking=params if track else None)
     except StepFailed as err:
-        failure = err  # outputs are written: report and track them, then fail
+        failure = err  # outputs are written (and tracked): report them, then fail
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    if track:
-        _log_validation(params, summary, out, started)
     typer.echo(
         f"validate: {summary['rows']} rows, {summary['valid']} valid, {summary['quarantined']} quarantined "
         f"({summary['invalid_fraction']:.1%}) -> {out}"
@@ -97,20 +93,6 @@ def validate_command(
             typer.echo(f"  {check}: {count} rows")
     if failure is not None:
         raise failure
-
-
-def _log_validation(params, summary: dict, out: Path, started: float) -> None:
-    import mlflow
-
-    from hrm.tracking import step_run
-
-    with step_run(params, "validate", started=started):
-        mlflow.log_params({f"data.{k}": getattr(params.data, k) for k in
-                           ("max_invalid_fraction", "max_patch_lines", "max_problem_statement_chars", "size_mostly")})
-        mlflow.log_metrics({k: float(summary[k]) for k in ("rows", "valid", "quarantined", "invalid_fraction")})
-        mlflow.log_metrics({f"failures.{k}": float(v) for k, v in summary["failures"].items()})
-        for name in ("summary.json", "report.md", "quarantine.jsonl"):
-            mlflow.log_artifact(str(out / name), artifact_path="validated")
 
 
 @data_app.command("materialise")

@@ -91,18 +91,16 @@ def decide_cmd(
 
 def _registry_cmd(action: str, decision: Path, train_dir: Path, checkpoint: Path | None,
                   tokenizer: Path | None, out: Path | None, params_path: Path, profile: str | None) -> None:
-    from hrm.gate import registry
     from hrm.gate.decide import read_gate_json
-    from hrm.gate.step import default_checkpoint, write_registry_json
+    from hrm.gate.step import act_on_decision, default_checkpoint
 
     params = load(params_path, profile)
     result = read_gate_json(decision)
     ckpt = checkpoint or default_checkpoint(params, train_dir)
     tok = tokenizer or Path(params.artifacts_dir) / "tokenizer"
-    outcome = getattr(registry, action)(params, result, ckpt, tok)
+    outcome = act_on_decision(params, result, ckpt, tok, out or decision.parent, action=action)
     for line in outcome.lines():
         typer.echo(f"registry: {line}")
-    write_registry_json(outcome, out or decision.parent)
 
 
 @gate_app.command("promote")

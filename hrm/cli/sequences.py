@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
@@ -23,8 +22,7 @@ def split(
     from hrm.splits import build_splits
 
     params = options.load(params_path, profile)
-    started = time.time()
-    stats = build_splits(instances, out, params.sequences)
+    stats = build_splits(instances, out, params.sequences, tracking=params if track else None)
     typer.echo(
         f"splits: train {stats['count_train']}, val {stats['count_val']}, test "
         f"{stats['count_test']} ({stats['groups']} groups, largest {stats['largest_group']}) "
@@ -32,16 +30,6 @@ def split(
     )
     for warning in stats["warnings"]:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
-    if track:
-        import mlflow
-
-        from hrm.tracking import step_run
-
-        with step_run(params, "split", started=started):
-            mlflow.log_params({f"sequences.{k}": getattr(params.sequences, k)
-                               for k in ("split_seed", "val_fraction", "test_fraction")})
-            mlflow.log_metrics({k: v for k, v in stats.items() if isinstance(v, int)})
-
 
 def build(
     instances: Path = typer.Option(..., "--instances", help="Validated instances JSONL."),
@@ -58,9 +46,8 @@ def build(
     from hrm.sequences import build_sequences
 
     params = options.load(params_path, profile)
-    started = time.time()
     meta = build_sequences(instances, splits, tokenizer, out, params.sequences, corpus_path=corpus,
-                           envs=params.envs)
+                           envs=params.envs, tracking=params if track else None)
     typer.echo(f"sequences: seq_len {meta.seq_len}, slots {meta.slots}, vocab {meta.vocab_size} "
                f"-> {out}")
     for s, n in meta.counts.items():
@@ -71,19 +58,6 @@ def build(
                 f"windowed {t['code_truncated']}, statement cut {t['statement_truncated']}"
                 + (f"; {hunk_rows} with patch context only (no snapshot)" if hunk_rows else ""))
         typer.secho(line, fg=typer.colors.YELLOW if dropped or hunk_rows else None)
-    if track:
-        import mlflow
-
-        from hrm.tracking import step_run
-
-        with step_run(params, "sequences", started=started):
-            mlflow.log_params({f"sequences.{k}": v for k, v in meta.config.items()})
-            metrics = {f"rows_{s}": n for s, n in meta.counts.items()}
-            for s, reasons in meta.dropped.items():
-                metrics |= {f"dropped_{r}_{s}": v for r, v in reasons.items()}
-            for s, t in meta.truncation.items():
-                metrics |= {f"{k}_{s}": v for k, v in t.items()}
-            mlflow.log_metrics(metrics)
 
 
 def register(app: typer.Typer) -> None:

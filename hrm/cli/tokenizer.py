@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
@@ -24,24 +23,13 @@ def build(
     from hrm.tokenizer import build_tokenizer
 
     params = options.load(params_path, profile)
-    started = time.time()
-    meta = build_tokenizer(instances, splits, out, params.tokenizer, corpus_path=corpus)
+    meta = build_tokenizer(instances, splits, out, params.tokenizer, corpus_path=corpus,
+                           tracking=params if track else None)
     typer.echo(
         f"tokenizer: vocab {meta['vocab_size']} (requested {meta['requested_vocab_size']}), "
         f"trained on {meta['train_instances']} train instances and {meta['corpus_rows']} corpus "
         f"rows ({meta['training_chars']} chars) -> {out}"
     )
-    if track:
-        import mlflow
-
-        from hrm.tracking import step_run
-
-        with step_run(params, "tokenizer", started=started):
-            mlflow.log_params({f"tokenizer.{k}": v for k, v in meta["config"].items()})
-            mlflow.log_metrics({k: meta[k] for k in
-                                ("vocab_size", "training_texts", "training_chars")})
-            mlflow.set_tags({"tokenizer.fingerprint": meta["tokenizer_sha256"],
-                             "tokenizer.training_text_sha256": meta["training_text_sha256"]})
 
 
 def register(app: typer.Typer) -> None:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from hrm.config import CorpusConfig
+from hrm.config import CorpusConfig, Params
 from hrm.corpus.fetch import package_marker, package_tree, parse_pin, source_files
 from hrm.corpus.rows import CorpusRow, write_rows
 from hrm.regions import RegionError, split_lines, units_of
@@ -180,6 +180,23 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path, *, progress: bool = Tru
     )
     (out_dir / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=1) + "\n")
     return summary
+
+
+def corpus_step(params: Params, out_dir: str | Path, *, progress: bool = True,
+                tracking: bool = True) -> tuple[CorpusSummary, dict]:
+    """The `corpus` stage: build corpus.jsonl from `params.corpus`, validate it (bad rows go to
+    quarantine.jsonl with the reason; summary.json), and with `tracking` log both
+    (`hrm.step_tracking`). Returns the build summary and the validation report."""
+    from hrm.corpus.validate import validate_corpus
+
+    started = time.time()
+    summary = build_corpus(params.corpus, out_dir, progress=progress)
+    report = validate_corpus(out_dir)
+    if tracking:
+        from hrm.step_tracking import log_corpus
+
+        log_corpus(params, summary, report, started)
+    return summary, report
 
 
 def balanced_sample(rows: list[dict], limit: int, seed: int) -> list[dict]:

@@ -11,13 +11,14 @@ bound), or when GX could not evaluate an expectation.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from hrm.config import DataConfig
+from hrm.config import DataConfig, Params
 from hrm.data.checks import CHECKS_BY_NAME, check_row, native_detail
 from hrm.data.instance import Instance, write_instances
 from hrm.data.records import read_jsonl_records
@@ -62,8 +63,11 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def validate(snapshot: str | Path, out_dir: str | Path, cfg: DataConfig) -> ValidationResult:
-    """Validate `snapshot` into `out_dir` (see the module docstring); raises StepFailed last."""
+def validate(snapshot: str | Path, out_dir: str | Path, cfg: DataConfig, *,
+             tracking: Params | None = None) -> ValidationResult:
+    """Validate `snapshot` into `out_dir` (see the module docstring); raises StepFailed last,
+    after the outputs are written and, with `tracking`, logged (`hrm.step_tracking`)."""
+    started = time.time()
     snapshot, out_dir = Path(snapshot), Path(out_dir)
     rows = read_snapshot(snapshot)
     seen: dict[str, str] = {}
@@ -116,6 +120,10 @@ def validate(snapshot: str | Path, out_dir: str | Path, cfg: DataConfig) -> Vali
         render_report(result, outcomes, [(s, reasons[s.row_id]) for s in quarantined], snapshot),
         encoding="utf-8",
     )
+    if tracking is not None:
+        from hrm.step_tracking import log_validate
+
+        log_validate(tracking, result.summary(), out_dir, started)
     if not result.passed:
         raise StepFailed(result.failure_message())
     return result

@@ -104,6 +104,8 @@ def hide_paths(hide, readonly, writable):
     for path in hide:
         if any(under(w, [path]) for w in writable):
             die(f"cannot hide {path}: the tree or HOME lies inside it")
+        if not os.access(path, os.R_OK | os.X_OK):
+            continue  # already out of the run's reach (e.g. a 0700 directory of another user)
         keep = [r for r in readonly if under(r, [path]) and r != path]
         fds = [os.open(r, os.O_PATH | os.O_DIRECTORY) for r in keep]
         try:
@@ -161,6 +163,8 @@ def check_hidden(hide, readonly):
     for path in hide:
         try:
             names = set(os.listdir(path))
+        except PermissionError:
+            continue  # out of reach: as hidden as an empty tmpfs
         except OSError as exc:
             die(f"hidden path {path}: {exc.strerror}")
         allowed = {os.path.relpath(r, path).split(os.sep)[0] for r in readonly

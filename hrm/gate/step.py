@@ -53,6 +53,32 @@ def write_registry_json(outcome: RegistryOutcome, out_dir: str | Path) -> Path:
     return path
 
 
+def act_on_decision(params: Params, result: GateResult, checkpoint: str | Path,
+                    tokenizer: str | Path, out_dir: str | Path, *, action: str | None = None
+                    ) -> RegistryOutcome:
+    """The one path from a gate decision to the registry, for `hrm gate`, `hrm gate
+    promote|flag` and the KFP branches: promote on PROMOTE, flag on FLAG (`action` "promote" or
+    "flag" runs that branch, which refuses a decision of the other verdict), then `registry.json`
+    in `out_dir` and, where `out_dir` holds the decision's `gate.json`, the action recorded in it
+    (`record_registry_action`)."""
+    from hrm.gate import registry
+
+    run = {None: registry.act, "promote": registry.promote, "flag": registry.flag}[action]
+    outcome = run(params, result, Path(checkpoint), Path(tokenizer))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "gate.json").is_file():
+        record_registry_action(outcome, out)
+    write_registry_json(outcome, out)
+    return outcome
+
+
+def outcome_markdown(outcome: RegistryOutcome, report: str = "") -> str:
+    """What the registry did, as Markdown (the KFP branches' output), then the gate's report."""
+    text = "# Registry\n\n" + "\n".join(f"- {line}" for line in outcome.lines()) + "\n"
+    return text + ("\n" + report if report else "")
+
+
 def record_registry_action(outcome: RegistryOutcome, out_dir: str | Path) -> None:
     """Add what the registry did to `gate.json`: a PROMOTE decision the champion guard
     blocked is not a promotion, and `promoted` (0/1, a DVC metric) says so."""
@@ -106,13 +132,11 @@ def run_gate(params: Params, eval_dir: str | Path, train_dir: str | Path, out_di
         if use_registry:
             ckpt = Path(checkpoint) if checkpoint else default_checkpoint(params, train_dir)
             tok = Path(tokenizer) if tokenizer else Path(params.artifacts_dir) / "tokenizer"
-            outcome = registry.act(params, result, ckpt, tok)
+            outcome = act_on_decision(params, result, ckpt, tok, out)
             report.registry_lines = outcome.lines()
-        if outcome is not None:
-            record_registry_action(outcome, out)
         files = write_report(report, out) + [out / "gate.json"]
         if outcome is not None:
-            files.append(write_registry_json(outcome, out))
+            files.append(out / REGISTRY_FILE)
         _log(result, files, out)
     _roll_up(params, result, outcome)
     return GateOutcome(result, report, files, outcome)

@@ -211,3 +211,24 @@ def test_shadowing_modules_are_found(tmp_path):
     (tmp_path / "json" / "__init__.py").write_text("")
     (tmp_path / "sitecustomize.py").write_text("")
     assert shadowing_modules(tmp_path) == ["json", "sitecustomize"]
+
+
+def test_a_caller_directory_the_run_cannot_reach_stays_out_of_reach(tenacity_env, tmp_path,
+                                                                    monkeypatch):
+    """A checkout the sandbox's user cannot enter (a 0700 directory of root, as pytest's temp
+    dirs are) needs no tmpfs: the run starts, and the file stays unreadable."""
+    project = tmp_path / "project"
+    project.mkdir(mode=0o700)
+    (project / "mlflow.db").write_text("secret")
+    monkeypatch.chdir(project)
+    run = _hostile(tenacity_env, f"""
+        import os
+
+        def test_hostile():
+            try:
+                open({str(project / "mlflow.db")!r}).read()
+            except OSError:
+                return
+            assert False, "read the caller's mlflow.db"
+    """)
+    assert not run.refused and run.passed, (run.results, run.output[-600:])

@@ -24,7 +24,7 @@ def _one(root: Path, pattern: str) -> Path:
 
 
 @pytest.mark.slow
-def test_run_local_promotes_through_the_cli(sample_path: Path, tiny_params_file: Path,
+def test_run_local_promotes_through_the_cli(step_runs, sample_path: Path, tiny_params_file: Path,
                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow import MlflowClient
     from typer.testing import CliRunner
@@ -60,8 +60,13 @@ def test_run_local_promotes_through_the_cli(sample_path: Path, tiny_params_file:
     (run_dir,) = [p for p in root.iterdir() if p.is_dir()]  # one directory per pipeline run
 
     # The gate decided PROMOTE, the promote branch ran and the flag branch did not.
-    decision = _one(root, "gate.json").parent
+    decision = _one(run_dir / "gate", "gate.json").parent
     assert json.loads((decision / "gate.json").read_text())["verdict"] == "PROMOTE"
+    # The promote branch leaves what DVC's gate stage leaves (`act_on_decision`): the decision
+    # with the registry action recorded, and registry.json.
+    record = _one(run_dir / "promote", "registry.json").parent
+    assert json.loads((record / "gate.json").read_text())["registry_action"] == "promoted"
+    assert json.loads((record / "registry.json").read_text())["action"] == "promoted"
     task_dirs = {p.name for p in run_dir.iterdir() if p.is_dir()}
     assert "promote" in task_dirs and "flag" not in task_dirs
     assert "action: **promoted**" in _one(run_dir / "promote", "registration").read_text()
@@ -91,3 +96,7 @@ def test_run_local_promotes_through_the_cli(sample_path: Path, tiny_params_file:
     assert champion.tags["checkpoint_sha256"] == checkpoint_sha256(final)
     versions = client.search_model_versions(f"name='{raw['gate']['model_name']}'")
     assert [v.version for v in versions] == [champion.version]
+
+    # One MLflow run per step under one parent, the same set `dvc repro` leaves
+    # (tests/test_dvc_pipeline.py): the data steps track themselves, whoever calls them.
+    assert list(step_runs(recorded["tracking_uri"]).values()) == [step_runs.expected]
