@@ -27,7 +27,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from hrm.config import ModelConfig, SequencesConfig, TrainConfig, load_params
 from hrm.model import build_model
 from hrm.model.losses import act_losses
-from hrm.train.loop import compile_reasoning_modules, keep_freed_memory
+from hrm.train.device import keep_freed_memory
+from hrm.train.loop import compile_reasoning_modules
 from hrm.train.optim import build_optimizer
 
 
@@ -143,7 +144,7 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,bf16", help="comma list of fp32, bf16")
     ap.add_argument("--compile", action="store_true", help="torch.compile the reasoning modules")
     ap.add_argument("--default-malloc", action="store_true",
-                    help="glibc's default mmap/trim behaviour (no hrm.train.loop.keep_freed_memory)")
+                    help="glibc's default mmap/trim behaviour (no hrm.train.device.keep_freed_memory)")
     ap.add_argument("--no-reuse", action="store_true", help="bootstrap_reuse off (reference behaviour)")
     ap.add_argument("--head-positions", type=int, default=None,
                     help="override model.head_positions of both configs (0: the heads on every labelled position)")

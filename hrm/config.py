@@ -511,6 +511,15 @@ class TrainConfig(_Section):
             raise ValueError(f"phase names must be unique, got {names}")
         return self
 
+    def phase_index(self, name: str) -> tuple[int, PhaseConfig]:
+        """(index, config) of the phase called `name`; InputError naming the phases there are."""
+        for i, phase in enumerate(self.phases):
+            if phase.name == name:
+                return i, phase
+        from hrm.errors import InputError
+
+        raise InputError(f"train.phases: no phase named {name!r} (have {[p.name for p in self.phases]})")
+
 
 # --------------------------------------------------------------------------------------------
 # eval (hrm/eval)

@@ -77,7 +77,7 @@ class Repairer:
         from hrm.model.inference import unwrap
         from hrm.tokenizer import load_tokenizer
         from hrm.train.checkpoint import load_for_inference, resolve_checkpoint, sha256_file
-        from hrm.train.loop import resolve_device
+        from hrm.train.device import resolve_device
 
         tokenizer_dir = Path(tokenizer_dir)
         if not (tokenizer_dir / "tokenizer.json").is_file():

@@ -54,7 +54,7 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
     from hrm.sequences import check_tokenizer, load_split
     from hrm.tokenizer import load_tokenizer
     from hrm.train.checkpoint import load_for_inference, sha256_file
-    from hrm.train.loop import resolve_device
+    from hrm.train.device import resolve_device
 
     cfg = params.eval
     if instances_path is not None and not Path(instances_path).is_file():

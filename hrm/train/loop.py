@@ -7,7 +7,6 @@ under `out_dir`: checkpoints/, history.csv, history.json, summary.json. It runs 
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 import warnings
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hrm.config import ModelConfig, Params, PhaseConfig
+from hrm.config import ModelConfig, Params, PhaseConfig, TrainConfig
 from hrm.errors import InputError, StepFailed
 from hrm.model import HRMAct, build_model
 from hrm.model.act import ActCarry
@@ -27,6 +26,13 @@ from hrm.model.losses import act_losses
 from hrm.tokenizer import tokenizer_fingerprint
 from hrm.train import checkpoint as ckpt
 from hrm.train.data import RowFeeder, TrainArrays, fill_halted_rows
+from hrm.train.device import (
+    autocast_context,
+    keep_freed_memory,
+    make_grad_scaler,
+    resolve_device,
+    resolve_precision,
+)
 from hrm.train.distributed import DistContext, init_distributed
 from hrm.train.history import EpochAccumulator, write_history, write_summary
 from hrm.train.optim import EMA, LRSchedule, build_optimizer, set_lr
@@ -53,14 +59,6 @@ def step_verdict(loss_finite: bool, grads_finite: bool, scaler_enabled: bool) ->
     return "skip" if scaler_enabled else "fatal"
 
 
-def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
-    """The fp16 grad scaler (torch's defaults: initial scale 2**16, halved on overflow, doubled
-    after 2000 clean steps); None for fp32/bf16."""
-    if precision != "fp16":
-        return None
-    return torch.amp.GradScaler(device.type)
-
-
 @dataclass
 class StepInfo:
     """What the per-step hook sees (tests use it to stop a run or to corrupt weights)."""
@@ -81,16 +79,6 @@ class PhaseResult:
     """Loss of every optimizer step run in this call (for resume tests and plots)."""
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("train.device is cuda but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
 def effective_model_config(model_cfg: ModelConfig, phase: PhaseConfig) -> ModelConfig:
     """The model config with the phase's overrides applied (stored in its checkpoints)."""
     updates = {}
@@ -109,61 +97,6 @@ def compile_reasoning_modules(model: HRMAct) -> None:
     core = model.core
     for module in {id(m): m for m in (core.H, core.L)}.values():
         module.compile()
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc malloc keep freed blocks of up to 32 MiB in the heap instead of unmapping them.
-
-    A CPU training step allocates and frees hundreds of activation tensors of 1 to 25 MiB. By
-    default glibc serves each from a fresh mmap and unmaps it on free, so every step page-faults
-    (and the kernel zeroes) on the order of 100 MiB again: about 40,000 faults and 0.1 s of system
-    time per step of the reference config. With a fixed mmap threshold of 32 MiB (glibc's maximum)
-    and no trimming they come from reused heap memory; peak memory is unchanged. No-op (False)
-    where glibc's `mallopt` is unavailable; the process-wide setting is idempotent."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 32 * 1024 * 1024)) and bool(mallopt(m_trim_threshold, 2**30))
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto` -> `bf16` on CUDA or on a CPU with native bf16 matmuls, else `fp32`; others as given."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
-        return "bf16"
-    return "fp32"
-
-
-def autocast_context(precision: str, device: torch.device):
-    precision = resolve_precision(precision, device)
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "fp16" and device.type == "cpu":
-        warnings.warn("train.precision=fp16 on CPU: autocast and GradScaler work here (tests use them), but "
-                      "fp16 matmuls are not faster than fp32 on CPUs; use fp32 or bf16", stacklevel=2)
-    elif precision == "fp16" and device.type != "cuda":
-        raise InputError(f"train.precision=fp16 needs CUDA or CPU, not {device.type}")
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("train.precision=bf16 on a CPU without bf16 matrix instructions (avx512_bf16/amx_bf16): "
-                      "oneDNN emulates bf16 matmuls, which runs far slower than fp32; use fp32 here",
-                      stacklevel=2)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when oneDNN can run bf16 matmuls natively on this CPU (avx512_bf16 / AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def _seed_everything(seed: int) -> None:
@@ -211,13 +144,6 @@ def resume_config_changes(recorded: dict | None, cfg, phase_idx: int) -> list[st
     new = now["phases"][phase_idx]
     out += [f"phase.{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v]
     return out
-
-
-def _phase_index(params: Params, name: str) -> tuple[int, PhaseConfig]:
-    for i, phase in enumerate(params.train.phases):
-        if phase.name == name:
-            return i, phase
-    raise InputError(f"train.phases: no phase named {name!r} (have {[p.name for p in params.train.phases]})")
 
 
 def evenly_spaced(arrays: TrainArrays, max_rows: int | None) -> TrainArrays:
@@ -284,6 +210,410 @@ def evaluate_arrays(model: HRMAct, arrays: TrainArrays, batch_size: int, loss_ki
     }
 
 
+@dataclass
+class Phase:
+    """What one phase trains, where and how: fixed once `setup_phase` has built it."""
+
+    params: Params
+    phase: PhaseConfig
+    phase_idx: int
+    model_cfg: ModelConfig
+    arrays: TrainArrays
+    out_dir: Path
+    device: torch.device
+    ctx: DistContext
+    precision: str
+    local_batch: int
+    tokenizer_dir: Path | None
+    tok_fp: str | None
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.params.train
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    @property
+    def global_batch(self) -> int:
+        return self.local_batch * self.ctx.world
+
+    def check_tokenizer(self, state: dict, path: Path, what: str) -> None:
+        """Refuse a checkpoint trained with another tokenizer (the token ids would differ)."""
+        recorded = state.get("tokenizer_fingerprint")
+        if recorded != self.tok_fp:
+            where = (Path(self.tokenizer_dir) / "tokenizer.json" if self.tokenizer_dir is not None
+                     else "not given")
+            raise InputError(f"{what} was trained with tokenizer fingerprint {recorded or '(none)'}, "
+                             f"this run uses {self.tok_fp or '(none)'} (tokenizer {where}): the "
+                             "token ids would mean different things", path=str(path))
+
+
+@dataclass
+class PhaseState:
+    """Everything that changes while a phase trains; `state_dict` is its checkpoint and
+    `load_state_dict` resumes it exactly (per rank: data stream, ACT carry, epoch sums, RNGs)."""
+
+    model: HRMAct
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    ema: EMA | None
+    scaler: torch.amp.GradScaler | None
+    explore_gen: torch.Generator
+    feeder: RowFeeder
+    carry: ActCarry
+    acc: EpochAccumulator
+    step: int = 0
+    skipped: int = 0
+    """fp16 steps GradScaler skipped (overflow) in this phase."""
+    consumed: int = 0
+    """Examples loaded into rows this phase (this rank)."""
+    start_epoch: int = 0
+    """Global epoch counter before this phase."""
+    elapsed_before: float = 0.0
+    """Wall time of the runs this one resumed."""
+    history: list[dict] = field(default_factory=list)
+    last_ckpt: Path | None = None
+    step_losses: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    ema_model: HRMAct | None = None
+
+    def wall_time(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def rank_state_dict(self) -> dict:
+        return {"feeder": self.feeder.state_dict(), "carry": self.carry.state_dict(),
+                "accumulator": self.acc.state_dict(), "consumed": self.consumed,
+                "rng": _rng_state(self.explore_gen)}
+
+    def load_rank_state_dict(self, rank_state: dict, device: torch.device) -> None:
+        self.feeder.load_state_dict(rank_state["feeder"])
+        self.carry = ActCarry.from_state_dict(rank_state["carry"]).to(device)
+        self.acc.load_state_dict(rank_state["accumulator"])
+        self.consumed = int(rank_state["consumed"])
+        _set_rng_state(rank_state["rng"], self.explore_gen)
+
+    def state_dict(self, ph: Phase, ranks: list[dict], version: str | None) -> dict:
+        """The checkpoint (rank 0 writes it; `ranks` are every rank's `rank_state_dict`)."""
+        arrays = ph.arrays
+        return {
+            "phase": ph.phase.name,
+            "step": self.step,
+            "skipped_steps": self.skipped,
+            "start_epoch": self.start_epoch,
+            "global_epoch": self.start_epoch + self.feeder.epoch,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "schedule": {"peak": self.schedule.peak, "warmup_steps": self.schedule.warmup_steps,
+                         "min_ratio": self.schedule.min_ratio, "consumed": self.consumed,
+                         "planned": planned_examples(ph, self.feeder)},
+            "rank_states": ranks,
+            "history": self.history,
+            "wall_time_s": self.wall_time(),
+            "model_config": ph.model_cfg.model_dump(mode="json"),
+            "train_config": ph.cfg.model_dump(mode="json"),
+            "vocab_size": arrays.vocab_size,
+            "seq_len": arrays.seq_len,
+            "slots": arrays.slots,
+            "max_insertions": arrays.max_insertions,
+            "tokenizer_fingerprint": ph.tok_fp,
+            "code_version": version,
+        }
+
+    def load_state_dict(self, state: dict, ph: Phase) -> None:
+        """Continue THIS phase from its checkpoint `state`."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.start_epoch = int(state["step"]), int(state["start_epoch"])
+        self.history = list(state["history"])
+        self.skipped = int(state.get("skipped_steps", 0))
+        self.elapsed_before = float(state.get("wall_time_s", 0.0))
+        ranks = state["rank_states"]
+        if len(ranks) == ph.ctx.world:
+            self.load_rank_state_dict(ranks[ph.ctx.rank], ph.device)
+        else:
+            # Documented reset: a different world size cannot reuse per-rank streams and carries;
+            # restart the current epoch's stream with an empty carry.
+            warnings.warn(f"checkpoint has {len(ranks)} rank states, running with {ph.ctx.world}: "
+                          "the ACT carry and the epoch's data stream are reset", stacklevel=3)
+            self.feeder.load_state_dict({"epoch": ranks[0]["feeder"]["epoch"], "position": 0})
+
+    def eval_weights(self, ph: Phase) -> HRMAct:
+        """The weights evaluated: the EMA's when on (one model, built once), else the model's."""
+        if self.ema is None:
+            return self.model
+        if self.ema_model is None:
+            a = ph.arrays
+            self.ema_model = build_model(ph.model_cfg, a.vocab_size, a.seq_len, ph.device, a.slots,
+                                         a.max_insertions)
+        self.ema_model.load_state_dict(self.ema.state_dict())
+        return self.ema_model
+
+
+def planned_examples(ph: Phase, feeder: RowFeeder) -> int:
+    """Examples this rank loads in the whole phase (the schedule's horizon)."""
+    return ph.phase.epochs * feeder.epoch_size
+
+
+def setup_phase(params: Params, phase_name: str, arrays: TrainArrays, out_dir: str | Path,
+                tokenizer_dir: str | Path | None) -> tuple[Phase, PhaseState]:
+    """Device, processes, seeds and a fresh model, optimizer and data stream for the phase."""
+    cfg = params.train
+    phase_idx, phase = cfg.phase_index(phase_name)
+    device = resolve_device(cfg.device)
+    ctx: DistContext = init_distributed(device.type)
+    out_dir = Path(out_dir)
+    if ctx.rank == 0:
+        for orphan in ckpt.remove_orphans(out_dir / "checkpoints"):  # a killed write (a DVC out)
+            warnings.warn(f"removed a temp file a killed checkpoint write left: {orphan}", stacklevel=3)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if device.type == "cpu":
+        keep_freed_memory()
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    if cfg.batch_size % ctx.world:
+        raise InputError(f"train.batch_size={cfg.batch_size} must be divisible by the world size {ctx.world}")
+    seed = cfg.seed + 1000 * phase_idx
+    _seed_everything(seed)
+    model_cfg = effective_model_config(params.model, phase)
+    precision = resolve_precision(cfg.precision, device)
+    ph = Phase(params, phase, phase_idx, model_cfg, arrays, out_dir, device, ctx, precision,
+               cfg.batch_size // ctx.world, Path(tokenizer_dir) if tokenizer_dir is not None else None,
+               tokenizer_fingerprint(tokenizer_dir) if tokenizer_dir is not None else None)
+    model = build_model(model_cfg, arrays.vocab_size, arrays.seq_len, device, arrays.slots, arrays.max_insertions)
+    st = PhaseState(
+        model=model,
+        optimizer=build_optimizer(model, cfg, phase.lr),
+        schedule=LRSchedule(phase.lr, phase.warmup_steps, cfg.min_lr_ratio),
+        ema=EMA(model, cfg.ema_decay) if cfg.ema_decay else None,
+        scaler=make_grad_scaler(precision, device),
+        explore_gen=torch.Generator().manual_seed(seed * 7919 + ctx.rank),
+        feeder=RowFeeder(arrays, phase, seed, ctx.rank, ctx.world),
+        carry=model.initial_carry(ph.local_batch, device),
+        acc=EpochAccumulator(),
+    )
+    return ph, st
+
+
+def resume_phase(ph: Phase, st: PhaseState, resume: str, resume_from: str | Path | None,
+                 allow_config_change: bool) -> Path | None:
+    """Continue this phase from its own checkpoint (`resume`), or start it from the previous
+    phase's weights (`resume_from`); returns the own checkpoint resumed, if any."""
+    own = None
+    if resume == "auto":
+        own = ckpt.latest_valid(ph.ckpt_dir)
+    elif resume not in ("none", "", None):
+        own = ckpt.resolve_checkpoint(resume)
+    if own is not None:
+        state = ckpt.load_checkpoint(own, map_location=ph.device)
+        if state["model_config"] != ph.model_cfg.model_dump(mode="json") or state.get("phase") != ph.phase.name:
+            raise InputError("checkpoint was written with a different model config or phase; "
+                             "remove it or train into a new --out", path=str(own))
+        changes = resume_config_changes(state.get("train_config"), ph.cfg, ph.phase_idx)
+        if changes and not allow_config_change:
+            raise InputError("the checkpoint to resume was written with other train settings ("
+                             + "; ".join(changes) + "): resuming would not continue that run. "
+                             "Train into a new --out, or pass --allow-config-change", path=str(own))
+        ph.check_tokenizer(state, own, "the checkpoint to resume")
+        st.load_state_dict(state, ph)
+        if ph.ctx.is_main:
+            print(f"resumed phase {ph.phase.name} from {own} at step {st.step}")
+    elif resume_from is not None:
+        prev_path = ckpt.resolve_checkpoint(resume_from)
+        prev = ckpt.load_checkpoint(prev_path, map_location=ph.device)
+        a = ph.arrays
+        shape = (a.vocab_size, a.seq_len, a.slots, a.max_insertions)
+        prev_shape = (int(prev["vocab_size"]), int(prev["seq_len"]), int(prev.get("slots", 0)),
+                      int(prev.get("max_insertions", 0)))
+        if prev_shape != shape:
+            raise InputError(f"previous phase was trained with vocab / seq_len / slots / max_insertions "
+                             f"{prev_shape}, these sequences have {shape}", path=str(prev_path))
+        ph.check_tokenizer(prev, prev_path, "the previous phase's checkpoint")
+        st.model.load_state_dict(prev["model"])
+        if st.ema is not None and prev.get("ema") is not None:
+            st.ema.load_state_dict(prev["ema"])
+        st.start_epoch = int(prev["global_epoch"])
+    return own
+
+
+def save_checkpoint(ph: Phase, st: PhaseState, version: str | None) -> Path | None:
+    """Gather every rank's state and write a checkpoint from rank 0."""
+    if not all(bool(torch.isfinite(p).all()) for p in st.model.parameters()):
+        raise NonFiniteLoss(f"non-finite weights at phase {ph.phase.name}, step {st.step}: checkpoint "
+                            f"not written, last good checkpoint kept: {st.last_ckpt}")
+    ranks = ph.ctx.gather_objects(st.rank_state_dict())
+    if ph.ctx.is_main:
+        st.last_ckpt = ckpt.save_checkpoint(ph.ckpt_dir, st.state_dict(ph, ranks, version),
+                                            keep=ph.cfg.keep_checkpoints)
+    ph.ctx.barrier()
+    return st.last_ckpt
+
+
+@dataclass
+class StepOut:
+    """One optimizer step's results that the epoch bookkeeping reads."""
+
+    out: object
+    """The model's `ActOutput` (hrm.model.act)."""
+    parts: object
+    """The step's `LossParts` (hrm.model.losses)."""
+    reduced: torch.Tensor
+    """float64 [4]: total, lm, q_halt and q_continue losses summed over ranks."""
+    lr: float
+    loaded: int
+    """Examples loaded into halted rows before the step."""
+
+
+def train_step(ph: Phase, st: PhaseState, net: torch.nn.Module) -> StepOut:
+    """Refill halted rows, one forward/backward over the ACT carry, and the optimizer step
+    (skipped on an fp16 overflow; NonFiniteLoss on a non-finite loss)."""
+    ctx, cfg, model_cfg = ph.ctx, ph.cfg, ph.model_cfg
+    loaded = fill_halted_rows(st.carry, st.feeder, ph.arrays, model_cfg.halt_exploration_prob,
+                              model_cfg.halt_max_steps, st.explore_gen)
+    st.consumed += loaded
+    lr = st.schedule.lr(st.step, st.consumed / max(planned_examples(ph, st.feeder), 1))
+    set_lr(st.optimizer, lr)
+    carry = st.carry
+    # Global denominators: DDP averages gradients, so each rank divides by global / world.
+    counts = ctx.all_sum(torch.tensor([float((carry.labels != -100)[carry.valid].sum()),
+                                       float(carry.valid.sum())], dtype=torch.float64))
+    lm_den = max(float(counts[0]), 1.0) / ctx.world
+    row_den = max(float(counts[1]), 1.0) / ctx.world
+    with autocast_context(ph.precision, ph.device):
+        out = net(carry, L_cycles=model_cfg.L_cycles, labels_only=True)
+    parts = act_losses(out.logits, out.labels, out.valid, out.q_halt, out.q_continue, out.target_q_continue,
+                       own_tokens=out.own_tokens, insert_logits=out.insert_logits,
+                       insert_labels=out.insert_labels,
+                       slot_logits=out.slot_logits, slot_labels=out.slot_labels,
+                       slot_rows=out.slot_rows, slot_cols=out.slot_cols, keep_scale=out.keep_scale,
+                       q_weight=ph.phase.q_loss_weight, kind=model_cfg.loss, edit_weight=cfg.edit_weight,
+                       lm_denominator=lm_den, row_denominator=row_den, pointer_weight=cfg.pointer_weight)
+    scaler, optimizer = st.scaler, st.optimizer
+    if scaler is not None:
+        scaler.scale(parts.total).backward()
+        scaler.unscale_(optimizer)
+    else:
+        parts.total.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(st.model.parameters(), cfg.grad_clip)
+    # Losses are local partial sums; the global value is their sum over ranks.
+    reduced = ctx.all_sum(torch.stack([parts.total.detach(), parts.lm.detach(), parts.q_halt.detach(),
+                                       parts.q_continue.detach()]).double().cpu() / ctx.world)
+    # One collective for both checks: 2 = loss and gradients finite, 1 = loss only, 0 = loss not.
+    loss_ok, grads_ok = bool(torch.isfinite(reduced).all()), bool(torch.isfinite(grad_norm))
+    finite = ctx.all_min(float(loss_ok) * (1.0 + float(grads_ok)))
+    verdict = step_verdict(finite >= 1.0, finite >= 2.0, scaler is not None)
+    if verdict == "fatal":
+        where = f"phase {ph.phase.name}, step {st.step + 1}, epoch {st.start_epoch + st.feeder.epoch + 1}"
+        kept = f"last good checkpoint kept: {st.last_ckpt}" if st.last_ckpt else "no checkpoint was written yet"
+        raise NonFiniteLoss(f"non-finite loss or gradient at {where} (loss={reduced[0].item()}, "
+                            f"grad_norm={float(grad_norm)}); training stopped, {kept}")
+    if scaler is not None:
+        # On overflow (verdict "skip") scaler.step leaves the weights and optimizer state alone
+        # (unscale_ recorded the inf) and update() halves the scale.
+        scaler.step(optimizer)
+        scaler.update()
+        if verdict == "skip":
+            st.skipped += 1
+            st.acc.add("skipped_steps", 1.0 / ctx.world)
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if st.ema is not None:
+        st.ema.update(st.model)
+    st.step += 1
+    st.step_losses.append(float(reduced[0]))
+    return StepOut(out, parts, reduced, lr, loaded)
+
+
+def record_step(ph: Phase, st: PhaseState, so: StepOut) -> None:
+    """Carry the step's ACT state on and add the rows that halted to the epoch's sums."""
+    out, parts, reduced, world = so.out, so.parts, so.reduced, ph.ctx.world
+    st.carry = carry = out.carry
+    carry.halted |= ~carry.valid
+    acc = st.acc
+    with torch.no_grad():
+        done = carry.halted & carry.valid
+        acc.add("loss", float(reduced[0]) / world)  # summed again over ranks at epoch end
+        acc.add("lm_loss", float(reduced[1]) / world)
+        acc.add("q_halt_loss", float(reduced[2]) / world)
+        acc.add("q_continue_loss", float(reduced[3]) / world)
+        acc.add("steps", 1.0 / world)
+        weight = parts.count_weight[done]
+        acc.add("tok_correct", float((parts.token_correct[done] * weight).sum()))
+        acc.add("tok_total", float(weight.sum()))
+        edited = parts.edited_mask[done]
+        acc.add("edit_correct", float((parts.token_correct[done] & edited).sum()))
+        acc.add("edit_total", float(edited.sum()))
+        acc.add("seq_correct", float(parts.seq_correct[done].sum()))
+        acc.add("seq_total", float(done.sum()))
+        acc.add("q_correct", float(((out.q_halt[done] > 0) == parts.seq_correct[done]).sum()))
+        acc.add("act_steps", float(out.steps[done].sum()))
+        acc.add("tokens", float(carry.valid.sum()) * ph.arrays.seq_len)
+
+
+def end_epoch(ph: Phase, st: PhaseState, lr: float, epoch_time: float,
+              val_arrays: TrainArrays | None) -> dict:
+    """The epoch's history row (rank sums, the val pass when due), written; the next epoch's
+    stream and sums started. Every rank calls it; rank 0 writes."""
+    ctx, cfg = ph.ctx, ph.cfg
+    row = EpochAccumulator.row(ctx.all_sum(st.acc.sums), phase=ph.phase.name,
+                               epoch=st.start_epoch + st.feeder.epoch + 1, step=st.step, lr=lr,
+                               wall_time_s=round(st.wall_time(), 3))
+    row["tokens_per_s"] = row.pop("tokens") / max(epoch_time, 1e-9)
+    global_epoch = st.start_epoch + st.feeder.epoch + 1
+    if ctx.is_main and val_arrays is not None and cfg.val_every_epochs and (
+            global_epoch % cfg.val_every_epochs == 0 or st.feeder.epoch + 1 == ph.phase.epochs):
+        row.update(validate(ph, st, val_arrays))
+    st.history.append(row)
+    st.acc = EpochAccumulator()
+    st.feeder.next_epoch()
+    if ctx.is_main:
+        write_history(ph.out_dir, st.history)
+    return row
+
+
+def validate(ph: Phase, st: PhaseState, val_arrays: TrainArrays) -> dict:
+    """The val pass (rank 0), in eval mode without gradients; every RNG state is put back."""
+    rng = _rng_state(st.explore_gen)
+    try:
+        return evaluate_arrays(st.eval_weights(ph), val_arrays, ph.global_batch, ph.model_cfg.loss,
+                               prefix="val_", max_rows=ph.cfg.val_max_rows)
+    finally:
+        _set_rng_state(rng, st.explore_gen)
+
+
+def _epoch_postfix(row: dict) -> dict:
+    postfix = {"loss": f"{row['loss']:.3f}", "tok_acc": f"{row['token_accuracy'] or 0:.3f}",
+               "tok_s": f"{row['tokens_per_s']:.0f}"}
+    if "val_lm_loss" in row:
+        postfix.update(val_lm=f"{row['val_lm_loss']:.3f}", val_acc=f"{row['val_token_accuracy']:.3f}")
+    return postfix
+
+
+def finish_phase(ph: Phase, st: PhaseState, final_eval: bool) -> PhaseResult:
+    """summary.json (the last epoch's row, the clean end-of-phase train evaluation) and the result."""
+    summary = dict(st.history[-1]) if st.history else {}
+    if final_eval and ph.ctx.is_main:
+        summary.update(evaluate_arrays(st.eval_weights(ph), evenly_spaced(ph.arrays, ph.cfg.train_eval_max_rows),
+                                       ph.global_batch, ph.model_cfg.loss))
+    if ph.ctx.is_main:
+        summary.update(phase_steps=st.step, phase_skipped_steps=st.skipped, world_size=ph.ctx.world,
+                       precision=ph.precision, checkpoint=str(st.last_ckpt) if st.last_ckpt else None)
+        write_history(ph.out_dir, st.history)
+        write_summary(ph.out_dir, summary)
+    return PhaseResult(ph.out_dir, st.history, summary, st.last_ckpt, st.step_losses)
+
+
 def train_phase(
     params: Params,
     phase_name: str,
@@ -320,316 +650,43 @@ def train_phase(
         (weights, data order, exact resume) is the same with it on or off; the other ranks go
         straight on and wait for rank 0 at the epoch-end checkpoint. None: no val pass.
     """
-    cfg = params.train
-    phase_idx, phase = _phase_index(params, phase_name)
-    out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    device = resolve_device(cfg.device)
-    ctx: DistContext = init_distributed(device.type)
-    if ctx.rank == 0:
-        for orphan in ckpt.remove_orphans(ckpt_dir):  # a write killed mid-way (a DVC output dir)
-            warnings.warn(f"removed a temp file a killed checkpoint write left: {orphan}", stacklevel=2)
-    if ctx.enabled and device.type == "cuda":
-        device = torch.device("cuda", ctx.local_rank)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    if device.type == "cpu":
-        keep_freed_memory()
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-    if cfg.batch_size % ctx.world:
-        raise InputError(f"train.batch_size={cfg.batch_size} must be divisible by the world size {ctx.world}")
-    local_batch = cfg.batch_size // ctx.world
-    seed = cfg.seed + 1000 * phase_idx
-    _seed_everything(seed)
-
-    model_cfg = effective_model_config(params.model, phase)
-    model = build_model(model_cfg, arrays.vocab_size, arrays.seq_len, device, arrays.slots, arrays.max_insertions)
-    optimizer = build_optimizer(model, cfg, phase.lr)
-    schedule = LRSchedule(phase.lr, phase.warmup_steps, cfg.min_lr_ratio)
-    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
-    precision = resolve_precision(cfg.precision, device)
-    scaler = make_grad_scaler(precision, device)
-    explore_gen = torch.Generator().manual_seed(seed * 7919 + ctx.rank)
-    feeder = RowFeeder(arrays, phase, seed, ctx.rank, ctx.world)
-    carry = model.initial_carry(local_batch, device)
-    acc = EpochAccumulator()
-    history: list[dict] = []
-    step = 0
-    skipped = 0  # fp16 steps GradScaler skipped (overflow) in this phase
-    consumed = 0  # examples loaded into rows this phase (this rank)
-    start_epoch = 0  # global epoch counter before this phase
-    elapsed_before = 0.0
-
-    tok_fp = tokenizer_fingerprint(tokenizer_dir) if tokenizer_dir is not None else None
-
-    def check_tokenizer(state: dict, path: Path, what: str) -> None:
-        recorded = state.get("tokenizer_fingerprint")
-        if recorded != tok_fp:
-            raise InputError(f"{what} was trained with tokenizer fingerprint {recorded or '(none)'}, "
-                             f"this run uses {tok_fp or '(none)'} (tokenizer "
-                             f"{Path(tokenizer_dir) / 'tokenizer.json' if tokenizer_dir is not None else 'not given'}"
-                             "): the token ids would mean different things", path=str(path))
-
-    # ---- resume --------------------------------------------------------------------------
-    own = None
-    if resume == "auto":
-        own = ckpt.latest_valid(ckpt_dir)
-    elif resume not in ("none", "", None):
-        own = ckpt.resolve_checkpoint(resume)
-    if own is not None:
-        state = ckpt.load_checkpoint(own, map_location=device)
-        if state["model_config"] != model_cfg.model_dump(mode="json") or state.get("phase") != phase.name:
-            raise InputError("checkpoint was written with a different model config or phase; "
-                             "remove it or train into a new --out", path=str(own))
-        changes = resume_config_changes(state.get("train_config"), cfg, phase_idx)
-        if changes and not allow_config_change:
-            raise InputError("the checkpoint to resume was written with other train settings ("
-                             + "; ".join(changes) + "): resuming would not continue that run. "
-                             "Train into a new --out, or pass --allow-config-change", path=str(own))
-        check_tokenizer(state, own, "the checkpoint to resume")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        if scaler is not None and state.get("scaler") is not None:
-            scaler.load_state_dict(state["scaler"])
-        step, start_epoch, history = int(state["step"]), int(state["start_epoch"]), list(state["history"])
-        skipped = int(state.get("skipped_steps", 0))
-        elapsed_before = float(state.get("wall_time_s", 0.0))
-        ranks = state["rank_states"]
-        if len(ranks) == ctx.world:
-            rs = ranks[ctx.rank]
-            feeder.load_state_dict(rs["feeder"])
-            carry = ActCarry.from_state_dict(rs["carry"]).to(device)
-            acc.load_state_dict(rs["accumulator"])
-            consumed = int(rs["consumed"])
-            _set_rng_state(rs["rng"], explore_gen)
-        else:
-            # Documented reset: a different world size cannot reuse per-rank streams and carries;
-            # restart the current epoch's stream with an empty carry.
-            warnings.warn(f"checkpoint has {len(ranks)} rank states, running with {ctx.world}: "
-                          "the ACT carry and the epoch's data stream are reset", stacklevel=2)
-            feeder.load_state_dict({"epoch": ranks[0]["feeder"]["epoch"], "position": 0})
-        if ctx.is_main:
-            print(f"resumed phase {phase.name} from {own} at step {step}")
-    elif resume_from is not None:
-        prev_path = ckpt.resolve_checkpoint(resume_from)
-        prev = ckpt.load_checkpoint(prev_path, map_location=device)
-        shape = (arrays.vocab_size, arrays.seq_len, arrays.slots, arrays.max_insertions)
-        prev_shape = (int(prev["vocab_size"]), int(prev["seq_len"]), int(prev.get("slots", 0)),
-                      int(prev.get("max_insertions", 0)))
-        if prev_shape != shape:
-            raise InputError(f"previous phase was trained with vocab / seq_len / slots / max_insertions "
-                             f"{prev_shape}, these sequences have {shape}", path=str(prev_path))
-        check_tokenizer(prev, prev_path, "the previous phase's checkpoint")
-        model.load_state_dict(prev["model"])
-        if ema is not None and prev.get("ema") is not None:
-            ema.load_state_dict(prev["ema"])
-        start_epoch = int(prev["global_epoch"])
-    version = ckpt.code_version() if ctx.is_main else None
-
-    # ---- wrap -----------------------------------------------------------------------------
-    net: torch.nn.Module = model
-    if ctx.enabled:
+    ph, st = setup_phase(params, phase_name, arrays, out_dir, tokenizer_dir)
+    own = resume_phase(ph, st, resume, resume_from, allow_config_change)
+    version = ckpt.code_version() if ph.ctx.is_main else None
+    net: torch.nn.Module = st.model
+    if ph.ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if model_cfg.compile:
-        compile_reasoning_modules(model)
-    model.train()
-    planned = phase.epochs * feeder.epoch_size
-    last_ckpt: Path | None = ckpt.latest_valid(ckpt_dir) if own is not None else None
-    step_losses: list[float] = []
-    t_start = time.perf_counter()
-    epoch_t0 = time.perf_counter()
-    ema_model: HRMAct | None = None
-
-    def eval_weights() -> HRMAct:
-        """The weights evaluated: the EMA's when on (one model, built once), else the model's."""
-        nonlocal ema_model
-        if ema is None:
-            return model
-        if ema_model is None:
-            ema_model = build_model(model_cfg, arrays.vocab_size, arrays.seq_len, device, arrays.slots,
-                                    arrays.max_insertions)
-        ema_model.load_state_dict(ema.state_dict())
-        return ema_model
-
-    def validate() -> dict:
-        """The val pass (rank 0); every RNG state is put back as it was."""
-        rng = _rng_state(explore_gen)
-        try:
-            return evaluate_arrays(eval_weights(), val_arrays, local_batch * ctx.world, model_cfg.loss,
-                                   prefix="val_", max_rows=cfg.val_max_rows)
-        finally:
-            _set_rng_state(rng, explore_gen)
-
-    def save() -> Path | None:
-        """Gather per-rank state and write a checkpoint from rank 0."""
-        nonlocal last_ckpt
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-            raise NonFiniteLoss(f"non-finite weights at phase {phase.name}, step {step}: checkpoint not "
-                                f"written, last good checkpoint kept: {last_ckpt}")
-        rank_state = {
-            "feeder": feeder.state_dict(),
-            "carry": carry.state_dict(),
-            "accumulator": acc.state_dict(),
-            "consumed": consumed,
-            "rng": _rng_state(explore_gen),
-        }
-        ranks = ctx.gather_objects(rank_state)
-        if ctx.is_main:
-            state = {
-                "phase": phase.name,
-                "step": step,
-                "skipped_steps": skipped,
-                "start_epoch": start_epoch,
-                "global_epoch": start_epoch + feeder.epoch,
-                "model": model.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "schedule": {"peak": schedule.peak, "warmup_steps": schedule.warmup_steps,
-                             "min_ratio": schedule.min_ratio, "consumed": consumed, "planned": planned},
-                "rank_states": ranks,
-                "history": history,
-                "wall_time_s": elapsed_before + time.perf_counter() - t_start,
-                "model_config": model_cfg.model_dump(mode="json"),
-                "train_config": cfg.model_dump(mode="json"),
-                "vocab_size": arrays.vocab_size,
-                "seq_len": arrays.seq_len,
-                "slots": arrays.slots,
-                "max_insertions": arrays.max_insertions,
-                "tokenizer_fingerprint": tok_fp,
-                "code_version": version,
-            }
-            last_ckpt = ckpt.save_checkpoint(ckpt_dir, state, keep=cfg.keep_checkpoints)
-        ctx.barrier()
-        return last_ckpt
-
-    bar = tqdm(total=phase.epochs * feeder.epoch_size, initial=feeder.epoch * feeder.epoch_size + feeder.position,
-               desc=f"train:{phase.name}", disable=not (progress and ctx.is_main), dynamic_ncols=True)
-    exploration = model_cfg.halt_exploration_prob
-    while feeder.epoch < phase.epochs:
-        loaded = fill_halted_rows(carry, feeder, arrays, exploration, model_cfg.halt_max_steps, explore_gen)
-        consumed += loaded
-        bar.update(loaded)
-        lr = schedule.lr(step, consumed / max(planned, 1))
-        set_lr(optimizer, lr)
-        # Global denominators: DDP averages gradients, so each rank divides by global / world.
-        counts = ctx.all_sum(torch.tensor([float((carry.labels != -100)[carry.valid].sum()),
-                                           float(carry.valid.sum())], dtype=torch.float64))
-        lm_den = max(float(counts[0]), 1.0) / ctx.world
-        row_den = max(float(counts[1]), 1.0) / ctx.world
-        with autocast_context(precision, device):
-            out = net(carry, L_cycles=model_cfg.L_cycles, labels_only=True)
-        parts = act_losses(out.logits, out.labels, out.valid, out.q_halt, out.q_continue, out.target_q_continue,
-                           own_tokens=out.own_tokens, insert_logits=out.insert_logits,
-                           insert_labels=out.insert_labels,
-                           slot_logits=out.slot_logits, slot_labels=out.slot_labels,
-                           slot_rows=out.slot_rows, slot_cols=out.slot_cols, keep_scale=out.keep_scale,
-                           q_weight=phase.q_loss_weight, kind=model_cfg.loss, edit_weight=cfg.edit_weight,
-                           lm_denominator=lm_den, row_denominator=row_den, pointer_weight=cfg.pointer_weight)
-        if scaler is not None:
-            scaler.scale(parts.total).backward()
-            scaler.unscale_(optimizer)
-        else:
-            parts.total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        # Losses are local partial sums; the global value is their sum over ranks.
-        reduced = ctx.all_sum(torch.stack([parts.total.detach(), parts.lm.detach(), parts.q_halt.detach(),
-                                           parts.q_continue.detach()]).double().cpu() / ctx.world)
-        # One collective for both checks: 2 = loss and gradients finite, 1 = loss only, 0 = loss not.
-        loss_ok, grads_ok = bool(torch.isfinite(reduced).all()), bool(torch.isfinite(grad_norm))
-        finite = ctx.all_min(float(loss_ok) * (1.0 + float(grads_ok)))
-        verdict = step_verdict(finite >= 1.0, finite >= 2.0, scaler is not None)
-        if verdict == "fatal":
-            bar.close()
-            where = f"phase {phase.name}, step {step + 1}, epoch {start_epoch + feeder.epoch + 1}"
-            kept = f"last good checkpoint kept: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
-            raise NonFiniteLoss(f"non-finite loss or gradient at {where} (loss={reduced[0].item()}, "
-                                f"grad_norm={float(grad_norm)}); training stopped, {kept}")
-        if scaler is not None:
-            # On overflow (verdict "skip") scaler.step leaves the weights and optimizer state alone
-            # (unscale_ recorded the inf) and update() halves the scale.
-            scaler.step(optimizer)
-            scaler.update()
-            if verdict == "skip":
-                skipped += 1
-                acc.add("skipped_steps", 1.0 / ctx.world)
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.update(model)
-        step += 1
-        step_losses.append(float(reduced[0]))
-
-        # ---- bookkeeping on rows that halted in this step -------------------------------
-        carry = out.carry
-        carry.halted |= ~carry.valid
-        with torch.no_grad():
-            done = carry.halted & carry.valid
-            acc.add("loss", float(reduced[0]) / ctx.world)  # summed again over ranks at epoch end
-            acc.add("lm_loss", float(reduced[1]) / ctx.world)
-            acc.add("q_halt_loss", float(reduced[2]) / ctx.world)
-            acc.add("q_continue_loss", float(reduced[3]) / ctx.world)
-            acc.add("steps", 1.0 / ctx.world)
-            weight = parts.count_weight[done]
-            acc.add("tok_correct", float((parts.token_correct[done] * weight).sum()))
-            acc.add("tok_total", float(weight.sum()))
-            edited = parts.edited_mask[done]
-            acc.add("edit_correct", float((parts.token_correct[done] & edited).sum()))
-            acc.add("edit_total", float(edited.sum()))
-            acc.add("seq_correct", float(parts.seq_correct[done].sum()))
-            acc.add("seq_total", float(done.sum()))
-            acc.add("q_correct", float(((out.q_halt[done] > 0) == parts.seq_correct[done]).sum()))
-            acc.add("act_steps", float(out.steps[done].sum()))
-            acc.add("tokens", float(carry.valid.sum()) * arrays.seq_len)
-        if ctx.is_main and step % 5 == 0:
-            bar.set_postfix(loss=f"{float(reduced[0]):.3f}", lm=f"{float(reduced[1]):.3f}")
-        if on_step is not None:
-            on_step(StepInfo(step, float(reduced[0]), float(reduced[1]), model))
-        periodic = bool(cfg.checkpoint_every_steps) and step % cfg.checkpoint_every_steps == 0
-        if ctx.all_min(float(feeder.exhausted)) >= 1.0:  # every rank finished its epoch stream
-            sums = ctx.all_sum(acc.sums)
-            epoch_time = time.perf_counter() - epoch_t0
-            row = EpochAccumulator.row(
-                sums, phase=phase.name, epoch=start_epoch + feeder.epoch + 1, step=step, lr=lr,
-                wall_time_s=round(elapsed_before + time.perf_counter() - t_start, 3),
-            )
-            row["tokens_per_s"] = row.pop("tokens") / max(epoch_time, 1e-9)
-            global_epoch = start_epoch + feeder.epoch + 1
-            if ctx.is_main and val_arrays is not None and cfg.val_every_epochs and (
-                    global_epoch % cfg.val_every_epochs == 0 or feeder.epoch + 1 == phase.epochs):
-                row.update(validate())
-            history.append(row)
-            acc = EpochAccumulator()
-            feeder.next_epoch()
-            epoch_t0 = time.perf_counter()
-            if ctx.is_main:
-                write_history(out_dir, history)
-                postfix = {"loss": f"{row['loss']:.3f}", "tok_acc": f"{row['token_accuracy'] or 0:.3f}",
-                           "tok_s": f"{row['tokens_per_s']:.0f}"}
-                if "val_lm_loss" in row:
-                    postfix.update(val_lm=f"{row['val_lm_loss']:.3f}", val_acc=f"{row['val_token_accuracy']:.3f}")
-                bar.set_postfix(postfix)
-                if on_epoch is not None:
-                    on_epoch(row)
-            save()
-        elif periodic:
-            # Saved after the epoch-end check so that a resumed run continues at the next fill.
-            save()
-    bar.close()
-
-    summary = dict(history[-1]) if history else {}
-    if final_eval and ctx.is_main:
-        summary.update(evaluate_arrays(eval_weights(), evenly_spaced(arrays, cfg.train_eval_max_rows),
-                                       local_batch * ctx.world, model_cfg.loss))
-    if ctx.is_main:
-        summary.update(phase_steps=step, phase_skipped_steps=skipped, world_size=ctx.world,
-                       precision=precision, checkpoint=str(last_ckpt) if last_ckpt else None)
-        write_history(out_dir, history)
-        write_summary(out_dir, summary)
-    return PhaseResult(out_dir, history, summary, last_ckpt, step_losses)
+        net = DDP(st.model, device_ids=[ph.device.index] if ph.device.type == "cuda" else None)
+    if ph.model_cfg.compile:
+        compile_reasoning_modules(st.model)
+    st.model.train()
+    st.last_ckpt = ckpt.latest_valid(ph.ckpt_dir) if own is not None else None
+    st.started = epoch_t0 = time.perf_counter()
+    feeder = st.feeder
+    bar = tqdm(total=planned_examples(ph, feeder), initial=feeder.epoch * feeder.epoch_size + feeder.position,
+               desc=f"train:{ph.phase.name}", disable=not (progress and ph.ctx.is_main), dynamic_ncols=True)
+    try:
+        while feeder.epoch < ph.phase.epochs:
+            so = train_step(ph, st, net)
+            bar.update(so.loaded)
+            record_step(ph, st, so)
+            if ph.ctx.is_main and st.step % 5 == 0:
+                bar.set_postfix(loss=f"{float(so.reduced[0]):.3f}", lm=f"{float(so.reduced[1]):.3f}")
+            if on_step is not None:
+                on_step(StepInfo(st.step, float(so.reduced[0]), float(so.reduced[1]), st.model))
+            every = ph.cfg.checkpoint_every_steps
+            if ph.ctx.all_min(float(feeder.exhausted)) >= 1.0:  # every rank finished its stream
+                row = end_epoch(ph, st, so.lr, time.perf_counter() - epoch_t0, val_arrays)
+                epoch_t0 = time.perf_counter()
+                if ph.ctx.is_main:
+                    bar.set_postfix(_epoch_postfix(row))
+                    if on_epoch is not None:
+                        on_epoch(row)
+                save_checkpoint(ph, st, version)
+            elif every and st.step % every == 0:
+                # Saved after the epoch-end check so that a resumed run continues at the next fill.
+                save_checkpoint(ph, st, version)
+    finally:
+        bar.close()
+    return finish_phase(ph, st, final_eval)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hrm.config import Params
 from hrm.train.data import load_train_arrays, load_val_arrays
-from hrm.train.loop import PhaseResult, _phase_index, train_phase
+from hrm.train.loop import PhaseResult, train_phase
 
 
 def _flat(prefix: str, mapping: dict) -> dict[str, str]:
@@ -54,7 +54,7 @@ def run_phase(
     from hrm.tokenizer import META_FILE, TOKENIZER_FILE, tokenizer_fingerprint
 
     out_dir = Path(out_dir)
-    phase_idx, phase = _phase_index(params, phase_name)
+    phase_idx, phase = params.train.phase_index(phase_name)
     check_tokenizer(sequences_dir, load_meta(sequences_dir), tokenizer_dir, tokenizer_fingerprint(tokenizer_dir))
     arrays = load_train_arrays(sequences_dir, phase.data)
     if phase.augment:

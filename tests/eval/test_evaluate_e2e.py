@@ -249,7 +249,7 @@ def test_device_auto_resolves_like_training(e2e, tmp_path):
 
     from hrm.errors import InputError
     from hrm.eval.evaluate import evaluate
-    from hrm.train.loop import resolve_device
+    from hrm.train.device import resolve_device
 
     root, params = e2e["root"], e2e["params"]
     assert str(resolve_device("auto")) == ("cuda:0" if torch.cuda.is_available() else "cpu")

@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from hrm.train import NonFiniteLoss, train_phase
+from hrm.train import device as train_device
 from hrm.train import loop as train_loop
-from hrm.train.loop import autocast_context, cpu_has_native_bf16, resolve_precision, step_verdict
+from hrm.train.device import autocast_context, cpu_has_native_bf16, resolve_precision
+from hrm.train.loop import step_verdict
 from hrm.train.optim import AdamAtan2, build_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,7 +57,7 @@ def test_resolve_precision_auto(monkeypatch):
     native = cpu_has_native_bf16()
     assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
     for flag, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(train_loop, "cpu_has_native_bf16", lambda flag=flag: flag)
+        monkeypatch.setattr(train_device, "cpu_has_native_bf16", lambda flag=flag: flag)
         assert resolve_precision("auto", torch.device("cpu")) == expected
         assert resolve_precision("auto", torch.device("cuda")) == "bf16"
         ctx = autocast_context("auto", torch.device("cpu"))
