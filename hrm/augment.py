@@ -262,7 +262,12 @@ class _Scanner:
                             self.visit(item, scope)
                 elif isinstance(value, ast.AST):
                     self.visit(value, scope)
-        elif kind is ast.Call:
+        else:
+            self.visit_special(node, kind, scope)
+
+    def visit_special(self, node: ast.AST, kind: type, scope: _Scope) -> None:
+        """The node kinds that bind names, open scopes or hide names in strings (`_SPECIAL`)."""
+        if kind is ast.Call:
             self.visit(node.func, scope)
             self.visit_list(node.args, scope)
             for kw in node.keywords:

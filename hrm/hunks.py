@@ -139,6 +139,80 @@ def _scopes(lines: Sequence[tuple[str, bool]], header: list[tuple[int, str]]) ->
     return out
 
 
+@dataclass
+class _HunkBody:
+    """One hunk's lines read: both sides' texts, (text, changed) per side for scope detection,
+    the original-file numbers of the changed lines, the line counts, and where reading ended."""
+
+    fixed: list[str]
+    buggy: list[str]
+    fixed_side: list[tuple[str, bool]]
+    buggy_side: list[tuple[str, bool]]
+    changed_lines: list[int]
+    n_old: int
+    n_new: int
+    end: int
+
+
+def _read_hunk_body(lines: list[str], i: int, old_start: int, old_count: int, new_count: int,
+                    source: str) -> _HunkBody:
+    """Read the body of the hunk whose first body line is `lines[i]` (`\\ No newline` markers
+    applied to the side(s) of the line before them)."""
+    fixed: list[str] = []
+    buggy: list[str] = []
+    # (text, changed) per side, for scope detection
+    fixed_side: list[tuple[str, bool]] = []
+    buggy_side: list[tuple[str, bool]] = []
+    last_sides: tuple[bool, bool] = (False, False)  # (in fixed, in buggy) of the previous line
+    n_old = n_new = 0
+    # number of the last original (fixed-side) line seen; git's start for an empty old side
+    # is the line before the insertion
+    fixed_pos = old_start - 1 if old_count else old_start
+    changed_lines: list[int] = []
+    while i < len(lines) and (n_old < old_count or n_new < new_count or
+                              lines[i].startswith("\\")):
+        body = lines[i]
+        tag, text = body[:1], body[1:]
+        if body.startswith("\\"):
+            if not body.startswith(_NO_NEWLINE[:2]) or not (fixed or buggy):
+                raise InputError(f"{source}: line {i + 1}: unexpected marker {body!r}")
+            in_fixed, in_buggy = last_sides
+            if in_fixed and fixed[-1].endswith("\n"):
+                fixed[-1] = fixed[-1][:-1]
+            if in_buggy and buggy[-1].endswith("\n"):
+                buggy[-1] = buggy[-1][:-1]
+            i += 1
+            continue
+        if body == "\n":  # some tools drop the space of an empty context line
+            tag, text = " ", "\n"
+        if tag == " ":
+            fixed.append(text)
+            buggy.append(text)
+            fixed_side.append((text, False))
+            buggy_side.append((text, False))
+            fixed_pos += 1
+            n_old += 1
+            n_new += 1
+            last_sides = (True, True)
+        elif tag == "-":
+            fixed.append(text)
+            fixed_side.append((text, True))
+            fixed_pos += 1
+            changed_lines.append(fixed_pos)
+            n_old += 1
+            last_sides = (True, False)
+        elif tag == "+":
+            buggy.append(text)
+            buggy_side.append((text, True))
+            changed_lines.append(fixed_pos)
+            n_new += 1
+            last_sides = (False, True)
+        else:
+            break
+        i += 1
+    return _HunkBody(fixed, buggy, fixed_side, buggy_side, changed_lines, n_old, n_new, i)
+
+
 def parse_patch(patch: str, *, source: str = "patch") -> list[Hunk]:
     """Parse a unified diff (several files and hunks allowed) into `Hunk` regions.
 
@@ -172,58 +246,9 @@ def parse_patch(patch: str, *, source: str = "patch") -> list[Hunk]:
         new_start, new_count = int(m[3]), int(m[4]) if m[4] is not None else 1
         header_line = i + 1
         i += 1
-        fixed: list[str] = []
-        buggy: list[str] = []
-        # (text, changed) per side, for scope detection
-        fixed_side: list[tuple[str, bool]] = []
-        buggy_side: list[tuple[str, bool]] = []
-        last_sides: tuple[bool, bool] = (False, False)  # (in fixed, in buggy) of the previous line
-        n_old = n_new = 0
-        # number of the last original (fixed-side) line seen; git's start for an empty old side
-        # is the line before the insertion
-        fixed_pos = old_start - 1 if old_count else old_start
-        changed_lines: list[int] = []
-        while i < len(lines) and (n_old < old_count or n_new < new_count or
-                                  lines[i].startswith("\\")):
-            body = lines[i]
-            tag, text = body[:1], body[1:]
-            if body.startswith("\\"):
-                if not body.startswith(_NO_NEWLINE[:2]) or not (fixed or buggy):
-                    raise InputError(f"{source}: line {i + 1}: unexpected marker {body!r}")
-                in_fixed, in_buggy = last_sides
-                if in_fixed and fixed[-1].endswith("\n"):
-                    fixed[-1] = fixed[-1][:-1]
-                if in_buggy and buggy[-1].endswith("\n"):
-                    buggy[-1] = buggy[-1][:-1]
-                i += 1
-                continue
-            if body == "\n":  # some tools drop the space of an empty context line
-                tag, text = " ", "\n"
-            if tag == " ":
-                fixed.append(text)
-                buggy.append(text)
-                fixed_side.append((text, False))
-                buggy_side.append((text, False))
-                fixed_pos += 1
-                n_old += 1
-                n_new += 1
-                last_sides = (True, True)
-            elif tag == "-":
-                fixed.append(text)
-                fixed_side.append((text, True))
-                fixed_pos += 1
-                changed_lines.append(fixed_pos)
-                n_old += 1
-                last_sides = (True, False)
-            elif tag == "+":
-                buggy.append(text)
-                buggy_side.append((text, True))
-                changed_lines.append(fixed_pos)
-                n_new += 1
-                last_sides = (False, True)
-            else:
-                break
-            i += 1
+        hb = _read_hunk_body(lines, i, old_start, old_count, new_count, source)
+        i, fixed, buggy, n_old, n_new = hb.end, hb.fixed, hb.buggy, hb.n_old, hb.n_new
+        fixed_side, buggy_side, changed_lines = hb.fixed_side, hb.buggy_side, hb.changed_lines
         if n_old != old_count or n_new != new_count:
             raise InputError(
                 f"{source}: hunk at line {header_line} ({file}) declares -{old_count} +{new_count} "

@@ -89,3 +89,19 @@ def test_no_import_cycles(repo_root):
     graph = module_graph(repo_root)
     assert "hrm.envs.sandbox" in graph["hrm.envs.environment"]  # the walk sees real imports
     assert cycles(graph) == []
+
+
+def test_functions_stay_short(repo_root):
+    """No function in hrm/ over 100 lines; `train_phase` under 80 (it reads like torchtitan's
+    `train()`: set up, resume, step, end of epoch, summary)."""
+    long = []
+    lengths = {}
+    for path in sorted((repo_root / "hrm").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                lengths[f"{path.relative_to(repo_root)}::{node.name}"] = n
+                if n > 100:
+                    long.append((n, f"{path.relative_to(repo_root)}:{node.lineno} {node.name}"))
+    assert long == []
+    assert lengths["hrm/train/loop.py::train_phase"] < 80

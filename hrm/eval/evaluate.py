@@ -136,6 +136,43 @@ def untrained_model(params: Params, model):
     return fresh.eval()
 
 
+def baseline_metrics(params: Params, model, data, unigram, score_all, search_over, *, tests: bool,
+                     pass_kw: dict, budget: int, ref_texts: list, workers: int) -> dict[str, Any]:
+    """The baselines every metric is shown beside: copying the buggy code, the unigram guess
+    (with the same search over its own candidates when tests run) and the untrained model of
+    the same shape. `score_all(name, outputs)` and `search_over(i, candidates)` are the model's
+    own scorer and search, so the numbers compare by construction."""
+    from hrm.eval.model_pass import pass_metrics, run_model_pass
+    from hrm.eval.search import search_metrics
+
+    cfg = params.eval
+    n = len(data)
+    fresh = untrained_model(params, model)
+    untrained_pass = run_model_pass(fresh, data, ablation=False, **pass_kw)
+    baselines = {
+        "copy": row_metrics(score_all("copy", [{} for _ in range(n)]), tests_enabled=tests,
+                            ci=False),
+        "unigram": row_metrics(score_all("unigram", [unigram.predict(data.inputs[i],
+                                                                     data.records[i].segments)
+                                                     for i in range(n)]),
+                               tests_enabled=tests, ci=False),
+        "untrained": row_metrics(score_all("untrained", [p.greedy(cfg.max_edits) for p in untrained_pass.proposals]),
+                                 tests_enabled=tests, ci=False),
+    }
+    baselines["untrained"]["loss"] = pass_metrics(untrained_pass)["loss"]
+    if tests and cfg.search.unigram_baseline:
+        def unigram_search(i: int):
+            # A row none of whose tokens changed in training gets the unchanged code, which the
+            # verifier never passes.
+            return search_over(i, unigram.candidates(data.inputs[i], data.records[i].segments, budget) or [{}])
+
+        guessed = _parallel(unigram_search, list(range(n)), workers, "search unigram")
+        found = search_metrics(guessed, [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(guessed)])
+        baselines["unigram"].update({k: found[k] for k in ("resolved_after_search", "exact_after_search",
+                                                           "swe_search_candidates")})
+    return baselines
+
+
 def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir: str | Path, *,
                     unigram, model_info: dict[str, Any], split: str) -> dict[str, Any]:
     """The evaluation on loaded inputs (the testable core of `evaluate`)."""
@@ -199,29 +236,9 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     metrics["held_out_repo_rows"] = float(len(held))
     metrics["held_out_repo_exact_accuracy"] = sum(held) / len(held) if held else None
 
-    fresh = untrained_model(params, model)
-    untrained_pass = run_model_pass(fresh, data, ablation=False, **pass_kw)
-    baselines = {
-        "copy": row_metrics(score_all("copy", [{} for _ in range(n)]), tests_enabled=tests,
-                            ci=False),
-        "unigram": row_metrics(score_all("unigram", [unigram.predict(data.inputs[i],
-                                                                     data.records[i].segments)
-                                                     for i in range(n)]),
-                               tests_enabled=tests, ci=False),
-        "untrained": row_metrics(score_all("untrained", [p.greedy(cfg.max_edits) for p in untrained_pass.proposals]),
-                                 tests_enabled=tests, ci=False),
-    }
-    baselines["untrained"]["loss"] = pass_metrics(untrained_pass)["loss"]
-    if tests and cfg.search.unigram_baseline:
-        def unigram_search(i: int):
-            # A row none of whose tokens changed in training gets the unchanged code, which the
-            # verifier never passes.
-            return search_over(i, unigram.candidates(data.inputs[i], data.records[i].segments, budget) or [{}])
-
-        guessed = _parallel(unigram_search, list(range(n)), workers, "search unigram")
-        found = search_metrics(guessed, [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(guessed)])
-        baselines["unigram"].update({k: found[k] for k in ("resolved_after_search", "exact_after_search",
-                                                           "swe_search_candidates")})
+    baselines = baseline_metrics(params, model, data, unigram, score_all, search_over,
+                                 tests=tests, pass_kw=pass_kw, budget=budget, ref_texts=ref_texts,
+                                 workers=workers)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

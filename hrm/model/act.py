@@ -217,7 +217,7 @@ class HRMAct(nn.Module):
         bootstrap = self.training and self.cfg.q_target == "bootstrap" and halt_max > 1
         reuse = bootstrap and self.cfg.bootstrap_reuse
         primed = carry.primed & ~carry.fresh if (reuse and carry.primed is not None) else None
-        seg = self.core(z_H, z_L, carry.inputs, L_cycles=L_cycles, gate_off=gate_off, head_span=span,
+        seg = self.core.segment(z_H, z_L, carry.inputs, L_cycles=L_cycles, gate_off=gate_off, head_span=span,
                         primed=primed, slot_positions=positions, head_positions=picked)
         target_q_continue = None
         next_z = (seg.z_H, seg.z_L)
@@ -229,7 +229,7 @@ class HRMAct(nn.Module):
                 halted |= (seg.q_halt > seg.q_continue) & (steps >= carry.min_steps)
             if bootstrap:
                 # The row's next segment (no grad), for its Q values only (no LM head).
-                nxt = self.core(seg.z_H, seg.z_L, carry.inputs, L_cycles=L_cycles, gate_off=gate_off,
+                nxt = self.core.segment(seg.z_H, seg.z_L, carry.inputs, L_cycles=L_cycles, gate_off=gate_off,
                                 lm_head=False, return_prefix=reuse, carry_out=False)
                 target_q_continue = torch.sigmoid(
                     torch.where(is_last, nxt.q_halt, torch.maximum(nxt.q_halt, nxt.q_continue))

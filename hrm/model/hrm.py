@@ -301,7 +301,44 @@ class HRMCore(nn.Module):
         keep[rows] = False
         return rows, keep.nonzero().flatten()
 
-    def forward(
+    def embed_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Token embeddings (plus learned positions when on) [B, L, d]."""
+        x = self.embed(inputs)
+        if self.positions is not None:
+            x = x + self.positions[: inputs.shape[1]].to(x.dtype) * self.embed.scale
+        return x
+
+    def forward(self, z_H: torch.Tensor, z_L: torch.Tensor, inputs: torch.Tensor, *,
+                L_cycles: int | None = None, gate_off: bool = False) -> SegmentOutput:
+        """One segment from carry (z_H, z_L) on token ids `inputs` [B, L], the math plainly:
+
+            x = embed(inputs)
+            without gradient: every L and H update but the last ones   (`_prefix`)
+            with gradient:    z_L = L(z_L, z_H + x); z_H = H(z_H, z_L) (+ gated feedback)
+            first-token and insert heads on every position; Q head on position 0
+
+        (the one-step gradient approximation: only the last updates are differentiated).
+        `segment` computes the same with the training speed-ups (heads on the label columns, a
+        sampled set of positions, the bootstrap segment's reused prefix, Q-only segments), tested
+        equal in tests/model/test_speedups.py.
+        """
+        cfg = self.cfg
+        n_L = L_cycles or cfg.L_cycles
+        rope = self.rope()
+        x = self.embed_inputs(inputs)
+        ratios: list[torch.Tensor] = []
+        z_H, z_L = self._prefix(z_H, z_L, x, rope, cfg.H_cycles, n_L, gate_off, ratios)
+        z_H, z_L = self._final(z_H, z_L, x, rope, n_L, gate_off, ratios)
+        logits = self.first_logits(z_H, inputs)
+        if self.copy_head is not None:
+            logits = self.copy_head(logits, z_H, z_H, inputs)
+        inserts = self.insert_head(z_H).squeeze(-1)
+        q = self.q_head(z_H[:, 0]).float()
+        ratio = torch.stack(ratios).mean() if ratios else None
+        return SegmentOutput(z_H.detach(), z_L.detach(), logits, inserts, None, q[:, 0], q[:, 1],
+                             ratio, None)
+
+    def segment(
         self,
         z_H: torch.Tensor,
         z_L: torch.Tensor,
@@ -317,7 +354,7 @@ class HRMCore(nn.Module):
         slot_positions: torch.Tensor | None = None,
         head_positions: torch.Tensor | None = None,
     ) -> SegmentOutput:
-        """One segment from carry (z_H, z_L) on token ids `inputs` [B, L].
+        """`forward` with the training speed-ups (all off: the same as `forward`).
 
         `head_span=(lo, hi)`: the first-token and insert heads run on positions [lo, hi) only
         (logits [B, hi-lo, V]); training passes the span of the batch's label columns (the
@@ -343,9 +380,7 @@ class HRMCore(nn.Module):
         n_L = L_cycles or cfg.L_cycles
         n_H = cfg.H_cycles
         rope = self.rope()  # [L, head_dim / 2, 2]
-        x = self.embed(inputs)
-        if self.positions is not None:
-            x = x + self.positions[: inputs.shape[1]].to(x.dtype) * self.embed.scale
+        x = self.embed_inputs(inputs)
         ratios: list[torch.Tensor] = []
         if primed is None or not bool(primed.any()):
             z_H, z_L = self._prefix(z_H, z_L, x, rope, n_H, n_L, gate_off, ratios)

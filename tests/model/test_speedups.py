@@ -157,8 +157,8 @@ def test_q_only_bootstrap_segment_gives_the_same_q_values():
         model = build_model_for(architecture=arch, H_layers=2, L_layers=2)
         carry = _carry(model)
         with torch.no_grad():
-            full = model.core(carry.z_H, carry.z_L, carry.inputs, lm_head=False, return_prefix=True)
-            q_only = model.core(carry.z_H, carry.z_L, carry.inputs, lm_head=False, return_prefix=True,
+            full = model.core.segment(carry.z_H, carry.z_L, carry.inputs, lm_head=False, return_prefix=True)
+            q_only = model.core.segment(carry.z_H, carry.z_L, carry.inputs, lm_head=False, return_prefix=True,
                                 carry_out=False)
         assert q_only.z_H is None and q_only.z_L is None
         assert torch.allclose(q_only.q_halt, full.q_halt, atol=1e-6)
@@ -286,3 +286,21 @@ def test_sampled_loss_is_an_unbiased_estimate_of_the_dense_loss():
     assert se > 0  # the draws do differ
     assert abs(float(weighted.mean()) - dense) < 4 * se, (float(weighted.mean()), dense, se)
     assert abs(float(unweighted.mean()) - dense) > 20 * se, (float(unweighted.mean()), dense, se)
+
+
+def test_plain_forward_equals_the_segment_without_speed_ups():
+    """`HRMCore.forward` (the math, no flags) and `segment` with every speed-up off compute the
+    same segment: state, logits, insert logits and Q values; also with the gate forced off and
+    with the TRM recursion."""
+    for arch in ("hrm", "trm"):
+        model = build_model_for(architecture=arch, H_layers=2, L_layers=1)
+        carry = _carry(model)
+        for gate_off in (False, True):
+            with torch.no_grad():
+                plain = model.core(carry.z_H, carry.z_L, carry.inputs, gate_off=gate_off)
+                fast = model.core.segment(carry.z_H, carry.z_L, carry.inputs, gate_off=gate_off)
+            for a, b in ((plain.z_H, fast.z_H), (plain.z_L, fast.z_L), (plain.logits, fast.logits),
+                         (plain.insert_logits, fast.insert_logits), (plain.q_halt, fast.q_halt),
+                         (plain.q_continue, fast.q_continue)):
+                assert torch.equal(a, b), arch
+            assert plain.logits.shape == (carry.inputs.shape[0], SEQ, VOCAB)
