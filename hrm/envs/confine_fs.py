@@ -89,14 +89,16 @@ def parse(args):
     return all_readonly, tree, home, readonly, hide, cmd
 
 
+def kept_flags(opts):
+    """The locked flags (nosuid, nodev, ...) a remount of a mount with options `opts` must keep;
+    atime is kept by the kernel."""
+    return sum(bit for name, bit in KEEP.items() if name in opts)
+
+
 def remount_readonly(path):
-    """Make the mount at `path` read-only, keeping its locked flags (nosuid, nodev, ...)."""
+    """Make the mount at `path` read-only, keeping its locked flags."""
     opts = [o for p, o in mounts() if p == path]
-    flags = MS_REMOUNT | MS_BIND | MS_RDONLY
-    for name, bit in KEEP.items():
-        if opts and name in opts[-1]:
-            flags |= bit
-    mount(None, path, None, flags)
+    mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(opts[-1] if opts else []))
 
 
 def hide_paths(hide, readonly, writable):
@@ -129,12 +131,8 @@ def make_all_readonly(exempt):
     for path, opts in todo.items():
         if "ro" in opts:
             continue
-        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
-        for name, bit in KEEP.items():  # locked flags must be kept; atime is kept by the kernel
-            if name in opts:
-                flags |= bit
         try:
-            mount(None, path, None, flags)
+            mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(opts))
         except OSError:
             pass  # judged by check_readonly: only a mount the run cannot reach may stay writable
     return todo
@@ -218,8 +216,7 @@ def main(args):
         target = max((p for p in todo if under(os.path.dirname(tree), [p])), key=len,
                      default="/")
         try:
-            mount(None, target, None, MS_REMOUNT | MS_BIND | sum(
-                bit for name, bit in KEEP.items() if name in todo.get(target, [])))
+            mount(None, target, None, MS_REMOUNT | MS_BIND | kept_flags(todo.get(target, [])))
             die(f"{target} could be remounted read-write after locking")
         except OSError:
             pass

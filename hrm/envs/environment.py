@@ -39,7 +39,7 @@ from hrm.envs.providers import (
     run_checked,
 )
 from hrm.envs.report_channel import ReportChannel, shadowing_modules
-from hrm.envs.results import ReportRefused, TestResult, TestRun, aggregate, select
+from hrm.envs.results import ReportRefused, TestRun, aggregate, refused_results, select
 from hrm.envs.sandbox import limits_from, run_sandboxed, sandbox_identity
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def slug(repo_id: str) -> str:
 def refused_run(node_ids: list[str], why: str) -> TestRun:
     """A run that was never started because its outcome could have been forged."""
     return TestRun(
-        results={n: TestResult(n, "error", 0.0, "test report refused: " + why) for n in node_ids},
+        results=refused_results(node_ids, why),
         exit_code=None, timed_out=False, output_truncated=False, output="", duration_s=0.0,
         isolation="not run", refused=why)
 
@@ -275,10 +275,8 @@ class RepoEnvironment:
             all_tests, collection_errors = aggregate(records)
         finally:
             shutil.rmtree(home, ignore_errors=True)
-        results = select(all_tests, node_ids, timed_out=res.timed_out)
-        if refused:
-            results = {n: TestResult(n, "error", 0.0, "test report refused: " + refused)
-                       for n in node_ids}
+        results = (refused_results(node_ids, refused) if refused
+                   else select(all_tests, node_ids, timed_out=res.timed_out))
         return TestRun(
             results=results,
             exit_code=res.exit_code,

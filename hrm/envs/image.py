@@ -49,9 +49,9 @@ from hrm.envs.providers import (
 )
 from hrm.envs.results import (
     ReportRefused,
-    TestResult,
     TestRun,
     aggregate,
+    refused_results,
     select,
     verify_reports,
 )
@@ -320,10 +320,8 @@ class ImageEnvironment:
             all_tests, collection_errors = aggregate(records)
         finally:
             shutil.rmtree(home, ignore_errors=True)
-        results = select(all_tests, node_ids, timed_out=timed_out)
-        if refused:
-            results = {n: TestResult(n, "error", 0.0, "test report refused: " + refused)
-                       for n in node_ids}
+        results = (refused_results(node_ids, refused) if refused
+                   else select(all_tests, node_ids, timed_out=timed_out))
         return TestRun(
             results=results,
             exit_code=None if timed_out or exit_code == 137 else exit_code,

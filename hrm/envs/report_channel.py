@@ -30,12 +30,17 @@ first on sys.path): a tree that defines one of them could read the key first."""
 
 def shadowing_modules(tree: Path) -> list[str]:
     """Top-level modules or packages of `tree` that would replace one of `SHADOWED_NAMES`."""
-    found = []
-    for name in sorted(SHADOWED_NAMES):
-        if (tree / f"{name}.py").exists() or (tree / name / "__init__.py").exists() or any(
-                tree.glob(f"{name}.*.so")):
-            found.append(name)
-    return found
+    found = set()
+    for entry in os.scandir(tree):
+        name = entry.name.split(".", 1)[0]
+        if name not in SHADOWED_NAMES:
+            continue
+        module = entry.is_file() and (entry.name == f"{name}.py" or entry.name.endswith(".so"))
+        package = (entry.is_dir() and entry.name == name
+                   and (Path(entry.path) / "__init__.py").exists())
+        if module or package:
+            found.add(name)
+    return sorted(found)
 
 
 class _Drain(threading.Thread):

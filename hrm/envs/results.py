@@ -65,7 +65,7 @@ class TestRun:
     def sandbox_error(self) -> str:
         """Why the run is no evidence either way (empty when pytest ran and its report holds)."""
         if self.refused:
-            return "test report refused: " + self.refused
+            return REFUSED + self.refused
         if self.started:
             return ""
         return "pytest never started in the sandbox: " + (self.output.strip()[-300:] or
@@ -91,6 +91,14 @@ class TestRun:
         for r in self.results.values():
             out[r.outcome] = out.get(r.outcome, 0) + 1
         return out
+
+
+REFUSED = "test report refused: "
+
+
+def refused_results(node_ids: list[str], why: str) -> dict[str, TestResult]:
+    """Every requested test an `error`: a refused report says nothing about any of them."""
+    return {n: TestResult(n, "error", 0.0, REFUSED + why) for n in node_ids}
 
 
 _PHASES = ("setup", "call", "teardown")
