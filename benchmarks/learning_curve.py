@@ -71,6 +71,7 @@ def _train_and_score(params, seq_dir: Path, tok_dir: Path, out: Path, steps: int
     import numpy as np
 
     from hrm.eval.proposals import propose
+    from hrm.eval.rewrite_outputs import split_rewrites
     from hrm.sequences import decode_segments, load_split
     from hrm.tokenizer import load_tokenizer
     from hrm.train.checkpoint import load_for_inference
@@ -105,7 +106,7 @@ def _train_and_score(params, seq_dir: Path, tok_dir: Path, out: Path, steps: int
     anchors = [[s[0] for s in r.segments] for r in data.records]
     props = propose(model, data.inputs, data.labels, anchors, end_id=tok.eos_id,
                     delete_id=tok.mask_id, ignore_index=-100, positions=16, alternatives=3,
-                    batch_size=32)
+                    batch_size=32, rewrites=split_rewrites(tok, data, data.meta.slots))
     by_kind: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     exact = top1 = top5 = among = 0
     for i, (record, prop) in enumerate(zip(data.records, props, strict=True)):

@@ -578,6 +578,14 @@ class EvalConfig(_Section):
     location per row): on held-out mutations it was exact on 17 of 120 rows against 2 without a
     limit (BENCHMARKS.md)."""
 
+    fix_space: Literal["rewrites", "edits"] = "rewrites"
+    """What the greedy fix is chosen from. `rewrites`: every small rewrite of one expression of
+    the buggy code (an operator, a comparison, `and`/`or`, a constant, an off-by-one, swapped
+    operands or arguments, a local name, an attribute; `hrm.rewrites`), scored by the model,
+    the best one; a row with none gets the best single edit. `edits`: the best single edit
+    (`max_edits`). Rewrites also come first in the search. On the cpu recipe's val split:
+    exact 13/50 against 8/50 (BENCHMARKS.md "Rewrites")."""
+
     max_pass_to_pass: int = Field(default=10, ge=0)
     """Bounded sample of PASS_TO_PASS run per resolved check."""
 

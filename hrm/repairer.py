@@ -5,7 +5,8 @@ This is the one path from a model to a fix outside evaluation. `hrm predict` (SW
 predictions), `hrm repair` (one function of a user's file) and the MLflow pyfunc model
 (`hrm.pyfunc`) all call it, so they propose exactly what `hrm evaluate` scores as the greedy fix:
 the same row layout (`hrm.sequences.encode_example`), the same inference and the same decoding
-(`hrm.eval.proposals`, at least one change: every input is assumed to hold a bug).
+(`hrm.eval.proposals`: the best-scored rewrite, or at least one change: every input is assumed
+to hold a bug).
 
 What the model sees is blind to the fix: each region's "fixed" side is set to its buggy text
 before encoding, so nothing about the answer (not even whether the change would fall inside a
@@ -121,6 +122,7 @@ class Repairer:
         outputs each."""
         from hrm.eval.decoding import decode_prediction
         from hrm.eval.proposals import propose
+        from hrm.eval.rewrite_outputs import rewrite_outputs
         from hrm.sequences import IGNORE_INDEX, encode_example, pack
 
         cfg = self.params.sequences
@@ -140,11 +142,14 @@ class Repairer:
             return out
         inputs, labels, _ = pack(encoded, cfg, self.tokenizer.pad_id)
         ecfg = self.params.eval
+        rewrites = ([rewrite_outputs(self.tokenizer, inputs[k], e.segments, cfg.slots)
+                     for k, e in enumerate(encoded)] if ecfg.fix_space == "rewrites" else None)
         proposals = propose(self.model, inputs, labels, [[a for a, _ in e.segments] for e in encoded],
                             end_id=self.tokenizer.eos_id, delete_id=self.tokenizer.mask_id,
                             ignore_index=IGNORE_INDEX, positions=ecfg.search.positions,
                             alternatives=ecfg.search.alternatives,
-                            batch_size=batch_size or ecfg.batch_size, halt_on_q=ecfg.halt_on_q)
+                            batch_size=batch_size or ecfg.batch_size, halt_on_q=ecfg.halt_on_q,
+                            rewrites=rewrites)
         k = 0
         for i, slot in enumerate(out):
             if slot:

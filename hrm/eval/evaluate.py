@@ -136,12 +136,21 @@ def untrained_model(params: Params, model):
     return fresh.eval()
 
 
+def search_candidates(prop, budget: int, max_edits: int | None) -> list[Outputs]:
+    """What the search checks for a row, in order: the greedy fix, then the model's next
+    candidates, `budget` in all."""
+    greedy = prop.greedy(max_edits)
+    return [greedy] + [c for c, _ in prop.candidates(budget, max_edits) if c != greedy][: budget - 1]
+
+
 def baseline_metrics(params: Params, model, data, unigram, score_all, search_over, *, tests: bool,
-                     pass_kw: dict, budget: int, ref_texts: list, workers: int) -> dict[str, Any]:
+                     pass_kw: dict, budget: int, ref_texts: list, workers: int,
+                     fix_share) -> dict[str, Any]:
     """The baselines every metric is shown beside: copying the buggy code, the unigram guess
     (with the same search over its own candidates when tests run) and the untrained model of
     the same shape. `score_all(name, outputs)` and `search_over(i, candidates)` are the model's
-    own scorer and search, so the numbers compare by construction."""
+    own scorer and search, and `fix_share(candidates per row)` its `fix_in_search_candidates`,
+    so the numbers compare by construction."""
     from hrm.eval.model_pass import pass_metrics, run_model_pass
     from hrm.eval.search import search_metrics
 
@@ -160,6 +169,10 @@ def baseline_metrics(params: Params, model, data, unigram, score_all, search_ove
                                  tests_enabled=tests, ci=False),
     }
     baselines["untrained"]["loss"] = pass_metrics(untrained_pass)["loss"]
+    baselines["untrained"]["fix_in_search_candidates"] = fix_share(
+        [search_candidates(p, budget, cfg.max_edits) for p in untrained_pass.proposals])
+    baselines["unigram"]["fix_in_search_candidates"] = fix_share(
+        [unigram.candidates(data.inputs[i], data.records[i].segments, budget) for i in range(n)])
     if tests and cfg.search.unigram_baseline:
         def unigram_search(i: int):
             # A row none of whose tokens changed in training gets the unchanged code, which the
@@ -181,6 +194,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     from hrm.eval.decoding import decode_prediction
     from hrm.eval.model_pass import pass_metrics, run_model_pass
     from hrm.eval.report import write_report
+    from hrm.eval.rewrite_outputs import split_rewrites
     from hrm.eval.search import search_metrics, search_row, verify
     from hrm.sequences import label_outputs
 
@@ -203,9 +217,11 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
                                                 decode(i, outputs[i]), ref_texts[i]),
                          list(range(n)), workers, f"score {name}")
 
+    rewrites = (split_rewrites(tok, data, data.meta.slots)
+                if cfg.fix_space == "rewrites" else None)
     pass_kw = dict(end_id=tok.eos_id, delete_id=tok.mask_id, batch_size=cfg.batch_size,
                    halt_on_q=cfg.halt_on_q, positions=cfg.search.positions,
-                   alternatives=cfg.search.alternatives)
+                   alternatives=cfg.search.alternatives, rewrites=rewrites)
     reverse = model_info["reverse_feedback"]
     mp = run_model_pass(model, data, ablation=reverse, **pass_kw)
     greedy = [p.greedy(cfg.max_edits) for p in mp.proposals]
@@ -224,12 +240,18 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
                           lambda hunks: verify(ctx, hunks, scorer, buggy_texts[i]), cfg.search)
 
     def search(i: int):
-        ranked = mp.proposals[i].candidates(budget, cfg.max_edits)
-        return search_over(i, [greedy[i]] + [c for c, _ in ranked if c != greedy[i]])
+        return search_over(i, search_candidates(mp.proposals[i], budget, cfg.max_edits))
+
+    def fix_share(candidates: list[list[Outputs]]) -> float:
+        # the reference among what a search would check: its ceiling with a perfect verifier
+        return sum(any(list(decode(i, c)) == ref_texts[i] for c in cands)
+                   for i, cands in enumerate(candidates)) / max(n, 1)
 
     outcomes = _parallel(search, list(range(n)), workers, "search")
     exact_after = [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(outcomes)]
     metrics.update(search_metrics(outcomes, exact_after))
+    metrics["fix_in_search_candidates"] = fix_share(
+        [search_candidates(p, budget, cfg.max_edits) for p in mp.proposals])
     searched = [o.best_passes and o.verifier == "tests" for o in outcomes]
     metrics["breakdown"] = breakdown(model_rows, searched, params.sequences.held_out_repos)
     held = [r.exact for r in model_rows if r.repo in params.sequences.held_out_repos]
@@ -238,7 +260,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
 
     baselines = baseline_metrics(params, model, data, unigram, score_all, search_over,
                                  tests=tests, pass_kw=pass_kw, budget=budget, ref_texts=ref_texts,
-                                 workers=workers)
+                                 workers=workers, fix_share=fix_share)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "location_accuracy",
     "resolved_after_search",
     "exact_after_search",
+    "fix_in_search_candidates",
     "swe_search_rows_static",
     "held_out_repo_exact_accuracy",
     "held_out_repo_rows",
@@ -48,7 +49,7 @@ _RATES = ("token_accuracy_all", "exact_accuracy", "edit_accuracy", "code_syntax_
           "code_compilation_success", "code_ast_match", "resolved_rate", "code_tiered_accuracy",
           "q_halt_accuracy", "swe_search_score", "swe_search_convergence_rate", "greedy_pass_rate",
           "reverse_learning_integration", "reverse_integration_gate", "q_halt_balanced_accuracy",
-          "location_accuracy", "resolved_after_search", "exact_after_search",
+          "location_accuracy", "resolved_after_search", "exact_after_search", "fix_in_search_candidates",
           "held_out_repo_exact_accuracy")
 
 METRIC_RANGES: dict[str, tuple[float | None, float | None]] = {

@@ -70,9 +70,11 @@ def row_losses(model, res, x, labels, inserts, ignore_index: int) -> np.ndarray:
 
 
 def run_model_pass(model, split, *, end_id: int, delete_id: int, batch_size: int, halt_on_q: bool,
-                   ablation: bool, positions: int, alternatives: int) -> ModelPass:
+                   ablation: bool, positions: int, alternatives: int,
+                   rewrites: list | None = None) -> ModelPass:
     """Proposals and losses for every row of a loaded split (`hrm.sequences.SequenceSplit`);
-    with `ablation`, also the gate-off losses."""
+    with `ablation`, also the gate-off losses; `rewrites[i]`: row i's rewrites to score
+    (`hrm.eval.rewrite_outputs`), None for none."""
     import torch
 
     from hrm.model.inference import run_inference
@@ -92,7 +94,8 @@ def run_model_pass(model, split, *, end_id: int, delete_id: int, batch_size: int
         loss_sum.append(row_losses(model, res, x, labels, inserts, ignore))
         props += proposals_from(model, res, x, labels, anchors[start:stop], end_id=end_id,
                                 delete_id=delete_id, ignore_index=ignore, positions=positions,
-                                alternatives=alternatives)
+                                alternatives=alternatives,
+                                rewrites=None if rewrites is None else rewrites[start:stop])
         q_halt.append(res.q_halt.float().cpu().numpy())
         steps.append(res.steps.cpu().numpy())
         if res.gate_mean is not None:

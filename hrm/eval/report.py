@@ -13,7 +13,7 @@ _TABLE = (
 _SEARCH = (
     "greedy_pass_rate", "swe_search_score", "resolved_after_search", "exact_after_search",
     "swe_search_candidates", "swe_search_iterations", "swe_search_convergence_rate",
-    "swe_search_efficiency", "swe_search_rows_static",
+    "swe_search_efficiency", "swe_search_rows_static", "fix_in_search_candidates",
 )
 
 
@@ -46,13 +46,18 @@ def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str
               "every code tier. A number the copy, unigram or untrained baseline also reaches is "
               "no evidence of repair.", "",
               f"## SWE-search vs greedy (verifier: {metrics.get('swe_search_verifier', 'n/a')})", "",
-              "| metric | model | unigram guess's candidates |", "|---|---|---|"]
-    lines += [f"| {n} | {_fmt(metrics.get(n))} | {_fmt(base['unigram'].get(n, 'n/a'))} |" for n in _SEARCH]
+              "| metric | model | unigram guess's candidates | untrained model's candidates |",
+              "|---|---|---|---|"]
+    lines += [f"| {n} | {_fmt(metrics.get(n))} | {_fmt(base['unigram'].get(n))} | "
+              f"{_fmt(base['untrained'].get(n))} |" for n in _SEARCH]
     lines += ["", "With the `tests` verifier the search is pass@k with test feedback: the tests "
               "that define `resolved_rate` choose among the model's own candidates. Its baseline "
               "is the same search over the unigram guess's candidates (single edits at the "
-              "positions whose token changes most often in training; `eval.search.unigram_baseline`).",
-              ""]
+              "positions whose token changes most often in training; `eval.search.unigram_baseline`). "
+              "`fix_in_search_candidates` is the search's ceiling with a perfect verifier: the "
+              "reference among the candidates it would check. The untrained model's candidates "
+              "are the rewrites of the buggy code in random order, so its value is what the "
+              "candidate space gives without any learning.", ""]
     table = metrics.get("breakdown") or {}
     for axis, title in (("inferable", "Inferable or not"), ("repo", "By repository"),
                         ("kind", "By bug kind")):

@@ -2,7 +2,8 @@
 
 PROMOTE only if every criterion passes on a present, finite value AND the model beats copying
 the buggy code: the primary repair metric's bootstrap 95% interval lies above the copy
-baseline (`gate.primary_metric`), or, with that rule off, at least one passing criterion is
+baseline and above the untrained model of the same shape (which, choosing among the rewrites of
+the buggy code, fixes some rows by chance; `gate.primary_metric`), or, with that rule off, at least one passing criterion is
 one the copy baseline fails. Each criterion carries the copy and unigram baselines' values and
 `informative: false` when copying meets it too (such a criterion is no evidence of repair).
 Otherwise FLAG, listing each failing criterion with its value, threshold and gap. A FLAG is a result, written to `gate.json`
@@ -45,6 +46,8 @@ class CriterionResult:
     baseline_copy: float | None = None
     """The copy baseline's value of the metric on the split (None: metrics.json has none)."""
     baseline_unigram: float | None = None
+    baseline_untrained: float | None = None
+    """The untrained model of the same shape (it picks a rewrite of the buggy code at random)."""
     informative: bool = True
     """False when the copy baseline meets the criterion too: passing it shows no repair."""
 
@@ -59,7 +62,8 @@ class CriterionResult:
 
 @dataclass(frozen=True)
 class PrimaryResult:
-    """The repair rule: `metric`'s 95% interval on `split` against the copy baseline."""
+    """The repair rule: `metric`'s 95% interval on `split` against the copy baseline and the
+    untrained model."""
 
     metric: str
     split: str
@@ -68,6 +72,8 @@ class PrimaryResult:
     baseline_copy: float | None
     passed: bool
     note: str
+    baseline_untrained: float | None = None
+    """None where metrics.json has no untrained baseline (then only copying is to beat)."""
 
 
 @dataclass
@@ -150,14 +156,17 @@ def _number(v: object) -> float | None:
 
 
 def with_baselines(result: CriterionResult, criterion: Criterion, extras: SplitExtras) -> CriterionResult:
-    """The criterion's row with the copy and unigram values, and whether copying meets it."""
+    """The criterion's row with the copy, unigram and untrained values, and whether copying
+    meets it."""
     copy = extras.baselines.get("copy", {}).get(criterion.metric)
     unigram = extras.baselines.get("unigram", {}).get(criterion.metric)
+    untrained = extras.baselines.get("untrained", {}).get(criterion.metric)
     informative = not (_finite(copy) and _OPS[criterion.op](copy, criterion.threshold))
     note = result.note
     if result.passed and not informative:
         note = f"passes, but copying the buggy code passes too ({copy:.4g}): not evidence of repair"
-    return replace(result, baseline_copy=copy, baseline_unigram=unigram, informative=informative,
+    return replace(result, baseline_copy=copy, baseline_unigram=unigram, baseline_untrained=untrained,
+                   informative=informative,
                    note=note)
 
 
@@ -171,18 +180,28 @@ def evaluate_primary(gate: GateConfig, metrics: dict[str, float | None],
         name = "resolved_rate" if _finite(metrics.get("resolved_rate")) else "exact_accuracy"
     value, ci = metrics.get(name), extras.intervals.get(name)
     copy = extras.baselines.get("copy", {}).get(name)
-    base = {"metric": name, "split": gate.primary_split, "value": value, "ci95": ci, "baseline_copy": copy}
+    untrained = extras.baselines.get("untrained", {}).get(name)
+    base = {"metric": name, "split": gate.primary_split, "value": value, "ci95": ci, "baseline_copy": copy,
+            "baseline_untrained": untrained if _finite(untrained) else None}
     if ci is None:
         return PrimaryResult(**base, passed=False, note=f"no {name}_ci95 in metrics.json: not measured")
     if not _finite(copy):
         return PrimaryResult(**base, passed=False,
                              note=f"no copy baseline for {name} in metrics.json: nothing to beat")
-    if ci[0] > copy:
+    bar, against = _bar(copy, base["baseline_untrained"])
+    if ci[0] > bar:
         return PrimaryResult(**base, passed=True,
-                             note=f"95% interval [{ci[0]:.3g}, {ci[1]:.3g}] lies above copying ({copy:.3g})")
+                             note=f"95% interval [{ci[0]:.3g}, {ci[1]:.3g}] lies above {against}")
     return PrimaryResult(**base, passed=False,
-                         note=f"95% interval [{ci[0]:.3g}, {ci[1]:.3g}] does not lie above copying "
-                              f"({copy:.3g}): not shown to repair more than copying does")
+                         note=f"95% interval [{ci[0]:.3g}, {ci[1]:.3g}] does not lie above {against}: "
+                              "not shown to repair more than a model that does nothing")
+
+
+def _bar(copy: float, untrained: float | None) -> tuple[float, str]:
+    """What the primary interval must lie above: the larger of copying and the untrained model."""
+    if untrained is None or untrained <= copy:
+        return copy, f"copying ({copy:.3g})" + ("" if untrained is None else f" and the untrained model ({untrained:.3g})")
+    return untrained, f"the untrained model ({untrained:.3g}) and copying ({copy:.3g})"
 
 
 def evaluate_criterion(criterion: Criterion, metrics: dict[str, float | None]) -> CriterionResult:
@@ -265,11 +284,13 @@ def decision_problems(result: GateResult) -> list[str]:
     if result.primary is not None:
         p = result.primary
         ci = [_number(v) for v in p.ci95] if isinstance(p.ci95, list | tuple) else []
-        copy = _number(p.baseline_copy)
-        holds = len(ci) == 2 and _finite(copy) and all(_finite(v) for v in ci) and ci[0] > copy
+        copy, untrained = _number(p.baseline_copy), _number(p.baseline_untrained)
+        holds = (len(ci) == 2 and _finite(copy) and all(_finite(v) for v in ci) and ci[0] > copy
+                 and (p.baseline_untrained is None or (_finite(untrained) and ci[0] > untrained)))
         if p.passed and not holds:
             problems.append(f"primary {p.split}/{p.metric} claims to pass with interval {p.ci95} "
-                            f"against copying {p.baseline_copy}")
+                            f"against copying {p.baseline_copy} and the untrained model "
+                            f"{p.baseline_untrained}")
         shown = holds
     if result.verdict == "PROMOTE" and not (all_pass and shown):
         problems.append("its verdict PROMOTE does not follow from its criteria"

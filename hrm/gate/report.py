@@ -109,9 +109,9 @@ def _progress(c: CriterionResult) -> str:
 def _criteria_table(rep: ConvergenceReport) -> list[str]:
     t = rep.gate.target_epoch
     lines = [
-        f"| criterion | value | copy | unigram | target | gap | progress | projected @ epoch {t} (90% interval) "
+        f"| criterion | value | copy | unigram | untrained | target | gap | progress | projected @ epoch {t} (90% interval) "
         f"| P(met by epoch {t}) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in rep.result.criteria:
         proj = rep.projections.get(c.key)
@@ -128,7 +128,7 @@ def _criteria_table(rep: ConvergenceReport) -> list[str]:
                 projected += " from the train curve"
         value = _fmt(c.value) if c.status in ("pass", "fail", "non_finite") else c.status
         copy = _fmt(c.baseline_copy) + ("" if c.informative else " (meets it)")
-        lines.append(f"| `{c.key}` | {value} | {copy} | {_fmt(c.baseline_unigram)} | {c.op} {c.threshold:g} "
+        lines.append(f"| `{c.key}` | {value} | {copy} | {_fmt(c.baseline_unigram)} | {_fmt(c.baseline_untrained)} | {c.op} {c.threshold:g} "
                      f"| {_fmt(c.gap)} | {_progress(c)} | {projected} | {prob} |")
     return lines
 
@@ -147,7 +147,7 @@ def _projection_section(rep: ConvergenceReport, plots: dict[str, str]) -> list[s
         "from the train curve; its probability is withheld when the overfitting rule fires.",
         "",
         "| criterion | series | curve | points | status | parameters | R² | projected | 90% interval |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, proj in rep.projections.items():
         params = ", ".join(f"{k}={v:.4g}" for k, v in proj.params.items()) or "—"

@@ -41,7 +41,8 @@ def summary_lines(gate_dir: str | Path, eval_dir: str | Path) -> list[str]:
     if primary:
         ci = primary.get("ci95") or [None, None]
         lines.append(f"primary {primary['metric']} ({primary['split']}): {_num(primary['value'])} "
-                     f"[{_num(ci[0])}, {_num(ci[1])}] vs copy {_num(primary.get('baseline_copy'))}"
+                     f"[{_num(ci[0])}, {_num(ci[1])}] vs copy {_num(primary.get('baseline_copy'))}, "
+                     f"untrained {_num(primary.get('baseline_untrained'))}"
                      f": {'met' if primary.get('passed') else 'NOT met'}")
     for line in gate.get("failing", [])[:4]:
         lines.append(f"  failing: {line}")

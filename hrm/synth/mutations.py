@@ -139,8 +139,8 @@ def _functions(tree: ast.Module) -> list[tuple[str, ast.AST]]:
     return out
 
 
-def _own_nodes(func: ast.AST) -> list[ast.AST]:
-    """Nodes of a function body, not descending into nested functions/classes."""
+def own_nodes(func: ast.AST) -> list[ast.AST]:
+    """Nodes of a function (or module) body, not descending into nested functions/classes."""
     out: list[ast.AST] = []
     stack = list(reversed(func.body))
     while stack:
@@ -154,7 +154,7 @@ def _own_nodes(func: ast.AST) -> list[ast.AST]:
 
 def _blocks(func: ast.AST) -> list[list[ast.stmt]]:
     blocks = [func.body]
-    for node in _own_nodes(func):
+    for node in own_nodes(func):
         if isinstance(node, _SCOPES):
             continue
         for name in ("body", "orelse", "finalbody"):
@@ -198,7 +198,7 @@ def _independent(a: ast.stmt, b: ast.stmt) -> bool:
 
 
 def _candidates(func: ast.AST, src: _Src, kind: str) -> list[ast.AST | tuple]:
-    nodes = _own_nodes(func)
+    nodes = own_nodes(func)
     if kind == "op_flip_cmp":
         return [n for n in nodes if isinstance(n, ast.Compare) and len(n.ops) == 1
                 and type(n.ops[0]) in _CMP_FLIP]
@@ -249,7 +249,7 @@ def _candidates(func: ast.AST, src: _Src, kind: str) -> list[ast.AST | tuple]:
                 or (isinstance(n, ast.Compare) and len(n.ops) == 1
                     and isinstance(n.ops[0], _SWAP_CMP))]
     if kind == "var_misuse":
-        local = sorted(_local_names(func) - {"self", "cls"})
+        local = sorted(local_names(func) - {"self", "cls"})
         out = []
         for n in nodes:
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in local:
@@ -295,15 +295,16 @@ def _candidates(func: ast.AST, src: _Src, kind: str) -> list[ast.AST | tuple]:
     raise ValueError(f"unknown mutation kind {kind!r}")
 
 
-def _local_names(func: ast.AST) -> set[str]:
-    """Parameters and names assigned in the function (not global/nonlocal ones)."""
+def local_names(func: ast.AST) -> set[str]:
+    """Parameters and names assigned in the function, or in a module's code outside functions
+    (not global/nonlocal ones)."""
     names: set[str] = set()
-    args = func.args
-    for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+    args = getattr(func, "args", None)
+    for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg] if args else []:
         if a is not None:
             names.add(a.arg)
     excluded: set[str] = set()
-    for n in _own_nodes(func):
+    for n in own_nodes(func):
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
             names.add(n.id)
         elif isinstance(n, (ast.Global, ast.Nonlocal)):

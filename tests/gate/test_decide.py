@@ -51,7 +51,7 @@ def test_every_criterion_carries_the_baselines_and_whether_copying_meets_it(make
     assert "copying the buggy code passes too" in tok["note"]
     assert raw["counts"]["informative"] == 1
     assert raw["primary"] == {"metric": "resolved_rate", "split": "val", "value": 0.2, "ci95": [0.08, 0.32],
-                              "baseline_copy": 0.0, "passed": True,
+                              "baseline_copy": 0.0, "baseline_untrained": None, "passed": True,
                               "note": "95% interval [0.08, 0.32] lies above copying (0)"}
     assert read_gate_json(run_dirs.out_dir / "gate.json").primary.ci95 == (0.08, 0.32)
 
@@ -100,6 +100,26 @@ def test_primary_interval_must_lie_above_copy(make_params, run_dirs, synth):
     synth.write_metrics(run_dirs.eval_dir, "val", del_ci)
     missing = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
     assert missing.verdict == "FLAG" and missing.primary.note == "no resolved_rate_ci95 in metrics.json: not measured"
+
+
+def test_primary_interval_must_lie_above_the_untrained_model(make_params, run_dirs, synth):
+    """Choosing among the rewrites of the buggy code, an untrained model fixes some rows by
+    chance: the interval must clear it too, and a decision claiming otherwise is refused."""
+    from hrm.gate.decide import decision_problems
+
+    params = make_params(synth.LENIENT)
+    base = synth.MID_TRAINING_VAL
+    for untrained, verdict in [(0.05, "PROMOTE"), (0.08, "FLAG"), (0.12, "FLAG")]:
+        baselines = {**base["baselines"], "untrained": {"resolved_rate": untrained, "exact_accuracy": 0.0}}
+        synth.write_metrics(run_dirs.eval_dir, "val", {**base, "baselines": baselines})
+        res = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+        assert (res.verdict, res.primary.baseline_untrained) == (verdict, untrained)
+        assert f"the untrained model ({untrained:.3g})" in res.primary.note
+        assert decision_problems(res) == []
+    forged = read_gate_json(run_dirs.out_dir / "gate.json")
+    forged.primary = type(forged.primary)(**{**forged.primary.__dict__, "passed": True})
+    forged.verdict = "PROMOTE"
+    assert any("untrained model 0.12" in p for p in decision_problems(forged))
 
 
 def test_missing_null_and_nan_metrics_flag_and_say_so(make_params, run_dirs):

@@ -51,8 +51,8 @@ def test_hrm_gate_flags_by_default_reports_and_exits_zero(make_params, run_dirs,
 
     report = (run_dirs.out_dir / "report.md").read_text()
     assert "**Verdict: FLAG** — 1/6 criteria met" in report
-    assert "| `val/loss` | 0.62 | — | — | < 0.3 | 0.32 | ❌" in report
-    assert "| `val/token_accuracy_all` | 0.71 | 0.9 (meets it) | 0.6 | > 0.8 |" in report
+    assert "| `val/loss` | 0.62 | — | — | — | < 0.3 | 0.32 | ❌" in report
+    assert "| `val/token_accuracy_all` | 0.71 | 0.9 (meets it) | 0.6 | — | > 0.8 |" in report
     assert "not projected (no learning curve logged)" in report  # e.g. compilation success
     # the synthetic curves are learnable: projections converge; with no val curve logged the
     # train curve stands in, and since train overfits val here, no probability is given
