@@ -143,6 +143,16 @@ def search_candidates(prop, budget: int, max_edits: int | None) -> list[Outputs]
     return [greedy] + [c for c, _ in prop.candidates(budget, max_edits) if c != greedy][: budget - 1]
 
 
+def _searched(search, n: int, workers: int, label: str, ref_texts: list) -> dict[str, float]:
+    """A baseline's search over its own candidates (`search(i)` per row): the metrics shown
+    beside the model's."""
+    from hrm.eval.search import search_metrics
+
+    outcomes = _parallel(search, list(range(n)), workers, label)
+    found = search_metrics(outcomes, [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(outcomes)])
+    return {k: found[k] for k in ("resolved_after_search", "exact_after_search", "swe_search_candidates")}
+
+
 def baseline_metrics(params: Params, model, data, unigram, score_all, search_over, *, tests: bool,
                      pass_kw: dict, budget: int, ref_texts: list, workers: int,
                      fix_share) -> dict[str, Any]:
@@ -152,7 +162,6 @@ def baseline_metrics(params: Params, model, data, unigram, score_all, search_ove
     own scorer and search, and `fix_share(candidates per row)` its `fix_in_search_candidates`,
     so the numbers compare by construction."""
     from hrm.eval.model_pass import pass_metrics, run_model_pass
-    from hrm.eval.search import search_metrics
 
     cfg = params.eval
     n = len(data)
@@ -179,10 +188,11 @@ def baseline_metrics(params: Params, model, data, unigram, score_all, search_ove
             # verifier never passes.
             return search_over(i, unigram.candidates(data.inputs[i], data.records[i].segments, budget) or [{}])
 
-        guessed = _parallel(unigram_search, list(range(n)), workers, "search unigram")
-        found = search_metrics(guessed, [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(guessed)])
-        baselines["unigram"].update({k: found[k] for k in ("resolved_after_search", "exact_after_search",
-                                                           "swe_search_candidates")})
+        baselines["unigram"].update(_searched(unigram_search, n, workers, "search unigram", ref_texts))
+    if tests and cfg.search.untrained_baseline:
+        baselines["untrained"].update(_searched(
+            lambda i: search_over(i, search_candidates(untrained_pass.proposals[i], budget, cfg.max_edits)),
+            n, workers, "search untrained", ref_texts))
     return baselines
 
 
