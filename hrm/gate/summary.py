@@ -57,7 +57,7 @@ def summary_lines(gate_dir: str | Path, eval_dir: str | Path) -> list[str]:
         for key, label in HEADLINE:
             if m.get(key) is None:
                 continue
-            ref = ", ".join(f"{name} {_num(base[name][key])}" for name in ("copy", "unigram")
+            ref = ", ".join(f"{name} {_num(base[name][key])}" for name in ("copy", "unigram", "untrained")
                             if base.get(name, {}).get(key) is not None)
             parts.append(f"{label} {_num(m[key])}" + (f" ({ref})" if ref else ""))
         rows = int(m.get("rows") or 0)
