@@ -580,8 +580,9 @@ class EvalConfig(_Section):
     """Halt on the Q head (else every row runs halt_max_steps segments)."""
 
     max_edits: int | None = Field(default=1, ge=1)
-    """Positions the greedy fix may change: the best single edit, then other positions whose
-    best option is a change, up to this many (null: no limit). With 1 the search also tries the
+    """With `fix_space: edits` (or a row without rewrites), positions the greedy fix may change:
+    the best single edit, then other positions whose best option is a change, up to this many
+    (null: no limit). With 1 the search also tries the
     single edits first (`hrm.eval.proposals`). 1 matches training's location loss (one bug
     location per row): on held-out mutations it was exact on 17 of 120 rows against 2 without a
     limit (BENCHMARKS.md)."""

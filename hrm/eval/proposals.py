@@ -13,9 +13,9 @@ are independent given the state; inserted tokens are read greedily from the toke
 (the anchor never replaces: its options are keep and insert). Positions are ranked by how likely
 they change, 1 - P(keep); only the `positions` most likely get their options computed.
 
-The greedy fix is the best single edit: the (position, change) whose log-probability gains most
-over keeping that position (every instance holds a bug, so an output identical to the buggy code
-is never proposed), plus other positions whose best option is a change, up to `max_edits`
+Without rewrites, the greedy fix is the best single edit: the (position, change) whose
+log-probability gains most over keeping that position (every instance holds a bug, so an output
+identical to the buggy code is never proposed), plus other positions whose best option is a change, up to `max_edits`
 (`eval.max_edits`, default 1: training's location loss puts one bug location per row, and on
 held-out mutations the one-edit fix was exact twice as often as taking every position's best
 option; BENCHMARKS.md "Repair ability").

@@ -1,7 +1,8 @@
 """SWE-search: the model's alternative edits, each checked by a verifier, against its greedy fix.
 
 Candidates are the model's own ranked edits (`hrm.eval.proposals.RowProposal.candidates`: the
-single edits, locations x rewrites, best gain first, then joint choices over several positions),
+rewrites of the buggy code best score first (`eval.fix_space: rewrites`), then the single edits,
+locations x rewrites of one token, best gain first, then joint choices over several positions),
 the greedy fix first. Iteration 0
 checks the greedy fix; each of at most `max_iterations` iterations checks the next
 `candidates_per_iteration` candidates. The search stops at the first candidate the verifier
