@@ -17,6 +17,13 @@ Where the lines go, and why the code under test cannot forge them (`hrm.envs.res
 - `--hrm-report=PATH` (the container provider): plain lines appended to a file; the host still
   checks their structure, but nothing authenticates them.
 
+Random draws are seeded: before collection and before each test's setup, `random` (and numpy's
+global generator when numpy is loaded) gets a seed derived from the test's node id, as
+pytest-randomly does. A test whose outcome depends on random draws (tenacity's jittered waits)
+then gives the same outcome in every run, so a generated bug caught by such a test is caught
+each time or never, and the generator's data is reproducible (`PYTHONHASHSEED` is fixed by the
+caller).
+
 Per-test call recording (for the generator's test selection, `hrm.synth.coverage`): when the
 run's working directory holds `.hrm-trace-request.json` (`{"source_dirs": [...], "out": NAME}`,
 written there by the caller before the run), a `sys.settrace` hook notes every Python function
@@ -36,6 +43,8 @@ import json
 import os
 import sys
 import threading
+
+import pytest
 
 _PATH: str | None = None
 _MAX_MESSAGE = 400
@@ -172,6 +181,25 @@ def pytest_configure(config):
             spec = json.load(fh)
         _RECORDER = _Recorder(root, list(spec["source_dirs"]), str(spec["out"]))
         _RECORDER.install()
+
+
+def _seed_random(label: str) -> None:
+    import random
+
+    seed = int.from_bytes(hashlib.sha256(label.encode()).digest()[:4], "big")
+    random.seed(seed)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(seed)
+
+
+def pytest_collection(session):
+    _seed_random("collection")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    _seed_random(item.nodeid)
 
 
 def pytest_runtest_logstart(nodeid, location):

@@ -232,3 +232,23 @@ def test_a_caller_directory_the_run_cannot_reach_stays_out_of_reach(tenacity_env
             assert False, "read the caller's mlflow.db"
     """)
     assert not run.refused and run.passed, (run.results, run.output[-600:])
+
+
+def test_random_draws_are_seeded_per_test(tenacity_env):
+    """Before each test `random` is seeded from the test's node id (`hrm_pytest_report`), so a
+    test that depends on random draws (tenacity's jittered waits) has one outcome in every run
+    and the generator's bugs are reproducible."""
+    import hashlib
+    import random
+
+    seed = int.from_bytes(hashlib.sha256(NODE.encode()).digest()[:4], "big")
+    expected = random.Random(seed).random()
+    body = f"""
+        import random
+
+        def test_hostile():
+            assert random.random() == {expected!r}
+    """
+    for _ in range(2):
+        run = _hostile(tenacity_env, body)
+        assert not run.refused and run.passed, run.output[-400:]
