@@ -8,6 +8,7 @@ under `breakdown`. Null means not applicable or not computed.
 
 from __future__ import annotations
 
+import collections
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -201,7 +202,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     """The evaluation on loaded inputs (the testable core of `evaluate`)."""
     import time
 
-    from hrm.eval.decoding import decode_prediction
+    from hrm.eval.decoding import decode_prediction, special_tokens_of
     from hrm.eval.model_pass import pass_metrics, run_model_pass
     from hrm.eval.report import write_report
     from hrm.eval.rewrite_outputs import split_rewrites
@@ -244,10 +245,21 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     metrics.update(pass_metrics(mp))
     metrics.update(q_halt_metrics(mp.q_halt.tolist(), [r.exact for r in model_rows]))
 
+    # Verdicts per row and candidate text, shared by the model's search and the baselines':
+    # the same code gets the same (seeded, sandboxed) test run, so it is run once.
+    verdicts: dict[int, dict[tuple, Any]] = collections.defaultdict(dict)
+
     def search_over(i: int, cands: list[Outputs]):
         ctx = scorer.context(data.records[i])
-        return search_row(cands, lambda outs: decode(i, outs),
-                          lambda hunks: verify(ctx, hunks, scorer, buggy_texts[i]), cfg.search)
+        memo = verdicts[i]
+
+        def check(hunks):
+            key = (tuple(hunks), special_tokens_of(hunks))
+            if key not in memo:
+                memo[key] = verify(ctx, hunks, scorer, buggy_texts[i])
+            return memo[key]
+
+        return search_row(cands, lambda outs: decode(i, outs), check, cfg.search)
 
     def search(i: int):
         return search_over(i, search_candidates(mp.proposals[i], budget, cfg.max_edits))
