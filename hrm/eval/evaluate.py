@@ -137,6 +137,30 @@ def untrained_model(params: Params, model):
     return fresh.eval()
 
 
+def _row_search(data, scorer: RowScorer, decode, buggy_texts: list, search_cfg):
+    """`search_over(i, candidates)`: the search of row i over `candidates` (the greedy first).
+    Verdicts are kept per row and candidate text, shared by the model's search and the
+    baselines': the same code gets the same (seeded, sandboxed) test run, so it runs once."""
+    from hrm.eval.decoding import special_tokens_of
+    from hrm.eval.search import search_row, verify
+
+    verdicts: dict[int, dict[tuple, Any]] = collections.defaultdict(dict)
+
+    def search_over(i: int, cands: list[Outputs]):
+        ctx = scorer.context(data.records[i])
+        memo = verdicts[i]
+
+        def check(hunks):
+            key = (tuple(hunks), special_tokens_of(hunks))
+            if key not in memo:
+                memo[key] = verify(ctx, hunks, scorer, buggy_texts[i])
+            return memo[key]
+
+        return search_row(cands, lambda outs: decode(i, outs), check, search_cfg)
+
+    return search_over
+
+
 def search_candidates(prop, budget: int, max_edits: int | None) -> list[Outputs]:
     """What the search checks for a row, in order: the greedy fix, then the model's next
     candidates, `budget` in all."""
@@ -202,11 +226,11 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     """The evaluation on loaded inputs (the testable core of `evaluate`)."""
     import time
 
-    from hrm.eval.decoding import decode_prediction, special_tokens_of
+    from hrm.eval.decoding import decode_prediction
     from hrm.eval.model_pass import pass_metrics, run_model_pass
     from hrm.eval.report import write_report
     from hrm.eval.rewrite_outputs import split_rewrites
-    from hrm.eval.search import search_metrics, search_row, verify
+    from hrm.eval.search import search_metrics
     from hrm.sequences import label_outputs
 
     started = time.time()
@@ -245,21 +269,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     metrics.update(pass_metrics(mp))
     metrics.update(q_halt_metrics(mp.q_halt.tolist(), [r.exact for r in model_rows]))
 
-    # Verdicts per row and candidate text, shared by the model's search and the baselines':
-    # the same code gets the same (seeded, sandboxed) test run, so it is run once.
-    verdicts: dict[int, dict[tuple, Any]] = collections.defaultdict(dict)
-
-    def search_over(i: int, cands: list[Outputs]):
-        ctx = scorer.context(data.records[i])
-        memo = verdicts[i]
-
-        def check(hunks):
-            key = (tuple(hunks), special_tokens_of(hunks))
-            if key not in memo:
-                memo[key] = verify(ctx, hunks, scorer, buggy_texts[i])
-            return memo[key]
-
-        return search_row(cands, lambda outs: decode(i, outs), check, cfg.search)
+    search_over = _row_search(data, scorer, decode, buggy_texts, cfg.search)
 
     def search(i: int):
         return search_over(i, search_candidates(mp.proposals[i], budget, cfg.max_edits))
