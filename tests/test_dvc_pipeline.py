@@ -8,13 +8,18 @@
    after reverting it) and by the Great Expectations suite.
 3. `dvc repro` runs every stage; a second `dvc repro` does nothing; changing a tokenizer param
    re-runs only the tokenizer and what depends on it.
+4. Every `hrm` module a stage's command imports (recorded by Python's `-X importtime` during that
+   repro, lazy imports included) is covered by the stage's code deps in dvc.yaml, unless
+   `NOT_OUTPUT_CODE` names it with the reason it cannot change the stage's outputs.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,10 +36,124 @@ PER_ENV = 6
 MIN_GENERATED = 12
 
 
-def _run(args: list[str], cwd: Path, timeout: int = 900) -> str:
+NOT_OUTPUT_CODE = {
+    "hrm": "the empty package marker",
+    "hrm.cli.*": "argument parsing; what a stage is run with is its `cmd`, which DVC tracks",
+    "hrm.config": "the values a stage reads are tracked one by one under its `params`",
+    "hrm.errors": "exception types only",
+    "hrm.tracking": "MLflow logging: a record beside the outputs, not part of them",
+    "hrm.step_tracking": "MLflow logging of the data steps",
+}
+"""Modules a stage may import without listing them in its deps, and why (`pkg.*`: the package and
+everything under it). What they import for themselves is excused with them (the config's
+validators, the tracking's data-version lookup); what the stage's own code imports is not."""
+
+IMPORT_RECORDER = """
+import atexit, builtins, json, os, sys
+
+_edges = set()
+_import = builtins.__import__
+
+
+def _recording_import(name, globals=None, locals=None, fromlist=(), level=0):
+    module = _import(name, globals, locals, fromlist, level)
+    importer = (globals or {}).get("__name__", "?")
+    if level:
+        base = ((globals or {}).get("__package__") or "").rsplit(".", level - 1)[0]
+        name = f"{base}.{name}" if name else base
+    if name.split(".")[0] == "hrm":
+        _edges.add((importer, name))
+        for item in fromlist or ():
+            if f"{name}.{item}" in sys.modules:
+                _edges.add((importer, f"{name}.{item}"))
+    return module
+
+
+builtins.__import__ = _recording_import
+
+
+@atexit.register
+def _dump():
+    path = os.path.join(os.environ["HRM_IMPORT_LOG"], f"{os.getpid()}.json")
+    with open(path, "w") as fh:
+        json.dump({"argv": sys.argv[1:], "edges": sorted(_edges)}, fh)
+"""
+"""A sitecustomize.py: every `import` of an `hrm` module, as (importing module, imported module),
+written per process at exit (the lazy imports inside functions included)."""
+
+
+def _excused(module: str) -> bool:
+    return any(module == m.removesuffix(".*") or (m.endswith(".*") and module.startswith(m[:-1]))
+               for m in NOT_OUTPUT_CODE)
+
+
+def _trivial_package(root: Path, module: str) -> bool:
+    """A package whose __init__ holds only a docstring, `__all__` and `from __future__`."""
+    init = root.joinpath(*module.split("."), "__init__.py")
+    if not init.is_file():
+        return False
+    body = ast.parse(init.read_text()).body
+    return all((isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+               or (isinstance(n, ast.ImportFrom) and n.module == "__future__")
+               or (isinstance(n, ast.Assign) and [getattr(t, "id", "") for t in n.targets] == ["__all__"])
+               for n in body)
+
+
+def stage_imports(edges: list[tuple[str, str]], root: Path) -> set[str]:
+    """The modules a stage's own code needs: reached from the command line (`hrm.cli`, the
+    entry script) through importers that are not excused, with their parent packages (an
+    import runs each parent's __init__) unless those are trivial."""
+    needed: set[str] = set()
+    frontier = {m for i, m in edges if i == "__main__" or i.startswith("hrm.cli") or not i.startswith("hrm")}
+    while frontier:
+        needed |= frontier
+        frontier = {m for i, m in edges if i in needed and not _excused(i)} - needed
+    for module in list(needed):
+        parts = module.split(".")
+        needed |= {".".join(parts[:k]) for k in range(1, len(parts))}
+    return {m for m in needed if not _excused(m) and not _trivial_package(root, m)}
+
+
+def imports_by_stage(log_dir: Path, stages: dict) -> dict[str, set[str]]:
+    """Stage -> the `hrm` modules its command needed, from the recorder's logs of one repro (a
+    process belongs to the stage whose `cmd` it ran; worker processes share their parent's)."""
+    patterns = []
+    for name, spec in stages.items():
+        line = " ".join(shlex.split((spec.get("do") or spec)["cmd"])[1:])
+        patterns.append((name, "foreach" in spec,
+                         re.compile(re.escape(line).replace(re.escape("${item}"), r"(\S+)"))))
+    out: dict[str, set[str]] = {}
+    for path in log_dir.glob("*.json"):
+        log = json.loads(path.read_text())
+        for name, foreach, pattern in patterns:
+            got = pattern.fullmatch(" ".join(log["argv"]))
+            if got:
+                stage = f"{name}@{got.group(1)}" if foreach else name
+                out.setdefault(stage, set()).update(
+                    stage_imports([tuple(e) for e in log["edges"]], log_dir.parent))
+    return out
+
+
+def uncovered_imports(imported: dict[str, set[str]], stages: dict, root: Path) -> dict[str, list[str]]:
+    """Stage -> the source files of needed modules that none of its deps covers (a dep covers a
+    file equal to it or under it)."""
+    missing: dict[str, list[str]] = {}
+    for stage, modules in imported.items():
+        spec = stages[stage.split("@")[0]]
+        deps = [str(d).rstrip("/") for d in (spec.get("do") or spec).get("deps", [])]
+        for module in sorted(modules):
+            path = Path(*module.split("."))
+            rel = str((path / "__init__.py") if (root / path).is_dir() else path.with_suffix(".py"))
+            if not any(rel == d or rel.startswith(d + "/") for d in deps):
+                missing.setdefault(stage, []).append(rel)
+    return missing
+
+
+def _run(args: list[str], cwd: Path, timeout: int = 900, env_extra: dict[str, str] | None = None) -> str:
     # the project's own sqlite MLflow and pipeline key: nothing inherited from other tests
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HRM_PIPELINE_RUN")}
     env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    env.update(env_extra or {})
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(args)} failed ({proc.returncode}):\n{out[-6000:]}"
@@ -80,11 +199,22 @@ def test_generator_makes_real_bugs(project: Path):
 
 
 def test_repro_runs_every_stage_then_nothing(step_runs, project: Path):
-    first = _run(["dvc", "repro"], project)
-    expected = set(
-        yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    ) - {"evaluate"} | {"evaluate@val", "evaluate@test"}
+    recorder, logs = project / ".import-recorder", project / ".import-logs"
+    recorder.mkdir(exist_ok=True)
+    logs.mkdir(exist_ok=True)
+    (recorder / "sitecustomize.py").write_text(IMPORT_RECORDER)
+    first = _run(["dvc", "repro"], project,
+                 env_extra={"PYTHONPATH": str(recorder), "HRM_IMPORT_LOG": str(logs)})
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    expected = set(stages) - {"evaluate"} | {"evaluate@val", "evaluate@test"}
     assert _stages_ran(first) == expected
+
+    # dvc.yaml's code deps hold every module each command needed (lazy imports included).
+    imported = imports_by_stage(logs, stages)
+    assert set(imported) == expected
+    assert "hrm.sequences" in imported["sequences"] and "hrm.model.losses" in imported["train_foundation"]
+    missing = uncovered_imports(imported, stages, project)
+    assert not missing, "modules imported but not in the stage's deps:\n" + json.dumps(missing, indent=1)
 
     # The held-out repository never trains; the others do.
     splits = json.loads((project / "artifacts/splits/splits.json").read_text())["splits"]
@@ -165,6 +295,23 @@ def test_one_phase_change_makes_only_that_phase_stale(project: Path):
                 assert changed == {stage}, (stage, changed)
     finally:
         params_path.write_text(original)
+
+
+def test_deps_check_names_each_missing_module(repo_root: Path):
+    """The deps check fails where it should: a module the stage's code imports (directly, lazily
+    or through another) and no dep covers; not for the config's or the CLI's own imports."""
+    edges = [("__main__", "hrm.cli"), ("hrm.cli.train", "hrm.train.run"),
+             ("hrm.train.run", "hrm.tokenizer"), ("hrm.tokenizer", "hrm.model.losses"),
+             ("hrm.cli.train", "hrm.config"), ("hrm.config", "hrm.synth.mutations"),
+             ("hrm.train.run", "hrm.tracking"), ("hrm.tracking", "hrm.data.materialise")]
+    needed = stage_imports(edges, repo_root)
+    # hrm.model's __init__ runs with hrm.model.losses and is not trivial; hrm.train's too
+    assert needed == {"hrm.train", "hrm.train.run", "hrm.tokenizer", "hrm.model", "hrm.model.losses"}
+    stages = {"tok": {"deps": ["hrm/model", "hrm/train/", "data.jsonl"]},
+              "evaluate": {"foreach": ["val"], "do": {"deps": ["hrm/eval"]}}}
+    imported = {"tok": needed, "evaluate@val": {"hrm.eval.proposals", "hrm.rewrites"}}
+    assert uncovered_imports(imported, stages, repo_root) == {
+        "tok": ["hrm/tokenizer.py"], "evaluate@val": ["hrm/rewrites.py"]}
 
 
 def test_training_stages_track_every_shared_train_field(repo_root: Path):
