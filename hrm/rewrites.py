@@ -24,7 +24,9 @@ scores the rewrites (`hrm.eval.proposals`): nothing here knows which one is righ
 from __future__ import annotations
 
 import ast
+import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from hrm.synth.mutations import local_names, own_nodes
@@ -242,26 +244,32 @@ def rewrites(unit: str, *, max_cut: int = 40) -> list[Rewrite]:
     is parsed under an `if 1:` wrapper) that parses, each text once, in a fixed order: inside
     each function, and in the code outside functions. A unit cut short (the sequence budget) is
     rewritten in its longest prefix that parses; code with no such prefix has none."""
+    return list(iter_rewrites(unit, max_cut=max_cut))
+
+
+def iter_rewrites(unit: str, *, max_cut: int = 40, rng: random.Random | None = None) -> Iterator[Rewrite]:
+    """`rewrites` one at a time; with `rng`, in an order it shuffles. Each is checked (parsed)
+    only when it is reached, so taking a few costs a few checks (training's negatives)."""
     indented = unit[:1] in (" ", "\t")
     head = _WRAPPER if indented else ""
     parsed = _parsable_prefix(head + unit, max_cut)
     if parsed is None:
-        return []
+        return
     text, tree = parsed
     rest = (head + unit)[len(text):]
     src = _Text(text)
     scopes = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))]
+    candidates = [(kind, edits) for scope in scopes for kind, edits in _scope_rewrites(scope, src)]
+    if rng is not None:
+        rng.shuffle(candidates)
     seen = {unit}
-    out: list[Rewrite] = []
-    for scope in scopes:
-        for kind, edits in _scope_rewrites(scope, src):
-            new = _edit(text, edits)
-            if new[len(head):] + rest in seen:
-                continue
-            seen.add(new[len(head):] + rest)
-            try:
-                ast.parse(new)
-            except (SyntaxError, ValueError):
-                continue
-            out.append(Rewrite(kind, new[len(head):] + rest))
-    return out
+    for kind, edits in candidates:
+        new = _edit(text, edits)
+        if new[len(head):] + rest in seen:
+            continue
+        seen.add(new[len(head):] + rest)
+        try:
+            ast.parse(new)
+        except (SyntaxError, ValueError):
+            continue
+        yield Rewrite(kind, new[len(head):] + rest)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import ast
 import collections
 import inspect
+import random
 import textwrap
 
 import pytest
 
-from hrm.rewrites import rewrites
+from hrm.rewrites import iter_rewrites, rewrites
 from hrm.synth.mutations import function_mutations
 
 
@@ -63,6 +64,17 @@ def test_rewrites_are_distinct_parse_and_change_the_code():
         ast.parse(text)
     # a fixed order: the same list every time
     assert [r.text for r in rewrites(unit)] == texts
+
+
+def test_iter_rewrites_is_the_same_set_lazily_in_a_seeded_order():
+    unit = "def f(a, b, xs):\n    if a < b and b in xs:\n        return xs[a:b + 1]\n    return g(a, b) - 1\n"
+    every = [r.text for r in rewrites(unit)]
+    assert len(every) > 20 and [r.text for r in iter_rewrites(unit)] == every
+    shuffled = [r.text for r in iter_rewrites(unit, rng=random.Random(1))]
+    assert sorted(shuffled) == sorted(every) and shuffled != every
+    assert shuffled == [r.text for r in iter_rewrites(unit, rng=random.Random(1))]
+    lazy = iter_rewrites(unit, rng=random.Random(2))
+    assert next(lazy).text in every  # the first without checking the rest
 
 
 def test_an_indented_method_keeps_its_layout_and_multiline_strings():

@@ -54,6 +54,9 @@ class ActCarry:
     primed: torch.Tensor | None = None
     """bool [B] (None: all False): z_H/z_L already hold the no-grad prefix of the row's next
     segment (`bootstrap_reuse`); ignored on fresh rows."""
+    negatives: torch.Tensor | None = None
+    """int64 [B, R, P, 2] (None: no listwise loss): per row R wrong rewrites, each as up to P
+    (position, new first token) pairs, -1 where unused (`hrm.train.negatives`)."""
 
     def to(self, device: torch.device) -> ActCarry:
         return ActCarry(**{f.name: _to(getattr(self, f.name), device) for f in fields(self)})
@@ -102,6 +105,22 @@ def pick_positions(carry: ActCarry, insert_positions: torch.Tensor, count: int
     return picked, keep_scale
 
 
+def negative_columns(negatives: torch.Tensor, valid: torch.Tensor, picked: torch.Tensor | None,
+                     labels: torch.Tensor | None, span_start: int = 0):
+    """Where the head columns of the carry's negatives are: with `picked` (the sampled head
+    positions), their positions appended as extra, unlabelled columns (returns the extended
+    `picked` and `labels`); without, the columns of the label span starting at `span_start`.
+    Returns (picked, labels, rank_cols [B, R, P], rank_tokens [B, R, P]), -1 where unused."""
+    pos = torch.where(valid.view(-1, 1, 1), negatives[..., 0], torch.full_like(negatives[..., 0], -1))
+    tokens = torch.where(pos >= 0, negatives[..., 1], torch.full_like(pos, -1))
+    if picked is None:
+        return None, None, torch.where(pos >= 0, pos - span_start, torch.full_like(pos, -1)), tokens
+    extra = pos.flatten(1)
+    cols = picked.shape[1] + torch.arange(extra.shape[1], device=extra.device).view(pos.shape[1:])
+    return (torch.cat([picked, extra], 1), torch.cat([labels, torch.full_like(extra, IGNORE_INDEX)], 1),
+            torch.where(pos >= 0, cols.expand_as(pos), torch.full_like(pos, -1)), tokens)
+
+
 @dataclass
 class ActStepOutput:
     carry: ActCarry
@@ -121,6 +140,11 @@ class ActStepOutput:
     insert_labels: torch.Tensor
     """int64, same shape: 1 where the carry lists an insertion, 0 at other labelled positions,
     -100 elsewhere."""
+    rank_cols: torch.Tensor | None
+    """Training with `carry.negatives`: int64 [B, R, P], the `logits` column of each negative's
+    position (-1 where unused); those columns carry no label. None otherwise."""
+    rank_tokens: torch.Tensor | None
+    """int64 [B, R, P]: the negatives' new first tokens (-1 where unused)."""
     slot_logits: torch.Tensor | None
     """[M, K - 1, V] inserted-token logits of the carry's insertions (valid rows), None if none."""
     slot_labels: torch.Tensor
@@ -197,6 +221,8 @@ class HRMAct(nn.Module):
         slot_rows, slot_idx = (positions >= 0).nonzero(as_tuple=True)
         slot_labels = carry.inserts[slot_rows, slot_idx, 1:]
         slot_pos = positions[slot_rows, slot_idx]
+        rank_cols = rank_tokens = None
+        negatives = carry.negatives if (self.training and labels_only) else None
         if labels_only:
             span = label_span(carry.labels, carry.valid)
             if self.training and self.cfg.head_positions:
@@ -204,11 +230,15 @@ class HRMAct(nn.Module):
                 labels = torch.where(picked >= 0, carry.labels.gather(1, picked.clamp_min(0)),
                                      torch.full_like(picked, IGNORE_INDEX))
                 slot_cols = (picked[slot_rows] == slot_pos.unsqueeze(1)).int().argmax(1)
+                if negatives is not None:
+                    picked, labels, rank_cols, rank_tokens = negative_columns(negatives, carry.valid, picked, labels)
                 own_tokens = carry.inputs.gather(1, picked.clamp_min(0))
             else:
                 labels = carry.labels[:, span[0] : span[1]]
                 slot_cols = slot_pos - span[0]
                 own_tokens = carry.inputs[:, span[0] : span[1]]
+                if negatives is not None:
+                    _, _, rank_cols, rank_tokens = negative_columns(negatives, carry.valid, None, None, span[0])
         else:
             slot_cols = slot_pos
             own_tokens = carry.inputs
@@ -246,6 +276,8 @@ class HRMAct(nn.Module):
             keep_scale=keep_scale,
             insert_logits=seg.insert_logits,
             insert_labels=insert_labels,
+            rank_cols=rank_cols,
+            rank_tokens=rank_tokens,
             slot_logits=seg.slot_logits,
             slot_labels=slot_labels,
             slot_rows=slot_rows,

@@ -88,6 +88,35 @@ def rewrite_loss(logits, labels, own_tokens, edited, n_rows) -> torch.Tensor:
     return ce / n_rows
 
 
+def rank_loss(logits, labels, own_tokens, edited, inserting, rank_cols, rank_tokens, valid, n_rows
+              ) -> torch.Tensor:
+    """The listwise rewrite loss (`hrm.train.negatives`): per row, the cross-entropy of the fix
+    in a softmax over {the fix, the row's wrong rewrites} of their gains, the score the
+    evaluation ranks rewrites by (`hrm.eval.proposals`): log P(output) - log P(keep) summed over
+    the changed positions, here each position's new first token against its own (the insert
+    terms cancel for a replacement or a deletion). Only rows whose fix has the negatives' form
+    count (replacements and deletions at up to P positions, where P is the negatives' width, and
+    at least one negative): a long or inserting fix has no comparable alternatives, and
+    "no change" is not a candidate (every row holds a bug; with it, the loss would push the own
+    token's probability down without bound). Sum over rows, divided by `n_rows`."""
+    x = logits.float()  # a difference of logits at one position is one of log-probabilities
+    own = own_tokens.long()
+    first = x.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1) - x.gather(-1, own.unsqueeze(-1)).squeeze(-1)
+    fix_gain = torch.where(edited, first, torch.zeros_like(first)).sum(-1)
+    used = rank_cols >= 0
+    cols = rank_cols.clamp_min(0).flatten(1)
+    at = x.gather(1, cols.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # [B, R*P, V]
+    term = at.gather(-1, rank_tokens.clamp_min(0).flatten(1).unsqueeze(-1)).squeeze(-1) - \
+        at.gather(-1, own.gather(1, cols).unsqueeze(-1)).squeeze(-1)
+    neg_gain = torch.where(used.flatten(1), term, torch.zeros_like(term)).view(rank_cols.shape).sum(-1)
+    has_neg = used.any(-1)
+    neg_gain = torch.where(has_neg, neg_gain, torch.full_like(neg_gain, float("-inf")))
+    per_row = torch.logsumexp(torch.cat([fix_gain.unsqueeze(1), neg_gain], 1), 1) - fix_gain
+    rows = (valid & edited.any(-1) & (edited.sum(-1) <= rank_cols.shape[-1]) & ~inserting.any(-1)
+            & has_neg.any(-1))
+    return torch.where(rows, per_row, torch.zeros_like(per_row)).sum() / n_rows
+
+
 @dataclass
 class LossParts:
     total: torch.Tensor
@@ -146,6 +175,9 @@ def act_losses(
     lm_denominator: float | torch.Tensor | None = None,
     row_denominator: float | torch.Tensor | None = None,
     pointer_weight: float = 0.0,
+    rank_cols: torch.Tensor | None = None,
+    rank_tokens: torch.Tensor | None = None,
+    rank_weight: float = 0.0,
 ) -> LossParts:
     """All training losses of one ACT segment; invalid rows contribute nothing.
 
@@ -154,6 +186,8 @@ def act_losses(
     [B, S] (1: the position inserts); `slot_logits` [M, K - 1, V] and `slot_labels` [M, K - 1]
     for the M inserting positions at (`slot_rows`, `slot_cols`). `keep_scale` [B, 1]: weight
     of a kept position (training's sample of them, `hrm.model.act.pick_positions`).
+    `rank_cols`/`rank_tokens` [B, R, P]: the rows' wrong rewrites for `rank_loss` (weight
+    `rank_weight`).
     """
     labels = torch.where(valid.view(-1, 1), labels, torch.full_like(labels, IGNORE_INDEX))
     mask = labels != IGNORE_INDEX
@@ -185,6 +219,8 @@ def act_losses(
     pointer = (pointer_loss(logits, own_tokens, insert_logits, mask, edited, keep_w, valid, n_rows)
                + rewrite_loss(logits, labels, own_tokens, edited, n_rows)) \
         if pointer_weight > 0 else torch.zeros((), device=logits.device)
-    total = lm + pointer_weight * pointer + q_weight * (q_halt_loss + q_cont_loss)
+    rank = rank_loss(logits, labels, own_tokens, edited, ins_target, rank_cols, rank_tokens, valid, n_rows) \
+        if rank_weight > 0 and rank_cols is not None else torch.zeros((), device=logits.device)
+    total = lm + pointer_weight * pointer + rank_weight * rank + q_weight * (q_halt_loss + q_cont_loss)
     count_w = torch.where(edited, torch.ones_like(first), keep_w) * mask
     return LossParts(total, lm, q_halt_loss, q_cont_loss, seq_correct, token_correct, mask, edited, count_w)

@@ -26,6 +26,10 @@ Augment = Callable[[int, int], "tuple[np.ndarray, np.ndarray, np.ndarray] | None
 """(row index, epoch) -> a fresh variant of the row (inputs, labels, inserts), or None to use the
 row as stored. Must be deterministic in its arguments (exact resume relies on it)."""
 
+Negatives = Callable[[int, int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(row index, epoch, inputs, labels, inserts) of the row as fed -> its wrong rewrites
+[R, P, 2] (`hrm.train.negatives`). Deterministic in its arguments."""
+
 
 @dataclass
 class TrainArrays:
@@ -37,6 +41,7 @@ class TrainArrays:
     inserts: np.ndarray
     vocab_size: int
     augment: Augment | None = None
+    negatives: Negatives | None = None
 
     def __post_init__(self) -> None:
         if self.inputs.ndim != 2 or self.inputs.shape != self.labels.shape:
@@ -199,6 +204,8 @@ def fill_halted_rows(carry, feeder: RowFeeder, arrays: TrainArrays, exploration_
             carry.inputs[row] = torch.from_numpy(np.asarray(inputs)).to(device=device, dtype=carry.inputs.dtype)
             carry.labels[row] = torch.from_numpy(np.asarray(labels)).to(device=device, dtype=carry.labels.dtype)
             carry.inserts[row] = torch.from_numpy(np.asarray(inserts)).to(device=device, dtype=carry.inserts.dtype)
+            if carry.negatives is not None and arrays.negatives is not None:
+                carry.negatives[row] = torch.from_numpy(arrays.negatives(idx, epoch, inputs, labels, inserts))
             carry.valid[row] = True
             carry.fresh[row] = True
             carry.halted[row] = False
@@ -210,4 +217,6 @@ def fill_halted_rows(carry, feeder: RowFeeder, arrays: TrainArrays, exploration_
             carry.labels[row] = IGNORE_INDEX
             carry.inserts[row, :, 0] = -1
             carry.min_steps[row] = 0
+            if carry.negatives is not None:
+                carry.negatives[row] = -1
     return len(indices)

@@ -35,6 +35,7 @@ from hrm.train.device import (
 )
 from hrm.train.distributed import DistContext, init_distributed
 from hrm.train.history import EpochAccumulator, write_history, write_summary
+from hrm.train.negatives import empty_negatives
 from hrm.train.optim import EMA, LRSchedule, build_optimizer, set_lr
 
 
@@ -402,6 +403,8 @@ def setup_phase(params: Params, phase_name: str, arrays: TrainArrays, out_dir: s
         carry=model.initial_carry(ph.local_batch, device),
         acc=EpochAccumulator(),
     )
+    if arrays.negatives is not None:
+        st.carry.negatives = empty_negatives(ph.local_batch, cfg.rank_negatives, device)
     return ph, st
 
 
@@ -497,7 +500,8 @@ def train_step(ph: Phase, st: PhaseState, net: torch.nn.Module) -> StepOut:
                        slot_logits=out.slot_logits, slot_labels=out.slot_labels,
                        slot_rows=out.slot_rows, slot_cols=out.slot_cols, keep_scale=out.keep_scale,
                        q_weight=ph.phase.q_loss_weight, kind=model_cfg.loss, edit_weight=cfg.edit_weight,
-                       lm_denominator=lm_den, row_denominator=row_den, pointer_weight=cfg.pointer_weight)
+                       lm_denominator=lm_den, row_denominator=row_den, pointer_weight=cfg.pointer_weight,
+                       rank_cols=out.rank_cols, rank_tokens=out.rank_tokens, rank_weight=cfg.rank_weight)
     scaler, optimizer = st.scaler, st.optimizer
     if scaler is not None:
         scaler.scale(parts.total).backward()

@@ -63,6 +63,11 @@ def run_phase(
         arrays.augment = make_augment(sequences_dir, phase.data, tokenizer_dir,
                                       seed=params.train.seed + 1000 * phase_idx,
                                       rate=params.train.augment_rate)
+    if params.train.rank_weight > 0:
+        from hrm.train.negatives import make_negatives
+
+        arrays.negatives = make_negatives(tokenizer_dir, seed=params.train.seed + 1000 * phase_idx + 1,
+                                          count=params.train.rank_negatives, slots=arrays.slots)
     is_main = int(os.environ.get("RANK", "0")) == 0
     # Only rank 0 runs the val pass.
     val_arrays = load_val_arrays(sequences_dir) if params.train.val_every_epochs and is_main else None

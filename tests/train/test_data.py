@@ -147,16 +147,21 @@ def test_augment_variants_are_deterministic_per_seed_epoch_and_row(real_sequence
 
 
 def test_exact_resume_with_augmentation(tiny_params, real_sequences, tmp_path):
-    """Augmented rows (a fresh variant per epoch) and resume: a run killed mid-phase and resumed
-    with resume="auto" is bit-identical to the uninterrupted one; augmentation did change the
-    training."""
+    """Augmented rows (a fresh variant per epoch) with the listwise loss's negatives drawn from
+    each variant, and resume: a run killed mid-phase and resumed with resume="auto" is
+    bit-identical to the uninterrupted one (the carry's negatives are in the checkpoint);
+    augmentation and negatives did change the training."""
+    from hrm.train.negatives import make_negatives
+
     seq, tok = real_sequences / "sequences", real_sequences / "tokenizer"
     params = _with(tiny_params, epochs=3, checkpoint_every_steps=3, keep_checkpoints=10)
+    params = params.model_copy(update={"train": params.train.model_copy(update={"rank_weight": 1.0})})
 
     def arrays(augment: bool):
         a = load_train_arrays(seq, "train")
         if augment:
             a.augment = make_augment(seq, "train", tok, seed=params.train.seed)
+            a.negatives = make_negatives(tok, seed=7, count=params.train.rank_negatives, slots=a.slots)
         return a
 
     straight = train_phase(params, "foundation", arrays(True), tmp_path / "a", final_eval=False, progress=False)
