@@ -608,6 +608,15 @@ class EvalConfig(_Section):
     max_pass_to_pass: int = Field(default=10, ge=0)
     """Bounded sample of PASS_TO_PASS run per resolved check."""
 
+    timeout_factor: float = Field(default=10.0, ge=0)
+    """A prediction's test run is stopped after this many times the original repository's run
+    of the same tests (measured once per instance), at least `timeout_min_s` and at most
+    `envs.timeout_s`: a wrong rewrite that loops forever costs seconds, not the full minute
+    (one untrained greedy fix of 50 val rows did). 0: always `envs.timeout_s`."""
+
+    timeout_min_s: float = Field(default=10.0, gt=0)
+    """The least time a prediction's test run gets (`timeout_factor`)."""
+
     run_tests: bool = True
     """Run the test tier where an environment exists."""
 

@@ -82,7 +82,8 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
     if instances_path is not None:
         execution = ExecutionTier(params.envs, load_instances(instances_path),
                                   cfg.max_pass_to_pass,
-                                  allow_unconfined=cfg.allow_unconfined_execution)
+                                  allow_unconfined=cfg.allow_unconfined_execution,
+                                  timeout_factor=cfg.timeout_factor, timeout_min_s=cfg.timeout_min_s)
     scorer = RowScorer(cfg.tier_weights, execution, cfg.run_tests)
     train_dir = Path(train_sequences_dir) if train_sequences_dir is not None else Path(sequences_dir)
     train_split = load_split(train_dir, "train")

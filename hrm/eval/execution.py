@@ -47,15 +47,18 @@ class TestOutcome:
 _PROCESS_START = re.compile(r"\bfork\(|\bforkpty\(|Popen\(|\bspawn\w*\(|_fork_exec|\.start\(\)")
 
 
-def limit_notes(run, cfg: EnvsConfig) -> tuple[str, ...]:
-    """The sandbox limits a test run ran into, each a reason fragment (none: empty).
+def limit_notes(run, cfg: EnvsConfig, timeout_s: float | None = None) -> tuple[str, ...]:
+    """The sandbox limits a test run ran into, each a reason fragment (none: empty);
+    `timeout_s`: the run's own wall-clock limit when it was not `envs.timeout_s`.
 
     A kill (timeout, rlimit signal) is the run's `killed_reason`; the limits below do not kill
     the run, they make a call in it fail, which pytest reports as an ordinary error unless said.
     """
     notes = []
     if run.timed_out:
-        notes.append(f"wall-clock timeout ({cfg.timeout_s:g} s, envs.timeout_s)")
+        notes.append(f"wall-clock timeout ({cfg.timeout_s:g} s, envs.timeout_s)" if timeout_s is None else
+                     f"wall-clock timeout ({timeout_s:.3g} s: eval.timeout_factor x the original "
+                     "repository's run of these tests)")
     out = run.output
     # EAGAIN alone may be a non-blocking socket; with a process or thread start it is NPROC.
     if ("can't start new thread" in out or "Resource temporarily unavailable" in out
@@ -141,11 +144,14 @@ class ExecutionTier:
     """
 
     def __init__(self, envs_cfg: EnvsConfig, instances: Mapping[str, Instance],
-                 max_pass_to_pass: int, *, allow_unconfined: bool = False):
+                 max_pass_to_pass: int, *, allow_unconfined: bool = False,
+                 timeout_factor: float = 0.0, timeout_min_s: float = 10.0):
         self.envs_cfg = envs_cfg
         self.instances = instances
         self.max_pass_to_pass = max_pass_to_pass
         self.allow_unconfined = allow_unconfined
+        self.timeout_factor = timeout_factor
+        self.timeout_min_s = timeout_min_s
         self._refusals: dict[int, str] = {}
         self._contexts: dict[str, RowContext | str] = {}
         self._envs: dict[str, object] = {}
@@ -210,17 +216,29 @@ class ExecutionTier:
         key = (ctx.instance.instance_id, tuple(hunks))
         if key in self._raw_runs:
             return self._raw_runs[key]
+        timeout = self.timeout(ctx)
         spliced = splice_files(ctx.hunks, list(hunks), ctx.buggy_files)
         env = ctx.env
         with env.working_copy(git=False) as tree:
             env.apply_patch(tree, ctx.instance.patch)
             for path, text in spliced.items():
                 _inside(Path(tree), path).write_text(text, encoding="utf-8", newline="")
-            run = env.run_tests(tree, ctx.node_ids)
-        self._raw_runs[key] = self._interpret(run, env)
+            run = env.run_tests(tree, ctx.node_ids, timeout_s=timeout)
+        self._raw_runs[key] = self._interpret(run, env, timeout)
         return self._raw_runs[key]
 
-    def _interpret(self, run, env) -> TestOutcome:
+    def timeout(self, ctx: RowContext) -> float | None:
+        """A prediction's wall-clock limit (`eval.timeout_factor`): None for `envs.timeout_s`
+        (the factor is 0, or the original repository's run was killed itself)."""
+        if not self.timeout_factor:
+            return None
+        original = self._original(ctx)
+        if original.reason or original.duration_s is None:
+            return None
+        limit = max(self.timeout_min_s, self.timeout_factor * original.duration_s)
+        return limit if limit < self.envs_cfg.timeout_s else None
+
+    def _interpret(self, run, env, timeout_s: float | None = None) -> TestOutcome:
         """A sandboxed test run as an outcome: resolved when every selected test passed, else
         the reason (failing tests, kill, sandbox error, limits reached)."""
         outcomes = {n: r.outcome for n, r in run.results.items()}
@@ -233,8 +251,8 @@ class ExecutionTier:
             why = f"pytest exit code {run.exit_code}"
         if run.sandbox_error:
             why = f"{run.sandbox_error}; {why}"
-        limits = limit_notes(run, env.cfg if hasattr(env, "cfg") else self.envs_cfg)
-        extra = [n for n in limits if not n.startswith("wall-clock")]
+        limits = limit_notes(run, env.cfg if hasattr(env, "cfg") else self.envs_cfg, timeout_s)
+        extra = [n for n in limits if not n.startswith("wall-clock") or timeout_s is not None]
         if extra:
             why += "; " + "; ".join(extra)
         return TestOutcome(False, why, outcomes, run.duration_s, limits)

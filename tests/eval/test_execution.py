@@ -109,6 +109,34 @@ def test_hostile_infinite_loop_times_out(hostile, tenacity_env, cache_before):
 
 
 @pytest.mark.slow
+def test_a_looping_prediction_stops_at_a_multiple_of_the_original_run(tenacity_env, instances):
+    """`eval.timeout_factor`: the limit is the factor times the original repository's run of the
+    same tests (at least the minimum), not the minute of `envs.timeout_s`; the reason says so.
+    Factor 0 keeps `envs.timeout_s`."""
+    env, cfg = tenacity_env
+    cfg = cfg.model_copy(update={"timeout_s": 60.0})
+    inst = next(i for i in instances if i.repo == TENACITY and "func_pm" in i.instance_id)
+    with env.working_copy() as tree:
+        env.apply_patch(tree, inst.patch)
+        first = (tree / "tenacity/__init__.py").read_text().splitlines(keepends=True)[0]
+    rec = _Record(inst.instance_id, inst.repo, [Hunk("tenacity/__init__.py", 1, first, first, "<module>")])
+    tier = ExecutionTier(cfg, {inst.instance_id: inst}, 1, timeout_factor=2.0, timeout_min_s=3.0)
+    scorer = RowScorer([0.1, 0.2, 0.3, 0.4], tier, run_tests=True)
+    ctx = scorer.context(rec)
+    original = tier._original(ctx)
+    assert original.duration_s > 0 and not original.reason
+    limit = tier.timeout(ctx)
+    assert limit == pytest.approx(max(3.0, 2.0 * original.duration_s)) and limit < 60.0
+    start = time.time()
+    row = scorer.score(rec, {1: (7,)}, {}, ["while True:\n    pass\n" + first], [first])
+    took = time.time() - start
+    assert row.resolved is False and row.test_reason.startswith("wall-clock timeout"), row.test_reason
+    assert "eval.timeout_factor" in row.test_reason
+    assert limit <= took < limit + 20
+    assert ExecutionTier(cfg, {inst.instance_id: inst}, 1).timeout(ctx) is None
+
+
+@pytest.mark.slow
 def test_hostile_fork_bomb_hits_the_process_limit(hostile, tenacity_env, cache_before):
     """Children that stay alive fill envs.max_processes; the next fork fails with EAGAIN
     (RLIMIT_NPROC), the import fails, and the reason says so; no timeout involved."""
