@@ -27,7 +27,7 @@ the positions it changes: its gain is the log-probability of its outputs minus k
 positions. The greedy fix is then the best rewrite (a row with none falls back to the best
 single edit): the model chooses among fixes that read as code, including the multi-position
 ones (swapped operands, a name of several tokens) that one edit cannot express. On the cpu
-recipe's val split this fixed 13 of 50 rows exactly against 8 for the best single edit
+recipe's val split this fixed 12 of 50 rows exactly against 8 for the best single edit
 (BENCHMARKS.md "Rewrites").
 
 Candidates (SWE-search): the rewrites, best gain first, then the single edits, best gain first,
