@@ -5,17 +5,21 @@ scored by its gain: the log-probability of its outputs minus keeping those posit
 (`hrm.eval.proposals`). Training's per-position losses never compare one rewrite against
 another, so a model can put its change probability on several suspicious positions at once and
 rank a wrong rewrite first. The listwise loss (`hrm.model.losses.rank_loss`, `train.rank_weight`)
-trains that comparison directly: per row, a softmax over {no change, the fix, a sample of the
-row's other rewrites} of their gains, whose target is the fix (BugLab's joint localisation and
-rewrite objective, in this model's output form).
+trains that comparison directly: per row, a softmax over {the fix, a sample of the row's other
+rewrites} of their gains, whose target is the fix (BugLab's joint localisation and rewrite
+objective, in this model's output form). Measured at the cpu budget: no gain (BENCHMARKS.md
+"What did not lift the held-out exact rate"), so it is off in every profile.
 
 The negatives are drawn from the row as it is fed (so an augmented variant gets its own): the
 code segments are the runs of labelled positions (a segment's anchor, then its tokens,
 `hrm.sequences`); each segment's code is decoded, rewritten, re-encoded and aligned with the
-buggy tokens by `hrm.edits.encode_edits`, exactly as `hrm.eval.rewrite_outputs` does at
-evaluation. Only rewrites that replace or delete tokens at up to `positions` positions are kept
-(an insertion needs the slot head, which training runs only at the fix's own insertions), and
-never the fix itself. Which rewrites are drawn depends on `seed` only (exact resume holds).
+buggy tokens by `hrm.edits.encode_edits` over the changed middle only (the common prefix and
+suffix kept; evaluation aligns the whole segment, which rarely differs). Only rewrites that
+replace or delete tokens at up to `positions` positions are kept (an insertion needs the slot
+head, which training runs only at the fix's own insertions), and never the fix itself (compared
+as tokens with the row's labels applied). Segments are visited in a shuffled order, so a row of
+several segments draws mostly from the first. Which rewrites are drawn depends on `seed` only
+(exact resume holds).
 
 Cost: one parse of the segment and its candidate edits, then about 0.4 ms per rewrite checked
 and encoded (`hrm.rewrites.iter_rewrites` checks them lazily, in a shuffled order).
