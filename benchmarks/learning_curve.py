@@ -66,13 +66,12 @@ def _unigram_scores(seq_dir: Path, tok_dir: Path) -> tuple[int, int]:
 
 
 def _train_and_score(params, seq_dir: Path, tok_dir: Path, out: Path, steps: int) -> dict:
-    import collections
-
-    import numpy as np
-
-    from hrm.eval.proposals import propose
+    """Train `steps` steps on the corpus rows of `seq_dir`, then score the model and the
+    untrained model of the same shape (its choice among the rewrites is random) on the
+    held-out rows."""
+    from hrm.eval.evaluate import untrained_model
     from hrm.eval.rewrite_outputs import split_rewrites
-    from hrm.sequences import decode_segments, load_split
+    from hrm.sequences import load_split
     from hrm.tokenizer import load_tokenizer
     from hrm.train.checkpoint import load_for_inference
     from hrm.train.data import load_train_arrays
@@ -103,10 +102,30 @@ def _train_and_score(params, seq_dir: Path, tok_dir: Path, out: Path, steps: int
     model, _ = load_for_inference(ckpt[0])
     tok = load_tokenizer(tok_dir)
     data = load_split(seq_dir, "val")
+    rewrites = split_rewrites(tok, data, data.meta.slots)
+    trained = _score(model, tok, data, rewrites)
+    fresh = _score(untrained_model(params, model), tok, data, rewrites)
+    return {"train_rows": len(arrays.inputs), "steps": steps, "train_seconds": round(seconds, 1),
+            "heldout_rows": len(data.records), **trained,
+            "exact_rate": trained["exact"] / max(len(data.records), 1),
+            "untrained_exact": fresh["exact"],
+            f"untrained_fix_among_{CANDIDATES}_candidates": fresh[f"fix_among_{CANDIDATES}_candidates"]}
+
+
+def _score(model, tok, data, rewrites) -> dict:
+    """Greedy exact fixes (by kind), the bug's position ranked first / in the top 5, and the
+    fix among the first `CANDIDATES` search candidates, of one model on the held-out rows."""
+    import collections
+
+    import numpy as np
+
+    from hrm.eval.proposals import propose
+    from hrm.sequences import decode_segments
+
     anchors = [[s[0] for s in r.segments] for r in data.records]
     props = propose(model, data.inputs, data.labels, anchors, end_id=tok.eos_id,
                     delete_id=tok.mask_id, ignore_index=-100, positions=16, alternatives=3,
-                    batch_size=32, rewrites=split_rewrites(tok, data, data.meta.slots))
+                    batch_size=32, rewrites=rewrites)
     by_kind: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     exact = top1 = top5 = among = 0
     for i, (record, prop) in enumerate(zip(data.records, props, strict=True)):
@@ -121,10 +140,8 @@ def _train_and_score(params, seq_dir: Path, tok_dir: Path, out: Path, steps: int
         top5 += bool(edited & set(prop.rank[:5]))
         among += any(decode_segments(tok, data.inputs[i], record.segments, c) == ref
                      for c, _ in prop.candidates(CANDIDATES))
-    return {"train_rows": len(arrays.inputs), "steps": steps, "train_seconds": round(seconds, 1),
-            "heldout_rows": len(data.records), "exact": exact,
-            "exact_rate": exact / max(len(data.records), 1),
-            "location_top1": top1, "location_top5": top5, f"fix_among_{CANDIDATES}_candidates": among,
+    return {"exact": exact, "location_top1": top1, "location_top5": top5,
+            f"fix_among_{CANDIDATES}_candidates": among,
             "by_kind": {k: {"exact": v[0], "rows": v[1]} for k, v in sorted(by_kind.items())}}
 
 
@@ -210,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 def _plot(doc: dict, out: Path) -> None:
     """The model's held-out exact-fix rate per corpus size, and the share of rows whose fix is
     among its first search candidates, each beside the unigram guess fitted on the same rows
-    (copying the buggy code is never an exact fix: 0)."""
+    and the untrained model (copying the buggy code is never an exact fix: 0)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,7 +235,7 @@ def _plot(doc: dict, out: Path) -> None:
 
     results = doc["results"]
     sizes = [r["corpus_rows"] for r in results]
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ax.plot(sizes, [r["exact_rate"] for r in results], "o-", label="HRM (greedy fix)")
     ax.plot(sizes, [r["unigram_exact"] / r["heldout_rows"] for r in results], "s--", color="grey",
             label="unigram guess, same rows")
@@ -228,12 +245,17 @@ def _plot(doc: dict, out: Path) -> None:
                 label=f"HRM, fix among its {CANDIDATES} search candidates")
         ax.plot(sizes, [r[f"unigram_{among}"] / r["heldout_rows"] for r in results], "s:", color="grey",
                 alpha=0.6, label=f"unigram, among its {CANDIDATES}")
+    if all("untrained_exact" in r for r in results):
+        ax.plot(sizes, [r["untrained_exact"] / r["heldout_rows"] for r in results], "^--", color="C3",
+                label="untrained model (a random rewrite)")
+        ax.plot(sizes, [r[f"untrained_{among}"] / r["heldout_rows"] for r in results], "^:", color="C3",
+                alpha=0.6, label=f"untrained, among its {CANDIDATES}")
     ax.axhline(0.0, color="black", linewidth=0.8, label="copy the buggy code (0 by definition)")
     ax.set_xscale("log")
     ax.set_xlabel("corpus rows (balanced over kinds)")
     ax.set_ylabel(f"held-out exact-fix rate\n({doc['heldout']})")
     ax.set_title(f"{doc['profile']} model, {doc['steps']} steps each")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "learning_curve.png", dpi=120)
