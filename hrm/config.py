@@ -474,9 +474,10 @@ class TrainConfig(_Section):
 
     rank_weight: float = Field(default=0.0, ge=0)
     """Weight of the listwise rewrite loss (`hrm.model.losses.rank_loss`): per row, the fix's
-    cross-entropy in a softmax over {no change, the fix, `rank_negatives` wrong rewrites of the
-    row} of their gains, the score the greedy fix and the search rank rewrites by. 0: off (no
-    negatives are drawn)."""
+    cross-entropy in a softmax over {the fix, `rank_negatives` wrong rewrites of the row} of
+    their gains, the score the greedy fix and the search rank rewrites by. 0: off (no negatives
+    are drawn). At 1 on the cpu recipe: val exact 11/50 against 12/50 without (BENCHMARKS.md
+    "What did not lift the held-out exact rate")."""
 
     rank_negatives: int = Field(default=8, ge=1, le=64)
     """Wrong rewrites drawn per row and epoch for the listwise loss (`hrm.train.negatives`;

@@ -261,8 +261,8 @@ class ExecutionTier:
         """Apply a prediction's `model_patch` (a unified diff against the buggy tree, as in
         SWE-bench predictions) with `git apply` and run the instance's tests, judged as `run`
         judges spliced regions (the reference baseline is the original repository, which is
-        what the reference fix of every region gives). `NO_ENVIRONMENT` starts the reason when
-        the instance has no environment."""
+        what the reference fix of every region gives), under the same wall-clock limit
+        (`timeout`). `NO_ENVIRONMENT` starts the reason when the instance has no environment."""
         instance = self.instances.get(instance_id)
         if instance is None:
             return TestOutcome(False, f"{NO_ENVIRONMENT}: instance not in the instances file")
@@ -288,8 +288,9 @@ class ExecutionTier:
                 env.apply_patch(tree, model_patch)
             except PatchError as err:
                 return TestOutcome(False, f"model_patch does not apply: {err.git_message[:200]}")
-            run = env.run_tests(tree, node_ids)
-        outcome = self._interpret(run, env)
+            timeout = self.timeout(ctx)
+            run = env.run_tests(tree, node_ids, timeout_s=timeout)
+        outcome = self._interpret(run, env, timeout)
         if self._only_pass_to_pass(ctx, outcome):
             outcome = self._tolerate(ctx, outcome, self._original(ctx), "the original repository")
         return outcome

@@ -35,7 +35,6 @@ from hrm.train.device import (
 )
 from hrm.train.distributed import DistContext, init_distributed
 from hrm.train.history import EpochAccumulator, write_history, write_summary
-from hrm.train.negatives import empty_negatives
 from hrm.train.optim import EMA, LRSchedule, build_optimizer, set_lr
 
 
@@ -403,7 +402,9 @@ def setup_phase(params: Params, phase_name: str, arrays: TrainArrays, out_dir: s
         carry=model.initial_carry(ph.local_batch, device),
         acc=EpochAccumulator(),
     )
-    if arrays.negatives is not None:
+    if arrays.negatives is not None:  # the listwise loss (off by default: not imported then)
+        from hrm.train.negatives import empty_negatives
+
         st.carry.negatives = empty_negatives(ph.local_batch, cfg.rank_negatives, device)
     return ph, st
 
