@@ -10,7 +10,8 @@ tokens that replaces it; the fixed code is the concatenation of the outputs, in 
     insert x after b_i    position i outputs [b_i, x]     (before b_0: the anchor outputs [x])
 
 So predicting "keep" everywhere reproduces the buggy code, and a fix is a few positions whose
-output differs. Labels per position (`PositionLabels`):
+output differs. (A fix that exchanges two spans is labelled at one position instead, its pivot,
+which outputs `<|swap|>`: `pivot_targets`, `hrm.swaps`.) Labels per position (`PositionLabels`):
 
 - `first`: the output's first token, `delete_id` for an empty output; the anchor's `first` is
   always its own token (it never replaces the header; it only inserts);
@@ -130,6 +131,14 @@ def encode_edits(buggy: Sequence[int], fixed: Sequence[int], slots: int) -> Edit
     own = own_outputs(buggy)
     edited = tuple(i for i, out in enumerate(outputs) if out != own[i])
     return EditTargets(outputs, edited, moved)
+
+
+def pivot_targets(buggy: Sequence[int], index: int, label: int) -> EditTargets:
+    """The outputs of a swap labelled at its pivot, token `index` (`hrm.swaps`): that position
+    outputs `label` (`<|swap|>`), every other one keeps its token."""
+    outputs = own_outputs(buggy)
+    outputs[index + 1] = (int(label),)
+    return EditTargets(tuple(outputs), (index + 1,), False)
 
 
 def own_outputs(buggy: Sequence[int]) -> list[tuple[int, ...]]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import ast
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from hrm.synth.mutations import local_names, own_nodes
@@ -49,10 +49,17 @@ _NON_COMMUTATIVE_BIN = (ast.Sub, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LS
 _NON_COMMUTATIVE_CMP = (ast.Lt, ast.Gt, ast.LtE, ast.GtE, ast.In, ast.NotIn)
 
 
+SWAP_KINDS = ("operands", "arguments", "statements")
+"""Kinds that exchange two spans of the code (the first ends where `Rewrite.pivot` points)."""
+
+
 @dataclass(frozen=True)
 class Rewrite:
     kind: str
     text: str
+    pivot: int | None = None
+    """For a swap (`SWAP_KINDS`): the character offset in the unit where the first of the two
+    exchanged spans ends (`hrm.swaps` labels the token holding it); None otherwise."""
 
 
 class _Text:
@@ -247,9 +254,11 @@ def rewrites(unit: str, *, max_cut: int = 40) -> list[Rewrite]:
     return list(iter_rewrites(unit, max_cut=max_cut))
 
 
-def iter_rewrites(unit: str, *, max_cut: int = 40, rng: random.Random | None = None) -> Iterator[Rewrite]:
-    """`rewrites` one at a time; with `rng`, in an order it shuffles. Each is checked (parsed)
-    only when it is reached, so taking a few costs a few checks (training's negatives)."""
+def iter_rewrites(unit: str, *, max_cut: int = 40, rng: random.Random | None = None,
+                  kinds: Collection[str] | None = None) -> Iterator[Rewrite]:
+    """`rewrites` one at a time; with `rng`, in an order it shuffles; with `kinds`, of those
+    kinds only. Each is checked (parsed) only when it is reached, so taking a few costs a few
+    checks (training's negatives)."""
     indented = unit[:1] in (" ", "\t")
     head = _WRAPPER if indented else ""
     parsed = _parsable_prefix(head + unit, max_cut)
@@ -259,7 +268,8 @@ def iter_rewrites(unit: str, *, max_cut: int = 40, rng: random.Random | None = N
     rest = (head + unit)[len(text):]
     src = _Text(text)
     scopes = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))]
-    candidates = [(kind, edits) for scope in scopes for kind, edits in _scope_rewrites(scope, src)]
+    candidates = [(kind, edits) for scope in scopes for kind, edits in _scope_rewrites(scope, src)
+                  if kinds is None or kind in kinds]
     if rng is not None:
         rng.shuffle(candidates)
     seen = {unit}
@@ -272,4 +282,5 @@ def iter_rewrites(unit: str, *, max_cut: int = 40, rng: random.Random | None = N
             ast.parse(new)
         except (SyntaxError, ValueError):
             continue
-        yield Rewrite(kind, new[len(head):] + rest)
+        pivot = min(e for _, e, _ in edits) - len(head) if kind in SWAP_KINDS else None
+        yield Rewrite(kind, new[len(head):] + rest, pivot)

@@ -43,6 +43,7 @@ from hrm.edits import (
     apply_outputs,
     encode_edits,
     output_of,
+    pivot_targets,
     position_labels,
     rest_labels,
 )
@@ -50,7 +51,8 @@ from hrm.errors import InputError
 from hrm.json_input import read_json_strict
 from hrm.regions import Region, patch_regions, split_lines, window
 from hrm.splits import SPLITS, check_coverage, load_splits
-from hrm.tokenizer import HUNK_SEPARATOR, HrmTokenizer, file_header, load_tokenizer
+from hrm.swaps import swap_pivot, swap_text
+from hrm.tokenizer import HUNK_SEPARATOR, SPECIAL_NAMES, HrmTokenizer, file_header, load_tokenizer
 
 IGNORE_INDEX = -100
 META_FILE = "meta.json"
@@ -133,6 +135,8 @@ class SequenceMeta:
     mask_id: int
     """Also the label of a deleted position."""
     unk_id: int
+    swap_id: int
+    """The label of a swap's pivot token (`hrm.swaps`)."""
     ignore_index: int
     counts: dict[str, int]
     """Rows written per split."""
@@ -154,8 +158,7 @@ class SequenceMeta:
 
     @property
     def special_ids(self) -> dict[str, int]:
-        return {n: getattr(self, f"{n}_id") for n in
-                ("pad", "bos", "eos", "sep", "hunk", "mask", "unk")}
+        return {n: getattr(self, f"{n}_id") for n in SPECIAL_NAMES}
 
 
 @dataclass
@@ -245,7 +248,9 @@ def encode_example(tokenizer: HrmTokenizer, statement: str, regions: Sequence[Re
         if k:
             inputs.append(tokenizer.hunk_id)
             labels.append(IGNORE_INDEX)
-        targets = encode_edits(code, tokenizer.encode(region.fixed_text), K)
+        pivot = swap_pivot(tokenizer, code, region.fixed_text)
+        targets = (pivot_targets(code, pivot, tokenizer.swap_id) if pivot is not None
+                   else encode_edits(code, tokenizer.encode(region.fixed_text), K))
         if targets is None:
             return "edit_overflow"
         inputs += header
@@ -609,11 +614,36 @@ def decode_segments(tokenizer: HrmTokenizer, inputs: np.ndarray, segments: Seque
                     if not 0 <= int(t) < vocab:
                         raise ValueError(f"token id {t} outside the vocabulary [0, {vocab})")
                 local[pos - anchor] = out
-        texts.append(tokenizer.decode(apply_outputs(code, local)))
+        swapped = applied_swap(tokenizer, code, local)
+        texts.append(swapped if swapped is not None else tokenizer.decode(apply_outputs(code, local)))
     return texts
 
 
-def special_tokens_in(tokenizer: HrmTokenizer, outputs: dict[int, Sequence[int]]) -> list[str]:
-    """Names of special tokens a prediction's outputs hold (a fix never contains one)."""
+def applied_swap(tokenizer: HrmTokenizer, code: Sequence[int], local: dict[int, Sequence[int]]
+                 ) -> str | None:
+    """A segment's text when its only changed position outputs `<|swap|>` and is a swap's pivot
+    (`hrm.swaps`: position i + 1 is token i); None otherwise (a marker anywhere else stays a
+    special token in the code, which no fix contains)."""
+    if len(local) != 1:
+        return None
+    (pos, out), = local.items()
+    if pos < 1 or tuple(int(t) for t in out) != (tokenizer.swap_id,):
+        return None
+    return swap_text(tokenizer, code, pos - 1)
+
+
+def special_tokens_in(tokenizer: HrmTokenizer, outputs: dict[int, Sequence[int]],
+                      inputs: np.ndarray | None = None, segments: Sequence[Sequence[int]] = ()
+                      ) -> list[str]:
+    """Names of special tokens a prediction's outputs hold (a fix never contains one); a swap
+    marker that `decode_segments` applies (given the row's `inputs` and `segments`) is an edit,
+    not a token, and is not counted."""
     names = {v: k for k, v in tokenizer.special_ids.items()}
-    return [names[int(t)] for out in outputs.values() for t in out if int(t) in names]
+    applied: set[int] = set()
+    for anchor, n in segments if inputs is not None else ():
+        local = {p - anchor: o for p, o in outputs.items() if anchor <= p <= anchor + n}
+        code = [int(t) for t in inputs[anchor + 1: anchor + 1 + n]]
+        if applied_swap(tokenizer, code, local) is not None:
+            applied |= {anchor + p for p in local}
+    return [names[int(t)] for p, out in outputs.items() if p not in applied
+            for t in out if int(t) in names]

@@ -6,7 +6,7 @@ maps symbols back to bytes. Special-token strings that occur in data (a problem 
 literally contain `<|pad|>`) are encoded as plain text, never as the special id
 (`encode_special_tokens`), so `decode(encode(x)) == x` for every string.
 
-Special tokens have fixed ids 0..6 in the order of `SPECIAL_TOKENS`; downstream code reads them
+Special tokens have fixed ids 0..7 in the order of `SPECIAL_TOKENS`; downstream code reads them
 from `HrmTokenizer` attributes or `meta.json`, never by guessing.
 """
 
@@ -26,7 +26,7 @@ from hrm.hunks import parse_patch
 from hrm.json_input import read_json_strict
 from hrm.splits import check_coverage, load_splits
 
-PAD, BOS, EOS, SEP, HUNK, MASK, UNK = (
+PAD, BOS, EOS, SEP, HUNK, MASK, UNK, SWAP = (
     "<|pad|>",
     "<|bos|>",
     "<|eos|>",
@@ -34,9 +34,13 @@ PAD, BOS, EOS, SEP, HUNK, MASK, UNK = (
     "<|hunk|>",
     "<|mask|>",
     "<|unk|>",
+    "<|swap|>",
 )
-SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, SEP, HUNK, MASK, UNK)
-"""Ids 0..6 in this order: pad, bos, eos, sep (statement/code), hunk separator, mask, unk."""
+SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, SEP, HUNK, MASK, UNK, SWAP)
+"""Ids 0..7 in this order: pad, bos, eos, sep (statement/code), hunk separator, mask, unk, swap
+(the label of a swap's pivot token, `hrm.swaps`)."""
+SPECIAL_NAMES: tuple[str, ...] = ("pad", "bos", "eos", "sep", "hunk", "mask", "unk", "swap")
+"""The special tokens' short names, in id order (`HrmTokenizer.<name>_id`)."""
 
 HUNK_SEPARATOR = HUNK
 """Text of the hunk separator as it appears in joined `buggy_code` / `fixed_code` strings."""
@@ -68,6 +72,7 @@ class HrmTokenizer:
     hunk_id: int = 4
     mask_id: int = 5
     unk_id: int = 6
+    swap_id: int = 7
 
     @property
     def vocab_size(self) -> int:
@@ -75,8 +80,7 @@ class HrmTokenizer:
 
     @property
     def special_ids(self) -> dict[str, int]:
-        return {name: getattr(self, f"{name}_id") for name in
-                ("pad", "bos", "eos", "sep", "hunk", "mask", "unk")}
+        return {name: getattr(self, f"{name}_id") for name in SPECIAL_NAMES}
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`; no special token is added or recognised."""
@@ -191,9 +195,7 @@ def build_tokenizer(instances_path: str | Path, splits_path: str | Path, out_dir
         "vocab_size": tok.get_vocab_size(with_added_tokens=True),
         "requested_vocab_size": cfg.vocab_size,
         "special_tokens": {tok_str: i for i, tok_str in enumerate(SPECIAL_TOKENS)},
-        "special_ids": {
-            "pad": 0, "bos": 1, "eos": 2, "sep": 3, "hunk": 4, "mask": 5, "unk": 6,
-        },
+        "special_ids": {name: i for i, name in enumerate(SPECIAL_NAMES)},
         "tokenizer_sha256": tokenizer_fingerprint(out_dir),
         "training_text_sha256": _fingerprint(texts),
         "training_texts": len(texts),

@@ -27,7 +27,7 @@ def decode_prediction(tokenizer, inputs, segments, outputs: Mapping[int, Sequenc
     from hrm.sequences import decode_segments, special_tokens_in
 
     return Decoded(decode_segments(tokenizer, inputs, segments, dict(outputs)),
-                   special_tokens_in(tokenizer, outputs))
+                   special_tokens_in(tokenizer, outputs, inputs, segments))
 
 
 def special_tokens_of(hunks: Sequence[str]) -> tuple[str, ...]:

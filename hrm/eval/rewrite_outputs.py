@@ -1,9 +1,10 @@
 """A row's rewrites (`hrm.rewrites`) in the model's output form, for the proposals to score.
 
-Each segment's code is decoded, rewritten as text, re-encoded, and aligned with the buggy tokens
-by the same rule that makes the training labels (`hrm.edits.encode_edits`), so a rewrite equal
-to the reference fix has exactly the reference's outputs. A rewrite longer than the positions
-can hold is left out.
+Each segment's code is decoded, rewritten as text, and put in output form by the same rule that
+makes the training labels (`hrm.sequences.encode_example`): a swap at its pivot (`hrm.swaps`),
+anything else re-encoded and aligned with the buggy tokens (`hrm.edits.encode_edits`), so a
+rewrite equal to the reference fix has exactly the reference's outputs. A rewrite longer than
+the positions can hold is left out.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hrm.edits import encode_edits
+from hrm.edits import encode_edits, pivot_targets
 from hrm.rewrites import rewrites
+from hrm.swaps import Swaps
 
 Outputs = dict[int, tuple[int, ...]]
 
@@ -26,8 +28,11 @@ def rewrite_outputs(tokenizer, inputs: np.ndarray, segments: Sequence[Sequence[i
     seen: set[tuple] = set()
     for anchor, n in segments:
         code = [int(t) for t in inputs[anchor + 1: anchor + 1 + n]]
-        for rewrite in rewrites(tokenizer.decode(code)):
-            targets = encode_edits(code, tokenizer.encode(rewrite.text), slots)
+        swaps = Swaps(tokenizer, code)
+        for rewrite in rewrites(swaps.text):
+            pivot = swaps.pivot_of(rewrite.text)
+            targets = (pivot_targets(code, pivot, tokenizer.swap_id) if pivot is not None
+                       else encode_edits(code, tokenizer.encode(rewrite.text), slots))
             if targets is None:
                 continue
             outputs = {anchor + e: targets.outputs[e] for e in targets.edited}

@@ -32,10 +32,10 @@ import random
 import numpy as np
 import torch
 
-from hrm.edits import apply_outputs, encode_edits
+from hrm.edits import encode_edits
 from hrm.model.losses import IGNORE_INDEX
 from hrm.rewrites import iter_rewrites
-from hrm.sequences import label_outputs
+from hrm.sequences import decode_segments, label_outputs
 
 MAX_POSITIONS = 6
 """A negative changes at most this many positions (a swap of two multi-token operands fits)."""
@@ -93,10 +93,9 @@ def negative_rewrites(tokenizer, inputs: np.ndarray, labels: np.ndarray, inserts
     segments = label_segments(labels)
     fix = label_outputs(inputs, labels, np.asarray(inserts), segments, delete_id=tokenizer.mask_id,
                         end_id=tokenizer.eos_id)
+    fixed = {a: tokenizer.encode(text) for (a, _), text in
+             zip(segments, decode_segments(tokenizer, inputs, segments, fix), strict=True)}
     rng.shuffle(segments)
-    fixed = {a: apply_outputs([int(t) for t in inputs[a + 1: a + 1 + n]],
-                              {p - a: o for p, o in fix.items() if a <= p <= a + n})
-             for a, n in segments}
     made = 0
     seen: set[tuple] = set()
     for anchor, code, text in _candidates(tokenizer, inputs, segments, rng):

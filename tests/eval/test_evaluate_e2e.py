@@ -94,7 +94,10 @@ def test_metrics_json_is_complete_and_consistent(e2e):
     assert {k for k in METRIC_NAMES if m[k] is None} <= {
         "q_halt_balanced_accuracy", "held_out_repo_exact_accuracy"}
     assert m["rows"] == len(val) == len(preds) >= 4
-    assert m["exact_accuracy"] == 0.0 and m["resolved_rate"] == 0.0
+    # the tiny model fixes at most a row or two (a swap: one label); its env row is not resolved
+    assert m["exact_accuracy"] == pytest.approx(np.mean([p["exact"] for p in preds]))
+    assert m["exact_accuracy"] <= 2 / len(val)
+    assert m["resolved_rate"] == 0.0
     assert m["resolved_rows_without_env"] == len(val) - ENV_ROWS
     assert m["swe_search_verifier"] == "static+tests"
     assert m["swe_search_rows_static"] == len(val) - ENV_ROWS
@@ -126,10 +129,12 @@ def test_metrics_json_is_complete_and_consistent(e2e):
         np.mean([p["search"]["greedy_passes"] for p in preds]))
     assert m["swe_search_score"] == pytest.approx(
         np.mean([p["search"]["best_passes"] for p in preds]))
+    kinds = Counter(r["kind"] for r in val)
+    exact = Counter(p["kind"] for p in preds if p["exact"])
     assert m["breakdown"]["kind"] == {
-        k: {"rows": float(n), "exact_accuracy": 0.0, "resolved": 0.0,
+        k: {"rows": float(n), "exact_accuracy": exact[k] / n, "resolved": 0.0,
             "resolved_after_search": 0.0}
-        for k, n in Counter(r["kind"] for r in val).items()}
+        for k, n in kinds.items()}
 
 
 @pytest.mark.slow

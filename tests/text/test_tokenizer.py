@@ -27,7 +27,7 @@ def test_round_trip_exact_on_every_statement_and_region(instances, tok):
 
 
 def test_special_tokens_fixed_and_never_produced_by_text(tok):
-    assert [tok.tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(7))
+    assert [tok.tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(8))
     assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.sep_id, tok.hunk_id, tok.mask_id,
             tok.unk_id) == (0, 1, 2, 3, 4, 5, 6)
     text = "x = '<|mask|>' + '<|hunk|><|eos|>'\r\n\t \x0c é 漢字\n"

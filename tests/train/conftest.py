@@ -10,7 +10,7 @@ import pytest
 from hrm.config import Params, load_params
 from hrm.train.data import TrainArrays
 
-# Special ids of hrm.tokenizer (pad, bos, eos, sep, hunk, mask, unk = 0..6).
+# Special ids of hrm.tokenizer (pad, bos, eos, sep, hunk, mask, unk, swap = 0..7).
 PAD, BOS, EOS, SEP, MASK = 0, 1, 2, 3, 5
 # Marker tokens of the synthetic task and what a position holding one outputs.
 COPY_LEFT, DELETE, DUPLICATE_RIGHT = 7, 8, 9
