@@ -123,6 +123,11 @@ class EnvsConfig(_Section):
     max_file_mb: int = Field(default=64, ge=1)
     """Largest file a sandboxed run may write."""
 
+    max_tree_mb: int | None = Field(default=256, ge=1)
+    """Disk quota of one sandboxed run: everything it writes in its tree and HOME together
+    (held in a tmpfs, so in memory; the host disk is never written). null: no quota (writes
+    go to the tree on disk, up to the disk's free space). Needs the mount namespace."""
+
     max_output_kb: int = Field(default=256, ge=1)
     """Captured stdout/stderr per run is truncated to this size."""
 

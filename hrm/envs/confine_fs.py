@@ -3,7 +3,7 @@
 Run by `hrm.envs.sandbox` as
 
     unshare -rnmp ... python -I -S confine_fs.py [--all-readonly] TREE HOME
-        [--readonly PATH]... [--hide PATH]... -- CMD...
+        [--readonly PATH]... [--hide PATH]... [--quota-mb N] -- CMD...
 
 (root in a new user, mount, PID and network namespace; propagation private). It
 
@@ -15,6 +15,9 @@ Run by `hrm.envs.sandbox` as
   every other mount read-only except TREE, HOME, /dev, /sys and a fresh /proc (the host's
   /proc would reach the host's writable mounts through /proc/<pid>/root), with a private tmpfs
   on /dev/shm, and checks with write probes that nothing outside TREE and HOME is writable;
+- with `--quota-mb N`: makes TREE and HOME overlays whose writes land in one tmpfs of N MiB,
+  so everything the run writes there together stops at N MiB (ENOSPC), the host's disk is
+  never written, and the tree on the host is left as it was (its files read through);
 - locks the mounts (a nested user+mount namespace), so the run, root in its namespace, can
   neither remount them read-write nor unmount the tmpfs that hides the project;
 - re-enters its working directory by path (the cwd still points at the mount from before the
@@ -82,11 +85,14 @@ def parse(args):
     all_readonly = "--all-readonly" in opts
     opts = [a for a in opts if a != "--all-readonly"]
     tree, home = (os.path.realpath(a) for a in opts[:2])
-    readonly, hide = [], []
+    readonly, hide, quota = [], [], []
     rest = opts[2:]
     for flag, value in zip(rest[::2], rest[1::2], strict=True):
-        {"--readonly": readonly, "--hide": hide}[flag].append(os.path.realpath(value))
-    return all_readonly, tree, home, readonly, hide, cmd
+        if flag == "--quota-mb":
+            quota.append(int(value))
+        else:
+            {"--readonly": readonly, "--hide": hide}[flag].append(os.path.realpath(value))
+    return all_readonly, tree, home, readonly, hide, (quota[-1] if quota else None), cmd
 
 
 def kept_flags(opts):
@@ -99,6 +105,25 @@ def remount_readonly(path):
     """Make the mount at `path` read-only, keeping its locked flags."""
     opts = [o for p, o in mounts() if p == path]
     mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(opts[-1] if opts else []))
+
+
+def mount_quota(writable, quota_mb):
+    """Each writable directory becomes an overlay (its files read through, unchanged on the
+    host) whose writes go to ONE tmpfs of `quota_mb` MiB, mounted under the last of them (HOME:
+    the overlay over HOME hides the mount point's contents but keeps using it)."""
+    for path in writable:
+        if any(c in path for c in ",:" + chr(92)):
+            die(f"{path}: an overlay cannot name a directory holding ',', ':' or a backslash")
+    store = os.path.join(writable[-1], ".hrm-quota")
+    os.makedirs(store, exist_ok=True)
+    mount("tmpfs", store, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700,size={quota_mb}m")
+    for k, path in enumerate(writable):
+        upper, work = os.path.join(store, f"upper{k}"), os.path.join(store, f"work{k}")
+        os.mkdir(upper)
+        os.mkdir(work)
+        os.chmod(upper, os.stat(path).st_mode & 0o7777)  # the overlay's top directory is upper's
+        mount("overlay", path, "overlay", MS_NOSUID | MS_NODEV,
+              f"lowerdir={path},upperdir={upper},workdir={work}")
 
 
 def hide_paths(hide, readonly, writable):
@@ -185,15 +210,18 @@ def lock_mounts():
 
 
 def main(args):
-    all_readonly, tree, home, readonly, hide, cmd = parse(args)
+    all_readonly, tree, home, readonly, hide, quota_mb, cmd = parse(args)
     writable = [tree, home]
     try:
         # Separate mounts: remounting their parent spares them.
         for path in readonly:
             mount(path, path, None, MS_BIND | MS_REC)
             remount_readonly(path)
-        for path in writable:
-            mount(path, path, None, MS_BIND | MS_REC)
+        if quota_mb is not None:
+            mount_quota(writable, quota_mb)
+        else:
+            for path in writable:
+                mount(path, path, None, MS_BIND | MS_REC)
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         if all_readonly and os.path.isdir("/dev/shm"):
             mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")

@@ -11,6 +11,7 @@ Cache layout (`envs.cache_dir`):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -232,12 +233,15 @@ class RepoEnvironment:
         """`git diff` of the tree against the pristine HEAD (tracked files)."""
         return git_diff(tree)
 
-    def run_tests(self, tree: Path, node_ids: list[str], timeout_s: float | None = None
-                  ) -> TestRun:
+    def run_tests(self, tree: Path, node_ids: list[str], timeout_s: float | None = None,
+                  *, keep_writes: bool = False) -> TestRun:
         """Run pytest on `node_ids` in `tree` inside the sandbox; per-test outcomes.
 
         The package is imported from `tree` (cwd and PYTHONPATH), never from the venv.
-        A node id pytest cannot find (exit 4) is `missing`, i.e. failing.
+        A node id pytest cannot find (exit 4) is `missing`, i.e. failing. What the run writes
+        in the tree and HOME stays under `envs.max_tree_mb` and is gone afterwards (the tree is
+        left as it was); `keep_writes` (the generator's baseline, which reads back the call
+        record the unpatched suite writes) lets the writes land in the tree, without a quota.
         """
         if not node_ids:
             raise ValueError("run_tests needs at least one node id")
@@ -258,8 +262,11 @@ class RepoEnvironment:
                 argv = [str(self.python), "-m", "pytest", "-p", _PLUGIN_MODULE,
                         *channel.plugin_args, "-p", "no:cacheprovider", "-q",
                         "--no-header", "-rN", *node_ids]
+                limits = limits_from(self.cfg, timeout_s)
+                if keep_writes:
+                    limits = dataclasses.replace(limits, max_tree_mb=None)
                 res = run_sandboxed(
-                    argv, cwd=tree, home=home, limits=limits_from(self.cfg, timeout_s),
+                    argv, cwd=tree, home=home, limits=limits,
                     path_dirs=[str(self.python.parent)],
                     # The plugin before the tree: a module of the tree never replaces it.
                     python_env={"PYTHONPATH": os.pathsep.join([str(plugins), str(tree)]),

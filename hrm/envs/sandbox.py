@@ -36,6 +36,10 @@ Every run gets:
 - with a mount namespace, `hide` paths (the caller's checkout: mlflow.db, params, data) are
   covered by an empty read-only tmpfs, the `readonly` paths below them brought back
   (`confine_fs.py`; the label gains `+project-hidden`);
+- with a mount namespace and `max_tree_mb` (envs.max_tree_mb), the tree and HOME are overlays
+  whose writes land in one tmpfs of that size: together they stop at the quota (ENOSPC), the
+  host disk is never written and the tree on the host stays as it was (the label gains
+  `+quota`; `confine_fs.py`);
 - `pass_fds` (the report and key pipes, `hrm.envs.report_channel`) stay open in the child.
 
 `isolation` in the result names what was in force: `uid+netns+pidns+ro` (root),
@@ -87,6 +91,8 @@ class SandboxLimits:
     uid_range: tuple[int, int] | None = None
     """(first, count): lease a private uid per run from this range when dropping (None: use
     `sandbox_user`'s uid for every run, sharing its RLIMIT_NPROC budget)."""
+    max_tree_mb: int | None = None
+    """Quota of everything the run writes in its tree and HOME (None: none)."""
 
     @property
     def cpu_s(self) -> int:
@@ -104,6 +110,7 @@ def limits_from(cfg: EnvsConfig, timeout_s: float | None = None) -> SandboxLimit
         max_output_kb=cfg.max_output_kb,
         sandbox_user=cfg.sandbox_user,
         uid_range=tuple(cfg.sandbox_uid_range) if cfg.sandbox_uid_range else None,
+        max_tree_mb=cfg.max_tree_mb,
     )
 
 
@@ -454,7 +461,11 @@ def _run(argv, *, cwd, home, limits, path_dirs, python_env, readonly, ident, iso
         cmd = iso.unshare + [python, "-I", "-S", str(helper),
                              *(["--all-readonly"] if iso.confine_fs else []), str(cwd), str(home),
                              *[a for r in readonly for a in ("--readonly", str(r))],
-                             *[a for h in hidden for a in ("--hide", str(h))], "--", *cmd]
+                             *[a for h in hidden for a in ("--hide", str(h))],
+                             *(["--quota-mb", str(limits.max_tree_mb)] if limits.max_tree_mb else []),
+                             "--", *cmd]
+        if limits.max_tree_mb:
+            label += "+quota"
         if hidden:
             label += "+project-hidden"
     elif iso.unshare:

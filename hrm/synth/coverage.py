@@ -150,7 +150,7 @@ def record_baseline(env: RepoEnvironment) -> Baseline:
         (tree / TRACE_REQUEST).write_text(
             json.dumps({"source_dirs": list(env.spec.source_dirs), "out": TRACE_OUT}),
             encoding="utf-8")
-        run = env.run_tests(tree, list(env.spec.test_dirs))
+        run = env.run_tests(tree, list(env.spec.test_dirs), keep_writes=True)
         trace_path = tree / TRACE_OUT
         trace = None
         if trace_path.exists():

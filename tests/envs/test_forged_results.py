@@ -118,6 +118,39 @@ def test_a_tree_that_shadows_the_runner_is_never_run(tenacity_env, name):
     assert run.isolation == "not run" and run.duration_s == 0.0
 
 
+def test_filling_the_disk_stops_at_the_quota(tenacity_env):
+    """Code under test writing without end (64 MiB files, the per-file limit, into the tree and
+    HOME) stops at envs.max_tree_mb in all, and nothing of it reaches the host's tree."""
+    quota = tenacity_env.cfg.max_tree_mb
+    with tenacity_env.working_copy() as tree:
+        before = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*"))
+        (tree / "tests" / "test_hostile.py").write_text(textwrap.dedent(f"""
+            import errno, os
+
+            def test_hostile():
+                written, k = 0, 0
+                while written < 2 * {quota}:
+                    target = ("fill{{}}.bin" if k % 2 else os.path.join(os.environ["HOME"], "fill{{}}.bin")).format(k)
+                    k += 1
+                    try:
+                        with open(target, "wb") as fh:
+                            for _ in range(60):
+                                fh.write(b"x" * (1 << 20))
+                                fh.flush()
+                                written += 1
+                    except OSError as exc:
+                        assert exc.errno == errno.ENOSPC, exc
+                        break
+                assert {quota} - 70 <= written <= {quota}, written
+        """))
+        before.append("tests/test_hostile.py")
+        run = tenacity_env.run_tests(tree, [NODE], timeout_s=60)
+        after = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*"))
+    assert not run.refused and run.passed, (run.results, run.output[-600:])
+    assert "+quota" in run.isolation, run.isolation
+    assert after == sorted(before)
+
+
 def test_project_files_are_out_of_reach(tenacity_env, repo_root):
     """The caller's checkout (params.yaml, mlflow.db, data) is an empty directory to the run;
     the cached environment below it still works (the test imports tenacity)."""

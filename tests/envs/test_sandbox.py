@@ -167,7 +167,7 @@ def test_fallback_network_guard_says_unreachable(tmp_path):
         res.output)
 
 
-def _confined(tmp_path, code: str, readonly=()):
+def _confined(tmp_path, code: str, readonly=(), quota_mb=None):
     """Run `code` under the not-root confinement (`netns+pidns+rofs`), as whoever we are."""
     iso = probe_isolation(None, None)
     if not iso.confine_fs:
@@ -176,10 +176,43 @@ def _confined(tmp_path, code: str, readonly=()):
     for name in ("home", "tree"):
         (tmp_path / name).mkdir(exist_ok=True)
     limits = SandboxLimits(timeout_s=30, memory_mb=2048, max_processes=64, max_file_mb=8,
-                           max_output_kb=64, sandbox_user=None)
+                           max_output_kb=64, sandbox_user=None, max_tree_mb=quota_mb)
     return _run([sys.executable, "-c", code], cwd=tmp_path / "tree", home=tmp_path / "home",
                 limits=limits, path_dirs=[], python_env={}, readonly=list(readonly),
                 ident=None, iso=iso)
+
+
+def test_quota_bounds_what_the_tree_and_home_take_together(tmp_path):
+    """With a quota the tree and HOME are overlays over one tmpfs: 6 MiB in the tree and 6 in
+    HOME stop at 8 MiB in all (ENOSPC), relative writes and rewrites work inside, and the host's
+    tree is left exactly as it was."""
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "keep.txt").write_text("original")
+    res = _confined(tmp_path, """if True:
+        import os
+        print("read", open("keep.txt").read())
+        open("keep.txt", "w").write("changed")
+        print("reread", open("keep.txt").read())
+        def fill(path, mib):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                return sum(os.write(fd, b"x" * (1 << 20)) >> 20 for _ in range(mib))
+            except OSError as exc:
+                print("stopped", exc.errno)
+                return os.fstat(fd).st_size >> 20
+            finally:
+                os.close(fd)
+        written = fill("fill.bin", 6) + fill(os.path.join(os.environ["HOME"], "fill.bin"), 6)
+        print("written", written, "MiB")
+    """, quota_mb=8)
+    assert res.exit_code == 0 and res.isolation == "netns+pidns+rofs+quota", res.output
+    assert "read original" in res.output and "reread changed" in res.output, res.output
+    assert "stopped 28" in res.output, res.output  # ENOSPC
+    written = int(res.output.split("written ", 1)[1].split()[0])
+    assert 6 <= written < 8, res.output
+    assert sorted(p.name for p in (tmp_path / "tree").iterdir()) == ["keep.txt"]
+    assert (tmp_path / "tree" / "keep.txt").read_text() == "original"
+    assert not (tmp_path / "home" / "fill.bin").exists()
 
 
 def test_confined_filesystem_is_read_only_outside_tree_and_home(tmp_path):
