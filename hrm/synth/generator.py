@@ -312,6 +312,18 @@ def _stable_message(first: TestResult | None, second: TestResult | None, roots: 
     return a
 
 
+def pass_to_pass_order(baseline: list[str], seed: str) -> list[str]:
+    """The baseline's passing tests in an order fixed by `seed` (the patch's hash): PASS_TO_PASS
+    is its first tests that do not fail, so it never depends on which ones failed once."""
+    return random.Random(seed).sample(sorted(baseline), len(baseline))
+
+
+def pass_to_pass(order: list[str], failing: list[str], count: int) -> list[str]:
+    """The first `count` tests of `order` not in `failing`, sorted."""
+    failed = set(failing)
+    return sorted([n for n in order if n not in failed][:count])
+
+
 def _evaluate_in(env: RepoEnvironment, tree: Path, job: Job, mutated: str) -> dict:
     site, baseline, timing = job.site, list(job.baseline), job.timing
     (tree / site.file).write_text(mutated, encoding="utf-8")
@@ -336,10 +348,9 @@ def _evaluate_in(env: RepoEnvironment, tree: Path, job: Job, mutated: str) -> di
         return {"status": "import_error"}  # everything broke: not a targeted bug
     if _stale(job):
         return {"status": "stale"}
-    still = sorted(set(baseline) - set(failing))
     hash8 = hashlib.sha256(patch.encode()).hexdigest()[:8]
-    rng = random.Random(hash8)
-    p2p = sorted(rng.sample(still, min(_W["max_p2p"], len(still))))
+    order = pass_to_pass_order(baseline, hash8)
+    p2p = pass_to_pass(order, failing, _W["max_p2p"])
     # Confirmation, the instance's own check run twice more: with the bug FAIL_TO_PASS must
     # fail again and PASS_TO_PASS pass (this is also the first bug-side run of PASS_TO_PASS
     # tests the selection did not run); with the bug reverted all of them must pass. A test
@@ -353,7 +364,13 @@ def _evaluate_in(env: RepoEnvironment, tree: Path, job: Job, mutated: str) -> di
     failing = [n for n in failing if n not in redo or redo[n].outcome != "passed"]
     if not failing:
         return {"status": "flaky"}
-    p2p = [n for n in p2p if n in redo and redo[n].outcome == "passed"]
+    # Drawn again with the confirmed failures: a test that failed once by chance in the first
+    # run is back among the candidates, so the draw (and the count of passing tests in the
+    # statement) does not depend on it. Every test drawn ran in `again` (as a first-run failure
+    # or in the first draw).
+    p2p = [n for n in pass_to_pass(order, failing, _W["max_p2p"])
+           if n in redo and redo[n].outcome == "passed"]
+    still = sorted(set(baseline) - set(failing))
     if _stale(job):
         return {"status": "stale"}
     env.apply_patch(tree, patch, reverse=True)
