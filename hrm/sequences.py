@@ -248,7 +248,7 @@ def encode_example(tokenizer: HrmTokenizer, statement: str, regions: Sequence[Re
         if k:
             inputs.append(tokenizer.hunk_id)
             labels.append(IGNORE_INDEX)
-        pivot = swap_pivot(tokenizer, code, region.fixed_text)
+        pivot = swap_pivot(tokenizer, code, region.fixed_text, region.buggy_text)
         targets = (pivot_targets(code, pivot, tokenizer.swap_id) if pivot is not None
                    else encode_edits(code, tokenizer.encode(region.fixed_text), K))
         if targets is None:

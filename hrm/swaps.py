@@ -25,8 +25,14 @@ from collections.abc import Sequence
 from hrm.rewrites import SWAP_KINDS, Rewrite, iter_rewrites
 
 
-def token_starts(tokenizer, code: Sequence[int]) -> list[int]:
-    """Character offset at which each token of `code` starts in `tokenizer.decode(code)`."""
+def token_starts(tokenizer, code: Sequence[int], text: str | None = None) -> list[int]:
+    """Character offset at which each token of `code` starts in its decoded `text`: from the
+    tokenizer's offsets when `code` is how it encodes `text` (code cut from a file always is),
+    else by decoding every prefix."""
+    text = tokenizer.decode(list(code)) if text is None else text
+    ids, starts = tokenizer.encode_with_starts(text)
+    if ids == [int(t) for t in code]:
+        return starts
     starts, text_len = [], 0
     for i in range(len(code)):
         starts.append(text_len)
@@ -42,9 +48,10 @@ def pivot_index(starts: Sequence[int], char: int) -> int:
 class Swaps:
     """The swaps of one segment's code by pivot, found on first use (each is parsed once)."""
 
-    def __init__(self, tokenizer, code: Sequence[int]):
+    def __init__(self, tokenizer, code: Sequence[int], text: str | None = None):
+        """`text`: the decoded `code` when the caller has it (saves decoding it again)."""
         self.tokenizer, self.code = tokenizer, [int(t) for t in code]
-        self.text = tokenizer.decode(self.code)
+        self.text = tokenizer.decode(self.code) if text is None else text
         self._by_pivot: dict[int, Rewrite] | None = None
 
     @property
@@ -52,7 +59,7 @@ class Swaps:
         """Pivot token index -> the swap it applies: the first swap (in `hrm.rewrites` order)
         whose pivot falls in that token."""
         if self._by_pivot is None:
-            starts = token_starts(self.tokenizer, self.code)
+            starts = token_starts(self.tokenizer, self.code, self.text)
             self._by_pivot = {}
             for rewrite in iter_rewrites(self.text, kinds=SWAP_KINDS):
                 char = rewrite.pivot
@@ -73,15 +80,21 @@ class Swaps:
         return None if rewrite is None else rewrite.text
 
 
+_BLANKS = str.maketrans("", "", " \t\r\n\f\v")
+
+
 def _same_characters(a: str, b: str) -> bool:
-    """Whether `a` and `b` hold the same characters apart from whitespace (any swap's do)."""
-    return Counter(c for c in a if not c.isspace()) == Counter(c for c in b if not c.isspace())
+    """Whether `a` and `b` hold the same characters apart from blanks (any swap's do): checked
+    for every region of every training row and epoch, so kept to C-speed string operations."""
+    a, b = a.translate(_BLANKS), b.translate(_BLANKS)
+    return len(a) == len(b) and Counter(a) == Counter(b)
 
 
-def swap_pivot(tokenizer, code: Sequence[int], fixed_text: str) -> int | None:
+def swap_pivot(tokenizer, code: Sequence[int], fixed_text: str, buggy_text: str | None = None
+               ) -> int | None:
     """The pivot token index when `fixed_text` is a swap of the decoded `code` (`swap_text` of
-    it gives `fixed_text` back); None otherwise."""
-    return Swaps(tokenizer, code).pivot_of(fixed_text)
+    it gives `fixed_text` back); None otherwise. `buggy_text`: the decoded `code`, if known."""
+    return Swaps(tokenizer, code, buggy_text).pivot_of(fixed_text)
 
 
 def swap_text(tokenizer, code: Sequence[int], index: int) -> str | None:

@@ -86,6 +86,11 @@ class HrmTokenizer:
         """Token ids of `text`; no special token is added or recognised."""
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    def encode_with_starts(self, text: str) -> tuple[list[int], list[int]]:
+        """`encode(text)` and the character offset in `text` at which each token starts."""
+        enc = self.tokenizer.encode(text, add_special_tokens=False)
+        return enc.ids, [start for start, _ in enc.offsets]
+
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`; special ids render as their token strings (e.g. `<|hunk|>`)."""
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
