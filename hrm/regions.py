@@ -30,6 +30,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from hrm.hunks import MODULE_SCOPE, split_lines
+from hrm.safe_ast import parse
 
 Opcode = tuple[str, int, int, int, int]
 """difflib opcode over lines: (tag, fixed_lo, fixed_hi, buggy_lo, buggy_hi), 0-based, half-open."""
@@ -83,7 +84,7 @@ def units_of(source: str) -> list[Unit]:
     """The units of a module, in file order (non-overlapping). Raises RegionError if the source
     does not parse."""
     try:
-        tree = ast.parse(source)
+        tree = parse(source)
     except (SyntaxError, ValueError) as err:
         raise RegionError(f"does not parse: {err}") from None
     out: list[Unit] = []

@@ -29,6 +29,7 @@ import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
+from hrm.safe_ast import parse
 from hrm.synth.mutations import local_names, own_nodes
 
 _WRAPPER = "if 1:\n"
@@ -240,7 +241,7 @@ def _parsable_prefix(text: str, max_cut: int) -> tuple[str, ast.Module] | None:
     for cut in range(0, min(max_cut, len(lines) - 1) + 1):
         prefix = "".join(lines[: len(lines) - cut])
         try:
-            return prefix, ast.parse(prefix)
+            return prefix, parse(prefix)
         except (SyntaxError, ValueError):
             continue
     return None
@@ -279,7 +280,7 @@ def iter_rewrites(unit: str, *, max_cut: int = 40, rng: random.Random | None = N
             continue
         seen.add(new[len(head):] + rest)
         try:
-            ast.parse(new)
+            parse(new)
         except (SyntaxError, ValueError):
             continue
         pivot = min(e for _, e, _ in edits) - len(head) if kind in SWAP_KINDS else None

@@ -32,6 +32,7 @@ from hrm.eval.fragments import (
     syntax_valid,
 )
 from hrm.hunks import Hunk, apply_regions
+from hrm.safe_ast import compile_source
 
 
 @dataclass(frozen=True)
@@ -118,9 +119,8 @@ def _parse_module(source: str, flags: int = 0) -> ast.Module | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # untrusted model output: its warnings are noise
         try:
-            tree = compile(source, "<hrm-file>", "exec", ast.PyCF_ONLY_AST | flags,
-                           dont_inherit=True)
-            compile(tree, "<hrm-file>", "exec", flags, dont_inherit=True)
+            tree = compile_source(source, "<hrm-file>", "exec", ast.PyCF_ONLY_AST | flags)
+            compile_source(tree, "<hrm-file>", "exec", flags)
         except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
             return None
     return tree

@@ -20,6 +20,8 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
+from hrm.safe_ast import compile_source, parse
+
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = set(_OPEN.values())
 
@@ -199,7 +201,7 @@ def compiles(source: str) -> bool:
         # are not the evaluation's to print.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            compile(source, "<hrm-fragment>", "exec", dont_inherit=True)
+            compile_source(source, "<hrm-fragment>", "exec")
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
         return False
     return True
@@ -210,7 +212,7 @@ def normalized_ast(source: str) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tree = ast.parse(source)
+            tree = parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
         return None
     return ast.dump(tree, annotate_fields=True, include_attributes=False)

@@ -98,7 +98,9 @@ def test_a_clean_candidate_keeps_its_copy(worker):
 
 def test_files_written_by_a_sandboxed_test_run_are_discarded(worker):
     """End to end: the mutated module itself, imported by the sandboxed test run, writes an
-    untracked and an ignored file into the copy and rewrites another tracked file."""
+    untracked and an ignored file into the copy and rewrites another tracked file. Under the
+    disk quota (envs.max_tree_mb) none of it reaches the copy; with the writes kept (the
+    baseline's mode) the worker's release puts the copy back."""
     env, site, source = worker
     tree = gen._worker_tree(env)
     other = _other_tracked(env, site)
@@ -110,9 +112,13 @@ def test_files_written_by_a_sandboxed_test_run_are_discarded(worker):
         f"open(_os.path.join(_root, {other!r}), 'a').write('# touched\\n')\n"
     )
     (tree / site.file).write_text(hostile, encoding="utf-8")
-    run = env.run_tests(tree, ["tests/test_tenacity.py::TestRetryConditions::test_retry_all"],
-                        timeout_s=30)
-    assert run.started, run.output[-500:]
+    node = ["tests/test_tenacity.py::TestRetryConditions::test_retry_all"]
+    run = env.run_tests(tree, node, timeout_s=30)
+    assert run.started and "+quota" in run.isolation, run.output[-500:]
+    assert not (tree / "leak.txt").exists() and not (tree / "tenacity" / "leak.pyc").exists()
+    assert "# touched" not in (tree / other).read_text()
+    run = env.run_tests(tree, node, timeout_s=30, keep_writes=True)
+    assert run.started and "+quota" not in run.isolation, run.output[-500:]
     assert (tree / "leak.txt").exists() and (tree / "tenacity" / "leak.pyc").exists(), \
         run.output[-500:]
     gen._release_tree(env, tree, site, source)
