@@ -284,8 +284,10 @@ class ImageEnvironment:
     def diff(self, tree: Path) -> str:
         return git_diff(tree)
 
-    def run_tests(self, tree: Path, node_ids: list[str], timeout_s: float | None = None
-                  ) -> TestRun:
+    def run_tests(self, tree: Path, node_ids: list[str], timeout_s: float | None = None,
+                  *, keep_writes: bool = False) -> TestRun:
+        # The container mounts the tree read-write: its writes are always kept, and
+        # envs.max_tree_mb does not apply (docs/envs.md, "Disk quota").
         limits = limits_from(self.cfg, timeout_s)
         home = Path(tempfile.mkdtemp(prefix="hrm-img-run-"))
         name = f"hrm-run-{uuid.uuid4().hex[:12]}"

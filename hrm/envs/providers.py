@@ -54,9 +54,11 @@ class Environment(Protocol):
         """`git diff` of a `git=True` working copy against the pristine tree."""
         ...
 
-    def run_tests(self, tree: Path, node_ids: list[str], timeout_s: float | None = None
-                  ) -> TestRun:
-        """Run pytest node ids on a working copy, confined; structured per-test outcomes."""
+    def run_tests(self, tree: Path, node_ids: list[str], timeout_s: float | None = None,
+                  *, keep_writes: bool = False) -> TestRun:
+        """Run pytest node ids on a working copy, confined; structured per-test outcomes.
+        `keep_writes`: what the run writes in the tree stays there (else it may be discarded,
+        under a quota: `envs.max_tree_mb`)."""
         ...
 
 
@@ -98,12 +100,32 @@ def commit_pristine(tree: Path, repo_id: str) -> None:
                 cwd=tree, repo_id=repo_id, what="git commit")
 
 
+def extract_tar(tf: tarfile.TarFile, dest: str, repo_id: str) -> None:
+    """Extract an sdist's tar into `dest`, refusing what could land outside it: the `data`
+    filter where this Python has extraction filters (3.10.12+, 3.11.4+, 3.12), else the same
+    refusals by hand: absolute or `..` names, links, devices and other special members (an
+    sdist holds only files and directories), and no set-id or group/other-write bits."""
+    if hasattr(tarfile, "data_filter"):
+        tf.extractall(dest, filter="data")
+        return
+    members = tf.getmembers()
+    for m in members:
+        parts = Path(m.name).parts
+        if Path(m.name).is_absolute() or ".." in parts:
+            raise EnvironmentUnavailable(repo_id, f"sdist member {m.name!r} leaves the tree")
+        if not (m.isfile() or m.isdir()):
+            raise EnvironmentUnavailable(
+                repo_id, f"sdist member {m.name!r} is a link or special file (refused)")
+        m.mode &= 0o755
+    tf.extractall(dest, members=members)
+
+
 def _unpack(archive: Path, dest: Path, repo_id: str) -> None:
     """Unpack an sdist into `dest`, stripping its single top-level directory."""
     with tempfile.TemporaryDirectory() as tmp:
         if archive.name.endswith((".tar.gz", ".tgz", ".tar.bz2", ".tar")):
             with tarfile.open(archive) as tf:
-                tf.extractall(tmp, filter="data")  # 'data' refuses links/paths escaping tmp
+                extract_tar(tf, tmp, repo_id)
         elif archive.suffix == ".zip":
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(tmp)
