@@ -42,7 +42,7 @@ Every run gets:
   `+quota`; `confine_fs.py`);
 - `pass_fds` (the report and key pipes, `hrm.envs.report_channel`) stay open in the child.
 
-`isolation` in the result names what was in force: `uid+netns+pidns+ro` (root),
+`isolation` in the result names what was in force: `uid+netns+pidns+rofs` (root),
 `netns+pidns+rofs` (not root, namespaces), `sitecustomize-net+unconfined-fs` (neither).
 """
 
@@ -148,8 +148,9 @@ class Isolation:
     """Prefix command (empty: none available)."""
     label: str
     confine_fs: bool = False
-    """Not dropping to another uid, but namespaces work: each run makes the filesystem
-    read-only outside its tree and HOME (`confine_fs.py --all-readonly`)."""
+    """Namespaces work: each run makes the filesystem read-only outside its tree and HOME
+    (`confine_fs.py --all-readonly`), whether or not it also drops to another uid (a leased
+    uid could still write world-writable directories such as /tmp)."""
 
     @property
     def fs_confined(self) -> bool:
@@ -288,7 +289,9 @@ def _probe(candidates, probe_dir: str, uid: int | None, gid: int | None) -> Isol
             except (OSError, subprocess.SubprocessError):
                 ok = False
             if ok:
-                if uid is not None:
+                if uid is not None:  # the leased uid could still write world-writable dirs
+                    if "pidns" in label:
+                        return Isolation(uid, gid, prefix, "uid+netns+pidns+rofs", confine_fs=True)
                     return Isolation(uid, gid, prefix, "uid+" + label)
                 if "pidns" in label:  # no uid to drop to: confine the filesystem instead
                     return Isolation(None, None, prefix, "netns+pidns+rofs", confine_fs=True)

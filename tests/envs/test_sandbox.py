@@ -49,8 +49,8 @@ def test_isolation_is_namespaces_here(envs_cfg):
         pytest.skip(f"unprivileged user namespaces are refused on this host ({refused}): runs "
                     f"use the weaker fallback `{label}`, which the other tests here exercise")
     # Where unprivileged user namespaces work the strong path must be in force.
-    if ident is not None:  # root: drop to a leased uid, cache bind-mounted read-only
-        assert label == "uid+netns+pidns+ro", label
+    if ident is not None:  # root: drop to a leased uid, and the filesystem read-only as well
+        assert label == "uid+netns+pidns+rofs", label
     else:  # not root: the whole filesystem read-only outside the tree and HOME
         assert label == "netns+pidns+rofs", label
 
@@ -111,7 +111,8 @@ def test_writes_outside_the_tree_fail(tenacity_env, envs_cfg, repo_root, cache_h
     in_home = Path.home() / f"hostile-{uuid.uuid4().hex}.txt"
     target_src = tenacity_env.pristine / "tenacity" / "__init__.py"
     site = next((tenacity_env.root / "venv" / "lib").glob("python3*/site-packages"))
-    paths = [str(outside), str(in_home), str(target_src), str(site / "evil.pth")]
+    world = [Path(d) / f"hostile-{uuid.uuid4().hex}.txt" for d in ("/tmp", "/var/tmp")]
+    paths = [str(outside), str(in_home), str(target_src), str(site / "evil.pth"), *map(str, world)]
     run, _, _ = _hostile(tenacity_env, f"""
         import os, subprocess
 
@@ -137,6 +138,7 @@ def test_writes_outside_the_tree_fail(tenacity_env, envs_cfg, repo_root, cache_h
     assert outcome.outcome == "failed" and "every write outside the tree was refused" in (
         outcome.message)
     assert not outside.exists() and not in_home.exists()
+    assert not any(p.exists() for p in world)  # world-writable, yet refused (root's uid too)
     assert tree_hash(tenacity_env.root) == cache_hash_before
 
 
