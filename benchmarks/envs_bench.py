@@ -1,7 +1,10 @@
 """Environment benchmark (not run by the suite): build time, per-run test time, and the
 all-rows check of the real sample (README: 54 of 56 tenacity rows apply and are valid).
+`--quota-ab N`: instead, N alternated runs of two tests with the disk quota's overlay and
+without it (`keep_writes`), their median and fastest times side by side.
 
     .venv/bin/python benchmarks/envs_bench.py [--rebuild] [--sample ../shared/data/swe-smith/sample.jsonl]
+    .venv/bin/python benchmarks/envs_bench.py --quota-ab 16
 """
 
 from __future__ import annotations
@@ -26,8 +29,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rebuild", action="store_true", help="delete the cached env first")
     ap.add_argument("--sample", default="../shared/data/swe-smith/sample.jsonl")
+    ap.add_argument("--quota-ab", type=int, default=0, metavar="N")
     args = ap.parse_args()
     cfg = load_params().envs
+    if args.quota_ab:
+        print(json.dumps(quota_ab(get_environment(REPO, cfg), args.quota_ab), indent=2))
+        return
     if args.rebuild:
         shutil.rmtree(Path(cfg.cache_dir) / slug(REPO), ignore_errors=True)
     t = time.monotonic()
@@ -52,6 +59,26 @@ def main() -> None:
         "per_run_max_s": round(max(runs), 2) if runs else None,
         "not_valid": [(c.instance_id, c.status) for c in report.checks if c.status != "valid"],
     }, indent=2))
+
+
+def quota_ab(env, n: int) -> dict:
+    """Seconds per run of two quick tests, alternating the quota's overlay and none."""
+    ids = ["tests/test_tenacity.py::TestWaitConditions::test_incrementing_sleep",
+           "tests/test_tenacity.py::TestStopConditions::test_stop_after_attempt"]
+    times: dict[str, list[float]] = {"quota": [], "no quota (keep_writes)": []}
+    labels = {}
+    with env.working_copy() as tree:
+        for k in range(n):
+            keep = bool(k % 2)
+            t = time.monotonic()
+            run = env.run_tests(tree, ids, keep_writes=keep)
+            name = "no quota (keep_writes)" if keep else "quota"
+            times[name].append(time.monotonic() - t)
+            labels[name] = run.isolation
+            if not run.passed:
+                raise SystemExit(f"the two tests did not pass: {run.output[-500:]}")
+    return {name: {"median_s": round(statistics.median(ts), 3), "min_s": round(min(ts), 3),
+                   "runs": len(ts), "isolation": labels[name]} for name, ts in times.items()}
 
 
 if __name__ == "__main__":
