@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -603,8 +603,16 @@ def decode_segments(tokenizer: HrmTokenizer, inputs: np.ndarray, segments: Seque
     """Per segment, the code after replacing each position in `outputs` (row position -> output
     tokens; positions not given keep their token). Raises ValueError for an output id outside
     the vocabulary: model output is untrusted."""
+    return decode_with_swaps(tokenizer, inputs, segments, outputs)[0]
+
+
+def decode_with_swaps(tokenizer: HrmTokenizer, inputs: np.ndarray, segments: Sequence[Sequence[int]],
+                      outputs: dict[int, Sequence[int]]) -> tuple[list[str], set[int]]:
+    """`decode_segments`, and the row positions whose `<|swap|>` was applied as a swap (an edit,
+    not a token: `special_tokens_in` leaves them out)."""
     vocab = tokenizer.vocab_size
-    texts = []
+    texts: list[str] = []
+    applied: set[int] = set()
     for anchor, n in segments:
         code = [int(t) for t in inputs[anchor + 1: anchor + 1 + n]]
         local = {}
@@ -615,8 +623,10 @@ def decode_segments(tokenizer: HrmTokenizer, inputs: np.ndarray, segments: Seque
                         raise ValueError(f"token id {t} outside the vocabulary [0, {vocab})")
                 local[pos - anchor] = out
         swapped = applied_swap(tokenizer, code, local)
+        if swapped is not None:
+            applied |= {anchor + p for p in local}
         texts.append(swapped if swapped is not None else tokenizer.decode(apply_outputs(code, local)))
-    return texts
+    return texts, applied
 
 
 def applied_swap(tokenizer: HrmTokenizer, code: Sequence[int], local: dict[int, Sequence[int]]
@@ -633,17 +643,9 @@ def applied_swap(tokenizer: HrmTokenizer, code: Sequence[int], local: dict[int, 
 
 
 def special_tokens_in(tokenizer: HrmTokenizer, outputs: dict[int, Sequence[int]],
-                      inputs: np.ndarray | None = None, segments: Sequence[Sequence[int]] = ()
-                      ) -> list[str]:
-    """Names of special tokens a prediction's outputs hold (a fix never contains one); a swap
-    marker that `decode_segments` applies (given the row's `inputs` and `segments`) is an edit,
-    not a token, and is not counted."""
+                      applied: Collection[int] = ()) -> list[str]:
+    """Names of special tokens a prediction's outputs hold (a fix never contains one), except at
+    `applied` positions, whose swap marker was applied as a swap (`decode_with_swaps`)."""
     names = {v: k for k, v in tokenizer.special_ids.items()}
-    applied: set[int] = set()
-    for anchor, n in segments if inputs is not None else ():
-        local = {p - anchor: o for p, o in outputs.items() if anchor <= p <= anchor + n}
-        code = [int(t) for t in inputs[anchor + 1: anchor + 1 + n]]
-        if applied_swap(tokenizer, code, local) is not None:
-            applied |= {anchor + p for p in local}
     return [names[int(t)] for p, out in outputs.items() if p not in applied
             for t in out if int(t) in names]

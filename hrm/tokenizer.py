@@ -39,7 +39,7 @@ PAD, BOS, EOS, SEP, HUNK, MASK, UNK, SWAP = (
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, SEP, HUNK, MASK, UNK, SWAP)
 """Ids 0..7 in this order: pad, bos, eos, sep (statement/code), hunk separator, mask, unk, swap
 (the label of a swap's pivot token, `hrm.swaps`)."""
-SPECIAL_NAMES: tuple[str, ...] = ("pad", "bos", "eos", "sep", "hunk", "mask", "unk", "swap")
+SPECIAL_NAMES: tuple[str, ...] = tuple(t.removeprefix("<|").removesuffix("|>") for t in SPECIAL_TOKENS)
 """The special tokens' short names, in id order (`HrmTokenizer.<name>_id`)."""
 
 HUNK_SEPARATOR = HUNK

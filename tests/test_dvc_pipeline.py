@@ -74,9 +74,12 @@ builtins.__import__ = _recording_import
 
 @atexit.register
 def _dump():
+    # Written whole or not at all: a worker killed while it exits (a pool's terminate) once
+    # left an empty log that failed the read.
     path = os.path.join(os.environ["HRM_IMPORT_LOG"], f"{os.getpid()}.json")
-    with open(path, "w") as fh:
+    with open(path + ".part", "w") as fh:
         json.dump({"argv": sys.argv[1:], "edges": sorted(_edges)}, fh)
+    os.replace(path + ".part", path)
 """
 """A sitecustomize.py: every `import` of an `hrm` module, as (importing module, imported module),
 written per process at exit (the lazy imports inside functions included)."""

@@ -24,10 +24,10 @@ def decode_prediction(tokenizer, inputs, segments, outputs: Mapping[int, Sequenc
     """The segment texts after `outputs` (`hrm.sequences.decode_segments`), keeping the names of
     special tokens found in them (the mask token only counts where it is not a deletion, i.e.
     never: a deletion is an empty output)."""
-    from hrm.sequences import decode_segments, special_tokens_in
+    from hrm.sequences import decode_with_swaps, special_tokens_in
 
-    return Decoded(decode_segments(tokenizer, inputs, segments, dict(outputs)),
-                   special_tokens_in(tokenizer, outputs, inputs, segments))
+    texts, applied = decode_with_swaps(tokenizer, inputs, segments, dict(outputs))
+    return Decoded(texts, special_tokens_in(tokenizer, outputs, applied))
 
 
 def special_tokens_of(hunks: Sequence[str]) -> tuple[str, ...]:

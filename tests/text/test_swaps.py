@@ -12,6 +12,7 @@ from hrm.regions import bug_regions
 from hrm.rewrites import SWAP_KINDS, rewrites
 from hrm.sequences import (
     decode_segments,
+    decode_with_swaps,
     encode_example,
     label_outputs,
     pack,
@@ -81,7 +82,9 @@ def test_a_swapped_fix_is_one_label_and_decodes_exactly(tok, budgets):
     assert out == (tok.swap_id,) and tok.decode([int(inputs[pos])]).strip() == "-"
     assert int(np.sum(labels == tok.swap_id)) == 1
     assert decode_segments(tok, inputs, enc.segments, outputs) == [FIXED]
-    assert special_tokens_in(tok, outputs, inputs, enc.segments) == []
+    texts, applied = decode_with_swaps(tok, inputs, enc.segments, outputs)
+    assert texts == [FIXED] and applied == {pos}
+    assert special_tokens_in(tok, outputs, applied) == []
     # the rewrites evaluation scores hold the fix in exactly the label's form
     assert ("operands", outputs) in rewrite_outputs(tok, inputs, enc.segments, budgets["roomy"].slots)
 
@@ -95,11 +98,13 @@ def test_a_misplaced_or_mixed_swap_marker_is_not_code(tok, budgets):
     wrong = {not_pivot: (tok.swap_id,)}
     (text,) = decode_segments(tok, inputs, enc.segments, wrong)
     assert "<|swap|>" in text
-    assert special_tokens_in(tok, wrong, inputs, enc.segments) == ["swap"]
+    assert decode_with_swaps(tok, inputs, enc.segments, wrong)[1] == set()
+    assert special_tokens_in(tok, wrong, set()) == ["swap"]
     mixed = {pivot: (tok.swap_id,), anchor + n: ()}  # the swap and a deletion in one segment
-    assert special_tokens_in(tok, mixed, inputs, enc.segments) == ["swap"]
+    texts, applied = decode_with_swaps(tok, inputs, enc.segments, mixed)
+    assert applied == set() and special_tokens_in(tok, mixed, applied) == ["swap"]
     assert "<|swap|>" in decode_segments(tok, inputs, enc.segments, mixed)[0]
-    # without the row, every marker counts (the caller cannot tell a pivot)
+    # a marker not known to be applied counts
     assert special_tokens_in(tok, {pivot: (tok.swap_id,)}) == ["swap"]
 
 
