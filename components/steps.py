@@ -232,6 +232,26 @@ def train_phase(
     log_metrics_file(summary, os.path.join(model.path, "summary.json"))
 
 
+@dsl.component(base_image=GPU_IMAGE, **_COMMON)
+def train_control(
+    params: str,
+    profile: str,
+    tracking_uri: str,
+    pipeline_run: str,
+    sequences_dir: Input[Dataset],
+    tokenizer_dir: Input[Artifact],
+    control: Output[Model],
+) -> None:
+    """The reverse-learning control: every phase with the feedback path off, same data, seed
+    and steps (only its record when `train.reverse_control` is off). Stage `train_control`; it
+    runs beside the model's training."""
+    from components.runtime import task_params
+    from hrm.train.control import train_control as run_control
+
+    cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
+    run_control(cfg, sequences_dir.path, tokenizer_dir.path, control.path)
+
+
 @dsl.component(base_image=BASE_IMAGE, **_COMMON)
 def evaluate(
     params: str,
@@ -240,6 +260,7 @@ def evaluate(
     pipeline_run: str,
     split: str,
     model: Input[Model],
+    control: Input[Model],
     tokenizer_dir: Input[Artifact],
     sequences_dir: Input[Dataset],
     validated: Input[Dataset],
@@ -247,7 +268,8 @@ def evaluate(
     metrics: Output[Metrics],
     report: Output[Markdown],
 ) -> None:
-    """Metrics, baselines, SWE-search and the reverse-learning ablation on one split.
+    """Metrics, baselines, SWE-search and the paired reverse-learning ablation (against
+    `control`) on one split.
 
     Stage `evaluate@<split>`.
     """
@@ -259,7 +281,8 @@ def evaluate(
     cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
     run_evaluate(cfg, os.path.join(model.path, "checkpoints"), tokenizer_dir.path,
                  sequences_dir.path, split, evaluation.path,
-                 instances_path=os.path.join(validated.path, "instances.jsonl"))
+                 instances_path=os.path.join(validated.path, "instances.jsonl"),
+                 control_dir=control.path)
     log_metrics_file(metrics, os.path.join(evaluation.path, "metrics.json"))
     publish_text(os.path.join(evaluation.path, "report.md"), report)
 

@@ -2,6 +2,7 @@
 
     params -> ingest -> validate -> split -> corpus -> tokenizer -> sequences
       -> train(foundation) -> train(optimisation) -> train(refinement)
+         and beside them train_control (the reverse-learning control)
       -> evaluate(val), evaluate(test) -> gate -> If(verdict == "promote") promote / Else flag
 
 The DAG's shape (which phases, which evaluation splits) is fixed when it is compiled, from the
@@ -43,6 +44,7 @@ STAGE_OF_TASK: dict[str, str | None] = {
     "tokenizer": "tokenizer",
     "sequences": "sequences",
     **{f"train_{phase}": f"train_{phase}" for phase in PHASES},
+    "train_control": "train_control",
     **{f"evaluate@{split}": f"evaluate@{split}" for split in EVAL_SPLITS},
     "gate": "gate",
     "promote": "gate",
@@ -153,10 +155,17 @@ def build_pipeline(params_path: str | Path = "params.yaml") -> Callable:
             trained[phase] = task
             previous = task
         final = trained[PHASES[-1]]
+        ctl = steps.train_control(**ctx, sequences_dir=seq.outputs["sequences_dir"],
+                                  tokenizer_dir=tok.outputs["tokenizer_dir"])
+        ctl.set_display_name("train_control")
+        _apply(ctl, resources.TRAIN, cache=False)
+        ctl.set_accelerator_type(resources.GPU_RESOURCE)
+        ctl.set_accelerator_limit(1)
 
         evals = {}
         for split_name in EVAL_SPLITS:
             ev = steps.evaluate(**ctx, split=split_name, model=final.outputs["model"],
+                                control=ctl.outputs["control"],
                                 tokenizer_dir=tok.outputs["tokenizer_dir"],
                                 sequences_dir=seq.outputs["sequences_dir"], validated=validated)
             _apply(ev.set_display_name(f"evaluate@{split_name}"), resources.EVAL, cache=False)

@@ -82,7 +82,8 @@ TENACITY = "swesmith/jd__tenacity.0d40e76f"
 
 PIPELINE_STEP_RUNS = sorted([
     "validate", "split", "corpus", "tokenizer", "sequences", "train:foundation",
-    "train:optimisation", "train:refinement", "evaluate:val", "evaluate:test", "gate"])
+    "train:optimisation", "train:refinement", "train:control:foundation",
+    "train:control:optimisation", "train:control:refinement", "evaluate:val", "evaluate:test", "gate"])
 """The MLflow step runs one pipeline run leaves under its parent, whoever runs it (`dvc repro`
 or KFP); the registry's own step (`gate-promote` / `gate-flag`) is apart: DVC's gate stage acts
 on the registry inside its `gate` run, KFP's promote/flag task opens its own."""

@@ -228,7 +228,22 @@ def test_repro_runs_every_stage_then_nothing(step_runs, project: Path):
     assert any(s == "train" for i, s in splits.items() if repo_of[i] not in held)
     summary = json.loads((project / "artifacts/validated/summary.json").read_text())
     assert summary["quarantined"] == 0 and summary["valid"] >= MIN_GENERATED
+    # The paired reverse-learning ablation: the control ran the model's steps, and val pairs
+    # every row's losses.
+    control = json.loads((project / "artifacts/train/control/control.json").read_text())
+    assert control["trained"] and control["steps"] == {
+        phase: json.loads((project / f"artifacts/train/{phase}/summary.json").read_text())["phase_steps"]
+        for phase in ("foundation", "optimisation", "refinement")}
+    val = json.loads((project / "artifacts/eval/val/metrics.json").read_text())
+    lower, higher = val["reverse_learning_rows_lower"], val["reverse_learning_rows_higher"]
+    assert lower + higher <= val["rows"] and 0 < val["reverse_learning_p_value"] <= 1
+    assert val["reverse_learning_integration"] == pytest.approx(
+        (lower + (val["rows"] - lower - higher) / 2) / val["rows"])
+    assert "not_measured" not in val
     gate = json.loads((project / "artifacts/gate/gate.json").read_text())
+    ablation = next(r for r in gate["criteria"] if r["metric"] == "reverse_learning_integration")
+    assert f"sign test p = {val['reverse_learning_p_value']:.3g}" in ablation["note"]
+    assert "## Reverse-learning ablation (`val`)" in (project / "artifacts/gate/report.md").read_text()
     # The verdict follows from the per-criterion table (the tiny model cannot meet the plan).
     assert gate["verdict"] == "FLAG", gate
     assert len(gate["criteria"]) == 6 and gate["failing"]
@@ -292,6 +307,9 @@ def test_one_phase_change_makes_only_that_phase_stale(project: Path):
             params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
             # training stages only: the gate reads every phase (epoch counts) and reruns anyway
             changed = {s for s in params_changed() - before if s.startswith("train_")}
+            # the reverse-learning control trains every phase: any change reruns it
+            assert "train_control" in changed, (stage, changed)
+            changed.discard("train_control")
             if stage == "train_foundation":  # a shared field: every phase reruns
                 assert {"train_foundation", "train_optimisation", "train_refinement"} <= changed
             else:
@@ -322,7 +340,11 @@ def test_training_stages_track_every_shared_train_field(repo_root: Path):
     added to params.yaml's train section must be tracked by every training stage."""
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())
     stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
-    shared = {f"train.{k}" for k in raw["train"] if k != "phases"}
+    # reverse_control only says whether the control stage trains (it tracks all of `train`)
+    shared = {f"train.{k}" for k in raw["train"] if k not in ("phases", "reverse_control")}
+    assert "train" in stages["train_control"]["params"]
+    assert all("train.reverse_control" not in stages[f"train_{p['name']}"]["params"]
+               for p in raw["train"]["phases"])
     for idx, phase in enumerate(raw["train"]["phases"]):
         tracked = set(stages[f"train_{phase['name']}"]["params"])
         assert shared <= tracked, sorted(shared - tracked)

@@ -24,6 +24,10 @@ def register(app: typer.Typer) -> None:
             help="Validated instances (patches, tests) for the execution tier."),
         no_instances: bool = typer.Option(False, "--no-instances",
                                           help="Skip the execution tier (reported per row)."),
+        control: Path | None = typer.Option(
+            None, "--control", help="The reverse-learning control (`hrm train-control --out`): "
+            "reverse_learning_integration compares the model with it; without, the metric is "
+            "not measured."),
         params_path: Path = ParamsPath,
         profile: str | None = Profile,
     ) -> None:
@@ -32,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
         params = load(params_path, profile)
         metrics = evaluate(params, checkpoint, tokenizer, sequences, split, out,
-                           None if no_instances else instances)
+                           None if no_instances else instances, control_dir=control)
         typer.echo(f"{split}: " + ", ".join(
             f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)
             and k in ("exact_accuracy", "resolved_rate", "resolved_after_search", "token_accuracy_all")))

@@ -38,3 +38,23 @@ def register(app: typer.Typer) -> None:
         s = result.summary
         typer.echo(f"phase {phase}: {len(result.history)} epochs, loss={s.get('loss')}, "
                    f"token_accuracy={s.get('token_accuracy')}, checkpoint={result.checkpoint}")
+
+    @app.command("train-control")
+    def train_control(
+        sequences: Path = typer.Option(..., "--sequences", help="Directory written by `hrm sequences build`."),
+        tokenizer: Path = typer.Option(..., "--tokenizer", help="Tokenizer directory (fingerprinted)."),
+        out: Path = typer.Option(..., "--out", help="Control directory (one subdirectory per phase)."),
+        track: bool = typer.Option(True, "--track/--no-track", help="Log to MLflow."),
+        params_path: Path = options.ParamsPath,
+        profile: str = options.Profile,
+    ) -> None:
+        """Train the reverse-learning control: every phase, feedback path off, same data, seed
+        and steps; writes control.json (and nothing else when `train.reverse_control` is off)."""
+        from hrm.train.control import train_control as run_control
+
+        params = options.load(params_path, profile)
+        record = run_control(params, sequences, tokenizer, out, track=track)
+        if record.trained:
+            typer.echo(f"control: {record.steps} steps, checkpoint={out / record.checkpoint}")
+        else:
+            typer.echo(f"control: not trained: {record.reason}")

@@ -27,6 +27,8 @@ METRIC_NAMES: tuple[str, ...] = (
     "swe_search_efficiency",
     "greedy_pass_rate",
     "reverse_learning_integration",
+    "reverse_learning_p_value",
+    "reverse_gate_off_share",
     "reverse_integration_gate",
     "reverse_planning_refinement",
     # counts and companions written alongside (definitions in docs/metrics.md)
@@ -43,12 +45,16 @@ METRIC_NAMES: tuple[str, ...] = (
     "swe_search_rows_static",
     "held_out_repo_exact_accuracy",
     "held_out_repo_rows",
+    "reverse_learning_rows_lower",
+    "reverse_learning_rows_higher",
+    "reverse_learning_control_loss",
 )
 
 _RATES = ("token_accuracy_all", "exact_accuracy", "edit_accuracy", "code_syntax_validity",
           "code_compilation_success", "code_ast_match", "resolved_rate", "code_tiered_accuracy",
           "q_halt_accuracy", "swe_search_score", "swe_search_convergence_rate", "greedy_pass_rate",
-          "reverse_learning_integration", "reverse_integration_gate", "q_halt_balanced_accuracy",
+          "reverse_learning_integration", "reverse_learning_p_value", "reverse_gate_off_share",
+          "reverse_integration_gate", "q_halt_balanced_accuracy",
           "location_accuracy", "resolved_after_search", "exact_after_search", "fix_in_search_candidates",
           "held_out_repo_exact_accuracy")
 

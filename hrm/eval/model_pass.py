@@ -9,15 +9,21 @@ Definitions:
   at the labelled insertions). From the final ACT segment each row ran; micro average over the
   split. Always softmax, whatever `model.loss` trained the model, so checkpoints compare.
 - `act_mean_steps`: mean number of ACT segments run per row.
-- `reverse_learning_integration`: share of rows whose mean per-position loss is lower with the
-  feedback than with the gate forced to 0; ties count half (0.5 = no effect). Null when the
-  model has no feedback path.
+- `reverse_learning_integration` (`paired_control_metrics`): the paired ablation. Share of rows
+  whose mean per-position loss under the model is lower than under the control model (trained
+  with the feedback path off on the same data, seed and steps: `hrm.train.control`); ties count
+  half (0.5 = no effect). `reverse_learning_p_value`: two-sided exact sign test over the rows
+  that are not ties. Null when no control was trained.
+- `reverse_gate_off_share`: share of rows whose loss is lower with the feedback than with its
+  gate forced to 0 in the same trained model: how much the model leans on the path it was
+  trained with (about 1 for any trained component), not whether training with it helped.
 - `reverse_integration_gate`: mean sigmoid gate value of the feedback path (row-weighted).
 - `reverse_planning_refinement`: mean ||feedback|| / ||z_H|| over the segments run.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,14 +129,66 @@ def _weighted(values: list[tuple[float, int]]) -> float | None:
     return sum(v * w for v, w in values) / total if total else None
 
 
-def integration_share(with_feedback: np.ndarray, gate_off: np.ndarray) -> float:
-    """Share of rows whose loss is lower with feedback than without; ties count half."""
-    if with_feedback.shape != gate_off.shape or with_feedback.size == 0:
+def _compare(with_feedback: np.ndarray, without: np.ndarray) -> tuple[int, int, int]:
+    """(rows lower with feedback, rows higher, ties) of two per-row loss arrays."""
+    if with_feedback.shape != without.shape or with_feedback.size == 0:
         raise ValueError("need the same non-empty rows with and without feedback")
     # Equal within float noise counts as a tie, not as a win for either side.
-    tie = np.isclose(with_feedback, gate_off, rtol=1e-7, atol=1e-9)
-    lower = (with_feedback < gate_off) & ~tie
-    return float((lower.sum() + 0.5 * tie.sum()) / with_feedback.size)
+    tie = np.isclose(with_feedback, without, rtol=1e-7, atol=1e-9)
+    lower = int(((with_feedback < without) & ~tie).sum())
+    return lower, int(tie.size - tie.sum()) - lower, int(tie.sum())
+
+
+def integration_share(with_feedback: np.ndarray, without: np.ndarray) -> float:
+    """Share of rows whose loss is lower with feedback than without; ties count half."""
+    lower, _, ties = _compare(with_feedback, without)
+    return (lower + 0.5 * ties) / with_feedback.size
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: the chance under "no effect" (each untied row a fair coin) of
+    a split at least as uneven as wins : losses. 1.0 when there is nothing to test."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def run_loss_pass(model, split, *, batch_size: int, halt_on_q: bool) -> np.ndarray:
+    """[N] summed per-position loss of each row of a loaded split under `model` (as
+    `run_model_pass` computes it, without the proposals)."""
+    import torch
+
+    from hrm.model.inference import run_inference
+
+    out = []
+    for start in range(0, len(split), batch_size):
+        stop = min(start + batch_size, len(split))
+        x = torch.as_tensor(split.inputs[start:stop])
+        res = run_inference(model, x, halt_on_q=halt_on_q)
+        out.append(row_losses(model, res, x, split.labels[start:stop], split.inserts[start:stop],
+                              split.meta.ignore_index))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+PAIRED_METRICS = ("reverse_learning_integration", "reverse_learning_p_value", "reverse_learning_rows_lower",
+                  "reverse_learning_rows_higher", "reverse_learning_control_loss")
+"""What `paired_control_metrics` gives (null without a control model)."""
+
+
+def paired_control_metrics(mp: ModelPass, control_loss_sum: np.ndarray) -> dict[str, float]:
+    """The paired reverse-learning ablation: the model's per-row losses against the control's."""
+    positions = mp.row_positions.clip(min=1)
+    model_loss, control_loss = mp.row_loss_sum / positions, control_loss_sum / positions
+    lower, higher, ties = _compare(model_loss, control_loss)
+    return {
+        "reverse_learning_integration": (lower + 0.5 * ties) / model_loss.size,
+        "reverse_learning_p_value": sign_test_p(lower, higher),
+        "reverse_learning_rows_lower": float(lower),
+        "reverse_learning_rows_higher": float(higher),
+        "reverse_learning_control_loss": float(control_loss_sum.sum() / max(mp.row_positions.sum(), 1)),
+    }
 
 
 def pass_metrics(mp: ModelPass) -> dict[str, float | None]:
@@ -139,12 +197,13 @@ def pass_metrics(mp: ModelPass) -> dict[str, float | None]:
     out: dict[str, float | None] = {
         "loss": float(mp.row_loss_sum.sum() / max(mp.row_positions.sum(), 1)),
         "act_mean_steps": float(mp.steps.mean()) if mp.steps.size else None,
-        "reverse_learning_integration": None,
+        **dict.fromkeys(PAIRED_METRICS),
+        "reverse_gate_off_share": None,
         "reverse_integration_gate": None,
         "reverse_planning_refinement": None,
     }
     if mp.ablation_loss_sum is not None:
-        out["reverse_learning_integration"] = integration_share(
+        out["reverse_gate_off_share"] = integration_share(
             mp.row_loss_sum / positions, mp.ablation_loss_sum / positions)
         out["reverse_integration_gate"] = _weighted(mp.gate_means)
         out["reverse_planning_refinement"] = _weighted(mp.feedback_ratios)

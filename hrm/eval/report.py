@@ -77,12 +77,27 @@ def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str
         lines.append("Not applicable: the model has no L->H feedback path "
                      "(model.reverse_feedback false).")
     else:
-        lines += ["| metric | value |", "|---|---|"] + [
+        share = metrics.get("reverse_learning_integration")
+        if share is None:
+            why = (metrics.get("not_measured") or {}).get("reverse_learning_integration", "no control model")
+            lines.append(f"reverse_learning_integration: not measured ({why}).")
+        else:
+            lower = int(metrics.get("reverse_learning_rows_lower") or 0)
+            higher = int(metrics.get("reverse_learning_rows_higher") or 0)
+            lines.append(
+                f"Paired against the control model (the same phases, data, seed and steps with the "
+                f"feedback path off): the model's loss is lower on {lower} rows and higher on "
+                f"{higher} (ties count half): reverse_learning_integration {_fmt(share)}, sign test "
+                f"p = {_fmt(metrics.get('reverse_learning_p_value'))}; 0.5 is no effect. Loss: "
+                f"model {_fmt(metrics.get('loss'))}, control {_fmt(metrics.get('reverse_learning_control_loss'))}.")
+        lines += ["", "| metric | value |", "|---|---|"] + [
             f"| {n} | {_fmt(metrics.get(n))} |" for n in
-            ("reverse_learning_integration", "reverse_integration_gate",
-             "reverse_planning_refinement")]
-        lines += ["", "reverse_learning_integration: share of rows with lower loss with the "
-                  "feedback than with the gate forced to 0 (0.5 = no effect, ties count half)."]
+            ("reverse_learning_integration", "reverse_learning_p_value", "reverse_gate_off_share",
+             "reverse_integration_gate", "reverse_planning_refinement")]
+        lines += ["", "reverse_gate_off_share: share of rows with lower loss with the feedback than "
+                  "with its gate forced to 0 in the same trained model. It shows how much the model "
+                  "leans on the path it was trained with (about 1 for any trained component), not "
+                  "whether training with it helped: that is the paired comparison above."]
     lines += ["", "## ACT and Q head", "", "| metric | value |", "|---|---|"] + [
         f"| {n} | {_fmt(metrics.get(n))} |" for n in
         ("act_mean_steps", "q_halt_accuracy", "q_halt_balanced_accuracy")]

@@ -26,7 +26,7 @@ from hrm.gate.inputs import SplitExtras, load_eval_metrics, load_split_extras
 GATE_FILE = "gate.json"
 
 Verdict = Literal["PROMOTE", "FLAG"]
-Status = Literal["pass", "fail", "missing", "null", "non_finite"]
+Status = Literal["pass", "fail", "missing", "null", "non_finite", "not_measured"]
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
@@ -98,7 +98,7 @@ class GateResult:
         return [c for c in self.criteria if not c.passed]
 
     def counts(self) -> dict[str, int]:
-        by_status = {s: sum(c.status == s for c in self.criteria) for s in ("pass", "fail", "missing", "null", "non_finite")}
+        by_status = {s: sum(c.status == s for c in self.criteria) for s in ("pass", "fail", "missing", "null", "non_finite", "not_measured")}
         return {"total": len(self.criteria), "passed": by_status["pass"], "failed": len(self.failing),
                 "informative": sum(c.informative for c in self.criteria), **{
             f"status_{k}": v for k, v in by_status.items()}}
@@ -170,6 +170,23 @@ def with_baselines(result: CriterionResult, criterion: Criterion, extras: SplitE
                    note=note)
 
 
+def with_context(result: CriterionResult, metrics: dict[str, float | None],
+                 extras: SplitExtras) -> CriterionResult:
+    """A null metric the evaluation says it did not measure reads `not_measured` with the reason
+    (it still fails); the paired reverse-learning ablation's note gives its rows and p-value."""
+    if result.status == "null" and result.metric in extras.not_measured:
+        return replace(result, status="not_measured",
+                       note=f"not measured: {extras.not_measured[result.metric]}")
+    if result.metric == "reverse_learning_integration" and result.value is not None:
+        lower, higher = metrics.get("reverse_learning_rows_lower"), metrics.get("reverse_learning_rows_higher")
+        p = metrics.get("reverse_learning_p_value")
+        if lower is not None and higher is not None and p is not None:
+            return replace(result, note=f"{result.note}; against the control model (feedback path "
+                           f"off, same data, seed and steps): lower loss on {lower:.0f} rows, higher "
+                           f"on {higher:.0f}, sign test p = {p:.3g}")
+    return result
+
+
 def evaluate_primary(gate: GateConfig, metrics: dict[str, float | None],
                      extras: SplitExtras) -> PrimaryResult | None:
     """The repair rule (`gate.primary_metric`) on `gate.primary_split`; None when off."""
@@ -231,8 +248,10 @@ def evaluate_criteria(gate: GateConfig, metrics: dict[str, dict[str, float | Non
         # An empty gate would promote anything; that is a configuration mistake, not a pass.
         raise ValueError("gate.criteria is empty: nothing to decide on")
     extras = extras or {}
-    results = [with_baselines(evaluate_criterion(c, metrics.get(c.split, {})), c,
-                              extras.get(c.split, SplitExtras())) for c in gate.criteria]
+    results = [with_context(with_baselines(evaluate_criterion(c, metrics.get(c.split, {})), c,
+                                           extras.get(c.split, SplitExtras())),
+                            metrics.get(c.split, {}), extras.get(c.split, SplitExtras()))
+               for c in gate.criteria]
     primary = evaluate_primary(gate, metrics.get(gate.primary_split, {}),
                                extras.get(gate.primary_split, SplitExtras()))
     if primary is not None:

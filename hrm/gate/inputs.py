@@ -77,6 +77,9 @@ class SplitExtras:
     checkpoint_sha256: str | None = None
     """The sha256 of the checkpoint file these metrics were measured on (`hrm evaluate` writes
     it); None in files of older evaluations, which then cannot promote."""
+    not_measured: dict[str, str] = field(default_factory=dict)
+    """Metric -> why the evaluation did not measure it (`not_measured` in metrics.json; e.g. no
+    reverse-learning control was trained)."""
 
 
 def load_split_extras(eval_dir: str | Path, split: str) -> SplitExtras:
@@ -111,7 +114,11 @@ def load_split_extras(eval_dir: str | Path, split: str) -> SplitExtras:
     sha = raw.get("checkpoint_sha256")
     if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
         raise InputError(f"checkpoint_sha256 must be 64 hex digits, got {sha!r}", path=str(path))
-    return SplitExtras(baselines, intervals, sha)
+    not_measured = raw.get("not_measured") or {}
+    if not isinstance(not_measured, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in not_measured.items()):
+        raise InputError("not_measured must map metric names to reasons (strings)", path=str(path))
+    return SplitExtras(baselines, intervals, sha, dict(not_measured))
 
 
 def load_eval_metrics(eval_dir: str | Path, splits: list[str]) -> dict[str, dict[str, float | None]]:

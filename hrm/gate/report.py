@@ -126,7 +126,7 @@ def _criteria_table(rep: ConvergenceReport) -> list[str]:
             prob = f"{p:.0%}" if p is not None else "withheld: train curve, overfitting"
             if c.key in rep.proxies:
                 projected += " from the train curve"
-        value = _fmt(c.value) if c.status in ("pass", "fail", "non_finite") else c.status
+        value = _fmt(c.value) if c.status in ("pass", "fail", "non_finite") else c.status.replace("_", " ")
         copy = _fmt(c.baseline_copy) + ("" if c.informative else " (meets it)")
         lines.append(f"| `{c.key}` | {value} | {copy} | {_fmt(c.baseline_unigram)} | {_fmt(c.baseline_untrained)} | {c.op} {c.threshold:g} "
                      f"| {_fmt(c.gap)} | {_progress(c)} | {projected} | {prob} |")
@@ -177,6 +177,28 @@ def _rules_section(rep: ConvergenceReport) -> list[str]:
     return lines + [""]
 
 
+def _ablation_section(res: GateResult) -> list[str]:
+    """The paired reverse-learning ablation of each split whose criterion names it."""
+    lines = []
+    for c in res.criteria:
+        if c.metric != "reverse_learning_integration":
+            continue
+        m = res.metrics.get(c.split, {})
+        lines += [f"## Reverse-learning ablation (`{c.split}`)", ""]
+        if c.value is None:
+            lines += [f"{c.note}.", ""]
+            continue
+        lower, higher = (("—" if v is None else f"{v:.0f}") for v in
+                         (m.get("reverse_learning_rows_lower"), m.get("reverse_learning_rows_higher")))
+        lines += ["A control model was trained with the L->H feedback path off on the same data, seed "
+                  "and steps. Per row, the model with the path has the lower loss on "
+                  f"{lower} rows and the higher on {higher} (ties count half): "
+                  f"**{_fmt(c.value)}** (0.5 = no effect), two-sided sign test **p = "
+                  f"{_fmt(m.get('reverse_learning_p_value'), 3)}**. Loss: model {_fmt(m.get('loss'))}, "
+                  f"control {_fmt(m.get('reverse_learning_control_loss'))}.", ""]
+    return lines
+
+
 def render_markdown(rep: ConvergenceReport, plots: dict[str, str]) -> str:
     """The report as Markdown; `plots` maps a figure key to its path relative to the report."""
     res = rep.result
@@ -208,6 +230,7 @@ def render_markdown(rep: ConvergenceReport, plots: dict[str, str]) -> str:
             lines.append(f"- primary `{res.primary.split}/{res.primary.metric}`: {res.primary.note}")
         lines.append("")
     lines += ["## Current vs target", ""] + _criteria_table(rep) + [""]
+    lines += _ablation_section(res)
     if "learning_curves" in plots:
         lines += ["## Learning curves", "", f"![learning curves]({plots['learning_curves']})", ""]
     lines += _projection_section(rep, {k: v for k, v in plots.items() if k != "learning_curves"})

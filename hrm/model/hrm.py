@@ -109,6 +109,10 @@ class ReasoningModule(nn.Module):
         return h
 
 
+FEEDBACK_SEED_OFFSET = 7919
+"""The feedback path's weights come from torch.manual_seed(initial seed + this)."""
+
+
 class ReverseFeedback(nn.Module):
     """Gated L -> H path: returns sigmoid(gate) * W z_L (scalar or per-channel gate)."""
 
@@ -198,9 +202,14 @@ class HRMCore(nn.Module):
             # TRM: one shared network plays both roles; H_layers is ignored.
             self.L = ReasoningModule(cfg, cfg.L_layers, backend)
             self.H = self.L
-        self.feedback = (
-            ReverseFeedback(d, cfg.reverse_gate == "channel", cfg.reverse_gate_init) if cfg.reverse_feedback else None
-        )
+        self.feedback = None
+        if cfg.reverse_feedback:
+            # Drawn from a stream of its own, so every other weight, and every draw of torch's
+            # RNG after the build, is the same with or without this path: the control model of
+            # the reverse-learning ablation (feedback off) differs from the model in it alone.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(torch.initial_seed() + FEEDBACK_SEED_OFFSET)
+                self.feedback = ReverseFeedback(d, cfg.reverse_gate == "channel", cfg.reverse_gate_init)
         self.token_head = Linear(d, vocab_size)
         self.slot_embed = nn.Parameter(trunc_normal_(torch.empty(slots, d), 1.0 / d**0.5))
         # The own token's logit gets this bias: exp(6) ~ 400 times the other tokens' mass at

@@ -23,6 +23,14 @@ def _flat(prefix: str, mapping: dict) -> dict[str, str]:
     return out
 
 
+def _system_tags() -> dict[str, str]:
+    import torch
+
+    return {"sys.torch": torch.__version__, "sys.python": platform.python_version(),
+            "sys.platform": platform.platform(), "sys.cpu_count": str(os.cpu_count()),
+            "sys.cuda": str(torch.cuda.is_available()), "sys.world_size": os.environ.get("WORLD_SIZE", "1")}
+
+
 def run_phase(
     params: Params,
     phase_name: str,
@@ -34,9 +42,12 @@ def run_phase(
     resume: str = "none",
     track: bool = True,
     allow_config_change: bool = False,
+    run_name: str | None = None,
+    final_eval: bool = True,
+    pipeline_params: Params | None = None,
 ) -> PhaseResult:
     """Load the phase's split (`phase.data`: the corpus or the train instances), train one phase,
-    log it to MLflow under `train:<phase>`: a nested run
+    log it to MLflow under `run_name` (default `train:<phase>`): a nested run
     of the pipeline's parent run with params, system tags, per-epoch metrics (step = global
     epoch), and artifacts: config.json, history.csv/json, summary.json, the final checkpoint and
     its manifest (`checkpoint/`), and the tokenizer's tokenizer.json + meta.json (`tokenizer/`).
@@ -45,10 +56,12 @@ def run_phase(
     (history `val_*` columns, MLflow metrics at step = global epoch); a sequences dir without val
     rows trains without it, said once.
 
+    `final_eval` off skips the end-of-phase train evaluation; `pipeline_params` (default
+    `params`): the pipeline run whose MLflow parent run this run goes under (the control's).
+
     Refuses sequences built with another tokenizer than `tokenizer_dir` (their meta.json's
     `tokenizer_fingerprint` against the sha256 of `tokenizer_dir/tokenizer.json`).
     """
-    import torch
 
     from hrm.sequences import check_tokenizer, load_meta
     from hrm.tokenizer import META_FILE, TOKENIZER_FILE, tokenizer_fingerprint
@@ -76,13 +89,13 @@ def run_phase(
     if not (track and is_main):
         return train_phase(params, phase_name, arrays, out_dir, resume_from=resume_from, resume=resume,
                            tokenizer_dir=tokenizer_dir, val_arrays=val_arrays,
-                           allow_config_change=allow_config_change)
+                           allow_config_change=allow_config_change, final_eval=final_eval)
 
     import mlflow
 
     from hrm.tracking import step_run
 
-    with step_run(params, f"train:{phase_name}"):
+    with step_run(pipeline_params or params, run_name or f"train:{phase_name}"):
         mlflow.log_params({**_flat("model", params.model.model_dump(mode="json")),
                            **_flat("train", params.train.model_dump(mode="json")),
                            **_flat("phase", phase.model_dump(mode="json")),
@@ -91,11 +104,7 @@ def run_phase(
                                                     min(len(val_arrays.inputs), params.train.val_max_rows or 10**12)),
                            "data.seq_len": str(arrays.seq_len), "data.vocab_size": str(arrays.vocab_size)})
         mlflow.set_tags({"hrm.phase": phase_name,
-                         "hrm.tokenizer_fingerprint": tokenizer_fingerprint(tokenizer_dir),
-                         "sys.torch": torch.__version__,
-                         "sys.python": platform.python_version(), "sys.platform": platform.platform(),
-                         "sys.cpu_count": str(os.cpu_count()), "sys.cuda": str(torch.cuda.is_available()),
-                         "sys.world_size": os.environ.get("WORLD_SIZE", "1")})
+                         "hrm.tokenizer_fingerprint": tokenizer_fingerprint(tokenizer_dir), **_system_tags()})
 
         def on_epoch(row: dict) -> None:
             metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and k not in ("epoch", "step")}
@@ -103,7 +112,7 @@ def run_phase(
 
         result = train_phase(params, phase_name, arrays, out_dir, resume_from=resume_from, resume=resume,
                              tokenizer_dir=tokenizer_dir, on_epoch=on_epoch, val_arrays=val_arrays,
-                             allow_config_change=allow_config_change)
+                             allow_config_change=allow_config_change, final_eval=final_eval)
         mlflow.log_metrics({k: float(v) for k, v in result.summary.items()
                             if k.startswith("train_eval_") and isinstance(v, (int, float))})
         config_path = out_dir / "config.json"

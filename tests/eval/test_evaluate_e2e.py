@@ -91,8 +91,14 @@ def test_metrics_json_is_complete_and_consistent(e2e):
     for name in METRIC_NAMES:
         assert m[name] is None or (isinstance(m[name], float) and math.isfinite(m[name])), name
     # no held-out repo here; an all-wrong split leaves one Q class empty
-    assert {k for k in METRIC_NAMES if m[k] is None} <= {
-        "q_halt_balanced_accuracy", "held_out_repo_exact_accuracy"}
+    # ... and the paired reverse-learning ablation, measured only against a control model
+    # (`hrm evaluate --control`, tests/train/test_control.py), which this run has not
+    paired = {"reverse_learning_integration", "reverse_learning_p_value", "reverse_learning_rows_lower",
+              "reverse_learning_rows_higher", "reverse_learning_control_loss"}
+    assert paired <= {k for k in METRIC_NAMES if m[k] is None} <= {
+        "q_halt_balanced_accuracy", "held_out_repo_exact_accuracy"} | paired
+    assert m["not_measured"] == {
+        "reverse_learning_integration": "no control model was given (hrm evaluate --control)"}
     assert m["rows"] == len(val) == len(preds) >= 4
     # the tiny model fixes at most a row or two (a swap: one label); its env row is not resolved
     assert m["exact_accuracy"] == pytest.approx(np.mean([p["exact"] for p in preds]))

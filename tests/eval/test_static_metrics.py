@@ -5,6 +5,7 @@ the breakdown, the unigram baseline, and file-context AST matching."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from hrm.eval.code_checks import check_fragments
 from hrm.eval.fragments import compiles, reference_wrapper, syntax_valid
 from hrm.eval.metrics import bootstrap_ci, breakdown, q_halt_metrics, row_metrics
-from hrm.eval.model_pass import integration_share
+from hrm.eval.model_pass import ModelPass, integration_share, paired_control_metrics, sign_test_p
 from hrm.eval.rows import RowResult, tiers_reached
 from hrm.eval.token_metrics import score_outputs
 
@@ -89,6 +90,32 @@ def test_q_halt_and_integration_share():
     assert integration_share(np.array([2.0, 1.0]), np.array([1.0, 1.0])) == 0.25
     with pytest.raises(ValueError):
         integration_share(np.array([]), np.array([]))
+
+
+def test_sign_test_p_values():
+    # 9 : 1 -> 2 * (C(10,0) + C(10,1)) / 2^10 = 22 / 1024
+    assert sign_test_p(9, 1) == pytest.approx(22 / 1024)
+    assert sign_test_p(1, 9) == sign_test_p(9, 1)
+    assert sign_test_p(5, 5) == 1.0 and sign_test_p(0, 0) == 1.0
+    assert sign_test_p(20, 0) == pytest.approx(2 / 2**20)
+    assert sign_test_p(30, 20) == pytest.approx(0.2026, abs=1e-4)  # scipy.stats.binomtest(30, 50)
+
+
+def test_paired_control_metrics_compare_mean_losses_row_by_row():
+    """Per-row mean losses (summed loss / labelled positions): the model lower on rows 0 and 2,
+    higher on row 1, tied on row 3 (within float noise)."""
+    positions = np.array([2, 4, 1, 10])
+    model = np.array([1.0, 4.0, 0.5, 3.0]) * positions
+    control = np.array([2.0, 3.0, 0.9, 3.0 + 1e-12]) * positions
+    mp = ModelPass(proposals=[], row_loss_sum=model, row_positions=positions, q_halt=np.zeros(4),
+                   steps=np.ones(4))
+    m = paired_control_metrics(mp, control)
+    assert m["reverse_learning_rows_lower"] == 2 and m["reverse_learning_rows_higher"] == 1
+    assert m["reverse_learning_integration"] == pytest.approx((2 + 0.5) / 4)
+    assert m["reverse_learning_p_value"] == pytest.approx(sign_test_p(2, 1)) == 1.0
+    assert m["reverse_learning_control_loss"] == pytest.approx(control.sum() / positions.sum())
+    flipped = paired_control_metrics(replace(mp, row_loss_sum=control), model)
+    assert flipped["reverse_learning_integration"] == pytest.approx((1 + 0.5) / 4)
 
 
 def _row(name, kind, code, resolved, tier, tokens, has_env=True, exact=False):

@@ -98,9 +98,12 @@ def test_untrained_model_scores_about_zero(evaluation, tok):
                  "code_compilation_success", "loss", "fix_in_search_candidates",
                  "resolved_after_search", "exact_after_search", "swe_search_candidates"):
         assert untrained[name] == pytest.approx(m[name]), name
-    # the reverse-learning ablation ran (the model has a feedback path)
+    # the gate-off diagnostics ran (the model has a feedback path); the paired ablation needs a
+    # control model, which this evaluation was not given: not measured, and it says why
     assert m["reverse_integration_gate"] is not None and m["reverse_planning_refinement"] > 0
-    assert m["reverse_learning_integration"] is not None
+    assert m["reverse_gate_off_share"] is not None
+    assert m["reverse_learning_integration"] is None and m["reverse_learning_p_value"] is None
+    assert m["not_measured"] == {"reverse_learning_integration": "no control model was given"}
 
 
 def test_greedy_prediction_is_never_the_buggy_code(evaluation, splits, tok, eval_params):

@@ -37,7 +37,8 @@ def test_default_criteria_flag_with_value_threshold_and_gap(make_params, run_dir
     raw = json.loads((run_dirs.out_dir / "gate.json").read_text())
     assert raw["verdict"] == "FLAG" and raw["counts"] == {
         "total": 6, "passed": 1, "failed": 5, "informative": 5, "status_pass": 1, "status_fail": 5,
-        "status_missing": 0, "status_null": 0, "status_non_finite": 0}
+        "status_missing": 0, "status_null": 0, "status_non_finite": 0,
+        "status_not_measured": 0}
     assert any(line.startswith("val/loss < 0.3: 0.62 is not < 0.3") for line in raw["failing"])
 
 
@@ -194,3 +195,56 @@ def test_split_metrics_used_by_criteria_on_train(make_params, run_dirs, synth):
     synth.write_metrics(run_dirs.eval_dir, "train", {**synth.MID_TRAINING_VAL, "loss": 0.2})
     params = make_params([{"metric": "loss", "op": "<", "threshold": 0.3, "split": "train"}])
     assert decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir).verdict == "PROMOTE"
+
+
+def test_a_metric_the_evaluation_did_not_measure_reads_not_measured_and_never_passes(make_params, run_dirs, synth):
+    """No reverse-learning control trained: the criterion says so and still fails."""
+    from hrm.gate.report import build_report, render_markdown
+
+    reason = "no control model was trained (train.reverse_control: false)"
+    synth.write_metrics(run_dirs.eval_dir, "val", {
+        **synth.MID_TRAINING_VAL, "reverse_learning_integration": None,
+        "not_measured": {"reverse_learning_integration": reason}})
+    params = make_params([{"metric": "reverse_learning_integration", "op": ">", "threshold": 0.0,
+                           "split": "val"}])
+    result = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    (row,) = result.criteria
+    assert (row.status, row.passed, row.note) == ("not_measured", False, f"not measured: {reason}")
+    assert result.verdict == "FLAG"
+    raw = json.loads((run_dirs.out_dir / "gate.json").read_text())
+    assert raw["counts"]["status_not_measured"] == 1 and raw["counts"]["status_null"] == 0
+    report = render_markdown(build_report(params.gate, result, load_history(run_dirs.train_dir, [
+        "foundation", "optimisation", "refinement"])), {})
+    assert "| `val/reverse_learning_integration` | not measured |" in report
+    assert f"## Reverse-learning ablation (`val`)\n\nnot measured: {reason}." in report
+    # A null the evaluation gives no reason for stays a plain null.
+    synth.write_metrics(run_dirs.eval_dir, "val", {**synth.MID_TRAINING_VAL, "reverse_learning_integration": None})
+    assert decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir).criteria[0].status == "null"
+
+
+def test_the_paired_ablation_shows_its_rows_and_sign_test(make_params, run_dirs, synth):
+    from hrm.gate.report import build_report, render_markdown
+
+    synth.write_metrics(run_dirs.eval_dir, "val", {
+        **synth.MID_TRAINING_VAL, "reverse_learning_integration": 0.7, "reverse_learning_p_value": 0.0066,
+        "reverse_learning_rows_lower": 35, "reverse_learning_rows_higher": 15,
+        "reverse_learning_control_loss": 0.71})
+    params = make_params([{"metric": "reverse_learning_integration", "op": ">", "threshold": 0.6,
+                           "split": "val"}])
+    result = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    (row,) = result.criteria
+    assert row.passed
+    assert row.note == ("passes; against the control model (feedback path off, same data, seed and "
+                        "steps): lower loss on 35 rows, higher on 15, sign test p = 0.0066")
+    report = render_markdown(build_report(params.gate, result, load_history(run_dirs.train_dir, [
+        "foundation", "optimisation", "refinement"])), {})
+    section = report.split("## Reverse-learning ablation (`val`)")[1].split("\n## ")[0]
+    assert "lower loss on 35 rows and the higher on 15" in section
+    assert "**0.7** (0.5 = no effect), two-sided sign test **p = 0.0066**" in section
+    assert "Loss: model 0.62, control 0.71." in section
+
+
+def test_a_malformed_not_measured_is_an_input_error(make_params, run_dirs, synth):
+    synth.write_metrics(run_dirs.eval_dir, "val", {**synth.MID_TRAINING_VAL, "not_measured": ["x"]})
+    with pytest.raises(InputError, match="not_measured must map metric names to reasons"):
+        decide(make_params().gate, run_dirs.eval_dir, run_dirs.out_dir)

@@ -11,7 +11,7 @@ from hrm.config import ModelConfig
 from hrm.model import build_model
 from hrm.model.attention import Attention, flash_available
 from hrm.model.inference import run_inference, slot_logits
-from hrm.model.layers import RotaryEmbedding, apply_rotary
+from hrm.model.layers import RotaryEmbedding, apply_rotary, trunc_normal_
 from hrm.model.losses import act_losses, stablemax_log_probs
 
 VOCAB, SEQ = 50, 12
@@ -221,13 +221,42 @@ def test_reverse_gate_off_equals_model_without_feedback(small_cfg, ids):
     assert not torch.allclose(on.logits, ref.logits, atol=1e-4)
 
 
+def test_a_model_without_feedback_starts_from_the_same_weights_and_random_stream(small_cfg):
+    """The reverse-learning control (feedback off) is built from the same seed as the model: every
+    weight they share is equal, and torch's RNG continues identically after the build (training
+    samples positions from it), so the two differ in the feedback path alone."""
+    from hrm.model.hrm import FEEDBACK_SEED_OFFSET
+
+    def build(feedback: bool, channel: bool = False):
+        torch.manual_seed(11)
+        cfg = small_cfg.model_copy(update={"reverse_feedback": feedback,
+                                           "reverse_gate": "channel" if channel else "scalar"})
+        return build_model(cfg, VOCAB, SEQ, "cpu").state_dict(), torch.rand(5)
+
+    with_fb, after_with = build(True)
+    without, after_without = build(False)
+    assert set(with_fb) - set(without) == {"core.feedback.proj.weight", "core.feedback.gate_logit"}
+    assert all(torch.equal(with_fb[k], without[k]) for k in without)
+    assert torch.equal(after_with, after_without)
+    assert torch.equal(build(True, channel=True)[1], after_without)
+    # Its own stream: not a copy of the draws the next module makes.
+    proj = with_fb["core.feedback.proj.weight"]
+    assert not torch.equal(proj, with_fb["core.token_head.weight"][: proj.shape[0]])
+    torch.manual_seed(11 + FEEDBACK_SEED_OFFSET)
+    expected = trunc_normal_(torch.empty_like(proj), 1.0 / small_cfg.hidden_size ** 0.5)
+    assert torch.equal(proj, expected)
+    assert torch.equal(build(True)[0]["core.feedback.proj.weight"], proj)  # deterministic
+
+
 def test_bootstrap_target_only_in_training(small_cfg, ids):
     """Training: q_continue's target is sigmoid(max(q_halt, q_continue)) of the row's next
     segment (its q_halt at the last step), i.e. what the model computes when it runs that segment;
     eval and halt_only modes have none."""
     model = _model(small_cfg.model_copy(update={"bootstrap_reuse": False}))
     with torch.no_grad():
-        model.core.q_head.weight.normal_(0.0, 1.0)  # Q values that differ by row
+        # Q values that differ by row, away from the init bias's flat sigmoid(-5) region
+        model.core.q_head.weight.normal_(0.0, 1.0)
+        model.core.q_head.bias.zero_()
     carry = _carry(model, ids)
     for step in range(small_cfg.halt_max_steps):
         model.train()

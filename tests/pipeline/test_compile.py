@@ -61,12 +61,15 @@ def test_params_default_is_the_repository_params(spec: dict, repo_root: Path) ->
 def test_every_training_task_requests_gpus(spec: dict) -> None:
     comps = task_components(spec)
     train_tasks = [name for name in comps if name.startswith("train_")]
-    assert sorted(train_tasks) == sorted(f"train_{p}" for p in PHASES)
+    assert sorted(train_tasks) == sorted([f"train_{p}" for p in PHASES] + ["train_control"])
     for name in train_tasks:
         container = _executor(spec, comps[name])
         accel = container["resources"]["accelerator"]
         assert accel["resourceType"] == "nvidia.com/gpu", name
-        assert "gpus_per_task" in accel["resourceCount"], name
+        if name == "train_control":  # one process: the control is never trained under DDP
+            assert str(accel["resourceCount"]) == "1", accel
+        else:
+            assert "gpus_per_task" in accel["resourceCount"], name
         assert container["image"] == GPU_IMAGE
         assert float(container["resources"]["cpuRequest"]) >= 4
     others = [name for name in comps if not name.startswith("train_")]

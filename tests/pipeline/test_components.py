@@ -22,7 +22,7 @@ def _out(kind, root: Path, name: str):
 
 @pytest.mark.slow
 def test_every_component_runs_on_real_small_artifacts(sample_path: Path, tiny_params_file: Path,
-                                                      tmp_path: Path, monkeypatch) -> None:
+                                                      tmp_path: Path, monkeypatch, step_runs) -> None:
     from mlflow import MlflowClient
 
     raw = yaml.safe_load(tiny_params_file.read_text())
@@ -78,15 +78,24 @@ def test_every_component_runs_on_real_small_artifacts(sample_path: Path, tiny_pa
         assert any((Path(model.path) / "checkpoints").glob("*.pt")), phase
         models[phase] = previous = model
 
+    control = _out(Model, tmp_path, "train_control")
+    steps.train_control.python_func(params=params, sequences_dir=seqs, tokenizer_dir=tok,
+                                    control=control, **ctx)
+    steps_run = json.loads((Path(control.path) / "control.json").read_text())["steps"]
+    assert steps_run == {phase: json.loads((Path(models[phase].path) / "summary.json").read_text())["phase_steps"]
+                         for phase in models}
+
     evals = {}
     for split in ("val", "test"):
         evaluation = _out(Dataset, tmp_path, f"eval_{split}")
         metrics = _out(Metrics, tmp_path, f"eval_{split}_metrics")
         steps.evaluate.python_func(params=params, split=split, model=models["refinement"],
+                                   control=control,
                                    tokenizer_dir=tok, sequences_dir=seqs, validated=validated,
                                    evaluation=evaluation, metrics=metrics,
                                    report=_out(Markdown, tmp_path, f"eval_{split}.md"), **ctx)
         assert "loss" in metrics.metadata, split
+        assert metrics.metadata["reverse_learning_p_value"] > 0, split  # the paired ablation ran
         evals[split] = evaluation
 
     decision = _out(Dataset, tmp_path, "decision")
@@ -120,6 +129,4 @@ def test_every_component_runs_on_real_small_artifacts(sample_path: Path, tiny_pa
         r.data.tags["hrm.step"] for e in client.search_experiments()
         for r in client.search_runs([e.experiment_id], "tags.`hrm.kind` = 'step'")
         if not r.data.tags["hrm.step"].startswith("gate-"))
-    assert steps_logged == sorted(["validate", "split", "corpus", "tokenizer", "sequences",
-                                   "train:foundation", "train:optimisation", "train:refinement",
-                                   "evaluate:val", "evaluate:test", "gate"])
+    assert steps_logged == step_runs.expected

@@ -75,6 +75,11 @@ def test_run_local_promotes_through_the_cli(step_runs, sample_path: Path, tiny_p
     # and plots, and the HTML report the UI shows with its plots inlined.
     summaries = sorted(root.rglob("summary.json"))
     checkpoints = [p for s in summaries if (p := s.parent / "checkpoints").is_dir()]
+    # the model's three phases and, beside them, the reverse-learning control's three
+    control = _one(run_dir / "train-control", "control.json").parent
+    assert sorted(c.parent.name for c in checkpoints if control in c.parents) == [
+        "foundation", "optimisation", "refinement"]
+    checkpoints = [c for c in checkpoints if control not in c.parents]
     assert len(checkpoints) == 3 and all(any(c.glob("*.pt")) for c in checkpoints), checkpoints
     metrics_files = sorted(root.rglob("metrics.json"))  # evaluate@val, evaluate@test
     assert len(metrics_files) == 2
