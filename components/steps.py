@@ -243,7 +243,7 @@ def train_control(
     control: Output[Model],
 ) -> None:
     """The reverse-learning control: every phase with the feedback path off, same data, seed
-    and steps (only its record when `train.reverse_control` is off). Stage `train_control`; it
+    and epochs (only its record when `train.reverse_control` is off). Stage `train_control`; it
     runs beside the model's training."""
     from components.runtime import task_params
     from hrm.train.control import train_control as run_control

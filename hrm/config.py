@@ -491,7 +491,7 @@ class TrainConfig(_Section):
     reverse_control: bool = True
     """Also train the control model of the reverse-learning ablation (`hrm train-control`, the
     DVC stage `train_control`, a KFP task beside the training): the same phases, data, seed and
-    steps with the feedback path off, so that `reverse_learning_integration` is a paired
+    epochs with the feedback path off, so that `reverse_learning_integration` is a paired
     comparison (the share of val rows where the model's loss is below the control's, with a sign
     test). Costs a second training (about 3 minutes of the cpu profile). Off: the metric is null
     and its criterion reads "not measured"."""

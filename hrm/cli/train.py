@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         profile: str = options.Profile,
     ) -> None:
         """Train the reverse-learning control: every phase, feedback path off, same data, seed
-        and steps; writes control.json (and nothing else when `train.reverse_control` is off)."""
+        and epochs; writes control.json (and nothing else when `train.reverse_control` is off)."""
         from hrm.train.control import train_control as run_control
 
         params = options.load(params_path, profile)

@@ -83,11 +83,10 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
         raise InputError(f"checkpoint expects seq_len={info.seq_len}, vocab={info.vocab_size}, "
                          f"slots={net.slots}; sequences have {data.meta.seq_len}, "
                          f"{data.meta.vocab_size}, {data.meta.slots}", path=str(sequences_dir))
-    control, control_reason = None, "no control model was given (hrm evaluate --control)"
-    if control_dir is not None:
-        from hrm.eval.control import load_control
+    from hrm.eval.control import LoadedControl, load_control
 
-        control, control_reason = load_control(control_dir, info, resolve_device(params.train.device))
+    control = (load_control(control_dir, info, resolve_device(params.train.device)) if control_dir is not None
+               else LoadedControl(reason="no control model was given (hrm evaluate --control)"))
     execution = None
     if instances_path is not None:
         execution = ExecutionTier(params.envs, load_instances(instances_path),
@@ -108,7 +107,7 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
                                        "step": info.step,
                                        "phase": info.phase, "weights": info.weights,
                                        "reverse_feedback": bool(net.cfg.reverse_feedback)},
-                           split=label or split, control=control, control_reason=control_reason)
+                           split=label or split, control=control)
 
 
 def _parallel(fn, items, workers: int, desc: str) -> list:
@@ -232,31 +231,27 @@ def baseline_metrics(params: Params, model, data, unigram, score_all, search_ove
     return baselines
 
 
-def _paired_ablation(mp, data, cfg, reverse: bool, control, control_reason: str) -> dict[str, Any]:
+def _paired_ablation(mp, data, cfg, reverse: bool, control) -> dict[str, Any]:
     """The reverse-learning metrics paired with the control model, or why they are not measured."""
     from hrm.eval.model_pass import paired_control_metrics, run_loss_pass
 
-    if reverse and control is not None:
-        return paired_control_metrics(mp, run_loss_pass(control, data, batch_size=cfg.batch_size,
-                                                        halt_on_q=cfg.halt_on_q))
-    return {"not_measured": {"reverse_learning_integration": control_reason if reverse else
-                             "the model has no feedback path (model.reverse_feedback: false)"}}
+    if reverse and control is not None and control.model is not None:
+        return {**paired_control_metrics(mp, run_loss_pass(control.model, data, batch_size=cfg.batch_size,
+                                                           halt_on_q=cfg.halt_on_q)),
+                "reverse_learning_control": control.describe()}
+    why = ("the model has no feedback path (model.reverse_feedback: false)" if not reverse else
+           control.reason if control is not None else "no control model was given")
+    return {"not_measured": {"reverse_learning_integration": why}}
 
 
 def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir: str | Path, *,
-                    unigram, model_info: dict[str, Any], split: str, control=None,
-                    control_reason: str = "no control model was given") -> dict[str, Any]:
+                    unigram, model_info: dict[str, Any], split: str, control=None) -> dict[str, Any]:
     """The evaluation on loaded inputs (the testable core of `evaluate`); `control`: the
-    reverse-learning control model (None: `control_reason` says why there is none)."""
+    reverse-learning control (`hrm.eval.control.LoadedControl`; None: none was given)."""
     import time
 
     from hrm.eval.decoding import decode_prediction
-    from hrm.eval.model_pass import (
-        paired_control_metrics,
-        pass_metrics,
-        run_loss_pass,
-        run_model_pass,
-    )
+    from hrm.eval.model_pass import pass_metrics, run_model_pass
     from hrm.eval.report import write_report
     from hrm.eval.rewrite_outputs import split_rewrites
     from hrm.eval.search import search_metrics
@@ -296,7 +291,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     tests = cfg.run_tests and scorer.execution is not None
     metrics: dict[str, Any] = row_metrics(model_rows, tests_enabled=tests)
     metrics.update(pass_metrics(mp))
-    metrics.update(_paired_ablation(mp, data, cfg, reverse, control, control_reason))
+    metrics.update(_paired_ablation(mp, data, cfg, reverse, control))
     metrics.update(q_halt_metrics(mp.q_halt.tolist(), [r.exact for r in model_rows]))
 
     search_over = _row_search(data, scorer, decode, buggy_texts, cfg.search)

@@ -11,7 +11,7 @@ Definitions:
 - `act_mean_steps`: mean number of ACT segments run per row.
 - `reverse_learning_integration` (`paired_control_metrics`): the paired ablation. Share of rows
   whose mean per-position loss under the model is lower than under the control model (trained
-  with the feedback path off on the same data, seed and steps: `hrm.train.control`); ties count
+  with the feedback path off on the same data, seed and epochs: `hrm.train.control`); ties count
   half (0.5 = no effect). `reverse_learning_p_value`: two-sided exact sign test over the rows
   that are not ties. Null when no control was trained.
 - `reverse_gate_off_share`: share of rows whose loss is lower with the feedback than with its

@@ -85,7 +85,7 @@ def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str
             lower = int(metrics.get("reverse_learning_rows_lower") or 0)
             higher = int(metrics.get("reverse_learning_rows_higher") or 0)
             lines.append(
-                f"Paired against the control model (the same phases, data, seed and steps with the "
+                f"Paired against the control model (the same phases, data, seed and epochs with the "
                 f"feedback path off): the model's loss is lower on {lower} rows and higher on "
                 f"{higher} (ties count half): reverse_learning_integration {_fmt(share)}, sign test "
                 f"p = {_fmt(metrics.get('reverse_learning_p_value'))}; 0.5 is no effect. Loss: "

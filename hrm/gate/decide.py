@@ -182,7 +182,7 @@ def with_context(result: CriterionResult, metrics: dict[str, float | None],
         p = metrics.get("reverse_learning_p_value")
         if lower is not None and higher is not None and p is not None:
             return replace(result, note=f"{result.note}; against the control model (feedback path "
-                           f"off, same data, seed and steps): lower loss on {lower:.0f} rows, higher "
+                           f"off, same data, seed and epochs): lower loss on {lower:.0f} rows, higher "
                            f"on {higher:.0f}, sign test p = {p:.3g}")
     return result
 

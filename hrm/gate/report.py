@@ -191,7 +191,7 @@ def _ablation_section(res: GateResult) -> list[str]:
         lower, higher = (("—" if v is None else f"{v:.0f}") for v in
                          (m.get("reverse_learning_rows_lower"), m.get("reverse_learning_rows_higher")))
         lines += ["A control model was trained with the L->H feedback path off on the same data, seed "
-                  "and steps. Per row, the model with the path has the lower loss on "
+                  "and epochs. Per row, the model with the path has the lower loss on "
                   f"{lower} rows and the higher on {higher} (ties count half): "
                   f"**{_fmt(c.value)}** (0.5 = no effect), two-sided sign test **p = "
                   f"{_fmt(m.get('reverse_learning_p_value'), 3)}**. Loss: model {_fmt(m.get('loss'))}, "

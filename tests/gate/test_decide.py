@@ -235,7 +235,7 @@ def test_the_paired_ablation_shows_its_rows_and_sign_test(make_params, run_dirs,
     (row,) = result.criteria
     assert row.passed
     assert row.note == ("passes; against the control model (feedback path off, same data, seed and "
-                        "steps): lower loss on 35 rows, higher on 15, sign test p = 0.0066")
+                        "epochs): lower loss on 35 rows, higher on 15, sign test p = 0.0066")
     report = render_markdown(build_report(params.gate, result, load_history(run_dirs.train_dir, [
         "foundation", "optimisation", "refinement"])), {})
     section = report.split("## Reverse-learning ablation (`val`)")[1].split("\n## ")[0]

@@ -1,5 +1,5 @@
 """The reverse-learning control (`hrm train-control`): the model's phases again with the feedback
-path off, on the same data, seed and steps; its record; the paired comparison the evaluation
+path off, on the same data, seed and epochs; its record; the paired comparison the evaluation
 makes with it, and the refusal of a control that is not the model's."""
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def _fast(params):
 def test_the_control_is_the_model_trained_without_the_feedback_path(tiny_params, real_sequences, tmp_path):
     """Deterministic tiny training: the control's weights equal, bit for bit, those of the
     model's own three stages run with `model.reverse_feedback: false`, and its steps per phase
-    are the model's; the evaluation accepts it as the model's control and pairs their losses."""
+    are the model's (here: ACT halting can make them differ, and the evaluation then checks the
+    epochs); the evaluation accepts it as the model's control and pairs their losses."""
     from hrm.eval.control import load_control
     from hrm.eval.model_pass import paired_control_metrics, run_loss_pass, run_model_pass
     from hrm.sequences import load_split
@@ -59,8 +60,10 @@ def test_the_control_is_the_model_trained_without_the_feedback_path(tiny_params,
     assert not torch.equal(model_state["core.token_head.weight"], control_state["core.token_head.weight"])
 
     model, info = load_for_inference(model_ckpt, "cpu")
-    control, reason = load_control(tmp_path / "control", info, "cpu")
-    assert reason is None and control.core.feedback is None
+    loaded = load_control(tmp_path / "control", info, "cpu")
+    control = loaded.model
+    assert loaded.reason is None and control.core.feedback is None
+    assert loaded.describe()["global_epoch"] == info.global_epoch
     val = load_split(seq, "val")
     mp = run_model_pass(model, val, end_id=2, delete_id=5, batch_size=8, halt_on_q=False,
                         ablation=False, positions=4, alternatives=2)
@@ -85,7 +88,7 @@ def test_a_control_of_other_steps_or_settings_is_refused(tiny_params, real_seque
               for p in params.train.phases]
     longer = params.model_copy(update={"train": params.train.model_copy(update={"phases": phases})})
     train_control(longer, seq, tok, tmp_path / "longer", track=False)
-    with pytest.raises(InputError, match="not the control of the evaluated model: phase refinement step"):
+    with pytest.raises(InputError, match="not the control of the evaluated model: phase refinement epoch"):
         load_control(tmp_path / "longer", info, "cpu")
     wider = params.model_copy(update={"model": params.model.model_copy(update={"H_cycles": 2})})
     train_control(wider, seq, tok, tmp_path / "wider", track=False)
@@ -108,7 +111,8 @@ def test_no_control_writes_only_its_reason(tiny_params, real_sequences, tmp_path
     record = train_control(params, seq, tok, tmp_path / "control", track=False)
     assert (record.trained, record.reason) == (False, reason)
     assert sorted(p.name for p in (tmp_path / "control").iterdir()) == [CONTROL_FILE]
-    assert load_control(tmp_path / "control", None, "cpu") == (None, reason)
+    loaded = load_control(tmp_path / "control", None, "cpu")
+    assert (loaded.model, loaded.reason, loaded.describe()) == (None, reason, {"reason": reason})
 
 
 def test_a_missing_or_malformed_control_record_names_the_file(tmp_path):
