@@ -238,18 +238,34 @@ def train_control(
     profile: str,
     tracking_uri: str,
     pipeline_run: str,
+    gpus: int,
     sequences_dir: Input[Dataset],
     tokenizer_dir: Input[Artifact],
     control: Output[Model],
 ) -> None:
     """The reverse-learning control: every phase with the feedback path off, same data, seed
     and epochs (only its record when `train.reverse_control` is off). Stage `train_control`; it
-    runs beside the model's training."""
-    from components.runtime import task_params
+    runs beside the model's training, on as many GPUs (DDP under torchrun) so that its ranks
+    read the same shares of the data as the model's."""
+    import os
+    import subprocess
+
+    import yaml
+
+    from components.runtime import task_params, torchrun_command
     from hrm.train.control import train_control as run_control
 
     cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
-    run_control(cfg, sequences_dir.path, tokenizer_dir.path, control.path)
+    if gpus > 1:
+        params_file = os.path.join(os.path.dirname(control.path) or ".", "params.resolved.yaml")
+        with open(params_file, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(cfg.model_dump(mode="json"), fh, sort_keys=False)
+        subprocess.run(torchrun_command(gpus, [
+            "train-control", "--params", params_file, "--profile", cfg.profile,
+            "--sequences", sequences_dir.path, "--tokenizer", tokenizer_dir.path,
+            "--out", control.path]), check=True)
+    else:
+        run_control(cfg, sequences_dir.path, tokenizer_dir.path, control.path)
 
 
 @dsl.component(base_image=BASE_IMAGE, **_COMMON)

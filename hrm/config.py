@@ -493,7 +493,7 @@ class TrainConfig(_Section):
     DVC stage `train_control`, a KFP task beside the training): the same phases, data, seed and
     epochs with the feedback path off, so that `reverse_learning_integration` is a paired
     comparison (the share of val rows where the model's loss is below the control's, with a sign
-    test). Costs a second training (2 min 28 s of the cpu profile on 2 cores). Off: the metric is null
+    test). Costs a second training (2 min 26 s of the cpu profile on 2 cores). Off: the metric is null
     and its criterion reads "not measured"."""
 
     deterministic: bool = False

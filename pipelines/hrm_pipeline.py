@@ -155,12 +155,12 @@ def build_pipeline(params_path: str | Path = "params.yaml") -> Callable:
             trained[phase] = task
             previous = task
         final = trained[PHASES[-1]]
-        ctl = steps.train_control(**ctx, sequences_dir=seq.outputs["sequences_dir"],
+        ctl = steps.train_control(**ctx, gpus=gpus_per_task, sequences_dir=seq.outputs["sequences_dir"],
                                   tokenizer_dir=tok.outputs["tokenizer_dir"])
         ctl.set_display_name("train_control")
         _apply(ctl, resources.TRAIN, cache=False)
         ctl.set_accelerator_type(resources.GPU_RESOURCE)
-        ctl.set_accelerator_limit(1)
+        ctl.set_accelerator_limit(gpus_per_task)
 
         evals = {}
         for split_name in EVAL_SPLITS:

@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from hrm.train.checkpoint import CheckpointInfo
+from hrm.train.loop import OPERATIONAL_TRAIN_KEYS
 
 # What may differ between the model's recorded config and its control's.
 _ABLATED = {"reverse_feedback"}
+# Train settings that do not change what is trained (the control runs no per-epoch val pass
+# and no end-of-phase train evaluation).
+_NOT_COMPARED_TRAIN = OPERATIONAL_TRAIN_KEYS | {"val_every_epochs", "val_max_rows", "train_eval_max_rows"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,13 @@ def load_control(control_dir: str | Path, model_info: CheckpointInfo, device) ->
                     if k not in _ABLATED and info.model_config.get(k) != model_info.model_config.get(k))
     if differ:
         problems.append(f"model settings {differ} differ")
+    mine, theirs = info.train_config or {}, model_info.train_config or {}
+    differ = sorted(k for k in set(mine) | set(theirs)
+                    if k not in _NOT_COMPARED_TRAIN and mine.get(k) != theirs.get(k))
+    if differ:
+        problems.append(f"train settings {differ} differ")
+    if info.weights != model_info.weights:
+        problems.append(f"{info.weights} weights against the model's {model_info.weights}")
     if info.model_config.get("reverse_feedback"):
         problems.append("the control has the feedback path on")
     if problems:

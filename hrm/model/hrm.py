@@ -207,8 +207,10 @@ class HRMCore(nn.Module):
             # Drawn from a stream of its own, so every other weight, and every draw of torch's
             # RNG after the build, is the same with or without this path: the control model of
             # the reverse-learning ablation (feedback off) differs from the model in it alone.
+            # (CPU stream only: the weights are drawn on the CPU, and torch.manual_seed would
+            # also reseed CUDA, which fork_rng(devices=[]) does not put back.)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(torch.initial_seed() + FEEDBACK_SEED_OFFSET)
+                torch.default_generator.manual_seed(torch.initial_seed() + FEEDBACK_SEED_OFFSET)
                 self.feedback = ReverseFeedback(d, cfg.reverse_gate == "channel", cfg.reverse_gate_init)
         self.token_head = Linear(d, vocab_size)
         self.slot_embed = nn.Parameter(trunc_normal_(torch.empty(slots, d), 1.0 / d**0.5))

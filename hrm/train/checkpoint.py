@@ -254,6 +254,8 @@ class CheckpointInfo:
     code_version: str | None
     weights: str
     """`ema` or `model`: which weights were loaded."""
+    train_config: dict | None = None
+    """The train settings the checkpoint was trained with (None in older checkpoints)."""
 
 
 def load_for_inference(path: str | Path, device: str | torch.device = "cpu", *, use_ema: bool = True):
@@ -283,5 +285,6 @@ def load_for_inference(path: str | Path, device: str | torch.device = "cpu", *, 
         tokenizer_fingerprint=state.get("tokenizer_fingerprint"),
         code_version=state.get("code_version"),
         weights=weights,
+        train_config=state.get("train_config"),
     )
     return model, info

@@ -67,10 +67,14 @@ def train_control(params: Params, sequences_dir: str | Path, tokenizer_dir: str 
                   out_dir: str | Path, *, track: bool = True) -> ControlRecord:
     """Train the control through every phase of `params.train.phases` (each resuming from the
     previous one, as the model's stages do) into `out_dir/<phase>`, and write `control.json`."""
+    import os
+
     from hrm.train.run import run_phase
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # Under torchrun (the gpu profile's DDP, like the model's phases) rank 0 writes the record.
+    is_main = int(os.environ.get("RANK", "0")) == 0
     reason = skip_reason(params)
     if reason is not None:
         record = ControlRecord(trained=False, reason=reason)
@@ -83,12 +87,13 @@ def train_control(params: Params, sequences_dir: str | Path, tokenizer_dir: str 
                                resume_from=previous, track=track,
                                run_name=f"train:control:{phase.name}", final_eval=False,
                                pipeline_params=params)
-            if result.checkpoint is None:
+            if is_main and result.checkpoint is None:
                 raise RuntimeError(f"control phase {phase.name} wrote no checkpoint under {out / phase.name}")
-            steps[phase.name] = int(result.summary["phase_steps"])
-            previous = result.checkpoint
+            steps[phase.name] = int(result.summary.get("phase_steps", 0))
+            previous = result.checkpoint if is_main else out / phase.name / "checkpoints"
         record = ControlRecord(trained=True, checkpoint=str(Path(previous).relative_to(out)), steps=steps)
-    (out / CONTROL_FILE).write_text(json.dumps(record.to_json(), indent=1) + "\n")
+    if is_main:
+        (out / CONTROL_FILE).write_text(json.dumps(record.to_json(), indent=1) + "\n")
     return record
 
 

@@ -127,7 +127,7 @@ def _set_rng_state(state: dict, explore_gen: torch.Generator) -> None:
 
 
 OPERATIONAL_TRAIN_KEYS = frozenset({"device", "num_threads", "keep_checkpoints",
-                                    "checkpoint_every_steps"})
+                                    "checkpoint_every_steps", "reverse_control"})
 """Train settings that do not change what is computed: a resumed run may change them."""
 
 

@@ -33,8 +33,9 @@ def _fast(params):
 def test_the_control_is_the_model_trained_without_the_feedback_path(tiny_params, real_sequences, tmp_path):
     """Deterministic tiny training: the control's weights equal, bit for bit, those of the
     model's own three stages run with `model.reverse_feedback: false`, and its steps per phase
-    are the model's (here: ACT halting can make them differ, and the evaluation then checks the
-    epochs); the evaluation accepts it as the model's control and pairs their losses."""
+    are those stages' (not necessarily the model's: an ACT batch takes in rows as its rows halt,
+    so the steps follow each model's halting); the evaluation accepts it as the model's control
+    and pairs their losses."""
     from hrm.eval.control import load_control
     from hrm.eval.model_pass import paired_control_metrics, run_loss_pass, run_model_pass
     from hrm.sequences import load_split
@@ -46,12 +47,13 @@ def test_the_control_is_the_model_trained_without_the_feedback_path(tiny_params,
     assert params.train.deterministic and params.model.reverse_feedback and params.train.reverse_control
     model_ckpt, model_steps = _train_chain(params, seq, tok, tmp_path / "model")
     record = train_control(params, seq, tok, tmp_path / "control", track=False)
-    assert record.trained and record.steps == model_steps and sum(model_steps.values()) > 0
+    assert record.trained and set(record.steps) == set(model_steps) and sum(model_steps.values()) > 0
     assert read_control(tmp_path / "control") == record
     assert json.loads((tmp_path / "control" / CONTROL_FILE).read_text())["checkpoint"].startswith("refinement/")
 
     no_fb = params.model_copy(update={"model": params.model.model_copy(update={"reverse_feedback": False})})
-    by_hand, _ = _train_chain(no_fb, seq, tok, tmp_path / "by-hand")
+    by_hand, hand_steps = _train_chain(no_fb, seq, tok, tmp_path / "by-hand")
+    assert record.steps == hand_steps
     control_state = load_checkpoint(tmp_path / "control" / record.checkpoint)["model"]
     hand_state = load_checkpoint(by_hand)["model"]
     assert control_state.keys() == hand_state.keys()
@@ -94,6 +96,15 @@ def test_a_control_of_other_steps_or_settings_is_refused(tiny_params, real_seque
     train_control(wider, seq, tok, tmp_path / "wider", track=False)
     with pytest.raises(InputError, match=r"model settings \['H_cycles'\] differ"):
         load_control(tmp_path / "wider", info, "cpu")
+    reseeded = params.model_copy(update={"train": params.train.model_copy(update={"seed": 7, "ema_decay": 0.9})})
+    train_control(reseeded, seq, tok, tmp_path / "reseeded", track=False)
+    with pytest.raises(InputError, match=r"train settings \['ema_decay', 'seed'\] differ; ema weights "
+                                         r"against the model's model"):
+        load_control(tmp_path / "reseeded", info, "cpu")
+    # What the control does not run (the val pass, the train evaluation) may differ.
+    quiet = params.model_copy(update={"train": params.train.model_copy(update={"val_max_rows": 3, "num_threads": 2})})
+    train_control(quiet, seq, tok, tmp_path / "quiet", track=False)
+    assert load_control(tmp_path / "quiet", info, "cpu").model is not None
 
 
 @pytest.mark.parametrize("change", ["reverse_control", "reverse_feedback"])
