@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -118,7 +119,8 @@ def serve_once(run_dir: Path, env: dict, model_uri: str, record: dict) -> dict:
     bin_dir = run_dir / ".venv/bin"
     proc = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri,
                              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own group: the server's workers go with it
     try:
         deadline = time.time() + 180
         while True:
@@ -139,11 +141,8 @@ def serve_once(run_dir: Path, env: dict, model_uri: str, record: dict) -> dict:
         with urllib.request.urlopen(req, timeout=120) as r:
             return json.loads(r.read())
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
 
 
 def main() -> int:
@@ -223,6 +222,7 @@ def main() -> int:
     summary["failed"] = failed
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
+    print(f"predictions, gate report and inputs in {work}")
     print("failed: " + (", ".join(failed) if failed else "none"))
     return 1 if failed else 0
 
