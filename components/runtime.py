@@ -155,3 +155,18 @@ def torchrun_command(nproc_per_node: int, cli_args: list[str]) -> list[str]:
         "hrm",
         *cli_args,
     ]
+
+
+def run_cli_under_torchrun(cfg: Params, gpus: int, cli_args: list[str], out: str) -> None:
+    """Run `hrm <cli_args> --params F --profile P` on `gpus` GPUs of this pod (DDP needs one
+    process per GPU, so the step runs as the CLI); the resolved params go through a file `F`
+    beside the `out` directory, because the CLI reads one."""
+    import subprocess
+
+    import yaml
+
+    params_file = os.path.join(os.path.dirname(out) or ".", "params.resolved.yaml")
+    with open(params_file, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(cfg.model_dump(mode="json"), fh, sort_keys=False)
+    subprocess.run(torchrun_command(gpus, [*cli_args, "--params", params_file, "--profile", cfg.profile]),
+                   check=True)

@@ -205,27 +205,18 @@ def train_phase(
     (one process per GPU of this pod, DDP); multi-node training goes to the Kubeflow Trainer.
     """
     import os
-    import subprocess
 
-    import yaml
-
-    from components.runtime import log_metrics_file, task_params, torchrun_command
+    from components.runtime import log_metrics_file, run_cli_under_torchrun, task_params
     from hrm.train.run import run_phase
 
     cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
     resume = os.path.join(previous.path, "checkpoints") if previous is not None else None
     if gpus > 1:
-        # DDP needs one process per GPU, so the step runs as the CLI under torchrun; the
-        # params go through a file because the CLI reads one.
-        params_file = os.path.join(os.path.dirname(model.path) or ".", "params.resolved.yaml")
-        with open(params_file, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(cfg.model_dump(mode="json"), fh, sort_keys=False)
-        args = ["train", "--params", params_file, "--profile", cfg.profile, "--phase", phase,
-                "--sequences", sequences_dir.path, "--tokenizer", tokenizer_dir.path,
-                "--out", model.path]
+        args = ["train", "--phase", phase, "--sequences", sequences_dir.path,
+                "--tokenizer", tokenizer_dir.path, "--out", model.path]
         if resume:
             args += ["--resume-from", resume]
-        subprocess.run(torchrun_command(gpus, args), check=True)
+        run_cli_under_torchrun(cfg, gpus, args, model.path)
     else:
         run_phase(cfg, phase, sequences_dir.path, tokenizer_dir.path, model.path,
                   resume_from=resume)
@@ -247,23 +238,14 @@ def train_control(
     and epochs (only its record when `train.reverse_control` is off). Stage `train_control`; it
     runs beside the model's training, on as many GPUs (DDP under torchrun) so that its ranks
     read the same shares of the data as the model's."""
-    import os
-    import subprocess
-
-    import yaml
-
-    from components.runtime import task_params, torchrun_command
+    from components.runtime import run_cli_under_torchrun, task_params
     from hrm.train.control import train_control as run_control
 
     cfg = task_params(params, profile, tracking_uri=tracking_uri, pipeline_run=pipeline_run)
     if gpus > 1:
-        params_file = os.path.join(os.path.dirname(control.path) or ".", "params.resolved.yaml")
-        with open(params_file, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(cfg.model_dump(mode="json"), fh, sort_keys=False)
-        subprocess.run(torchrun_command(gpus, [
-            "train-control", "--params", params_file, "--profile", cfg.profile,
-            "--sequences", sequences_dir.path, "--tokenizer", tokenizer_dir.path,
-            "--out", control.path]), check=True)
+        run_cli_under_torchrun(cfg, gpus, ["train-control", "--sequences", sequences_dir.path,
+                                           "--tokenizer", tokenizer_dir.path, "--out", control.path],
+                               control.path)
     else:
         run_control(cfg, sequences_dir.path, tokenizer_dir.path, control.path)
 

@@ -28,9 +28,7 @@ class LoadedControl:
     """Why no control is compared (None when `model` is set)."""
 
     def describe(self) -> dict[str, Any]:
-        """What metrics.json records of the control (`reverse_learning_control`)."""
-        if self.info is None:
-            return {"reason": self.reason}
+        """What metrics.json records of a loaded control (`reverse_learning_control`)."""
         return {"checkpoint": self.info.path, "phase": self.info.phase, "step": self.info.step,
                 "global_epoch": self.info.global_epoch}
 

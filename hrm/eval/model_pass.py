@@ -181,9 +181,9 @@ def paired_control_metrics(mp: ModelPass, control_loss_sum: np.ndarray) -> dict[
     """The paired reverse-learning ablation: the model's per-row losses against the control's."""
     positions = mp.row_positions.clip(min=1)
     model_loss, control_loss = mp.row_loss_sum / positions, control_loss_sum / positions
-    lower, higher, ties = _compare(model_loss, control_loss)
+    lower, higher, _ = _compare(model_loss, control_loss)
     return {
-        "reverse_learning_integration": (lower + 0.5 * ties) / model_loss.size,
+        "reverse_learning_integration": integration_share(model_loss, control_loss),
         "reverse_learning_p_value": sign_test_p(lower, higher),
         "reverse_learning_rows_lower": float(lower),
         "reverse_learning_rows_higher": float(higher),

@@ -149,6 +149,30 @@ def test_publish_text_copies_the_report(tmp_path: Path) -> None:
         publish_text(tmp_path / "absent.md", _Artifact())
 
 
+def test_a_ddp_step_runs_the_cli_with_the_resolved_params(tmp_path, monkeypatch, repo_root) -> None:
+    """What a training task runs on several GPUs: the CLI under torchrun, reading the task's
+    resolved params from a file beside its output (the command itself needs GPUs: not run)."""
+    import subprocess
+
+    import yaml
+
+    from components.runtime import run_cli_under_torchrun
+    from hrm.config import load_params
+
+    cfg = load_params(repo_root / "params.yaml", profile="tiny")
+    ran = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, check: ran.append((cmd, check)))
+    out = tmp_path / "task" / "control"
+    out.parent.mkdir()
+    run_cli_under_torchrun(cfg, 2, ["train-control", "--out", str(out)], str(out))
+    ((cmd, check),) = ran
+    params_file = tmp_path / "task" / "params.resolved.yaml"
+    assert check and cmd == [*torchrun_command(2, ["train-control", "--out", str(out)]),
+                             "--params", str(params_file), "--profile", "tiny"]
+    assert load_params(params_file).model_dump() == cfg.model_dump()
+    assert yaml.safe_load(params_file.read_text())["profile"] == "tiny"
+
+
 def test_torchrun_only_for_several_gpus() -> None:
     cmd = torchrun_command(4, ["train", "--phase", "foundation"])
     assert cmd[:3] == ["torchrun", "--standalone", "--nproc_per_node=4"]

@@ -123,7 +123,7 @@ def test_no_control_writes_only_its_reason(tiny_params, real_sequences, tmp_path
     assert (record.trained, record.reason) == (False, reason)
     assert sorted(p.name for p in (tmp_path / "control").iterdir()) == [CONTROL_FILE]
     loaded = load_control(tmp_path / "control", None, "cpu")
-    assert (loaded.model, loaded.reason, loaded.describe()) == (None, reason, {"reason": reason})
+    assert (loaded.model, loaded.info, loaded.reason) == (None, None, reason)
 
 
 def test_a_missing_or_malformed_control_record_names_the_file(tmp_path):
