@@ -14,6 +14,7 @@ PYTEST_ARGS ?=
 # `make sample`: where to fetch the 57-row real SWE-smith sample the suite reads in place.
 SAMPLE_URL ?=
 SAMPLE_DIR := ../shared/data/swe-smith
+OFFLINE_PLOTS := .cache/hrm-plots/dvc-offline.html
 SAMPLE_SHA256 := 9a0c54d9469c55ca79819a41d3dd5dac604406f14105cbfd8e7067eb324811e5
 
 export DVC_NO_ANALYTICS := 1
@@ -46,9 +47,13 @@ venv: $(BIN)/.installed
 data: venv
 	$(BIN)/hrm data materialise $(if $(DATA),--source '$(DATA)')
 
-run: data
+run: data $(OFFLINE_PLOTS)
 	$(BIN)/dvc repro
 	$(BIN)/hrm gate summary
+
+# `dvc plots show` with the Vega libraries inlined (renders offline); set in .dvc/config.local.
+$(OFFLINE_PLOTS): $(BIN)/.installed
+	$(BIN)/hrm plots offline
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -196,8 +196,13 @@ def main() -> int:
         source = (tenacity.pristine / rel).read_text(encoding="utf-8")
         if fixed not in source:
             raise RuntimeError(f"{rel}: the text to break is not there")
-        target = work / "wait.py"
+        # as a user's checkout of tenacity: `hrm repair` names the file from the git root
+        # (tenacity/wait.py), as the model read paths in training
+        checkout = work / "user-checkout"
+        target = checkout / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(source.replace(fixed, buggy, 1), encoding="utf-8")
+        subprocess.run(["git", "init", "-q", str(checkout)], check=True)
         done = subprocess.run([str(bin_dir / "hrm"), "repair", str(target), "--function", function,
                                "--issue", "wait_random returns waits below the minimum"],
                               cwd=run_dir, env=env, capture_output=True, text=True, timeout=300)
@@ -207,7 +212,7 @@ def main() -> int:
                 "restores_the_fix": any(fixed in line for line in added), "diff": diff[-600:]}
 
     step("repair", repair)
-    record = {"file_path": BUG[0], "source": (work / "wait.py").read_text(encoding="utf-8"),
+    record = {"file_path": BUG[0], "source": (work / "user-checkout" / BUG[0]).read_text(encoding="utf-8"),
               "function": BUG[1], "problem_statement": "wait_random returns waits below the minimum"}
     (work / "record.json").write_text(json.dumps(record))
     load = (f"import json, mlflow, pandas as pd; m = mlflow.pyfunc.load_model({model_uri!r}); "

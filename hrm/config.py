@@ -756,7 +756,8 @@ class TrackingConfig(_Section):
     """MLflow tracking and registry URI; the MLFLOW_TRACKING_URI variable overrides it."""
 
     artifact_location: str = "mlartifacts"
-    """Artifact root for experiments created locally."""
+    """Artifact root for experiments created locally; on a sqlite backend a relative path is kept
+    relative to the database's directory (`hrm-project:/<path>`), so the project can move."""
 
     experiment: str = "hrm-swe"
     """MLflow experiment name."""

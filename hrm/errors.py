@@ -15,6 +15,7 @@ class InputError(HrmError):
         if path and line is not None:
             where = f"{path}:{line}"
         super().__init__(f"{where}: {message}" if where else message)
+        self.message = message
         self.path = path
         self.line = line
 

@@ -124,12 +124,13 @@ def configure(cfg: TrackingConfig) -> str:
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is None:
         # A tracking server stores artifacts through its own proxy; a local path is only
-        # meaningful for a local (sqlite) backend.
+        # meaningful for a local backend, and on sqlite it is kept relative to the database so
+        # the project can move (hrm.artifact_store).
         location = None
         if not uri.startswith(("http://", "https://")):
-            location = cfg.artifact_location
-            if "://" not in location:
-                location = Path(location).resolve().as_uri()
+            from hrm.artifact_store import project_location
+
+            location = project_location(cfg.artifact_location, uri)
         try:
             experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
         except Exception:  # noqa: BLE001 - another process created it first (a unique-name race)

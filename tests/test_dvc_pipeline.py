@@ -261,6 +261,46 @@ def test_repro_runs_every_stage_then_nothing(step_runs, project: Path):
     assert _stages_ran(second) == set(), second
 
 
+# Runs the page's first inline script with no DOM and no network; it must define vegaEmbed.
+BUNDLE_CHECK_JS = r"""
+const html = require("fs").readFileSync(process.argv[1], "utf8");
+const inline = [...html.matchAll(/<script type\s*=\s*"text\/javascript">([\s\S]*?)<\/script>/g)];
+globalThis.window = globalThis;
+(0, eval)(inline[0][1]);
+console.log(typeof window.vegaEmbed);
+"""
+
+
+def test_plots_show_renders_offline_with_train_and_val_together(project: Path):
+    """`dvc plots show` after `hrm plots offline` (what `make run` does): a page that loads
+    nothing from elsewhere, whose plots hold train and val of every phase and draw with the
+    Vega-Lite version inlined."""
+    import vl_convert
+
+    from hrm.offline_plots import VEGA_LITE_VERSION
+
+    assert "dvc-offline.html" in _run(["hrm", "plots", "offline"], project)
+    assert "html_template" in (project / ".dvc" / "config.local").read_text()
+    _run(["dvc", "plots", "show", "--out", "plots-page"], project)
+    page = project / "plots-page" / "index.html"
+    html = page.read_text()
+    assert not re.search(r"<script[^>]*\bsrc\s*=", html) and "cdn.jsdelivr" not in html
+    specs = {name: json.loads(spec) for spec, name in
+             re.findall(r"var spec = (.*?);\s*vegaEmbed\('#([^']+)', spec\);", html, re.S)}
+    series = {"loss": "lm_loss", "token_accuracy": "token_accuracy", "edit_accuracy": "edit_accuracy"}
+    for name, field in series.items():
+        drawn = specs[name]["encoding"]["strokeDash"]["scale"]["domain"]
+        assert drawn == [f"{phase}/history.csv::{f}" for phase in ("foundation", "optimisation", "refinement")
+                         for f in (field, f"val_{field}")], drawn
+        svg = vl_convert.vegalite_to_svg(specs[name], vl_version=VEGA_LITE_VERSION)
+        assert svg.count('aria-roledescription="line mark"') >= len(drawn)
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the inline bundle's execution is not checked")
+    ran = subprocess.run([node, "-e", BUNDLE_CHECK_JS, str(page)], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and ran.stdout.strip() == "function", ran.stderr[-2000:]
+
+
 def test_tokenizer_param_change_reruns_only_downstream(project: Path):
     """Checked with `dvc status` (which stages are stale) rather than a second full run."""
     params_path = project / "params.yaml"

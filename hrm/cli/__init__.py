@@ -13,6 +13,7 @@ from hrm.cli import (
     evaluate,
     gate,
     pipeline,
+    plots,
     predict,
     sequences,
     tokenizer,
@@ -28,7 +29,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for module in (data, envs, corpus, tokenizer, sequences, train, evaluate, gate, pipeline, predict):
+for module in (data, envs, corpus, tokenizer, sequences, train, evaluate, gate, pipeline, predict,
+               plots):
     module.register(app)
 
 

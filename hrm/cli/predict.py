@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Propose a fix for one function of a file; print it as a unified diff."""
         from hrm.errors import InputError
-        from hrm.repair import repair_source
+        from hrm.repair import repair_source, repository_path
 
         if not path.is_file():
             raise InputError("file not found", path=str(path))
@@ -112,7 +112,13 @@ def register(app: typer.Typer) -> None:
             text = Path(issue).read_text(encoding="utf-8")
         params = load(params_path, profile)
         with _repairer(params, model, checkpoint, tokenizer, params_path) as (rep, name):
-            fix = repair_source(rep, path.as_posix(), source, function=function, issue=text)
+            name_in_diff, applies_from = repository_path(path)
+            try:
+                fix = repair_source(rep, name_in_diff, source, function=function, issue=text)
+            except InputError as err:  # name the file as the user gave it
+                if err.path != name_in_diff:
+                    raise
+                raise InputError(err.message, path=str(path), line=err.line) from None
         where = f"{fix.function} (line {fix.start_line})"
         picked = f", picked among {fix.candidates} functions" if fix.candidates > 1 else ""
         typer.echo(f"# {name}: {where}{picked}; change probability {fix.change_probability:.3f}, "
@@ -121,6 +127,8 @@ def register(app: typer.Typer) -> None:
         if fix.rank:
             typer.echo(f"# the model's output ranked {fix.rank + 1}: every better one does not "
                        "parse", err=True)
+        if fix.patch:
+            typer.echo(f"# the diff applies from {applies_from} (git apply / patch -p1)", err=True)
         typer.echo(fix.patch, nl=False)
         if fix.reason or not fix.patch:
             typer.secho(f"no usable fix: {fix.reason or 'the model changes nothing'}",

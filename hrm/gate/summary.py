@@ -36,7 +36,8 @@ def summary_lines(gate_dir: str | Path, eval_dir: str | Path) -> list[str]:
     counts = gate.get("counts", {})
     lines = [f"gate: {gate['verdict']} ({counts.get('passed', '?')}/{counts.get('total', '?')} "
              f"criteria met; registry: {gate.get('registry_action') or 'not run'}); "
-             f"report: {gate_dir / 'report.md'}"]
+             f"report: {gate_dir / 'report.md'} (self-contained: {gate_dir / 'report.html'}); "
+             "curves: `dvc plots show`"]
     primary = gate.get("primary")
     if primary:
         ci = primary.get("ci95") or [None, None]

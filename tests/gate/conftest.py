@@ -226,3 +226,14 @@ def wait_for_http(url: str, proc, timeout_s: float, output) -> None:
             proc.kill()
             pytest.fail(f"{url} did not answer in {timeout_s:.0f} s:\n{output()[-3000:]}")
         time.sleep(0.5)
+
+
+def stop_process(proc, timeout_s: float = 15) -> None:
+    """Terminate a server started by a test; kill it if it does not exit within `timeout_s`."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()

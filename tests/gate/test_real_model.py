@@ -182,15 +182,18 @@ def use_the_champion(params, art: Path, tmp_path: Path, sample_path: Path) -> No
     user_file.write_text(_buggy_wait(params))
     result = _cli(["repair", str(user_file), "--function", "wait_random.__call__",
                    "--issue", issue, "--params", str(params_file)])
-    expected = repair_source(champion, user_file.as_posix(), _buggy_wait(params),
+    # outside any git tree and the working directory: the diff names the file alone
+    expected = repair_source(champion, "wait.py", _buggy_wait(params),
                              function="wait_random.__call__", issue=issue)
-    assert expected.patch.startswith(f"diff --git a/{user_file.as_posix()}")
+    assert expected.patch.startswith("diff --git a/wait.py b/wait.py")
     assert result.stdout == expected.patch  # printed even when no proposal parses
     if expected.parses:
         assert result.exit_code == 0, result.output
     else:  # the tiny model's outputs may all fail to parse: said so, exit 1
         assert result.exit_code == 1 and "no usable fix" in result.stderr, result.output
     assert "wait_random.__call__ (line 75)" in result.stderr
+    if expected.patch:
+        assert f"the diff applies from {user_file.parent.resolve()}" in result.stderr
     bad = tmp_path / "user" / "bad.py"
     bad.write_text("def f(:\n")
     result = _cli(["repair", str(bad), "--params", str(params_file)])
@@ -237,7 +240,7 @@ def use_the_champion(params, art: Path, tmp_path: Path, sample_path: Path) -> No
     import socket
     import urllib.request
 
-    from .conftest import wait_for_http
+    from .conftest import stop_process, wait_for_http
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -258,8 +261,4 @@ def use_the_champion(params, art: Path, tmp_path: Path, sample_path: Path) -> No
         assert served[0]["function"] == "wait_random.__call__"
         assert served[0]["model_patch"] == first["model_patch"]  # the same model, same answer
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server, 30)

@@ -19,7 +19,7 @@ from hrm.config import parse_params
 from hrm.gate.decide import decide
 from hrm.gate.registry import champion, flag, promote
 
-from .conftest import wait_for_http
+from .conftest import stop_process, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -43,11 +43,7 @@ def server(tmp_path: Path):
     url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{url}/health", proc, 90, (tmp_path / "server.log").read_text)
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_process(proc)
     log.close()
 
 

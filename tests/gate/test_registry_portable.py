@@ -1,0 +1,137 @@
+"""A project's MLflow store moves with it: artifact locations are relative to the sqlite database
+(`hrm-project:` URIs, hrm/artifact_store.py), so a registered version promoted in one directory
+loads from another, in a fresh process and through `mlflow server`, and the database names no
+path of the directory it was made in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hrm.artifact_store import SCHEME, project_location, resolve
+from hrm.config import parse_params
+from hrm.errors import HrmError
+from hrm.gate.decide import decide
+from hrm.gate.registry import promote
+
+from .conftest import stop_process, wait_for_http
+from .test_registry_server import _free_port
+
+
+def test_relative_locations_on_sqlite_become_project_uris(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert project_location("mlartifacts", "sqlite:///mlflow.db") == f"{SCHEME}:/mlartifacts"
+    # relative to the database's directory, not the working directory
+    assert project_location("mlartifacts", "sqlite:///store/mlflow.db") == f"{SCHEME}:/../mlartifacts"
+    assert project_location("store/art", f"sqlite:///{tmp_path}/store/mlflow.db") == f"{SCHEME}:/art"
+    # what the user pinned absolutely, and other backends, stay absolute as MLflow makes them
+    assert project_location(str(tmp_path / "art"), "sqlite:///mlflow.db") == (tmp_path / "art").as_uri()
+    assert project_location("mlartifacts", "postgresql://db/mlflow") == (tmp_path / "mlartifacts").as_uri()
+    assert project_location("s3://bucket/art", "sqlite:///mlflow.db") == "s3://bucket/art"
+    assert resolve(f"{SCHEME}:/mlartifacts/r1/artifacts", f"sqlite:///{tmp_path}/p/mlflow.db") == (
+        tmp_path / "p" / "mlartifacts" / "r1" / "artifacts").as_uri()
+    with pytest.raises(HrmError, match=r"relative to a sqlite tracking database.*http://server:5000"):
+        resolve(f"{SCHEME}:/mlartifacts/r1", "http://server:5000")
+
+
+def test_mlflow_finds_the_repository_through_the_entry_point():
+    from mlflow.store.artifact.artifact_repository_registry import (
+        get_registered_artifact_repositories,
+    )
+
+    repository = get_registered_artifact_repositories().get(SCHEME)
+    assert repository is not None and repository.__module__ == "hrm.artifact_repository"
+
+
+def _strings_naming(db: Path, needle: str) -> list[tuple[str, str, str]]:
+    """Every text cell of every table of `db` that contains `needle` (table, column, value)."""
+    found = []
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
+        for table in tables:
+            columns = [r[1] for r in conn.execute(f"pragma table_info('{table}')")]
+            for column in columns:
+                for (value,) in conn.execute(f'select "{column}" from "{table}"'):
+                    if isinstance(value, str) and needle in value:
+                        found.append((table, column, value))
+    return found
+
+
+@pytest.mark.slow
+def test_a_promoted_version_loads_after_the_project_moves(repo_root, run_dirs, synth, template_db,
+                                                          tmp_path, monkeypatch):
+    import yaml
+
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy2(template_db, project / "mlflow.db")
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("HRM_PIPELINE_RUN", "portable-test")
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    assert raw["tracking"]["artifact_location"] == "mlartifacts"  # the default this test is about
+    raw["tracking"]["tracking_uri"] = "sqlite:///mlflow.db"
+    raw["gate"]["criteria"] = synth.LENIENT
+    params = parse_params(raw, "tiny")
+    promoted = promote(params, decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir),
+                       run_dirs.checkpoint, run_dirs.tokenizer)
+    assert (promoted.action, promoted.version) == ("promoted", "1")
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(params.tracking.experiment)
+    assert experiment.artifact_location == f"{SCHEME}:/mlartifacts"
+    assert (project / "mlartifacts").is_dir()
+    # Nothing in the database names the directory, except the location of MLflow's own Default
+    # experiment (id 0, created by MLflow and never used by hrm).
+    named = [hit for hit in _strings_naming(project / "mlflow.db", str(project))
+             if hit[:2] != ("experiments", "artifact_location") or not hit[2].endswith("/mlruns/0")]
+    assert named == []
+
+    moved = tmp_path / "elsewhere" / "moved-project"
+    moved.parent.mkdir()
+    shutil.move(project, moved)
+    monkeypatch.chdir(tmp_path)
+    # (MLflow exports the URIs this process set into os.environ: a fresh shell has neither)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{moved / 'mlflow.db'}"
+    # A fresh process (MLflow finds the repository through the installed entry point only).
+    script = ("import mlflow, sys; print(mlflow.artifacts.download_artifacts("
+              "artifact_uri='models:/hrm-swe@champion', dst_path=sys.argv[1]))")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "dl")], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    local = Path(out.stdout.strip().splitlines()[-1])
+    assert (local / "artifacts" / "checkpoint" / "step-00000100.pt").read_bytes() == b"weights-v1" * 1000
+    assert (local / "MLmodel").is_file()
+
+    # The MLflow UI's server reads the moved artifacts too (run from another directory).
+    port = _free_port()
+    log_path = tmp_path / "ui.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
+             f"sqlite:///{moved / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for_http(f"{url}/health", proc, 90, log_path.read_text)
+            version = mlflow.MlflowClient(f"sqlite:///{moved / 'mlflow.db'}").get_model_version(
+                "hrm-swe", "1")
+            with urllib.request.urlopen(
+                    f"{url}/ajax-api/2.0/mlflow/artifacts/list?run_id={version.run_id}&path=model",
+                    timeout=30) as resp:
+                listed = {f["path"] for f in json.load(resp)["files"]}
+            assert "model/MLmodel" in listed, listed
+            with urllib.request.urlopen(
+                    f"{url}/get-artifact?path=model/MLmodel&run_uuid={version.run_id}", timeout=30) as resp:
+                assert b"python_function" in resp.read()
+        finally:
+            stop_process(proc)
