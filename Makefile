@@ -14,7 +14,6 @@ PYTEST_ARGS ?=
 # `make sample`: where to fetch the 57-row real SWE-smith sample the suite reads in place.
 SAMPLE_URL ?=
 SAMPLE_DIR := ../shared/data/swe-smith
-OFFLINE_PLOTS := .cache/hrm-plots/dvc-offline.html
 SAMPLE_SHA256 := 9a0c54d9469c55ca79819a41d3dd5dac604406f14105cbfd8e7067eb324811e5
 
 export DVC_NO_ANALYTICS := 1
@@ -47,13 +46,12 @@ venv: $(BIN)/.installed
 data: venv
 	$(BIN)/hrm data materialise $(if $(DATA),--source '$(DATA)')
 
-run: data $(OFFLINE_PLOTS)
+# `hrm plots offline`: `dvc plots show` with the Vega libraries inlined (renders offline), its
+# template named in .dvc/config.local; rewritten every run (seconds) so neither can go stale.
+run: data
+	$(BIN)/hrm plots offline
 	$(BIN)/dvc repro
 	$(BIN)/hrm gate summary
-
-# `dvc plots show` with the Vega libraries inlined (renders offline); set in .dvc/config.local.
-$(OFFLINE_PLOTS): $(BIN)/.installed
-	$(BIN)/hrm plots offline
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -46,28 +46,40 @@ def template_html() -> str:
     import vl_convert
 
     bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE_VERSION)
-    for placeholder in ("{plot_divs}", "{scripts}", "{refresh_tag}", "</script"):
-        if placeholder in bundle:  # DVC fills placeholders by plain text replacement
+    for placeholder in ("{plot_divs}", "{scripts}", "{refresh_tag}", "</script", "<!--"):
+        if placeholder in bundle.lower():  # DVC fills placeholders by plain text replacement
             raise HrmError(f"the Vega bundle contains {placeholder!r}: it cannot be inlined as is")
     head, tail = PAGE.split("{bundle}")
     return head + bundle + tail
 
 
-def install_template(repo: Path, dvc: str) -> Path:
+def configured_template(repo: Path) -> str | None:
+    """`plots.html_template` as DVC reads it for `repo` (every config level merged)."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc_repo:
+        return dvc_repo.config.get("plots", {}).get("html_template")
+
+
+def install_template(repo: Path, dvc: str) -> tuple[Path, str | None]:
     """Write the template under `repo` and set `plots.html_template` in its `.dvc/config.local`
-    (with `dvc config --local`); returns the template's path."""
+    (with `dvc config --local`). Returns the template's path and, when the repository already
+    names a template of its own, that one: it is kept, not replaced."""
     repo = repo.resolve()
     if not (repo / ".dvc").is_dir():
         raise HrmError(f"{repo}: not a DVC repository (no .dvc directory)")
+    relative = (Path("..") / TEMPLATE_PATH).as_posix()  # DVC reads it relative to .dvc/
+    current = configured_template(repo)
+    if current not in (None, relative):
+        return repo / TEMPLATE_PATH, current
     path = repo / TEMPLATE_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".part")
     partial.write_text(template_html(), encoding="utf-8")
     partial.replace(path)
-    relative = Path("..") / TEMPLATE_PATH  # DVC reads it relative to .dvc/
-    proc = subprocess.run([dvc, "config", "--local", "plots.html_template", relative.as_posix()],
+    proc = subprocess.run([dvc, "config", "--local", "plots.html_template", relative],
                           cwd=repo, capture_output=True, text=True)
     if proc.returncode != 0:
         raise HrmError(f"`dvc config --local plots.html_template` failed in {repo}: "
                        f"{proc.stderr.strip() or proc.stdout.strip()}")
-    return path
+    return path, None

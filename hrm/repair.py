@@ -13,7 +13,6 @@ directory the path is relative to). The model's code is never run here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from hrm.errors import InputError
 from hrm.hunks import Hunk, split_lines
@@ -103,26 +102,6 @@ def select_functions(units: list[Unit], function: str | None, path: str) -> list
                          "qualify it (Class.method)", path=path)
     shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
     raise InputError(f"no function {function!r} here; the file defines: {shown}", path=path)
-
-
-def repository_path(path: Path) -> tuple[str, Path]:
-    """The name a user's file goes by in the model's row and in the diff, and the directory the
-    diff applies from: relative to the git work tree holding it (as the model was trained on
-    repository paths, `tenacity/wait.py`), else to the working directory when the file is under
-    it, else its bare name in its own directory. Never an absolute path (`a//tmp/...`)."""
-    import subprocess
-
-    path = path.resolve()
-    try:
-        top = subprocess.run(["git", "-C", str(path.parent), "rev-parse", "--show-toplevel"],
-                             capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        top = None
-    bases = [Path(top.stdout.strip()).resolve()] if top and top.returncode == 0 and top.stdout.strip() else []
-    for base in [*bases, Path.cwd().resolve()]:
-        if path.is_relative_to(base):
-            return path.relative_to(base).as_posix(), base
-    return path.name, path.parent
 
 
 def _region(path: str, source: str, unit: Unit) -> Region:

@@ -42,6 +42,7 @@ NOT_OUTPUT_CODE = {
     "hrm.config": "the values a stage reads are tracked one by one under its `params`",
     "hrm.errors": "exception types only",
     "hrm.tracking": "MLflow logging: a record beside the outputs, not part of them",
+    "hrm.artifact_store": "where MLflow keeps what a step logs (hrm-project: locations)",
     "hrm.step_tracking": "MLflow logging of the data steps",
 }
 """Modules a stage may import without listing them in its deps, and why (`pkg.*`: the package and
@@ -279,6 +280,7 @@ def test_plots_show_renders_offline_with_train_and_val_together(project: Path):
 
     from hrm.offline_plots import VEGA_LITE_VERSION
 
+    _run(["dvc", "repro"], project)  # nothing to do after the test above; the whole run alone
     assert "dvc-offline.html" in _run(["hrm", "plots", "offline"], project)
     assert "html_template" in (project / ".dvc" / "config.local").read_text()
     _run(["dvc", "plots", "show", "--out", "plots-page"], project)
@@ -288,6 +290,7 @@ def test_plots_show_renders_offline_with_train_and_val_together(project: Path):
     specs = {name: json.loads(spec) for spec, name in
              re.findall(r"var spec = (.*?);\s*vegaEmbed\('#([^']+)', spec\);", html, re.S)}
     series = {"loss": "lm_loss", "token_accuracy": "token_accuracy", "edit_accuracy": "edit_accuracy"}
+    assert set(specs) == set(series)  # no train-only plot beside them
     for name, field in series.items():
         drawn = specs[name]["encoding"]["strokeDash"]["scale"]["domain"]
         assert drawn == [f"{phase}/history.csv::{f}" for phase in ("foundation", "optimisation", "refinement")

@@ -6,7 +6,15 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from hrm.repair import repository_path
+import pytest
+
+from hrm.repo_paths import repository_path
+
+
+@pytest.fixture(autouse=True)
+def _no_enclosing_work_tree(tmp_path: Path, monkeypatch):
+    """Git looks no higher than tmp_path: a work tree above it must not change the answers."""
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
 
 
 def test_a_file_in_a_git_work_tree_is_named_from_the_tree_root(tmp_path: Path, monkeypatch):
@@ -38,3 +46,21 @@ def test_a_file_elsewhere_goes_by_its_name_in_its_own_directory(tmp_path: Path, 
     name, base = repository_path(module)
     assert (name, base) == ("m.py", (tmp_path / "far").resolve())
     assert not name.startswith("/")
+
+
+def test_a_work_tree_git_refuses_to_read_is_an_error_not_a_guess(tmp_path: Path, monkeypatch):
+    from hrm.errors import InputError
+
+    repo = tmp_path / "project"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    module = repo / "m.py"
+    module.write_text("")
+    # another user's repository: git refuses it ("detected dubious ownership")
+    owner = subprocess.run(["chown", "-R", "nobody", str(repo)], capture_output=True, text=True)
+    if owner.returncode != 0:
+        pytest.skip(f"cannot give the repository to another user here: {owner.stderr.strip()}")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))  # no safe.directory
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="git cannot read the work tree here.*dubious ownership"):
+        repository_path(module)

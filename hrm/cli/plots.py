@@ -19,7 +19,11 @@ def offline_command(
     from hrm.data.materialise import dvc_executable
     from hrm.offline_plots import install_template
 
-    path = install_template(repo, dvc_executable())
+    path, kept = install_template(repo, dvc_executable())
+    if kept:
+        typer.secho(f"plots: the repository already names its own template ({kept}); kept it, so "
+                    "`dvc plots show` renders offline only if that one does", fg=typer.colors.YELLOW)
+        return
     typer.echo(f"plots: `dvc plots show` now uses {path} (Vega inlined; set in .dvc/config.local)")
 
 

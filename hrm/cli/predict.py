@@ -99,7 +99,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Propose a fix for one function of a file; print it as a unified diff."""
         from hrm.errors import InputError
-        from hrm.repair import repair_source, repository_path
+        from hrm.repair import repair_source
+        from hrm.repo_paths import repository_path
 
         if not path.is_file():
             raise InputError("file not found", path=str(path))
