@@ -88,10 +88,11 @@ def _store_uri(tracking_uri: str | None) -> str:
 def resolve(artifact_uri: str, tracking_uri: str | None = None) -> str:
     """The URI an `hrm-project:` location stands for under the tracking URI in use.
 
-    sqlite: `file://<database directory>/<path>`. A tracking server (http/https):
-    `mlflow-artifacts:/<path>`, the server's artifact proxy, which is the project's files when
-    the server was started in the project with `--artifacts-destination .`. Anything else is
-    refused with what to set.
+    sqlite: `file://<database directory>/<path>`. A tracking server (http/https): its artifact
+    proxy, `mlflow-artifacts:/<path less its first segment>`, which holds these files when the
+    server runs on the project's database with `--serve-artifacts --artifacts-destination
+    <project>/<first segment>` (`mlartifacts`: the server exposes that directory, nothing else
+    of the project). Anything else is refused with what to set.
     """
     relative = _relative_path(artifact_uri)
     store = _store_uri(tracking_uri)
@@ -99,7 +100,11 @@ def resolve(artifact_uri: str, tracking_uri: str | None = None) -> str:
     if database is not None:
         return (database.parent / relative).as_uri()
     if urllib.parse.urlsplit(store).scheme in ("http", "https"):
-        return f"mlflow-artifacts:/{urllib.parse.quote(relative)}"
+        parts = relative.split("/")
+        if ".." in parts or len(parts) < 2:
+            raise HrmError(f"{artifact_uri}: a tracking server serves artifacts from one directory "
+                           "of the project; this location is not inside one")
+        return f"mlflow-artifacts:/{urllib.parse.quote('/'.join(parts[1:]))}"
     raise HrmError(
         f"{artifact_uri}: `{SCHEME}:` artifact locations are relative to a sqlite tracking "
         f"database (or its `mlflow server`), but the tracking URI is {store!r}; point "

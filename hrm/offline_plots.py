@@ -55,10 +55,17 @@ def template_html() -> str:
 
 def configured_template(repo: Path) -> str | None:
     """`plots.html_template` as DVC reads it for `repo` (every config level merged)."""
-    from dvc.repo import Repo
+    from dvc.config import Config, ConfigError
 
-    with Repo(str(repo)) as dvc_repo:
-        return dvc_repo.config.get("plots", {}).get("html_template")
+    try:
+        return Config(dvc_dir=str(repo / ".dvc")).get("plots", {}).get("html_template")
+    except ConfigError as err:
+        raise HrmError(f"{repo / '.dvc'}: DVC cannot read its config: {err}") from None
+
+
+def _is_ours(value: str, repo: Path) -> bool:
+    """`value` (as DVC reads it: relative to .dvc/) names this module's template."""
+    return (repo / ".dvc" / value).resolve() == (repo / TEMPLATE_PATH).resolve()
 
 
 def install_template(repo: Path, dvc: str) -> tuple[Path, str | None]:
@@ -70,7 +77,7 @@ def install_template(repo: Path, dvc: str) -> tuple[Path, str | None]:
         raise HrmError(f"{repo}: not a DVC repository (no .dvc directory)")
     relative = (Path("..") / TEMPLATE_PATH).as_posix()  # DVC reads it relative to .dvc/
     current = configured_template(repo)
-    if current not in (None, relative):
+    if current is not None and not _is_ours(current, repo):
         return repo / TEMPLATE_PATH, current
     path = repo / TEMPLATE_PATH
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ name in its own directory. Never an absolute path (`a//tmp/...` headers).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -18,9 +19,11 @@ GIT_TIMEOUT_S = 30
 
 def _work_tree_root(directory: Path) -> Path | None:
     """The root of the git work tree holding `directory`; None outside one or without git."""
+    # git's messages in English whatever the user's locale: one of them is matched below
+    env = {k: v for k, v in os.environ.items() if k != "LANGUAGE"} | {"LC_ALL": "C"}
     try:
         proc = subprocess.run(["git", "-C", str(directory), "rev-parse", "--show-toplevel"],
-                              capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
+                              capture_output=True, text=True, timeout=GIT_TIMEOUT_S, env=env)
     except FileNotFoundError:  # no git installed: no work tree can be found
         return None
     except subprocess.TimeoutExpired:

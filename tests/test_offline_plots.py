@@ -4,7 +4,6 @@ repository's machine-local config, without replacing a template the repository a
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +15,18 @@ from hrm.offline_plots import TEMPLATE_PATH, configured_template, install_templa
 DVC = str(Path(sys.executable).with_name("dvc"))
 
 
+@pytest.fixture(autouse=True)
+def _only_the_repositorys_config(tmp_path: Path, monkeypatch):
+    """No global or system DVC config of this machine takes part."""
+    monkeypatch.setenv("DVC_GLOBAL_CONFIG_DIR", str(tmp_path / "dvc-global"))
+    monkeypatch.setenv("DVC_SYSTEM_CONFIG_DIR", str(tmp_path / "dvc-system"))
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+
+
 def _dvc_repo(root: Path) -> Path:
     root.mkdir()
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True, env=env)
-    subprocess.run([DVC, "init", "-q"], cwd=root, check=True, env=env)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run([DVC, "init", "-q"], cwd=root, check=True)
     return root
 
 
@@ -35,6 +41,10 @@ def test_install_names_the_template_locally_and_keeps_a_users_own(tmp_path: Path
     assert "html_template" in (repo / ".dvc" / "config.local").read_text()
     assert "html_template" not in (repo / ".dvc" / "config").read_text()  # nothing committed
     assert install_template(repo, DVC) == (path, None)  # again: rewritten, same config
+    # our own template named another way (an absolute path) is still ours: rewritten
+    subprocess.run([DVC, "config", "--local", "plots.html_template", str(path)], cwd=repo, check=True)
+    path.unlink()
+    assert install_template(repo, DVC) == (path, None) and path.is_file()
 
     mine = _dvc_repo(tmp_path / "mine")
     subprocess.run([DVC, "config", "plots.html_template", "my-page.html"], cwd=mine, check=True)

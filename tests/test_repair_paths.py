@@ -13,8 +13,10 @@ from hrm.repo_paths import repository_path
 
 @pytest.fixture(autouse=True)
 def _no_enclosing_work_tree(tmp_path: Path, monkeypatch):
-    """Git looks no higher than tmp_path: a work tree above it must not change the answers."""
+    """Git looks no higher than tmp_path: a work tree above it must not change the answers; and
+    it speaks German (LANGUAGE=de): its messages must be read in English whatever the locale."""
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.setenv("LANGUAGE", "de")
 
 
 def test_a_file_in_a_git_work_tree_is_named_from_the_tree_root(tmp_path: Path, monkeypatch):
@@ -61,6 +63,7 @@ def test_a_work_tree_git_refuses_to_read_is_an_error_not_a_guess(tmp_path: Path,
     if owner.returncode != 0:
         pytest.skip(f"cannot give the repository to another user here: {owner.stderr.strip()}")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))  # no safe.directory
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match="git cannot read the work tree here.*dubious ownership"):
         repository_path(module)

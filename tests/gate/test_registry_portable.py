@@ -54,8 +54,11 @@ def test_resolve_per_backend_and_refusals(tmp_path, monkeypatch):
 
     assert resolve(f"{SCHEME}:/mlartifacts/r1/artifacts", f"sqlite:///{tmp_path}/p/mlflow.db") == (
         tmp_path / "p" / "mlartifacts" / "r1" / "artifacts").as_uri()
-    # through a tracking server: its artifact proxy (the project's files when it serves them)
-    assert resolve(f"{SCHEME}:/mlartifacts/r1", "http://host:5000") == "mlflow-artifacts:/mlartifacts/r1"
+    # through a tracking server: its artifact proxy, whose destination is the location's
+    # directory (mlartifacts), never the whole project
+    assert resolve(f"{SCHEME}:/mlartifacts/r1", "http://host:5000") == "mlflow-artifacts:/r1"
+    with pytest.raises(HrmError, match="not inside one"):
+        resolve(f"{SCHEME}:/../mlartifacts/r1", "http://host:5000")
     with pytest.raises(HrmError, match=r"relative to a sqlite tracking database.*postgresql://db/m"):
         resolve(f"{SCHEME}:/mlartifacts/r1", "postgresql://db/m")
     with pytest.raises(HrmError, match="not an hrm-project:/<relative path>"):
@@ -105,9 +108,17 @@ def test_a_promoted_version_loads_after_the_project_moves(repo_root, run_dirs, s
     project.mkdir()
     shutil.copy2(template_db, project / "mlflow.db")
     monkeypatch.chdir(project)
-    # (configure exports both URIs into os.environ; set here, monkeypatch takes them back after)
+    # configure sets MLflow's URIs (module globals, exported into os.environ too) and active
+    # experiment: set here so that monkeypatch takes them all back after the test
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+    import mlflow.tracking.fluent as fluent
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:///mlflow.db")
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+    monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
+    monkeypatch.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
     monkeypatch.setenv("HRM_PIPELINE_RUN", "portable-test")
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())
     assert raw["tracking"]["artifact_location"] == "mlartifacts"  # the default this test is about
@@ -148,7 +159,7 @@ def test_a_promoted_version_loads_after_the_project_moves(repo_root, run_dirs, s
 
     # The MLflow UI's server reads the moved artifacts too (run from another directory, with no
     # tracking URI of its own: it resolves against its backend store), and serves them to HTTP
-    # clients through its artifact proxy when its destination is the project.
+    # clients through its artifact proxy when its destination is the project's mlartifacts/.
     port = _free_port()
     log_path = tmp_path / "ui.log"
     server_env = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
@@ -156,7 +167,7 @@ def test_a_promoted_version_loads_after_the_project_moves(repo_root, run_dirs, s
         proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
              f"sqlite:///{moved / 'mlflow.db'}", "--serve-artifacts", "--artifacts-destination",
-             str(moved), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+             str(moved / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
             stdout=log, stderr=subprocess.STDOUT, env=server_env, cwd=tmp_path)
         try:
             url = f"http://127.0.0.1:{port}"
