@@ -361,6 +361,34 @@ def test_one_phase_change_makes_only_that_phase_stale(project: Path):
         params_path.write_text(original)
 
 
+def test_dvc_exp_run_sets_a_phase_by_name(project: Path):
+    """README's `dvc exp run -S 'profiles.<profile>.phases.<name>.epochs=N'`: the experiment
+    reruns that phase and what follows it, and `dvc exp show` records the value. Last of the
+    tests on `project`: the workspace keeps the experiment's params and outputs."""
+    identity = {"GIT_AUTHOR_NAME": "hrm-test", "GIT_AUTHOR_EMAIL": "hrm-test@example.invalid",
+                "GIT_COMMITTER_NAME": "hrm-test", "GIT_COMMITTER_EMAIL": "hrm-test@example.invalid"}
+    _run(["dvc", "repro", "train_refinement"], project)  # earlier tests left a tokenizer change
+    _run(["git", "add", "-A"], project, env_extra=identity)
+    _run(["git", "commit", "-qm", "baseline run"], project, env_extra=identity)  # exps branch from it
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    epochs = raw["profiles"]["tiny"]["phases"]["refinement"]["epochs"] + 1
+    out = _run(["dvc", "exp", "run", "-S", f"profiles.tiny.phases.refinement.epochs={epochs}",
+                "train_refinement"], project, env_extra=identity)
+    assert _stages_ran(out) == {"train_refinement"}, out[-3000:]
+    summary = json.loads((project / "artifacts/train/refinement/summary.json").read_text())
+    optimisation = json.loads((project / "artifacts/train/optimisation/summary.json").read_text())
+    assert summary["epoch"] == optimisation["epoch"] + epochs  # global epochs across phases
+    # `dvc exp show`: the commit's value, and the experiment's beside it
+    shown = json.loads(_run(["dvc", "exp", "show", "--json"], project, env_extra=identity))
+
+    def refinement(rev: dict) -> dict:
+        return rev["data"]["params"]["params.yaml"]["data"]["profiles"]["tiny"]["phases"]["refinement"]
+
+    baseline = next(rev for rev in shown if rev.get("experiments"))
+    assert refinement(baseline)["epochs"] == epochs - 1
+    assert [refinement(r)["epochs"] for e in baseline["experiments"] for r in e["revs"]] == [epochs]
+
+
 def test_deps_check_names_each_missing_module(repo_root: Path):
     """The deps check fails where it should: a module the stage's code imports (directly, lazily
     or through another) and no dep covers; not for the config's or the CLI's own imports."""
