@@ -14,6 +14,7 @@ reports the largest relative difference of the loss curves.
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 5] [--threads 2]
     .venv/bin/python benchmarks/train_throughput.py --configs cpu --precisions bf16 --seq-lens 256,192,160
+    .venv/bin/python benchmarks/train_throughput.py --configs cpu --precisions bf16 --fp32-attention
 """
 
 from __future__ import annotations
@@ -136,6 +137,23 @@ def measure(name: str, cfg: ModelConfig, vocab: int, seq: int, batch: int, preci
           f"peak {peak / 1e9:6.1f} GFLOP/s  utilisation {util:5.1%}  (2 warm-up steps {warmup:.1f}s)", flush=True)
 
 
+def fp32_attention_inside_autocast() -> None:
+    """Patch the model's attention kernel to compute in fp32 under autocast (a measurement only)."""
+    import torch.nn.functional as F
+
+    import hrm.model.attention as attention
+
+    kernel = F.scaled_dot_product_attention
+
+    def fp32_kernel(q, k, v, **kwargs):
+        with torch.autocast("cpu", enabled=False):
+            return kernel(q.float(), k.float(), v.float(), **kwargs).to(q.dtype)
+
+    attention.F = type(F)("F_fp32_attention")
+    attention.F.__dict__.update(F.__dict__)
+    attention.F.scaled_dot_product_attention = fp32_kernel
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=5)
@@ -152,7 +170,12 @@ def main() -> None:
     ap.add_argument("--seq-lens", default="",
                     help="comma list of row lengths: the cpu config measured at each (what trimming "
                          "padding would save; the corpus rows average ~187 of 320 tokens)")
+    ap.add_argument("--fp32-attention", action="store_true",
+                    help="what-if: run scaled_dot_product_attention in fp32 inside bf16 autocast "
+                         "(the kernel is slower in bf16 on some CPUs: benchmarks/attention_mask.py)")
     args = ap.parse_args()
+    if args.fp32_attention:
+        fp32_attention_inside_autocast()
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.default_malloc:
