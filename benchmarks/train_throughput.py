@@ -138,10 +138,9 @@ def measure(name: str, cfg: ModelConfig, vocab: int, seq: int, batch: int, preci
 
 
 def fp32_attention_inside_autocast() -> None:
-    """Patch the model's attention kernel to compute in fp32 under autocast (a measurement only)."""
+    """Make torch's attention kernel compute in fp32 under autocast, for this benchmark process
+    only (the model's attention is its one caller): a measurement, not a model option."""
     import torch.nn.functional as F
-
-    import hrm.model.attention as attention
 
     kernel = F.scaled_dot_product_attention
 
@@ -149,9 +148,7 @@ def fp32_attention_inside_autocast() -> None:
         with torch.autocast("cpu", enabled=False):
             return kernel(q.float(), k.float(), v.float(), **kwargs).to(q.dtype)
 
-    attention.F = type(F)("F_fp32_attention")
-    attention.F.__dict__.update(F.__dict__)
-    attention.F.scaled_dot_product_attention = fp32_kernel
+    F.scaled_dot_product_attention = fp32_kernel
 
 
 def main() -> None:

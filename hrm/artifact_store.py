@@ -21,6 +21,7 @@ import urllib.parse
 from pathlib import Path
 
 from hrm.errors import HrmError
+from hrm.sqlite_uri import database_path
 
 SCHEME = "hrm-project"
 SERVER_STORE_ENV = "_MLFLOW_SERVER_FILE_STORE"
@@ -29,15 +30,10 @@ SERVER_STORE_ENV = "_MLFLOW_SERVER_FILE_STORE"
 
 
 def sqlite_database(tracking_uri: str) -> Path | None:
-    """The database file of a `sqlite:` tracking URI (`sqlite+driver:` too; relative paths
-    against the working directory, as MLflow reads them); None for any other backend."""
-    parsed = urllib.parse.urlsplit(tracking_uri)
-    if parsed.scheme != "sqlite" and not parsed.scheme.startswith("sqlite+"):
-        return None
-    if parsed.netloc or not parsed.path.startswith("/") or parsed.path == "/":
-        raise HrmError(f"{tracking_uri!r}: a sqlite tracking URI is sqlite:///<relative path> or "
-                       "sqlite:////<absolute path>")
-    return Path(urllib.parse.unquote(parsed.path[1:])).resolve()
+    """The database file of a `sqlite:` tracking URI, resolved against the working directory as
+    MLflow reads it; None for any other backend."""
+    path = database_path(tracking_uri)
+    return None if path is None else path.resolve()
 
 
 def _has_scheme(location: str) -> bool:

@@ -43,6 +43,7 @@ NOT_OUTPUT_CODE = {
     "hrm.errors": "exception types only",
     "hrm.tracking": "MLflow logging: a record beside the outputs, not part of them",
     "hrm.artifact_store": "where MLflow keeps what a step logs (hrm-project: locations)",
+    "hrm.sqlite_uri": "which file a sqlite tracking URI names (the registry's lock beside it)",
     "hrm.step_tracking": "MLflow logging of the data steps",
 }
 """Modules a stage may import without listing them in its deps, and why (`pkg.*`: the package and

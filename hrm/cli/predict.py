@@ -26,11 +26,11 @@ def _project_registry(params, params_path: Path):
     directory (the project), so `hrm repair` works from any directory; refuses a database that
     does not exist rather than creating an empty one."""
     from hrm.errors import InputError
+    from hrm.sqlite_uri import database_path
 
-    uri = params.tracking.resolved_uri
-    if os.environ.get("MLFLOW_TRACKING_URI") or not uri.startswith("sqlite:///"):
+    db = None if os.environ.get("MLFLOW_TRACKING_URI") else database_path(params.tracking.resolved_uri)
+    if db is None:
         return params
-    db = Path(uri[len("sqlite:///"):])
     if not db.is_absolute():
         db = (params_path.resolve().parent / db).resolve()
     if not db.is_file():

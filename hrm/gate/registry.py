@@ -403,10 +403,12 @@ def promotion_lock(uri: str):
     there (the alias itself always has exactly one holder)."""
     import fcntl
 
-    if not uri.startswith("sqlite:///"):
+    from hrm.sqlite_uri import database_path
+
+    db = database_path(uri)
+    if db is None:
         yield
         return
-    db = Path(uri[len("sqlite:///"):])
     with open(db.with_name(db.name + ".promote.lock"), "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
