@@ -14,7 +14,7 @@ reports the largest relative difference of the loss curves.
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 5] [--threads 2]
     .venv/bin/python benchmarks/train_throughput.py --configs cpu --precisions bf16 --seq-lens 256,192,160
-    .venv/bin/python benchmarks/train_throughput.py --configs cpu --precisions bf16 --fp32-attention
+    .venv/bin/python benchmarks/train_throughput.py --configs cpu --precisions bf16 --bf16-attention
 """
 
 from __future__ import annotations
@@ -137,19 +137,6 @@ def measure(name: str, cfg: ModelConfig, vocab: int, seq: int, batch: int, preci
           f"peak {peak / 1e9:6.1f} GFLOP/s  utilisation {util:5.1%}  (2 warm-up steps {warmup:.1f}s)", flush=True)
 
 
-def fp32_attention_inside_autocast() -> None:
-    """Make torch's attention kernel compute in fp32 under autocast, for this benchmark process
-    only (the model's attention is its one caller): a measurement, not a model option."""
-    import torch.nn.functional as F
-
-    kernel = F.scaled_dot_product_attention
-
-    def fp32_kernel(q, k, v, **kwargs):
-        with torch.autocast("cpu", enabled=False):
-            return kernel(q.float(), k.float(), v.float(), **kwargs).to(q.dtype)
-
-    F.scaled_dot_product_attention = fp32_kernel
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -167,12 +154,14 @@ def main() -> None:
     ap.add_argument("--seq-lens", default="",
                     help="comma list of row lengths: the cpu config measured at each (what trimming "
                          "padding would save; the corpus rows average ~187 of 320 tokens)")
-    ap.add_argument("--fp32-attention", action="store_true",
-                    help="what-if: run scaled_dot_product_attention in fp32 inside bf16 autocast "
-                         "(the kernel is slower in bf16 on some CPUs: benchmarks/attention_mask.py)")
+    ap.add_argument("--bf16-attention", action="store_true",
+                    help="run the CPU attention kernel in bf16 under bf16 autocast, as before "
+                         "hrm.model.attention.CPU_KERNEL_FP32 (the comparison it was measured by)")
     args = ap.parse_args()
-    if args.fp32_attention:
-        fp32_attention_inside_autocast()
+    if args.bf16_attention:
+        import hrm.model.attention
+
+        hrm.model.attention.CPU_KERNEL_FP32 = False
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.default_malloc:

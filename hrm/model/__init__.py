@@ -26,5 +26,5 @@ def build_model(model_cfg: ModelConfig, vocab_size: int, seq_len: int, device: t
     if vocab_size < 2 or seq_len < 1:
         raise ValueError(f"vocab_size ({vocab_size}) and seq_len ({seq_len}) must be positive")
     device = torch.device(device)
-    backend = resolve_backend(model_cfg.attention, device)
+    backend = resolve_backend(model_cfg.attention, device, model_cfg.mask_padding)
     return HRMAct(model_cfg, vocab_size, seq_len, backend, slots, max_insertions).to(device)

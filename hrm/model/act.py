@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from hrm.config import ModelConfig
-from hrm.model.hrm import HRMCore
+from hrm.model.hrm import PAD_ID, HRMCore
 from hrm.model.losses import IGNORE_INDEX
 
 
@@ -80,6 +80,19 @@ def label_span(labels: torch.Tensor, valid: torch.Tensor) -> tuple[int, int]:
     if cols.numel() == 0:
         return 0, 1
     return int(cols[0]), int(cols[-1]) + 1
+
+
+WIDTH_MULTIPLE = 16
+"""Trimmed widths are rounded up to a multiple of this: fewer distinct shapes (torch.compile
+recompiles per shape) for a few padding columns more."""
+
+
+def active_width(inputs: torch.Tensor, valid: torch.Tensor) -> int:
+    """Columns that hold a token of some valid row, rounded up to `WIDTH_MULTIPLE` (at most
+    the carry's width): everything after them is padding in every row that counts."""
+    filled = ((inputs != PAD_ID) & valid.view(-1, 1)).any(dim=0).nonzero()
+    used = int(filled[-1]) + 1 if filled.numel() else 1
+    return min(inputs.shape[1], -(-used // WIDTH_MULTIPLE) * WIDTH_MULTIPLE)
 
 
 def pick_positions(carry: ActCarry, insert_positions: torch.Tensor, count: int
@@ -176,6 +189,11 @@ class HRMAct(nn.Module):
         self.slots = slots
         self.max_insertions = max_insertions
         self.core = HRMCore(cfg, vocab_size, seq_len, backend, slots)
+        self.trim_padding = True
+        """Training (`labels_only`) with `cfg.mask_padding`: each segment runs on the carry's
+        `active_width` columns only. The masked padding never reaches a real position, so the
+        losses and the real positions' states are those of the full width (tests/model/
+        test_padding.py); a plain attribute so tests can switch it on the same weights."""
 
     def initial_carry(self, batch: int, device: torch.device) -> ActCarry:
         """Every row halted and invalid: the loop fills all of them before the first step."""
@@ -211,7 +229,9 @@ class HRMAct(nn.Module):
         and their backward over the statement. In training with `model.head_positions` P, the
         columns are instead P positions per row (`pick_positions`): every edited position and a
         uniform sample of the kept ones, weighted by `keep_scale`. Inserted tokens are predicted at the carry's
-        labelled insertions (teacher forcing)."""
+        labelled insertions (teacher forcing). With `mask_padding` and `trim_padding`, training
+        segments run on the batch's `active_width` columns (the carry keeps its full width; the
+        columns after it are padding of every valid row, never read)."""
         halt_max = max_steps or self.cfg.halt_max_steps
         use_q = self.training if halt_on_q is None else halt_on_q
         z_H, z_L = self.core.reset_rows(carry.fresh, carry.z_H, carry.z_L)
@@ -247,8 +267,12 @@ class HRMAct(nn.Module):
         bootstrap = self.training and self.cfg.q_target == "bootstrap" and halt_max > 1
         reuse = bootstrap and self.cfg.bootstrap_reuse
         primed = carry.primed & ~carry.fresh if (reuse and carry.primed is not None) else None
-        seg = self.core.segment(z_H, z_L, carry.inputs, L_cycles=L_cycles, gate_off=gate_off, head_span=span,
-                        primed=primed, slot_positions=positions, head_positions=picked)
+        full = carry.inputs.shape[1]
+        width = (active_width(carry.inputs, carry.valid)
+                 if labels_only and self.trim_padding and self.cfg.mask_padding else full)
+        inputs = carry.inputs[:, :width]
+        seg = self.core.segment(z_H[:, :width], z_L[:, :width], inputs, L_cycles=L_cycles, gate_off=gate_off,
+                                head_span=span, primed=primed, slot_positions=positions, head_positions=picked)
         target_q_continue = None
         next_z = (seg.z_H, seg.z_L)
         with torch.no_grad():
@@ -259,13 +283,16 @@ class HRMAct(nn.Module):
                 halted |= (seg.q_halt > seg.q_continue) & (steps >= carry.min_steps)
             if bootstrap:
                 # The row's next segment (no grad), for its Q values only (no LM head).
-                nxt = self.core.segment(seg.z_H, seg.z_L, carry.inputs, L_cycles=L_cycles, gate_off=gate_off,
+                nxt = self.core.segment(seg.z_H, seg.z_L, inputs, L_cycles=L_cycles, gate_off=gate_off,
                                 lm_head=False, return_prefix=reuse, carry_out=False)
                 target_q_continue = torch.sigmoid(
                     torch.where(is_last, nxt.q_halt, torch.maximum(nxt.q_halt, nxt.q_continue))
                 )
                 if reuse:
                     next_z = nxt.prefix
+            if width < full:  # back to the carry's width; the columns after `width` are never read
+                next_z = (torch.cat((next_z[0], z_H[:, width:]), dim=1),
+                          torch.cat((next_z[1], z_L[:, width:]), dim=1))
         new_carry = replace(carry, z_H=next_z[0], z_L=next_z[1], steps=steps, halted=halted,
                             fresh=torch.zeros_like(carry.fresh),
                             primed=torch.full_like(carry.fresh, reuse))

@@ -6,6 +6,9 @@ reference that the tests compare the fused kernels against. `auto` picks flash w
 importable and the model lives on CUDA, else SDPA. flash-attn only takes fp16/bf16 tensors:
 a call with fp32 q/k/v (fp32 training, evaluation outside autocast) is computed by SDPA, so
 `precision: fp32` on a GPU with flash-attn installed works and means what it says.
+
+With `model.mask_padding` the keys at padding positions take no part (a boolean key mask);
+flash-attn's dense kernel takes no such mask, so `auto` then picks SDPA and `flash` is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from hrm.model.layers import Linear, apply_rotary
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
+CPU_KERNEL_FP32 = True
+"""On CPU, SDPA computes in fp32 when q/k/v come in bf16 (autocast), and casts back: torch's CPU
+kernel is slower in bf16 at this model's head sizes (cpu profile, width 208: forward + backward
+12.0 ms in bf16 against 8.1 ms in fp32; BENCHMARKS.md "Training throughput"). It only rounds
+less. The benchmarks switch it off to measure the bf16 kernel."""
+
 
 def flash_available() -> bool:
     """True when flash-attn can be imported (it needs CUDA at call time as well)."""
@@ -30,19 +39,27 @@ def flash_available() -> bool:
     return True
 
 
-def resolve_backend(requested: str, device: torch.device | str) -> str:
-    """Turn the configured kernel into the one actually used; `flash` without CUDA is an error."""
+def resolve_backend(requested: str, device: torch.device | str, mask_padding: bool = False) -> str:
+    """Turn the configured kernel into the one actually used; `flash` without CUDA, or with a
+    padding mask, is an error."""
     on_cuda = torch.device(device).type == "cuda"
     if requested == "auto":
-        return "flash" if (on_cuda and flash_available()) else "sdpa"
+        return "flash" if (on_cuda and flash_available() and not mask_padding) else "sdpa"
     if requested == "flash" and not (on_cuda and flash_available()):
         raise ValueError("model.attention=flash needs the flash-attn package and a CUDA device")
+    if requested == "flash" and mask_padding:
+        raise ValueError("model.attention=flash takes no padding mask: set model.mask_padding: false "
+                         "or model.attention: sdpa")
     return requested
 
 
-def math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Reference attention on [B, H, L, D] tensors, softmax in fp32."""
+def math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                   key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Reference attention on [B, H, L, D] tensors, softmax in fp32; `key_mask` (bool, broadcast
+    to [B, H, Lq, L]): the keys each query may attend to."""
     scores = (q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1])
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask, float("-inf"))
     return (scores.softmax(dim=-1).to(v.dtype)) @ v
 
 
@@ -79,28 +96,40 @@ class Attention(nn.Module):
         q, k = apply_rotary(qk, rope).unbind(dim=2)  # each [B, L, H, D]
         return q, k, v.squeeze(2)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Attention of queries q [B, Lq, H, D] over k, v [B, L, H, D], projected: [B, Lq, d]."""
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of queries q [B, Lq, H, D] over k, v [B, L, H, D], projected: [B, Lq, d];
+        `key_mask` (bool [B, 1, 1, L], `HRMCore.key_mask`): the keys that take part (padding
+        does not)."""
         batch, n_q = q.shape[:2]
         if self.backend == "flash" and q.dtype in HALF_DTYPES:
             from flash_attn import flash_attn_func
+
+            if key_mask is not None:  # build_model never pairs them; a direct caller gets told
+                raise ValueError("the flash kernel takes no key mask (model.mask_padding needs sdpa or math)")
 
             out = flash_attn_func(q, k, v, causal=False)  # [B, Lq, H, D]
         else:
             q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, L, D]
             if self.backend in ("sdpa", "flash"):  # flash with fp32 inputs: see module doc
-                out = F.scaled_dot_product_attention(q, k, v, is_causal=False)
+                if CPU_KERNEL_FP32 and q.device.type == "cpu" and q.dtype == torch.bfloat16:
+                    with torch.autocast("cpu", enabled=False):  # autocast would cast them back
+                        out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
+                                                             attn_mask=key_mask, is_causal=False).to(q.dtype)
+                else:
+                    out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=False)
             else:
-                out = math_attention(q, k, v)
+                out = math_attention(q, k, v, key_mask)
             out = out.transpose(1, 2)
         return self.out(out.reshape(batch, n_q, -1))
 
     def forward(
-        self, x: torch.Tensor, rope: torch.Tensor, rows: torch.Tensor | None = None
+        self, x: torch.Tensor, rope: torch.Tensor, rows: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Self-attention output [B, L, d]; with `rows` (position indices), only those query
         positions are computed (keys and values still cover every position): [B, len(rows), d]."""
         q, k, v = self.project(x, rope)
         if rows is not None:
             q = q.index_select(1, rows)
-        return self.attend(q, k, v)
+        return self.attend(q, k, v, key_mask)

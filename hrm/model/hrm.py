@@ -56,24 +56,26 @@ class Block(nn.Module):
         return rms_norm(x + self.mlp(x), self.eps)
 
     def forward(
-        self, x: torch.Tensor, rope: torch.Tensor, rows: torch.Tensor | None = None
+        self, x: torch.Tensor, rope: torch.Tensor, rows: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """[B, L, d]; with `rows` (position indices) only those output positions: [B, len(rows), d]
-        (every position still serves as key and value)."""
+        (every position still serves as key and value, but those `key_mask` leaves out)."""
         if rows is None:
-            return self._tail(x, self.attn(x, rope))
-        return self._tail(x.index_select(1, rows), self.attn(x, rope, rows))
+            return self._tail(x, self.attn(x, rope, key_mask=key_mask))
+        return self._tail(x.index_select(1, rows), self.attn(x, rope, rows, key_mask))
 
     def forward_split(
-        self, x: torch.Tensor, rope: torch.Tensor, rows: torch.Tensor, rest: torch.Tensor
+        self, x: torch.Tensor, rope: torch.Tensor, rows: torch.Tensor, rest: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The full output [B, L, d], equal to `forward(x)`, of which only positions `rows` are
         differentiated; positions `rest` (the others) are computed without autograd. Used where
         the loss reads only `rows`: the backward of attention, MLP and norms shrinks to them."""
         q, k, v = self.attn.project(x, rope)
-        y = self._tail(x.index_select(1, rows), self.attn.attend(q.index_select(1, rows), k, v))
+        y = self._tail(x.index_select(1, rows), self.attn.attend(q.index_select(1, rows), k, v, key_mask))
         with torch.no_grad():
-            y_rest = self._tail(x.index_select(1, rest), self.attn.attend(q.index_select(1, rest), k, v))
+            y_rest = self._tail(x.index_select(1, rest), self.attn.attend(q.index_select(1, rest), k, v, key_mask))
             full = y_rest.new_empty(x.shape).index_copy_(1, rest, y_rest)
         return full.index_copy(1, rows, y)
 
@@ -83,7 +85,8 @@ class ReasoningModule(nn.Module):
 
     `rows` (position indices) restricts the LAST block's output to those positions (the earlier
     blocks feed its keys and values, so they run in full); with `rest` as well (the other
-    positions) the output is full but only `rows` is differentiated (`Block.forward_split`)."""
+    positions) the output is full but only `rows` is differentiated (`Block.forward_split`).
+    `key_mask`: the keys that take part in attention (`HRMCore.key_mask`; None: all)."""
 
     def __init__(self, cfg: ModelConfig, layers: int, backend: str):
         super().__init__()
@@ -96,18 +99,22 @@ class ReasoningModule(nn.Module):
         rope: torch.Tensor,
         rows: torch.Tensor | None = None,
         rest: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         h = z + injection
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if i < last or rows is None:
-                h = layer(h, rope)
+                h = layer(h, rope, key_mask=key_mask)
             elif rest is None:
-                h = layer(h, rope, rows)
+                h = layer(h, rope, rows, key_mask)
             else:
-                h = layer.forward_split(h, rope, rows, rest)
+                h = layer.forward_split(h, rope, rows, rest, key_mask)
         return h
 
+
+PAD_ID = 0
+"""The padding token's id (`hrm.tokenizer`: the first special token); rows are padded at the end."""
 
 FEEDBACK_SEED_OFFSET = 7919
 """The feedback path's weights come from torch.manual_seed(initial seed + this)."""
@@ -143,10 +150,13 @@ class CopyHead(nn.Module):
             self.gate.weight.zero_()
             self.gate.bias.fill_(-2.0)  # start mostly on the token head (copy bias included)
 
-    def forward(self, logits: torch.Tensor, zp: torch.Tensor, z_H: torch.Tensor, inputs: torch.Tensor
-                ) -> torch.Tensor:
-        """`logits` [B, P, V] of states `zp` [B, P, d]; keys `z_H` [B, L, d] at tokens `inputs` [B, L]."""
+    def forward(self, logits: torch.Tensor, zp: torch.Tensor, z_H: torch.Tensor, inputs: torch.Tensor,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`logits` [B, P, V] of states `zp` [B, P, d]; keys `z_H` [B, L, d] at tokens `inputs` [B, L]
+        (those `key_mask` [B, 1, 1, L] leaves out, padding, copy nothing)."""
         scores = torch.einsum("bpd,bld->bpl", self.query(zp), self.key(z_H)).float() / zp.shape[-1] ** 0.5
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask.view(key_mask.shape[0], 1, -1), float("-inf"))
         top = scores.amax(-1, keepdim=True)
         weights = (scores - top).exp()
         index = inputs.long().unsqueeze(1).expand(-1, zp.shape[1], -1)
@@ -261,10 +271,22 @@ class HRMCore(nn.Module):
         mask = reset.view(-1, 1, 1)
         return torch.where(mask, self.H_init.to(z_H.dtype), z_H), torch.where(mask, self.L_init.to(z_L.dtype), z_L)
 
-    def _update_H(self, z_H, z_L, rope, gate_off: bool, ratios: list[torch.Tensor], rows=None, rest=None):
+    def key_mask(self, inputs: torch.Tensor) -> torch.Tensor | None:
+        """With `mask_padding`: bool [B, 1, 1, L], the positions attention reads (not padding;
+        position 0, the row's first token, always, so a row of padding still has a key). None
+        without: every position takes part, padding included (what models trained before the
+        option compute)."""
+        if not self.cfg.mask_padding:
+            return None
+        mask = inputs != PAD_ID
+        mask[:, 0] = True
+        return mask.view(inputs.shape[0], 1, 1, inputs.shape[1])
+
+    def _update_H(self, z_H, z_L, rope, gate_off: bool, ratios: list[torch.Tensor], rows=None, rest=None,
+                  key_mask=None):
         """One H update; `rows`/`rest` as in `ReasoningModule` (rows alone: the new z_H holds
         those positions only)."""
-        z_H = self.H(z_H, z_L, rope, rows, rest)
+        z_H = self.H(z_H, z_L, rope, rows, rest, key_mask)
         if self.feedback is not None and not gate_off:
             fb = self.feedback(z_L if rows is None or rest is not None else z_L.index_select(1, rows))
             with torch.no_grad():
@@ -274,7 +296,7 @@ class HRMCore(nn.Module):
             ratios.append(torch.zeros((), device=z_H.device))
         return z_H
 
-    def _prefix(self, z_H, z_L, x, rope, n_H: int, n_L: int, gate_off: bool, ratios: list):
+    def _prefix(self, z_H, z_L, x, rope, n_H: int, n_L: int, gate_off: bool, ratios: list, key_mask=None):
         """The no-grad part of a segment: every update except the differentiated last ones."""
         with torch.no_grad():
             if self.cfg.architecture == "hrm":
@@ -282,21 +304,22 @@ class HRMCore(nn.Module):
                     for l_step in range(n_L):
                         if h == n_H - 1 and l_step == n_L - 1:
                             break  # the very last L update is taken with gradient
-                        z_L = self.L(z_L, z_H + x, rope)
+                        z_L = self.L(z_L, z_H + x, rope, key_mask=key_mask)
                     if h < n_H - 1:
-                        z_H = self._update_H(z_H, z_L, rope, gate_off, ratios)
+                        z_H = self._update_H(z_H, z_L, rope, gate_off, ratios, key_mask=key_mask)
             else:
                 for _ in range(n_H - 1):
                     for _ in range(n_L):
-                        z_L = self.L(z_L, z_H + x, rope)
-                    z_H = self._update_H(z_H, z_L, rope, gate_off, ratios)
+                        z_L = self.L(z_L, z_H + x, rope, key_mask=key_mask)
+                    z_H = self._update_H(z_H, z_L, rope, gate_off, ratios, key_mask=key_mask)
         return z_H, z_L
 
-    def _final(self, z_H, z_L, x, rope, n_L: int, gate_off: bool, ratios: list, rows=None, rest=None):
+    def _final(self, z_H, z_L, x, rope, n_L: int, gate_off: bool, ratios: list, rows=None, rest=None,
+               key_mask=None):
         """The differentiated end of a segment (HRM: last L and H update; TRM: last recursion)."""
         for _ in range(1 if self.cfg.architecture == "hrm" else n_L):
-            z_L = self.L(z_L, z_H + x, rope)
-        return self._update_H(z_H, z_L, rope, gate_off, ratios, rows, rest), z_L
+            z_L = self.L(z_L, z_H + x, rope, key_mask=key_mask)
+        return self._update_H(z_H, z_L, rope, gate_off, ratios, rows, rest, key_mask), z_L
 
     @staticmethod
     def _head_rows(seq_len: int, span: tuple[int, int], device: torch.device):
@@ -324,6 +347,7 @@ class HRMCore(nn.Module):
         """One segment from carry (z_H, z_L) on token ids `inputs` [B, L], the math plainly:
 
             x = embed(inputs)
+            (with `mask_padding`, attention reads no padding position: `key_mask`)
             without gradient: every L and H update but the last ones   (`_prefix`)
             with gradient:    z_L = L(z_L, z_H + x); z_H = H(z_H, z_L) (+ gated feedback)
             first-token and insert heads on every position; Q head on position 0
@@ -337,12 +361,13 @@ class HRMCore(nn.Module):
         n_L = L_cycles or cfg.L_cycles
         rope = self.rope()
         x = self.embed_inputs(inputs)
+        mask = self.key_mask(inputs)
         ratios: list[torch.Tensor] = []
-        z_H, z_L = self._prefix(z_H, z_L, x, rope, cfg.H_cycles, n_L, gate_off, ratios)
-        z_H, z_L = self._final(z_H, z_L, x, rope, n_L, gate_off, ratios)
+        z_H, z_L = self._prefix(z_H, z_L, x, rope, cfg.H_cycles, n_L, gate_off, ratios, mask)
+        z_H, z_L = self._final(z_H, z_L, x, rope, n_L, gate_off, ratios, key_mask=mask)
         logits = self.first_logits(z_H, inputs)
         if self.copy_head is not None:
-            logits = self.copy_head(logits, z_H, z_H, inputs)
+            logits = self.copy_head(logits, z_H, z_H, inputs, mask)
         inserts = self.insert_head(z_H).squeeze(-1)
         q = self.q_head(z_H[:, 0]).float()
         ratio = torch.stack(ratios).mean() if ratios else None
@@ -392,12 +417,14 @@ class HRMCore(nn.Module):
         n_H = cfg.H_cycles
         rope = self.rope()  # [L, head_dim / 2, 2]
         x = self.embed_inputs(inputs)
+        mask = self.key_mask(inputs)
         ratios: list[torch.Tensor] = []
         if primed is None or not bool(primed.any()):
-            z_H, z_L = self._prefix(z_H, z_L, x, rope, n_H, n_L, gate_off, ratios)
+            z_H, z_L = self._prefix(z_H, z_L, x, rope, n_H, n_L, gate_off, ratios, mask)
         elif not bool(primed.all()):
             todo = (~primed).nonzero().flatten()
-            sub_H, sub_L = self._prefix(z_H[todo], z_L[todo], x[todo], rope, n_H, n_L, gate_off, ratios)
+            sub_H, sub_L = self._prefix(z_H[todo], z_L[todo], x[todo], rope, n_H, n_L, gate_off, ratios,
+                                        None if mask is None else mask[todo])
             z_H, z_L = z_H.index_copy(0, todo, sub_H), z_L.index_copy(0, todo, sub_L)
         prefix = (z_H.detach(), z_L.detach()) if return_prefix else None
         rows = rest = None
@@ -406,7 +433,7 @@ class HRMCore(nn.Module):
             rows = torch.zeros(1, dtype=torch.long, device=inputs.device)
         elif torch.is_grad_enabled() and (head_span is not None or not lm_head):
             rows, rest = self._head_rows(seq_len, head_span if lm_head else (0, 1), inputs.device)
-        z_H, z_L = self._final(z_H, z_L, x, rope, n_L, gate_off, ratios, rows, rest)
+        z_H, z_L = self._final(z_H, z_L, x, rope, n_L, gate_off, ratios, rows, rest, mask)
         logits = inserts = slots = None
         if lm_head:
             if head_positions is not None:
@@ -418,7 +445,7 @@ class HRMCore(nn.Module):
                 zp, own = z_H[:, lo:hi], inputs[:, lo:hi]
             logits = self.first_logits(zp, own)
             if self.copy_head is not None:
-                logits = self.copy_head(logits, zp, z_H, inputs)
+                logits = self.copy_head(logits, zp, z_H, inputs, mask)
             inserts = self.insert_head(zp).squeeze(-1)
             if slot_positions is not None:
                 rows_m, cols_m = (slot_positions >= 0).nonzero(as_tuple=True)

@@ -20,6 +20,8 @@ from torch.utils.data import DistributedSampler
 
 from hrm.config import PhaseConfig
 from hrm.errors import InputError
+from hrm.model.act import WIDTH_MULTIPLE
+from hrm.model.hrm import PAD_ID
 from hrm.model.losses import IGNORE_INDEX
 
 Augment = Callable[[int, int], "tuple[np.ndarray, np.ndarray, np.ndarray] | None"]
@@ -72,6 +74,11 @@ class TrainArrays:
     def max_insertions(self) -> int:
         return int(self.inserts.shape[1])
 
+    @property
+    def mean_labelled(self) -> float:
+        """Labelled positions per row, on average."""
+        return float((self.labels != IGNORE_INDEX).sum(axis=1).mean())
+
     def difficulty(self) -> np.ndarray:
         """Per row: edited positions, those whose first output token is not their own plus
         those inserting (the curriculum's measure of how hard a fix is)."""
@@ -111,15 +118,20 @@ def load_val_arrays(sequences_dir: str | Path) -> TrainArrays | None:
     return load_train_arrays(sequences_dir, "val")
 
 
-def epoch_order(n: int, seed: int, epoch: int, phase: PhaseConfig, target_lengths: np.ndarray) -> np.ndarray:
+def epoch_order(n: int, seed: int, epoch: int, phase: PhaseConfig, target_lengths: np.ndarray,
+                row_lengths: np.ndarray | None = None) -> np.ndarray:
     """The order of example indices for one epoch, deterministic in (seed, epoch).
 
-    none: a random permutation; easy_to_hard: sorted by difficulty (edited positions, random
-    tie order); hardest: the `hardest_fraction` hardest rows, shuffled.
+    none: a random permutation (with `phase.bucket_rows` and `row_lengths`, the rows' token
+    counts: each chunk of that many rows ordered by length, `length_buckets`); easy_to_hard:
+    sorted by difficulty (edited positions, random tie order); hardest: the `hardest_fraction`
+    hardest rows, shuffled.
     """
     rng = np.random.default_rng([seed, epoch])
     perm = rng.permutation(n)
     if phase.curriculum == "none":
+        if phase.bucket_rows and row_lengths is not None:
+            return length_buckets(perm, row_lengths, phase.bucket_rows)
         return perm
     by_length = perm[np.argsort(target_lengths[perm], kind="stable")]
     if phase.curriculum == "easy_to_hard":
@@ -127,6 +139,14 @@ def epoch_order(n: int, seed: int, epoch: int, phase: PhaseConfig, target_length
     keep = max(1, int(round(phase.hardest_fraction * n)))
     hardest = by_length[-keep:]
     return hardest[rng.permutation(len(hardest))]
+
+
+def length_buckets(order: np.ndarray, row_lengths: np.ndarray, chunk: int) -> np.ndarray:
+    """`order` cut into chunks of `chunk` rows, each stably sorted by its rows' length in steps of
+    `WIDTH_MULTIPLE` tokens (the trimmed widths): the same rows, in batches of about one width."""
+    steps = -(-np.asarray(row_lengths) // WIDTH_MULTIPLE)
+    return np.concatenate([part[np.argsort(steps[part], kind="stable")]
+                           for part in np.split(order, range(chunk, len(order), chunk))])
 
 
 class RowFeeder:
@@ -141,11 +161,13 @@ class RowFeeder:
         self.epoch = 0
         self.position = 0
         self._lengths = arrays.difficulty()
+        self._row_lengths = (arrays.inputs != PAD_ID).sum(axis=1)
         self._stream: list[int] = []
         self._build()
 
     def _build(self) -> None:
-        order = epoch_order(len(self.arrays.inputs), self.seed, self.epoch, self.phase, self._lengths)
+        order = epoch_order(len(self.arrays.inputs), self.seed, self.epoch, self.phase, self._lengths,
+                            self._row_lengths)
         # DistributedSampler over the epoch's order (no extra shuffle): pads by repeating the
         # head of the order and strides by rank, exactly as torch shards datasets.
         sampler = DistributedSampler(order, num_replicas=self.world, rank=self.rank, shuffle=False)

@@ -22,6 +22,7 @@ from hrm.config import ModelConfig, Params, PhaseConfig, TrainConfig
 from hrm.errors import InputError, StepFailed
 from hrm.model import HRMAct, build_model
 from hrm.model.act import ActCarry
+from hrm.model.hrm import PAD_ID
 from hrm.model.losses import act_losses
 from hrm.tokenizer import tokenizer_fingerprint
 from hrm.train import checkpoint as ckpt
@@ -167,7 +168,8 @@ def evaluate_arrays(model: HRMAct, arrays: TrainArrays, batch_size: int, loss_ki
     `{prefix}edit_accuracy` (the same over edited positions only: copying scores 0) and
     `{prefix}exact_accuracy` (rows with every position right);
     `max_rows` evaluates only the first N rows. Stored rows, never augmented ones. Draws no
-    random numbers; the model's train/eval mode is restored.
+    random numbers; the model's train/eval mode is restored. With `mask_padding` the rows go in
+    order of length, so each batch is trimmed to about its rows' width (the sums are the same).
     """
     net = model
     was_training = net.training
@@ -176,13 +178,17 @@ def evaluate_arrays(model: HRMAct, arrays: TrainArrays, batch_size: int, loss_ki
     tok_correct = tok_total = seq_correct = edit_correct = edit_total = 0
     loss_sum = 0.0
     rows = len(arrays.inputs) if max_rows is None else min(max_rows, len(arrays.inputs))
+    order = np.arange(rows)
+    if net.cfg.mask_padding:
+        order = np.argsort((arrays.inputs[:rows] != PAD_ID).sum(axis=1), kind="stable")
     try:
         for start in range(0, rows, batch_size):
             stop = min(start + batch_size, rows)
+            batch = order[start:stop]
             carry = net.initial_carry(stop - start, device)
-            carry.inputs = torch.from_numpy(arrays.inputs[start:stop]).to(device=device, dtype=torch.int32)
-            carry.labels = torch.from_numpy(arrays.labels[start:stop]).to(device=device, dtype=torch.int64)
-            carry.inserts = torch.from_numpy(arrays.inserts[start:stop]).to(device=device, dtype=torch.int64)
+            carry.inputs = torch.from_numpy(arrays.inputs[batch]).to(device=device, dtype=torch.int32)
+            carry.labels = torch.from_numpy(arrays.labels[batch]).to(device=device, dtype=torch.int64)
+            carry.inserts = torch.from_numpy(arrays.inserts[batch]).to(device=device, dtype=torch.int64)
             carry.valid = torch.ones(stop - start, dtype=torch.bool, device=device)
             carry.halted.zero_()
             for _ in range(net.cfg.halt_max_steps):
@@ -478,6 +484,17 @@ class StepOut:
     """Examples loaded into halted rows before the step."""
 
 
+def lm_denominator(ph: Phase, labelled: float) -> float:
+    """This rank's divisor of the edit loss: the step's labelled positions over all ranks / world
+    (DDP averages gradients). With length buckets (`phase.bucket_rows`) a batch holds rows of
+    about one length, and its own count would weigh a short row's positions about 3x a long
+    row's: then it is the count a random batch has on average (global batch x the phase's
+    labelled positions per row)."""
+    if ph.phase.bucket_rows:
+        return ph.global_batch * ph.arrays.mean_labelled / ph.ctx.world
+    return max(labelled, 1.0) / ph.ctx.world
+
+
 def train_step(ph: Phase, st: PhaseState, net: torch.nn.Module) -> StepOut:
     """Refill halted rows, one forward/backward over the ACT carry, and the optimizer step
     (skipped on an fp16 overflow; NonFiniteLoss on a non-finite loss)."""
@@ -491,7 +508,7 @@ def train_step(ph: Phase, st: PhaseState, net: torch.nn.Module) -> StepOut:
     # Global denominators: DDP averages gradients, so each rank divides by global / world.
     counts = ctx.all_sum(torch.tensor([float((carry.labels != -100)[carry.valid].sum()),
                                        float(carry.valid.sum())], dtype=torch.float64))
-    lm_den = max(float(counts[0]), 1.0) / ctx.world
+    lm_den = lm_denominator(ph, float(counts[0]))
     row_den = max(float(counts[1]), 1.0) / ctx.world
     with autocast_context(ph.precision, ph.device):
         out = net(carry, L_cycles=model_cfg.L_cycles, labels_only=True)

@@ -262,6 +262,57 @@ def test_curriculum_orders(tiny_params, arrays):
     assert len(hard) == len(lengths) // 2 and lengths[hard].min() >= np.median(lengths)
 
 
+def test_length_buckets_order_each_chunk_by_trimmed_width(tiny_params):
+    from hrm.model.act import WIDTH_MULTIPLE
+    from hrm.train.data import epoch_order
+
+    foundation = next(p for p in tiny_params.train.phases if p.name == "foundation")
+    plain, bucketed = (foundation.model_copy(update={"bucket_rows": rows}) for rows in (0, 8))
+    lengths = np.random.default_rng(3).integers(10, 160, size=30)
+    steps = -(-lengths // WIDTH_MULTIPLE)
+    shuffled = epoch_order(30, 0, 0, plain, lengths, lengths)
+    order = epoch_order(30, 0, 0, bucketed, lengths, lengths)
+    assert sorted(order) == list(range(30))
+    for start in range(0, 30, 8):  # the same rows per chunk, sorted by width, ties as shuffled
+        chunk, was = order[start:start + 8], shuffled[start:start + 8]
+        assert sorted(chunk) == sorted(was) and (np.diff(steps[chunk]) >= 0).all()
+        assert [i for i in chunk if steps[i] == steps[chunk[0]]] == [i for i in was if steps[i] == steps[chunk[0]]]
+    assert not np.array_equal(order, shuffled)
+    assert np.array_equal(order, epoch_order(30, 0, 0, bucketed, lengths, lengths))
+    assert not np.array_equal(order, epoch_order(30, 0, 1, bucketed, lengths, lengths))
+    # the widest of every 4 consecutive rows (a batch) shrinks
+    def widest(o):
+        return np.mean([steps[o[i:i + 4]].max() for i in range(0, 28, 4)])
+    assert widest(order) < widest(shuffled)
+
+
+def test_bucketed_phases_divide_the_edit_loss_by_a_random_batchs_count(tiny_params, arrays, tmp_path):
+    from hrm.train.loop import lm_denominator, setup_phase
+
+    bucketed, _ = setup_phase(tiny_params, "foundation", arrays, tmp_path / "f", None)
+    plain, _ = setup_phase(tiny_params, "optimisation", arrays, tmp_path / "o", None)
+    assert bucketed.phase.bucket_rows and not plain.phase.bucket_rows
+    per_row = float((arrays.labels != -100).sum(axis=1).mean())
+    assert arrays.mean_labelled == pytest.approx(per_row)
+    for labelled in (3.0, 500.0):  # whatever the batch holds
+        assert lm_denominator(bucketed, labelled) == pytest.approx(tiny_params.train.batch_size * per_row)
+        assert lm_denominator(plain, labelled) == labelled
+    assert lm_denominator(plain, 0.0) == 1.0
+
+
+def test_bucket_rows_needs_a_shuffled_phase_and_the_padding_mask(tiny_params):
+    from hrm.config import Params
+
+    raw = tiny_params.model_dump()
+    raw["train"]["phases"][1]["bucket_rows"] = 64  # optimisation: easy_to_hard
+    with pytest.raises(ValueError, match=r"phases\[optimisation\].bucket_rows needs curriculum: none"):
+        Params.model_validate(raw)
+    raw = tiny_params.model_dump()
+    raw["model"]["mask_padding"] = False
+    with pytest.raises(ValueError, match="model.mask_padding: true"):
+        Params.model_validate(raw)
+
+
 def test_load_for_inference_rejects_missing_dir(tmp_path):
     from hrm.errors import InputError
 
