@@ -190,10 +190,18 @@ class HRMAct(nn.Module):
         self.max_insertions = max_insertions
         self.core = HRMCore(cfg, vocab_size, seq_len, backend, slots)
         self.trim_padding = True
-        """Training (`labels_only`) with `cfg.mask_padding`: each segment runs on the carry's
-        `active_width` columns only. The masked padding never reaches a real position, so the
+        """With `cfg.mask_padding`, `labels_only` steps (training, `evaluate_arrays`) run each
+        segment on the carry's `active_width` columns only (`_trimmed_width`). The masked padding never reaches a real position, so the
         losses and the real positions' states are those of the full width (tests/model/
         test_padding.py); a plain attribute so tests can switch it on the same weights."""
+
+    def _trimmed_width(self, carry: ActCarry, labels_only: bool) -> int:
+        """The columns a step's segments run on: with `trim_padding`, `cfg.mask_padding` and
+        `labels_only` (training, and `evaluate_arrays`), the carry's `active_width`; else all.
+        The carry keeps its full width; the columns after it are padding of every valid row."""
+        if labels_only and self.trim_padding and self.cfg.mask_padding:
+            return active_width(carry.inputs, carry.valid)
+        return carry.inputs.shape[1]
 
     def initial_carry(self, batch: int, device: torch.device) -> ActCarry:
         """Every row halted and invalid: the loop fills all of them before the first step."""
@@ -213,14 +221,8 @@ class HRMAct(nn.Module):
         )
 
     def forward(
-        self,
-        carry: ActCarry,
-        *,
-        L_cycles: int | None = None,
-        gate_off: bool = False,
-        halt_on_q: bool | None = None,
-        max_steps: int | None = None,
-        labels_only: bool = False,
+        self, carry: ActCarry, *, L_cycles: int | None = None, gate_off: bool = False,
+        halt_on_q: bool | None = None, max_steps: int | None = None, labels_only: bool = False,
     ) -> ActStepOutput:
         """Run one segment on every row. `halt_on_q` defaults to `self.training`.
 
@@ -229,9 +231,7 @@ class HRMAct(nn.Module):
         and their backward over the statement. In training with `model.head_positions` P, the
         columns are instead P positions per row (`pick_positions`): every edited position and a
         uniform sample of the kept ones, weighted by `keep_scale`. Inserted tokens are predicted at the carry's
-        labelled insertions (teacher forcing). With `mask_padding` and `trim_padding`, training
-        segments run on the batch's `active_width` columns (the carry keeps its full width; the
-        columns after it are padding of every valid row, never read)."""
+        labelled insertions (teacher forcing). Segments run on `_trimmed_width` columns."""
         halt_max = max_steps or self.cfg.halt_max_steps
         use_q = self.training if halt_on_q is None else halt_on_q
         z_H, z_L = self.core.reset_rows(carry.fresh, carry.z_H, carry.z_L)
@@ -267,9 +267,7 @@ class HRMAct(nn.Module):
         bootstrap = self.training and self.cfg.q_target == "bootstrap" and halt_max > 1
         reuse = bootstrap and self.cfg.bootstrap_reuse
         primed = carry.primed & ~carry.fresh if (reuse and carry.primed is not None) else None
-        full = carry.inputs.shape[1]
-        width = (active_width(carry.inputs, carry.valid)
-                 if labels_only and self.trim_padding and self.cfg.mask_padding else full)
+        width = self._trimmed_width(carry, labels_only)
         inputs = carry.inputs[:, :width]
         seg = self.core.segment(z_H[:, :width], z_L[:, :width], inputs, L_cycles=L_cycles, gate_off=gate_off,
                                 head_span=span, primed=primed, slot_positions=positions, head_positions=picked)
@@ -285,14 +283,13 @@ class HRMAct(nn.Module):
                 # The row's next segment (no grad), for its Q values only (no LM head).
                 nxt = self.core.segment(seg.z_H, seg.z_L, inputs, L_cycles=L_cycles, gate_off=gate_off,
                                 lm_head=False, return_prefix=reuse, carry_out=False)
-                target_q_continue = torch.sigmoid(
-                    torch.where(is_last, nxt.q_halt, torch.maximum(nxt.q_halt, nxt.q_continue))
-                )
+                target_q_continue = torch.sigmoid(torch.where(is_last, nxt.q_halt,
+                                                              torch.maximum(nxt.q_halt, nxt.q_continue)))
                 if reuse:
                     next_z = nxt.prefix
-            if width < full:  # back to the carry's width; the columns after `width` are never read
-                next_z = (torch.cat((next_z[0], z_H[:, width:]), dim=1),
-                          torch.cat((next_z[1], z_L[:, width:]), dim=1))
+            if width < carry.inputs.shape[1]:  # back to the carry's width (the rest is never read)
+                next_z = tuple(torch.cat((new, old[:, width:]), dim=1)
+                               for new, old in zip(next_z, (z_H, z_L), strict=True))
         new_carry = replace(carry, z_H=next_z[0], z_L=next_z[1], steps=steps, halted=halted,
                             fresh=torch.zeros_like(carry.fresh),
                             primed=torch.full_like(carry.fresh, reuse))

@@ -26,7 +26,7 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 CPU_KERNEL_FP32 = True
 """On CPU, SDPA computes in fp32 when q/k/v come in bf16 (autocast), and casts back: torch's CPU
 kernel is slower in bf16 at this model's head sizes (cpu profile, width 208: forward + backward
-12.0 ms in bf16 against 8.1 ms in fp32; BENCHMARKS.md "Training throughput"). It only rounds
+12.0 ms in bf16 against 8.1 ms in fp32; BENCHMARKS.md "Padding masked and trimmed"). It only rounds
 less. The benchmarks switch it off to measure the bf16 kernel."""
 
 

@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
-from hrm.config import ModelConfig
+from hrm.config import ModelConfig, TrainConfig
 from hrm.errors import HrmError, InputError
 
 _NAME_RE = re.compile(r"^step-(\d{8})\.pt$")
@@ -258,6 +259,24 @@ class CheckpointInfo:
     """The train settings the checkpoint was trained with (None in older checkpoints)."""
 
 
+def recorded_model_config(recorded: dict) -> dict:
+    """A checkpoint's `model_config` with every setting added since it was written at its
+    default (what loading it builds), so it compares equal to today's dump of the same model.
+    ValidationError when it names a setting that no longer exists."""
+    return ModelConfig.model_validate(recorded).model_dump(mode="json")
+
+
+def recorded_train_config(recorded: dict | None) -> dict | None:
+    """A checkpoint's `train_config` with settings added since at their defaults (each phase's
+    too); as recorded when it no longer validates (it then differs from today's, as it should)."""
+    if recorded is None:
+        return None
+    try:
+        return TrainConfig.model_validate(recorded).model_dump(mode="json")
+    except ValidationError:
+        return recorded
+
+
 def load_for_inference(path: str | Path, device: str | torch.device = "cpu", *, use_ema: bool = True):
     """Build the model from a checkpoint (file, or checkpoints dir: its newest, which must verify).
 
@@ -281,10 +300,10 @@ def load_for_inference(path: str | Path, device: str | torch.device = "cpu", *, 
         global_epoch=int(state["global_epoch"]),
         vocab_size=int(state["vocab_size"]),
         seq_len=int(state["seq_len"]),
-        model_config=state["model_config"],
+        model_config=cfg.model_dump(mode="json"),
         tokenizer_fingerprint=state.get("tokenizer_fingerprint"),
         code_version=state.get("code_version"),
         weights=weights,
-        train_config=state.get("train_config"),
+        train_config=recorded_train_config(state.get("train_config")),
     )
     return model, info

@@ -130,7 +130,9 @@ def epoch_order(n: int, seed: int, epoch: int, phase: PhaseConfig, target_length
     rng = np.random.default_rng([seed, epoch])
     perm = rng.permutation(n)
     if phase.curriculum == "none":
-        if phase.bucket_rows and row_lengths is not None:
+        if phase.bucket_rows:
+            if row_lengths is None:
+                raise ValueError(f"phase {phase.name} buckets rows by length (bucket_rows): pass row_lengths")
             return length_buckets(perm, row_lengths, phase.bucket_rows)
         return perm
     by_length = perm[np.argsort(target_lengths[perm], kind="stable")]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from hrm.config import ModelConfig, Params, PhaseConfig, TrainConfig
@@ -137,6 +138,7 @@ def resume_config_changes(recorded: dict | None, cfg, phase_idx: int) -> list[st
     between a checkpoint's `train_config` and `cfg`; other phases are not compared."""
     if recorded is None:
         return ["the checkpoint records no train config"]
+    recorded = ckpt.recorded_train_config(recorded)  # settings added since: their defaults
     now = cfg.model_dump(mode="json")
     out = [f"train.{k}: {recorded.get(k)!r} -> {v!r}" for k, v in now.items()
            if k not in OPERATIONAL_TRAIN_KEYS and k != "phases" and recorded.get(k) != v]
@@ -426,7 +428,11 @@ def resume_phase(ph: Phase, st: PhaseState, resume: str, resume_from: str | Path
         own = ckpt.resolve_checkpoint(resume)
     if own is not None:
         state = ckpt.load_checkpoint(own, map_location=ph.device)
-        if state["model_config"] != ph.model_cfg.model_dump(mode="json") or state.get("phase") != ph.phase.name:
+        try:
+            same_model = ckpt.recorded_model_config(state["model_config"]) == ph.model_cfg.model_dump(mode="json")
+        except ValidationError:  # a setting that no longer exists
+            same_model = False
+        if not same_model or state.get("phase") != ph.phase.name:
             raise InputError("checkpoint was written with a different model config or phase; "
                              "remove it or train into a new --out", path=str(own))
         changes = resume_config_changes(state.get("train_config"), ph.cfg, ph.phase_idx)
@@ -491,7 +497,7 @@ def lm_denominator(ph: Phase, labelled: float) -> float:
     row's: then it is the count a random batch has on average (global batch x the phase's
     labelled positions per row)."""
     if ph.phase.bucket_rows:
-        return ph.global_batch * ph.arrays.mean_labelled / ph.ctx.world
+        return max(ph.global_batch * ph.arrays.mean_labelled, 1.0) / ph.ctx.world
     return max(labelled, 1.0) / ph.ctx.world
 
 

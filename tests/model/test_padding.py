@@ -143,14 +143,16 @@ def test_a_row_of_padding_still_has_a_key():
 
 
 @pytest.mark.parametrize("head_positions", [0, 8])
-def test_trimmed_training_steps_equal_full_width(head_positions):
+@pytest.mark.parametrize("extras", [{}, {"learned_positions": True, "copy_head": True}],
+                         ids=["plain", "positions+copy_head"])
+def test_trimmed_training_steps_equal_full_width(head_positions, extras):
     """Two training segments (the second from the first's carried prefix, with a longer row
     loaded into a halted slot in between): losses, gradients, Q values and the real positions'
     carried states equal those of the untrimmed model, while the segments ran on 32 and 48
     columns of 64."""
     runs, widths = {}, {False: [], True: []}
     for trim in (False, True):
-        model = _model(head_positions=head_positions)
+        model = _model(head_positions=head_positions, **extras)
         model.trim_padding = trim
         _record_widths(model, widths[trim])
         torch.manual_seed(5)  # pick_positions' draws

@@ -118,3 +118,44 @@ def test_resume_refuses_a_checkpoint_of_other_train_settings(tiny_params, arrays
     allowed = train_phase(faster, "foundation", arrays, tmp_path / "again", resume="auto",
                           final_eval=False, progress=False, allow_config_change=True)
     assert allowed.step_losses
+
+
+def test_resume_accepts_a_checkpoint_written_before_settings_were_added(tiny_params, arrays, tmp_path):
+    """A checkpoint from before `model.mask_padding` and `phase.bucket_rows` existed records
+    neither; resumed under the same settings (both at their defaults, as the gpu profile has
+    them) it continues, and a control checkpoint of that age pairs with today's model."""
+    from hrm.train.checkpoint import latest_valid, load_checkpoint, load_for_inference
+
+    from .test_train import _with
+
+    params = _with(tiny_params, epochs=2, checkpoint_every_steps=2, keep_checkpoints=3)
+    phases = [p.model_copy(update={"bucket_rows": 0}) for p in params.train.phases]
+    params = params.model_copy(update={"model": params.model.model_copy(update={"mask_padding": False}),
+                                       "train": params.train.model_copy(update={"phases": phases})})
+
+    def kill(info):
+        if info.step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_phase(params, "foundation", arrays, tmp_path, on_step=kill, final_eval=False, progress=False)
+    newest = latest_valid(tmp_path / "checkpoints")
+    state = load_checkpoint(newest)
+    del state["model_config"]["mask_padding"]
+    for phase in state["train_config"]["phases"]:
+        del phase["bucket_rows"]
+    newest.unlink()
+    old = save_checkpoint(tmp_path / "checkpoints", state, keep=3)
+    _, info = load_for_inference(old)
+    assert info.model_config == params.model.model_dump(mode="json")
+    assert info.train_config["phases"][0]["bucket_rows"] == 0
+    result = train_phase(params, "foundation", arrays, tmp_path, resume="auto", final_eval=False,
+                         progress=False)
+    assert result.step_losses
+    # a setting that differs from its default is still a different model
+    masked = params.model_copy(update={"model": params.model.model_copy(update={"mask_padding": True})})
+    (tmp_path / "m" / "checkpoints").mkdir(parents=True)
+    save_checkpoint(tmp_path / "m" / "checkpoints", state, keep=3)  # the old record again
+    with pytest.raises(InputError, match="different model config"):
+        train_phase(masked, "foundation", arrays, tmp_path / "m", resume="auto", final_eval=False,
+                    progress=False)

@@ -284,6 +284,8 @@ def test_length_buckets_order_each_chunk_by_trimmed_width(tiny_params):
     def widest(o):
         return np.mean([steps[o[i:i + 4]].max() for i in range(0, 28, 4)])
     assert widest(order) < widest(shuffled)
+    with pytest.raises(ValueError, match="pass row_lengths"):
+        epoch_order(30, 0, 0, bucketed, lengths)
 
 
 def test_bucketed_phases_divide_the_edit_loss_by_a_random_batchs_count(tiny_params, arrays, tmp_path):
