@@ -191,9 +191,9 @@ class HRMAct(nn.Module):
         self.core = HRMCore(cfg, vocab_size, seq_len, backend, slots)
         self.trim_padding = True
         """With `cfg.mask_padding`, `labels_only` steps (training, `evaluate_arrays`) run each
-        segment on the carry's `active_width` columns only (`_trimmed_width`). The masked padding never reaches a real position, so the
-        losses and the real positions' states are those of the full width (tests/model/
-        test_padding.py); a plain attribute so tests can switch it on the same weights."""
+        segment on the carry's `active_width` columns only (`_trimmed_width`). The masked padding
+        never reaches a real position, so the losses and the real positions' states are those of
+        the full width (tests/model/test_padding.py); a plain attribute so tests can switch it."""
 
     def _trimmed_width(self, carry: ActCarry, labels_only: bool) -> int:
         """The columns a step's segments run on: with `trim_padding`, `cfg.mask_padding` and

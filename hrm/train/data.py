@@ -74,6 +74,10 @@ class TrainArrays:
     def max_insertions(self) -> int:
         return int(self.inserts.shape[1])
 
+    def row_lengths(self) -> np.ndarray:
+        """Per row: its tokens before the padding (rows are padded at the end)."""
+        return (self.inputs != PAD_ID).sum(axis=1)
+
     @property
     def mean_labelled(self) -> float:
         """Labelled positions per row, on average."""
@@ -163,7 +167,7 @@ class RowFeeder:
         self.epoch = 0
         self.position = 0
         self._lengths = arrays.difficulty()
-        self._row_lengths = (arrays.inputs != PAD_ID).sum(axis=1)
+        self._row_lengths = arrays.row_lengths()
         self._stream: list[int] = []
         self._build()
 

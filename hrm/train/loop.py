@@ -23,7 +23,6 @@ from hrm.config import ModelConfig, Params, PhaseConfig, TrainConfig
 from hrm.errors import InputError, StepFailed
 from hrm.model import HRMAct, build_model
 from hrm.model.act import ActCarry
-from hrm.model.hrm import PAD_ID
 from hrm.model.losses import act_losses
 from hrm.tokenizer import tokenizer_fingerprint
 from hrm.train import checkpoint as ckpt
@@ -182,7 +181,7 @@ def evaluate_arrays(model: HRMAct, arrays: TrainArrays, batch_size: int, loss_ki
     rows = len(arrays.inputs) if max_rows is None else min(max_rows, len(arrays.inputs))
     order = np.arange(rows)
     if net.cfg.mask_padding:
-        order = np.argsort((arrays.inputs[:rows] != PAD_ID).sum(axis=1), kind="stable")
+        order = np.argsort(arrays.row_lengths()[:rows], kind="stable")
     try:
         for start in range(0, rows, batch_size):
             stop = min(start + batch_size, rows)
