@@ -31,17 +31,24 @@ from hrm.tokenizer import load_tokenizer
 from hrm.train.checkpoint import load_for_inference
 
 
-def row_scores(run: Path, split: str, checkpoint: Path) -> list[dict]:
-    """Per row: the best rewrite's gain, margin and share, whether the greedy fix is exact, and
-    the correct positions of the greedy fix and of copying."""
+def split_proposals(run: Path, split: str, model):
+    """The tokenizer, the loaded split and the model's proposals for its rows, with the run's
+    rewrite decoding (what `hrm evaluate` scores)."""
     params = load_params(run / "params.yaml")
     tok = load_tokenizer(run / "artifacts" / "tokenizer")
-    model, _ = load_for_inference(checkpoint, torch.device("cpu"))
     data = load_split(run / "artifacts" / "sequences", split)
     proposals = propose(model, data.inputs, data.labels, [[a for a, _ in r.segments] for r in data.records],
                         end_id=tok.eos_id, delete_id=tok.mask_id, ignore_index=data.meta.ignore_index,
                         positions=params.eval.search.positions, alternatives=params.eval.search.alternatives,
                         batch_size=params.eval.batch_size, rewrites=split_rewrites(tok, data, data.meta.slots))
+    return tok, data, proposals
+
+
+def row_scores(run: Path, split: str, checkpoint: Path) -> list[dict]:
+    """Per row: the best rewrite's gain, margin and share, whether the greedy fix is exact, and
+    the correct positions of the greedy fix and of copying."""
+    model, _ = load_for_inference(checkpoint, torch.device("cpu"))
+    tok, data, proposals = split_proposals(run, split, model)
     rows = []
     for i, (rec, prop) in enumerate(zip(data.records, proposals, strict=True)):
         greedy = prop.greedy()

@@ -186,6 +186,24 @@ def load_registered(model_uri: str, params: Params, dst: str | Path) -> Repairer
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst))
     except MlflowException as err:
         raise InputError(f"cannot load {model_uri} from {params.tracking.resolved_uri}: "
-                         f"{err.message.splitlines()[0]} (no promoted model yet? run `hrm gate`, "
-                         "or pass --checkpoint)") from None
+                         f"{err.message.splitlines()[0]} ({_registered_hint(model_uri)})") from None
     return Repairer.from_model_dir(local)
+
+
+def _registered_hint(model_uri: str) -> str:
+    """What to pass instead when a registry URI does not resolve: the registered model's versions
+    with their gate verdicts (a FLAGged version is registered but never gets the alias)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    name = model_uri.removeprefix("models:/").split("@")[0].split("/")[0]
+    try:
+        versions = MlflowClient().search_model_versions(f"name='{name}'")
+    except MlflowException:
+        versions = []
+    if not versions:
+        return f"no version of {name!r} is registered: run `make run` or `hrm gate`, or pass --checkpoint"
+    versions = sorted(versions, key=lambda v: int(v.version))[-5:]
+    listed = ", ".join(f"{v.version} ({v.tags.get('gate', 'no gate verdict')})" for v in versions)
+    return (f"registered versions of {name!r}: {listed}; the alias only moves on a PROMOTE, "
+            f"so pass e.g. --model models:/{name}/{versions[-1].version}, or --checkpoint")

@@ -95,3 +95,28 @@ def test_repair_finds_the_project_registry_from_any_directory(repo_root, tmp_pat
     found = _project_registry(params, project / "params.yaml")
     assert found.tracking.tracking_uri == f"sqlite:///{project / 'mlflow.db'}"
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_missing_alias_names_the_registered_versions(repo_root, tmp_path, monkeypatch):
+    """After a FLAG the version is registered but the alias never moved: loading `@champion`
+    says which versions exist, with their verdicts, and what to pass instead."""
+    import pytest
+    from mlflow import MlflowClient
+
+    from hrm.errors import InputError
+    from hrm.repairer import load_registered
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = _params(repo_root, tmp_path)
+    with pytest.raises(InputError, match="no version of 'hrm-swe' is registered"):
+        load_registered("models:/hrm-swe@champion", params, tmp_path / "dst")
+    client = MlflowClient(tracking_uri=params.tracking.tracking_uri)
+    client.create_registered_model("hrm-swe")
+    (tmp_path / "model").mkdir()
+    for verdict in ("flagged", "flagged"):
+        version = client.create_model_version("hrm-swe", source=str(tmp_path / "model"))
+        client.set_model_version_tag("hrm-swe", version.version, "gate", verdict)
+    with pytest.raises(InputError) as err:
+        load_registered("models:/hrm-swe@champion", params, tmp_path / "dst")
+    message = str(err.value)
+    assert "1 (flagged), 2 (flagged)" in message and "--model models:/hrm-swe/2" in message, message

@@ -102,15 +102,8 @@ def register(app: typer.Typer) -> None:
         from hrm.repair import repair_source
         from hrm.repo_paths import repository_path
 
-        if not path.is_file():
-            raise InputError("file not found", path=str(path))
-        try:
-            source = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise InputError(f"not UTF-8 text: {err}", path=str(path)) from None
-        text = issue or ""
-        if issue and len(issue) < 4096 and Path(issue).is_file():
-            text = Path(issue).read_text(encoding="utf-8")
+        source = _read_text(path)
+        text = _issue_text(issue)
         params = load(params_path, profile)
         with _repairer(params, model, checkpoint, tokenizer, params_path) as (rep, name):
             name_in_diff, applies_from = repository_path(path)
@@ -136,7 +129,51 @@ def register(app: typer.Typer) -> None:
                         fg=typer.colors.YELLOW, err=True)
             sys.exit(1)
         if apply:
-            tmp = path.with_name(path.name + ".hrm-tmp")
-            tmp.write_bytes(fix.fixed_source.encode("utf-8"))
-            tmp.replace(path)
+            _write_in_place(path, fix.fixed_source)
             typer.echo(f"# applied to {path}", err=True)
+
+
+ISSUE_FILE_SUFFIXES = (".txt", ".md", ".rst")
+
+
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file's content; a missing file, a directory or other bytes are input errors."""
+    from hrm.errors import InputError
+
+    if path.is_dir():
+        raise InputError("is a directory, not a file", path=str(path))
+    if not path.is_file():
+        raise InputError("file not found", path=str(path))
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 text: {err}", path=str(path)) from None
+
+
+def _issue_text(issue: str | None) -> str:
+    """`--issue`: the text itself, or a file holding it. A value that names no file but reads as
+    a file name (one word with a path separator or a .txt/.md/.rst suffix) is an error, not the
+    issue: a mistyped file name must not become the issue text."""
+    from hrm.errors import InputError
+
+    if not issue:
+        return ""
+    if len(issue) < 4096 and "\n" not in issue and Path(issue).exists():
+        return _read_text(Path(issue))
+    one_word = not any(c.isspace() for c in issue)
+    if one_word and ("/" in issue or os.sep in issue or issue.lower().endswith(ISSUE_FILE_SUFFIXES)):
+        raise InputError("--issue names a file that does not exist (pass the issue text in quotes, "
+                         "or an existing file)", path=issue)
+    return issue
+
+
+def _write_in_place(path: Path, text: str) -> None:
+    """Replace the file's content atomically, keeping its mode; through a symlink, the file it
+    points to is written and the link stays."""
+    import stat
+
+    target = path.resolve()
+    tmp = target.with_name(target.name + ".hrm-tmp")
+    tmp.write_bytes(text.encode("utf-8"))
+    os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
+    tmp.replace(target)

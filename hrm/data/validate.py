@@ -114,6 +114,7 @@ def validate(snapshot: str | Path, out_dir: str | Path, cfg: DataConfig, *,
         failures={o.check: len(o.failed_rows) for o in outcomes if not o.table_level},
         failed_table_checks=[o.check for o in outcomes if _fails_table(o)],
         errors=[f"{o.check}: {o.error}" for o in outcomes if o.error],
+        examples=[_example(s, reasons[s.row_id]) for s in quarantined[:EXAMPLES]],
     )
     (out_dir / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n", encoding="utf-8")
     (out_dir / "report.md").write_text(
@@ -134,6 +135,16 @@ def _fails_table(outcome: ExpectationOutcome) -> bool:
     if outcome.success:
         return False
     return outcome.table_level or outcome.mostly
+
+
+EXAMPLES = 5
+"""Quarantined rows named in the failure message."""
+
+
+def _example(s: SnapshotRow, reasons: list[Reason]) -> str:
+    """`file:line: check (detail); ...` of one quarantined row."""
+    why = "; ".join(f"{r.check} ({r.detail})" if r.detail else r.check for r in reasons)
+    return f"{s.source_file}:{s.source_line}: {why}"
 
 
 def _quarantine_record(s: SnapshotRow, reasons: list[Reason]) -> dict[str, Any]:

@@ -47,6 +47,9 @@ class ValidationResult:
     """Table-level expectations that failed (these fail the step whatever the fraction)."""
     errors: list[str] = field(default_factory=list)
     """Expectations GX could not evaluate."""
+    examples: list[str] = field(default_factory=list)
+    """The first quarantined rows as `file:line: check (detail)`, for the failure message (not
+    in summary.json: quarantine.jsonl has every row)."""
 
     @property
     def passed(self) -> bool:
@@ -59,10 +62,13 @@ class ValidationResult:
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("out_dir")
+        data.pop("examples")
         data["passed"] = self.passed
         return data
 
     def failure_message(self) -> str:
+        if self.rows == 0:
+            return "validation failed: the snapshot holds no rows (an empty file)"
         parts = []
         if self.invalid_fraction > self.max_invalid_fraction:
             parts.append(
@@ -74,4 +80,10 @@ class ValidationResult:
         if self.errors:
             parts.append(f"GX could not evaluate: {'; '.join(self.errors)}")
         failing = ", ".join(f"{k} ({v} rows)" for k, v in self.failures.items() if v)
-        return f"validation failed: {'; '.join(parts)}. Failing checks: {failing or 'none'}"
+        message = f"validation failed: {'; '.join(parts)}. Failing checks: {failing or 'none'}"
+        if self.examples:
+            more = self.quarantined - len(self.examples)
+            message += ("\nfirst quarantined rows:\n  " + "\n  ".join(self.examples)
+                        + (f"\n  ... and {more} more" if more > 0 else "")
+                        + f"\nevery row and reason: {self.out_dir}/quarantine.jsonl")
+        return message

@@ -12,7 +12,7 @@ from hrm.gate.projection import Projection
 # History columns drawn as learning curves, with their axis labels; absent columns are skipped.
 CURVES = (
     ("lm_loss", "LM loss"),
-    ("token_accuracy", "token accuracy"),
+    ("token_accuracy", "token accuracy (per position)"),
     ("code_tiered_accuracy", "tiered accuracy"),
 )
 

@@ -215,12 +215,19 @@ def runs_z(residuals: np.ndarray) -> float | None:
     return float((runs - mean) / math.sqrt(var)) if var > 0 else None
 
 
-# Which training-history column projects which evaluation metric, with which curve.
+# Which training-history column projects which evaluation metric, with which curve: only
+# columns measuring the same quantity as the metric.
 PROJECTED_METRICS: dict[str, tuple[str, Model]] = {
     "loss": ("lm_loss", "exp_decay"),  # the `loss` metric is the LM loss, not lm + q
-    "token_accuracy_all": ("token_accuracy", "logistic"),
     "code_tiered_accuracy": ("code_tiered_accuracy", "logistic"),
 }
+
+NOT_PROJECTED: dict[str, str] = {
+    "token_accuracy_all": "no curve of it: the per-epoch token_accuracy scores each position's "
+                          "likeliest output; the metric scores the greedy fix",
+}
+"""Metrics with a similar-looking history column that measures something else, and why it does
+not project them."""
 
 
 def is_finite(x: float | None) -> bool:

@@ -16,7 +16,7 @@ from hrm.gate.decide import CriterionResult, GateResult
 from hrm.gate.html import write_html
 from hrm.gate.inputs import History
 from hrm.gate.plots import learning_curves, projection_plot
-from hrm.gate.projection import MIN_POINTS, PROJECTED_METRICS, Projection, project
+from hrm.gate.projection import MIN_POINTS, NOT_PROJECTED, PROJECTED_METRICS, Projection, project
 from hrm.gate.rules import RuleResult, evaluate_rules
 
 REPORT_FILE = "report.md"
@@ -116,7 +116,8 @@ def _criteria_table(rep: ConvergenceReport) -> list[str]:
     for c in rep.result.criteria:
         proj = rep.projections.get(c.key)
         if proj is None:
-            projected, prob = "not projected (no learning curve logged)", "—"
+            projected = f"not projected ({NOT_PROJECTED.get(c.metric, 'no learning curve logged')})"
+            prob = "—"
         elif not proj.ok:
             projected, prob = f"{proj.status.replace('_', ' ')}", "—"
         else:

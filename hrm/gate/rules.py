@@ -40,10 +40,23 @@ RECOMMENDATIONS = {
 }
 
 
+def plateau_series(history: History) -> tuple[str, list[float], list[float]]:
+    """The loss the plateau rule watches: the val loss when training logged it (the same rows
+    every epoch), else the training loss of the last phase only (each phase trains on other
+    rows, so a loss from an earlier phase is not comparable)."""
+    epochs, loss = history.series("val_lm_loss")
+    if epochs:
+        return "val loss", epochs, loss
+    last = history.points[-1].phase if history.points else None
+    points = [(p.epoch, p.values["lm_loss"]) for p in history.points
+              if p.phase == last and is_finite(p.values.get("lm_loss"))]
+    return f"{last} training loss", [e for e, _ in points], [v for _, v in points]
+
+
 def plateau_rule(gate: GateConfig, history: History) -> RuleResult:
     """Loss reduction over the last `plateau_window` epochs below `plateau_min_reduction`."""
-    epochs, loss = history.series("lm_loss")
     name = "plateau"
+    series, epochs, loss = plateau_series(history)
     if not epochs:
         return RuleResult(name, "not_evaluated", "no finite loss in the training history")
     last = epochs[-1]
@@ -54,29 +67,41 @@ def plateau_rule(gate: GateConfig, history: History) -> RuleResult:
     earlier = [(e, v) for e, v in zip(epochs, loss, strict=True) if e <= last - gate.plateau_window]
     if not earlier:
         return RuleResult(name, "not_evaluated",
-                          f"no epoch logged at or before {last - gate.plateau_window:g} (window {gate.plateau_window})")
+                          f"no {series} logged at or before epoch {last - gate.plateau_window:g} "
+                          f"(window {gate.plateau_window})")
     e0, l0 = earlier[-1]
     l1 = loss[-1]
     if l0 <= 0:
-        return RuleResult(name, "not_evaluated", f"loss at epoch {e0:g} is {l0:g}; relative reduction undefined")
+        return RuleResult(name, "not_evaluated", f"{series} at epoch {e0:g} is {l0:g}; relative reduction undefined")
     reduction = (l0 - l1) / l0
-    evidence = (f"loss {l0:.4g} at epoch {e0:g} -> {l1:.4g} at epoch {last:g}: relative reduction "
+    evidence = (f"{series} {l0:.4g} at epoch {e0:g} -> {l1:.4g} at epoch {last:g}: relative reduction "
                 f"{reduction:.1%} over {last - e0:g} epochs (threshold {gate.plateau_min_reduction:.0%})")
     if reduction < gate.plateau_min_reduction:
         return RuleResult(name, "triggered", evidence, RECOMMENDATIONS[name])
     return RuleResult(name, "clear", evidence)
 
 
-def overfitting_rule(gate: GateConfig, metrics: dict[str, dict[str, float | None]]) -> RuleResult:
-    """Train minus val token accuracy (both from `hrm evaluate`) above `overfit_gap`."""
+def overfitting_rule(gate: GateConfig, metrics: dict[str, dict[str, float | None]],
+                     history: History | None = None) -> RuleResult:
+    """Train minus val token accuracy above `overfit_gap`: from `hrm evaluate` when a train split
+    was evaluated, else from the training log's last epoch that has both (the training batches'
+    token accuracy against the per-epoch val pass's, the same per-position measure)."""
     name = "overfitting"
     train = metrics.get("train", {}).get("token_accuracy_all")
     val = metrics.get("val", {}).get("token_accuracy_all")
+    source = "token_accuracy_all"
+    if not is_finite(train) and history is not None:
+        both = [p for p in history.points
+                if is_finite(p.values.get("token_accuracy")) and is_finite(p.values.get("val_token_accuracy"))]
+        if both:
+            train, val = both[-1].values["token_accuracy"], both[-1].values["val_token_accuracy"]
+            source = f"training log, epoch {both[-1].epoch:g}: token_accuracy"
     if not (is_finite(train) and is_finite(val)):
         return RuleResult(name, "not_evaluated",
-                          f"token_accuracy_all needs finite train and val values (train={train}, val={val})")
+                          f"token_accuracy_all needs finite train and val values (train={train}, val={val}; "
+                          "no epoch of the training log has both token_accuracy and val_token_accuracy)")
     gap = train - val
-    evidence = f"token_accuracy_all train {train:.4g} - val {val:.4g} = {gap:.4g} (threshold {gate.overfit_gap:g})"
+    evidence = f"{source} train {train:.4g} - val {val:.4g} = {gap:.4g} (threshold {gate.overfit_gap:g})"
     if gap > gate.overfit_gap:
         return RuleResult(name, "triggered", evidence, RECOMMENDATIONS[name])
     return RuleResult(name, "clear", evidence)
@@ -118,7 +143,7 @@ def evaluate_rules(gate: GateConfig, history: History,
     """All early-warning rules, in report order."""
     return [
         plateau_rule(gate, history),
-        overfitting_rule(gate, metrics),
+        overfitting_rule(gate, metrics, history),
         tiered_rule(gate, history, metrics),
         search_rule(gate, metrics),
     ]

@@ -106,6 +106,11 @@ def test_exactly_the_defective_rows_are_quarantined(corrupted, sample_rows, data
         validate(snap, out, data_cfg)
     message = str(info.value)
     assert "15/59 rows quarantined" in message and "id_unique (1 rows)" in message and "patch_paths_inside (3 rows)" in message
+    # the first quarantined rows by file and line, with their checks, and where the rest are
+    assert f"first quarantined rows:\n  {src}:" in message and "... and 10 more" in message
+    assert f"{src}:4: id_wellformed (malformed instance_id 'tenacity-bug-3')" in message
+    assert f"{src}:8: patch_parses (1 files, 0 hunks); patch_no_binary" in message
+    assert f"every row and reason: {out}/quarantine.jsonl" in message
 
     quarantine = [json.loads(x) for x in (out / "quarantine.jsonl").read_text().splitlines()]
     got = {q["source"]["line"]: {r["check"] for r in q["reasons"]} for q in quarantine}
@@ -156,3 +161,7 @@ def test_cli_exits_nonzero_and_mostly_bounds(corrupted, data_cfg, tiny_params_fi
     cfg = data_cfg.model_copy(update={"max_patch_lines": 25, "max_invalid_fraction": 1.0})
     with pytest.raises(StepFailed, match="table-level checks failed: patch_size"):
         validate(clean, tmp_path / "sizes", cfg)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    with pytest.raises(StepFailed, match="the snapshot holds no rows"):
+        validate(empty, tmp_path / "empty", data_cfg)

@@ -28,6 +28,39 @@ def test_plateau_triggers_on_flat_loss_and_not_on_falling_loss(tmp_path, synth):
     assert r.status == "not_evaluated" and "plateau_min_epoch" in r.evidence
 
 
+def test_plateau_reads_the_val_loss_or_the_last_phase_never_a_loss_across_phases(tmp_path, synth):
+    """Each phase trains on other rows: a training loss that jumps at a phase boundary is no
+    plateau, and a val loss that keeps falling is none either."""
+    def jumps(t):
+        return 1.0 if t <= 8 else 3.0 * math.exp(-0.1 * (t - 8))  # higher in the second phase, falling
+    synth.write_history(tmp_path / "two", [("foundation", 8), ("refinement", 10)], loss_fn=jumps)
+    two = load_history(tmp_path / "two", ["foundation", "refinement"])
+    r = plateau_rule(GATE, two)
+    assert r.status == "clear" and r.evidence.startswith("refinement training loss"), r.evidence
+    synth.write_history(tmp_path / "val", [("foundation", 8), ("refinement", 10)], loss_fn=lambda t: 1.0 + t,
+                        val_loss_fn=lambda t: 2.0 * math.exp(-0.1 * t), val_acc_fn=lambda t: 0.5)
+    r = plateau_rule(GATE, load_history(tmp_path / "val", ["foundation", "refinement"]))
+    assert r.status == "clear" and r.evidence.startswith("val loss"), r.evidence
+    synth.write_history(tmp_path / "flat", [("foundation", 8), ("refinement", 10)],
+                        val_loss_fn=lambda t: 0.7, val_acc_fn=lambda t: 0.5)
+    assert plateau_rule(GATE, load_history(tmp_path / "flat", ["foundation", "refinement"])).triggered
+
+
+def test_overfitting_falls_back_to_the_training_log(tmp_path, synth):
+    """Without an evaluated train split: the last epoch's training-batch token accuracy against
+    its val pass's."""
+    synth.write_history(tmp_path / "gap", [("foundation", 12)], acc_fn=lambda t: 0.95,
+                        val_loss_fn=lambda t: 1.0, val_acc_fn=lambda t: 0.7)
+    gap = load_history(tmp_path / "gap", ["foundation"])
+    r = overfitting_rule(GATE, {"val": {"token_accuracy_all": 0.98}}, gap)
+    assert r.triggered and "training log, epoch 12" in r.evidence, r.evidence
+    synth.write_history(tmp_path / "close", [("foundation", 12)], acc_fn=lambda t: 0.75,
+                        val_loss_fn=lambda t: 1.0, val_acc_fn=lambda t: 0.7)
+    assert overfitting_rule(GATE, {}, load_history(tmp_path / "close", ["foundation"])).status == "clear"
+    no_val = _history(tmp_path / "none", synth)
+    assert overfitting_rule(GATE, {}, no_val).status == "not_evaluated"
+
+
 def test_overfitting_uses_train_minus_val_token_accuracy():
     r = overfitting_rule(GATE, {"train": {"token_accuracy_all": 0.95}, "val": {"token_accuracy_all": 0.7}})
     assert r.triggered and "weight_decay" in r.recommendation and "0.25" in r.evidence
