@@ -67,15 +67,21 @@ def row_scores(run: Path, split: str, checkpoint: Path) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_arguments(description: str) -> argparse.Namespace:
+    """`--run`, `--split` and `--checkpoint` (default: the run's refinement checkpoints), parsed."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--run", type=Path, default=Path("."))
     ap.add_argument("--split", default="val")
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="default: <run>/artifacts/train/refinement/checkpoints")
     args = ap.parse_args()
-    checkpoint = args.checkpoint or args.run / "artifacts" / "train" / "refinement" / "checkpoints"
-    rows = row_scores(args.run, args.split, checkpoint)
+    args.checkpoint = args.checkpoint or args.run / "artifacts" / "train" / "refinement" / "checkpoints"
+    return args
+
+
+def main() -> None:
+    args = run_arguments(__doc__.split("\n\n")[0])
+    rows = row_scores(args.run, args.split, args.checkpoint)
     copy = sum(r["copy_correct"] for r in rows)
     print(f"{args.split}: {len(rows)} rows, {sum(r['positions'] for r in rows)} positions; greedy exact "
           f"{sum(r['exact'] for r in rows)}, correct positions {sum(r['correct'] for r in rows)} "

@@ -18,9 +18,10 @@
   nested tiers reached (syntax, compile, AST match, tests resolved).
 - `loss`, `act_mean_steps`, `q_halt_accuracy`, `q_halt_balanced_accuracy`: model-only.
 
-`breakdown` (nested, not flat: the report's tables) splits exact/resolved by bug kind, by repo,
-and into `inferable` / `non_inferable` kinds (`hrm.synth.mutations.NON_INFERABLE`: the fix
-re-adds code the buggy function no longer shows).
+`breakdown` (nested, not flat: the report's tables) splits exact/resolved and the token
+accuracy (beside copying's, over the group's `positions`) by bug kind, by repo, and into
+`inferable` / `non_inferable` kinds (`hrm.synth.mutations.NON_INFERABLE`: the fix re-adds code
+the buggy function no longer shows).
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def row_metrics(rows: Sequence[RowResult], *, tests_enabled: bool, ci: bool = Tr
 
 def breakdown(rows: Sequence[RowResult], searched: Sequence[bool] | None = None,
               held_out_repos: Sequence[str] = ()) -> dict[str, dict[str, dict[str, float]]]:
-    """Exact / resolved (and resolved after search) per kind, per repo, inferable or not."""
+    """Exact / resolved (and resolved after search) and token accuracy beside copying's, per
+    kind, per repo, inferable or not."""
     groups: dict[str, dict[str, list[int]]] = {"kind": {}, "repo": {}, "inferable": {}}
     for i, r in enumerate(rows):
         groups["kind"].setdefault(r.kind, []).append(i)
@@ -109,9 +111,15 @@ def breakdown(rows: Sequence[RowResult], searched: Sequence[bool] | None = None,
     for axis, members in groups.items():
         out[axis] = {}
         for name, idx in sorted(members.items()):
+            positions = sum(rows[i].tokens.token_total for i in idx)
+            changed = sum(rows[i].tokens.edit_total for i in idx)
             entry = {"rows": float(len(idx)),
                      "exact_accuracy": sum(rows[i].exact for i in idx) / len(idx),
-                     "resolved": float(sum(rows[i].resolved is True for i in idx))}
+                     "resolved": float(sum(rows[i].resolved is True for i in idx)),
+                     "positions": float(positions),
+                     "token_accuracy": _ratio(sum(rows[i].tokens.token_correct for i in idx), positions),
+                     # copying is right wherever the reference keeps the buggy token
+                     "copy_token_accuracy": _ratio(positions - changed, positions)}
             if searched is not None:
                 entry["resolved_after_search"] = float(sum(searched[i] for i in idx))
             out[axis][name] = entry

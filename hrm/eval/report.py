@@ -66,11 +66,12 @@ def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str
         entries = table.get(axis) or {}
         if not entries:
             continue
-        lines += [f"## {title}", "", "| group | rows | exact | resolved | resolved after search |",
-                  "|---|---|---|---|---|"]
+        lines += [f"## {title}", "", "| group | rows | exact | resolved | resolved after search "
+                  "| token accuracy | copying's |", "|---|---|---|---|---|---|---|"]
         for name, e in entries.items():
             lines.append(f"| {name} | {int(e['rows'])} | {_fmt(e['exact_accuracy'])} | "
-                         f"{int(e['resolved'])} | {int(e.get('resolved_after_search', 0))} |")
+                         f"{int(e['resolved'])} | {int(e.get('resolved_after_search', 0))} | "
+                         f"{_fmt(e.get('token_accuracy'))} | {_fmt(e.get('copy_token_accuracy'))} |")
         lines.append("")
     lines += ["## Reverse-learning ablation", ""]
     if not reverse:

@@ -150,7 +150,9 @@ def test_tiers_are_nested_and_row_metrics():
     assert table["inferable"]["inferable"]["rows"] == 1.0  # func_basic
     assert table["inferable"]["non_inferable"]["resolved"] == 0.0  # remove_cond re-adds code
     assert table["kind"]["func_basic"] == {"rows": 1.0, "exact_accuracy": 1.0, "resolved": 1.0,
-                                           "resolved_after_search": 1.0}
+                                           "resolved_after_search": 1.0, "positions": 4.0,
+                                           "token_accuracy": 1.0, "copy_token_accuracy": 0.75}
+    assert table["inferable"]["non_inferable"]["token_accuracy"] == 0.75  # TokenScores(3, 4, ...)
     assert set(breakdown(rows, held_out_repos=["r"])["repo"]) == {"r (held out)"}
 
 

@@ -172,6 +172,13 @@ def test_breakdown_by_kind_repo_and_inferable(evaluation):
     assert {k: int(v["rows"]) for k, v in table["kind"].items()} == dict(kinds)
     assert set(table["repo"]) == {TENACITY}
     assert sum(v["rows"] for v in table["inferable"].values()) == len(data)
+    # the groups' token accuracies add up to the split's, and copying's to the copy baseline's
+    for axis in ("kind", "repo", "inferable"):
+        positions = sum(e["positions"] for e in table[axis].values())
+        for key, whole in (("token_accuracy", m["token_accuracy_all"]),
+                           ("copy_token_accuracy", m["baselines"]["copy"]["token_accuracy_all"])):
+            assert sum(e[key] * e["positions"] for e in table[axis].values()) / positions == \
+                pytest.approx(whole), (axis, key)
     by_id = {p["instance_id"]: p for p in evaluation["preds"]}
     for kind, entry in table["kind"].items():
         rows = [by_id[r.instance_id] for r in data.records if r.kind == kind]
