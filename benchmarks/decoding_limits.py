@@ -33,12 +33,8 @@ Candidate = tuple[float, str, tuple, bool]
 """A scored rewrite: (gain, rewrite kind, its outputs as a hashable key, equals the reference)."""
 
 
-def scored_rewrites(run: Path, checkpoint: Path, split: str, act_steps: int | None = None
-                    ) -> list[list[Candidate]]:
-    """Per row of `split`: its rewrites as scored by the checkpoint (best first)."""
-    model, _ = load_for_inference(checkpoint, torch.device("cpu"))
-    if act_steps:
-        object.__setattr__(model.cfg, "halt_max_steps", act_steps)  # evaluation runs this many segments
+def scored_rewrites(run: Path, model, split: str) -> list[list[Candidate]]:
+    """Per row of `split`: its rewrites as scored by the loaded model (best first)."""
     tok, data, proposals = split_proposals(run, split, model)
     rows = []
     for i, (rec, prop) in enumerate(zip(data.records, proposals, strict=True)):
@@ -74,15 +70,20 @@ def main() -> None:
     args = ap.parse_args()
     model_ckpt = args.run / "artifacts" / "train" / "refinement" / "checkpoints"
     control_ckpt = args.run / "artifacts" / "train" / "control" / "refinement" / "checkpoints"
-    base = {s: scored_rewrites(args.run, model_ckpt, s) for s in SPLITS}
+    model, _ = load_for_inference(model_ckpt, torch.device("cpu"))
+    trained_steps = model.cfg.halt_max_steps
+    base = {s: scored_rewrites(args.run, model, s) for s in SPLITS}
     sizes = {s: len(base[s]) for s in SPLITS}
     print(f"rows {sizes}; greedy exact (the model as evaluated): "
           f"{ {s: exact(base[s], lambda c: c[0]) for s in SPLITS} }")
     for steps in (3, 4, 6):
-        rows = {s: scored_rewrites(args.run, model_ckpt, s, act_steps=steps) for s in SPLITS}
+        object.__setattr__(model.cfg, "halt_max_steps", steps)  # evaluation runs this many segments
+        rows = {s: scored_rewrites(args.run, model, s) for s in SPLITS}
         print(f"  {steps} ACT segments at inference: { {s: exact(rows[s], lambda c: c[0]) for s in SPLITS} }")
+    object.__setattr__(model.cfg, "halt_max_steps", trained_steps)
     if control_ckpt.exists():
-        control = {s: scored_rewrites(args.run, control_ckpt, s) for s in SPLITS}
+        control_model, _ = load_for_inference(control_ckpt, torch.device("cpu"))
+        control = {s: scored_rewrites(args.run, control_model, s) for s in SPLITS}
         for w in (0.25, 0.5, 1.0):
             counts = {}
             for s in SPLITS:

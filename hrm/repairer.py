@@ -196,6 +196,8 @@ def _registered_hint(model_uri: str) -> str:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    if not model_uri.startswith("models:/"):
+        return "not a registered model: pass models:/NAME/VERSION, or --checkpoint"
     name = model_uri.removeprefix("models:/").split("@")[0].split("/")[0]
     try:
         versions = MlflowClient().search_model_versions(f"name='{name}'")

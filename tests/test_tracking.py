@@ -113,10 +113,10 @@ def test_a_missing_alias_names_the_registered_versions(repo_root, tmp_path, monk
     client = MlflowClient(tracking_uri=params.tracking.tracking_uri)
     client.create_registered_model("hrm-swe")
     (tmp_path / "model").mkdir()
-    for verdict in ("flagged", "flagged"):
-        version = client.create_model_version("hrm-swe", source=str(tmp_path / "model"))
-        client.set_model_version_tag("hrm-swe", version.version, "gate", verdict)
+    flagged = client.create_model_version("hrm-swe", source=str(tmp_path / "model"))
+    client.set_model_version_tag("hrm-swe", flagged.version, "gate", "flagged")
+    client.create_model_version("hrm-swe", source=str(tmp_path / "model"))  # no gate run on it
     with pytest.raises(InputError) as err:
         load_registered("models:/hrm-swe@champion", params, tmp_path / "dst")
     message = str(err.value)
-    assert "1 (flagged), 2 (flagged)" in message and "--model models:/hrm-swe/2" in message, message
+    assert "1 (flagged), 2 (no gate verdict)" in message and "--model models:/hrm-swe/2" in message, message

@@ -259,22 +259,26 @@ class CheckpointInfo:
     """The train settings the checkpoint was trained with (None in older checkpoints)."""
 
 
-def recorded_model_config(recorded: dict) -> dict:
-    """A checkpoint's `model_config` with every setting added since it was written at its
-    default (what loading it builds), so it compares equal to today's dump of the same model.
-    ValidationError when it names a setting that no longer exists."""
-    return ModelConfig.model_validate(recorded).model_dump(mode="json")
-
-
-def recorded_train_config(recorded: dict | None) -> dict | None:
-    """A checkpoint's `train_config` with settings added since at their defaults (each phase's
-    too); as recorded when it no longer validates (it then differs from today's, as it should)."""
+def _with_defaults(schema, recorded: dict | None) -> dict | None:
+    """A recorded config with every setting added since it was written at its default, so it
+    compares equal to today's dump of the same settings; as recorded when it no longer validates
+    (a setting that no longer exists: it then differs from today's, as it should)."""
     if recorded is None:
         return None
     try:
-        return TrainConfig.model_validate(recorded).model_dump(mode="json")
+        return schema.model_validate(recorded).model_dump(mode="json")
     except ValidationError:
         return recorded
+
+
+def recorded_model_config(recorded: dict) -> dict:
+    """A checkpoint's `model_config`, settings added since at their defaults (`_with_defaults`)."""
+    return _with_defaults(ModelConfig, recorded)
+
+
+def recorded_train_config(recorded: dict | None) -> dict | None:
+    """A checkpoint's `train_config`, settings added since at their defaults (each phase's too)."""
+    return _with_defaults(TrainConfig, recorded)
 
 
 def load_for_inference(path: str | Path, device: str | torch.device = "cpu", *, use_ema: bool = True):

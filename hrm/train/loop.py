@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import ValidationError
 from tqdm import tqdm
 
 from hrm.config import ModelConfig, Params, PhaseConfig, TrainConfig
@@ -427,10 +426,7 @@ def resume_phase(ph: Phase, st: PhaseState, resume: str, resume_from: str | Path
         own = ckpt.resolve_checkpoint(resume)
     if own is not None:
         state = ckpt.load_checkpoint(own, map_location=ph.device)
-        try:
-            same_model = ckpt.recorded_model_config(state["model_config"]) == ph.model_cfg.model_dump(mode="json")
-        except ValidationError:  # a setting that no longer exists
-            same_model = False
+        same_model = ckpt.recorded_model_config(state["model_config"]) == ph.model_cfg.model_dump(mode="json")
         if not same_model or state.get("phase") != ph.phase.name:
             raise InputError("checkpoint was written with a different model config or phase; "
                              "remove it or train into a new --out", path=str(own))
