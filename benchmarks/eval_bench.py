@@ -205,7 +205,7 @@ def main() -> None:
             outcomes.append(oc)
             exact.append(oc.best_hunks == [h.fixed_text for h in rec.hunks])
         took = time.perf_counter() - t0
-        m = search_metrics(outcomes, exact)
+        m = search_metrics(outcomes, exact, budget)
         return {"rows": len(idx), "seconds_per_row": round(took / len(idx), 3),
                 "verifier": m["swe_search_verifier"],
                 "greedy_pass_rate": m["greedy_pass_rate"],

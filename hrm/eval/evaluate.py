@@ -178,14 +178,17 @@ def search_candidates(prop, budget: int, max_edits: int | None) -> list[Outputs]
     return [greedy] + [c for c, _ in prop.candidates(budget, max_edits) if c != greedy][: budget - 1]
 
 
-def _searched(search, n: int, workers: int, label: str, ref_texts: list) -> dict[str, float]:
+def _searched(search, n: int, workers: int, label: str, ref_texts: list, budget: int
+              ) -> dict[str, Any]:
     """A baseline's search over its own candidates (`search(i)` per row): the metrics shown
     beside the model's."""
     from hrm.eval.search import search_metrics
 
     outcomes = _parallel(search, list(range(n)), workers, label)
-    found = search_metrics(outcomes, [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(outcomes)])
-    return {k: found[k] for k in ("resolved_after_search", "exact_after_search", "swe_search_candidates")}
+    found = search_metrics(outcomes, [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(outcomes)],
+                           budget)
+    return {k: found[k] for k in ("resolved_after_search", "exact_after_search", "swe_search_candidates",
+                                  "resolved_within")}
 
 
 def baseline_metrics(params: Params, model, data, unigram, score_all, search_over, *, tests: bool,
@@ -223,11 +226,12 @@ def baseline_metrics(params: Params, model, data, unigram, score_all, search_ove
             # verifier never passes.
             return search_over(i, unigram.candidates(data.inputs[i], data.records[i].segments, budget) or [{}])
 
-        baselines["unigram"].update(_searched(unigram_search, n, workers, "search unigram", ref_texts))
+        baselines["unigram"].update(_searched(unigram_search, n, workers, "search unigram", ref_texts,
+                                              budget))
     if tests and cfg.search.untrained_baseline:
         baselines["untrained"].update(_searched(
             lambda i: search_over(i, search_candidates(untrained_pass.proposals[i], budget, cfg.max_edits)),
-            n, workers, "search untrained", ref_texts))
+            n, workers, "search untrained", ref_texts, budget))
     return baselines
 
 
@@ -306,7 +310,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
 
     outcomes = _parallel(search, list(range(n)), workers, "search")
     exact_after = [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(outcomes)]
-    metrics.update(search_metrics(outcomes, exact_after))
+    metrics.update(search_metrics(outcomes, exact_after, budget))
     metrics["fix_in_search_candidates"] = fix_share(
         [search_candidates(p, budget, cfg.max_edits) for p in mp.proposals])
     searched = [o.best_passes and o.verifier == "tests" for o in outcomes]
@@ -354,4 +358,11 @@ def _log(params: Params, split: str, metrics: dict[str, Any], out: Path, started
             flat.update({f"baseline_{name}.{k}": v for k, v in values.items()
                          if isinstance(v, float)})
         mlflow.log_metrics(flat)
+        # the search's curve: one series per model, step = k candidates (a line in the UI)
+        curves = {"resolved_within": metrics.get("resolved_within") or {}}
+        curves.update({f"baseline_{name}.resolved_within": values.get("resolved_within") or {}
+                       for name, values in metrics["baselines"].items()})
+        for key, curve in curves.items():
+            for k, rate in curve.items():
+                mlflow.log_metric(key, rate, step=int(k))
         mlflow.log_artifacts(str(out), artifact_path=f"eval/{split}")

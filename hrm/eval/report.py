@@ -25,6 +25,22 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _within_table(metrics: dict[str, Any]) -> list[str]:
+    """Resolved within the first k candidates, the model beside the baselines' searches."""
+    curves = {"model": metrics.get("resolved_within") or {}}
+    curves.update({name: v.get("resolved_within") for name, v in metrics["baselines"].items()
+                   if v.get("resolved_within")})
+    if not curves["model"]:
+        return []
+    ks = sorted(curves["model"], key=int)
+    names = list(curves)
+    lines = ["### Resolved within the first k candidates", "",
+             "| k | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {k} | " + " | ".join(_fmt(curves[n].get(k)) for n in names) + " |" for k in ks]
+    return lines + ["", "Where the untrained model's column comes close to the model's, the "
+                    "candidate space and the tests find the fix, not the model's ranking.", ""]
+
+
 def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str, Any],
                  reverse: bool) -> None:
     """Write the markdown report; every number comes from `metrics` (nothing recomputed)."""
@@ -60,6 +76,7 @@ def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str
               "reference among the candidates it would check. The untrained model's candidates "
               "are the rewrites of the buggy code in random order, so its value is what the "
               "candidate space gives without any learning.", ""]
+    lines += _within_table(metrics)
     table = metrics.get("breakdown") or {}
     for axis, title in (("inferable", "Inferable or not"), ("repo", "By repository"),
                         ("kind", "By bug kind")):

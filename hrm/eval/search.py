@@ -27,13 +27,18 @@ would have stayed the best for `patience` further iterations within the budget (
 iteration i with i + patience <= max_iterations; a pass cannot be bettered and candidates come
 best first, so those iterations are not spent); `swe_search_efficiency` = (score -
 greedy pass rate) / mean candidates; `exact_after_search` = share of rows whose selected
-candidate (the passing one, else the greedy fix) equals the reference.
+candidate (the passing one, else the greedy fix) equals the reference; `resolved_within` =
+{k: share of rows resolved (the `tests` verifier) by one of their first k candidates} for k = 1
+.. the budget: the search's curve, read off the rank of the first passing candidate (the search
+stops there), so a smaller budget's figure needs no rerun. Beside the untrained model's curve it
+shows from which k the candidate space alone, not the model's ranking, finds the fixes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hrm.config import SearchConfig
 from hrm.eval.code_checks import files_compile
@@ -130,8 +135,16 @@ def search_row(candidates: Sequence[Outputs], decode: Callable[[Outputs], list[s
                          converged, first.verifier, best[3])
 
 
-def search_metrics(outcomes: Sequence[SearchOutcome], exact_after: Sequence[bool]
-                   ) -> dict[str, float | str | None]:
+def resolved_within(outcomes: Sequence[SearchOutcome], budget: int) -> dict[str, float]:
+    """{str(k): share of rows resolved by the tests within their first k candidates}, k = 1 ..
+    `budget`."""
+    n = max(len(outcomes), 1)
+    ranks = [o.best_rank for o in outcomes if o.best_passes and o.verifier == "tests"]
+    return {str(k): sum(r < k for r in ranks) / n for k in range(1, budget + 1)}
+
+
+def search_metrics(outcomes: Sequence[SearchOutcome], exact_after: Sequence[bool], budget: int
+                   ) -> dict[str, Any]:
     """Split-level search metrics (definitions in the module docstring)."""
     if not outcomes:
         return {}
@@ -151,4 +164,5 @@ def search_metrics(outcomes: Sequence[SearchOutcome], exact_after: Sequence[bool
         "exact_after_search": sum(exact_after) / n,
         "swe_search_rows_static": float(sum(o.verifier == "static" for o in outcomes)),
         "swe_search_verifier": "+".join(verifiers),
+        "resolved_within": resolved_within(outcomes, budget),
     }

@@ -89,8 +89,9 @@ def test_greedy_fix_passes_at_once(data, tok, tenacity_scorer, rows):
         assert (oc.candidates, oc.iterations, oc.best_rank, oc.converged) == (1, 0, 0, True)
         outcomes.append(oc)
         exact.append(oc.best_hunks == [h.fixed_text for h in data.records[i].hunks])
-    m = search_metrics(outcomes, exact)
+    m = search_metrics(outcomes, exact, 3)
     assert m["greedy_pass_rate"] == m["swe_search_score"] == m["resolved_after_search"] == 1.0
+    assert m["resolved_within"] == {"1": 1.0, "2": 1.0, "3": 1.0}
     assert m["exact_after_search"] == 1.0 and m["swe_search_efficiency"] == 0.0
     assert m["swe_search_convergence_rate"] == 1.0 and m["swe_search_candidates"] == 1.0
 
@@ -110,8 +111,10 @@ def test_search_finds_the_fix_at_the_models_second_candidate(data, tok, tenacity
     assert (oc.best_rank, oc.candidates, oc.iterations, oc.converged) == (1, 2, 1, True)
     refs = [h.fixed_text for h in data.records[i].hunks]
     assert oc.best_hunks == refs and oc.best_outputs == ref
-    m = search_metrics([oc], [oc.best_hunks == refs])
+    m = search_metrics([oc], [oc.best_hunks == refs], 5)
     assert m["greedy_pass_rate"] == 0.0
+    # found at rank 1: not within the first candidate, within the first two onwards
+    assert m["resolved_within"] == {"1": 0.0, "2": 1.0, "3": 1.0, "4": 1.0, "5": 1.0}
     assert m["swe_search_score"] == m["resolved_after_search"] == m["exact_after_search"] == 1.0
     assert m["swe_search_candidates"] == 2.0 and m["swe_search_iterations"] == 1.0
     assert m["swe_search_efficiency"] == pytest.approx(0.5)  # (1 - 0) / 2 candidates
@@ -169,5 +172,5 @@ def test_the_verifier_passes_what_the_tests_cannot_tell_apart(data, tok, tenacit
     oc = _search(data, i, tok, tenacity_scorer, _proposal(ref, data.inputs[i], anchors, pos, wrong))
     assert oc.greedy_passes and oc.best_rank == 0 and oc.best_outputs == {**ref, pos: wrong}
     refs = [h.fixed_text for h in data.records[i].hunks]
-    m = search_metrics([oc], [oc.best_hunks == refs])
+    m = search_metrics([oc], [oc.best_hunks == refs], 1)
     assert m["resolved_after_search"] == 1.0 and m["exact_after_search"] == 0.0

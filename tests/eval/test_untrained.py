@@ -84,7 +84,7 @@ def test_untrained_model_scores_about_zero(evaluation, tok):
     assert m["rows"] == 12
     assert m["exact_accuracy"] <= 0.05 and m["resolved_rate"] <= 0.25
     assert m["edit_accuracy"] <= 0.05
-    # its search checks 13 of the rewrites in random order: the fix is among them in 1 row
+    # its search checks a few of the rewrites in random order: the fix is among them in 1 row
     assert m["code_ast_match"] <= 0.05 and m["exact_after_search"] <= 1 / 12
     assert m["exact_after_search"] <= m["fix_in_search_candidates"] <= 1 / 12
     # copy bias: an untrained model keeps almost every token, so its token accuracy sits at the
@@ -98,6 +98,7 @@ def test_untrained_model_scores_about_zero(evaluation, tok):
                  "code_compilation_success", "loss", "fix_in_search_candidates",
                  "resolved_after_search", "exact_after_search", "swe_search_candidates"):
         assert untrained[name] == pytest.approx(m[name]), name
+    assert untrained["resolved_within"] == m["resolved_within"]
     # the gate-off diagnostics ran (the model has a feedback path); the paired ablation needs a
     # control model, which this evaluation was not given: not measured, and it says why
     assert m["reverse_integration_gate"] is not None and m["reverse_planning_refinement"] > 0
@@ -150,7 +151,7 @@ def test_oracle_scores_one(evaluation, tenacity_scorer, tok):
     assert m["exact_accuracy_ci95"] == [1.0, 1.0]
 
 
-def test_search_metrics_and_intervals(evaluation):
+def test_search_metrics_and_intervals(evaluation, eval_params):
     written = json.loads((evaluation["out"] / "metrics.json").read_text())
     assert written == json.loads(json.dumps(evaluation["m"]))  # what evaluate_loaded returned
     assert written["swe_search_verifier"] == "tests" and written["swe_search_rows_static"] == 0.0
@@ -163,6 +164,12 @@ def test_search_metrics_and_intervals(evaluation):
     assert written["swe_search_candidates"] == pytest.approx(
         np.mean([p["search"]["candidates"] for p in preds]))
     assert written["swe_search_candidates"] > 1.0
+    # the curve runs over the whole budget and ends at resolved_after_search
+    search = eval_params.eval.search
+    budget = len(written["resolved_within"])
+    assert budget == 1 + search.max_iterations * search.candidates_per_iteration
+    assert written["resolved_within"][str(budget)] == written["resolved_after_search"]
+    assert written["resolved_within"]["1"] == written["greedy_pass_rate"]
 
 
 def test_breakdown_by_kind_repo_and_inferable(evaluation):

@@ -1,0 +1,181 @@
+"""Does voting over renamed copies of the input (test-time augmentation) sort right fixes from wrong?
+
+HRM votes over augmented copies of a puzzle. Here each held-out row is also encoded with its
+local names renamed (`hrm.augment.rename_identifiers`, the training augmentation, with seeds no
+training epoch used), the model scores the rewrites of every copy, and each rewrite is keyed by
+its fixed text with every identifier replaced by its order of first appearance, so the same
+edit under other names gets the same key. Per row: the rewrite keys' softmax shares averaged
+over the copies; the vote is the key with the highest mean share.
+
+Reported per split, beside the model as evaluated (the original copy's best rewrite): exact fixes
+of the vote, and, for a rule "apply the voted rewrite only when its mean share (or the share of
+copies whose own best rewrite it is) is at least t, else output the buggy code", rows applied,
+exact fixes and correct positions against copying's. A vote whose key is none of the original
+row's rewrites (5 of the committed run's 50 val rows: a renamed copy offers other variable-misuse
+rewrites) is counted as not applied. No tests run; 25 s a split. Usage:
+
+    .venv/bin/python benchmarks/rename_vote.py --run . [--split val] [--copies 8]
+
+`--run`: a directory with params.yaml and the artifacts of a `make run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hrm.augment import rename_identifiers
+from hrm.config import SequencesConfig, load_params
+from hrm.eval.proposals import propose
+from hrm.eval.rewrite_outputs import rewrite_outputs
+from hrm.eval.token_metrics import score_outputs
+from hrm.regions import Region, line_opcodes, split_lines
+from hrm.sequences import (
+    decode_segments,
+    empty_inserts,
+    encode_example,
+    fill_row,
+    label_outputs,
+    load_split,
+)
+from hrm.tokenizer import load_tokenizer
+from hrm.train.augmentation import variant_seed
+from hrm.train.checkpoint import load_for_inference
+
+_TOKEN = re.compile(r"[A-Za-z_]\w*|\S")
+SEED_BASE = 10_000_000  # epochs never reach this: no copy repeats a training variant
+
+
+def edit_key(texts: list[str]) -> tuple:
+    """The texts as tokens per line with identifiers numbered by first appearance."""
+    names: dict[str, int] = {}
+    out = []
+    for text in texts:
+        for line in text.split("\n"):
+            for tok in _TOKEN.findall(line):
+                out.append(f"#{names.setdefault(tok, len(names))}" if tok[0].isalpha() or tok[0] == "_" else tok)
+            out.append("\n")
+        out.append("\f")
+    return tuple(out)
+
+
+def encoded_copies(run: Path, split: str, copies: int):
+    """Per row: [(inputs, labels, inserts, segments, hunks)], the stored encoding first, then up
+    to `copies` renamed ones (rows with nothing to rename, or a copy that no longer fits, get fewer)."""
+    params = load_params(run / "params.yaml")
+    tok = load_tokenizer(run / "artifacts" / "tokenizer")
+    data = load_split(run / "artifacts" / "sequences", split)
+    cfg = SequencesConfig.model_validate(data.meta.config)
+    rows = []
+    for i, rec in enumerate(data.records):
+        variants = [(data.inputs[i], data.labels[i], data.inserts[i], rec.segments, rec.hunks)]
+        pairs = [(h.buggy_text, h.fixed_text) for h in rec.hunks]
+        for c in range(copies):
+            renamed = rename_identifiers(pairs, variant_seed(params.train.seed, SEED_BASE + c, i))
+            if renamed is None:
+                break
+            regions = [Region(h.file, h.buggy_start, b, f, h.buggy_start, h.function,
+                              tuple(line_opcodes(split_lines(f), split_lines(b))))
+                       for h, (b, f) in zip(rec.hunks, renamed, strict=True)]
+            enc = encode_example(tok, rec.statement, regions, cfg)
+            if isinstance(enc, str):
+                continue
+            inputs = np.full(data.meta.seq_len, tok.pad_id, dtype=np.int32)
+            labels = np.full(data.meta.seq_len, data.meta.ignore_index, dtype=np.int32)
+            inserts = empty_inserts(1, cfg.max_insertions, cfg.slots)[0]
+            fill_row(inputs, labels, inserts, enc)
+            variants.append((inputs, labels, inserts, enc.segments, enc.hunks))
+        rows.append(variants)
+    return params, tok, data, rows
+
+
+def row_votes(run: Path, split: str, copies: int, model) -> list[dict]:
+    params, tok, data, rows = encoded_copies(run, split, copies)
+    flat = [v for variants in rows for v in variants]
+    slots = data.meta.slots
+    props = propose(model, np.stack([v[0] for v in flat]), np.stack([v[1] for v in flat]),
+                    [[a for a, _ in v[3]] for v in flat], end_id=tok.eos_id, delete_id=tok.mask_id,
+                    ignore_index=data.meta.ignore_index, positions=params.eval.search.positions,
+                    alternatives=params.eval.search.alternatives, batch_size=params.eval.batch_size,
+                    rewrites=[rewrite_outputs(tok, v[0], v[3], slots) for v in flat])
+    out, k = [], 0
+    for variants in rows:
+        mine = props[k:k + len(variants)]
+        k += len(variants)
+        shares: dict[tuple, float] = defaultdict(float)
+        tops: dict[tuple, int] = defaultdict(int)
+        original: dict[tuple, dict] = {}
+        for v, (inputs, _, _, segments, _) in enumerate(variants):
+            rw = mine[v].rewrites
+            if not rw:
+                continue
+            gains = np.array([g for g, _, _ in rw])
+            p = np.exp(gains - np.logaddexp.reduce(gains))
+            for j, (_, _, outs) in enumerate(rw):
+                key = edit_key(decode_segments(tok, inputs, segments, outs))
+                shares[key] += p[j] / len(variants)
+                tops[key] += j == 0
+                if v == 0:
+                    original.setdefault(key, outs)
+        inputs, labels, inserts, segments, hunks = variants[0]
+        ref = label_outputs(inputs, labels, inserts, segments, delete_id=tok.mask_id, end_id=tok.eos_id)
+        ref_key = edit_key([h.fixed_text for h in hunks])
+        greedy = mine[0].rewrites[0][2] if mine[0].rewrites else {}
+        vote = max(shares, key=shares.get) if shares else None
+        vote_outs = original.get(vote)
+        out.append({
+            "copies": len(variants),
+            "greedy_exact": edit_key(decode_segments(tok, inputs, segments, greedy)) == ref_key,
+            "greedy_correct": score_outputs(greedy, ref, segments).token_correct,
+            "vote_exact": vote == ref_key,
+            "vote_share": shares.get(vote, 0.0),
+            "vote_top_share": tops.get(vote, 0) / len(variants),
+            "vote_correct": (score_outputs(vote_outs, ref, segments).token_correct
+                             if vote_outs is not None else None),
+            "copy_correct": score_outputs({}, ref, segments).token_correct,
+        })
+    return out
+
+
+def sweep(rows: list[dict], field: str) -> list[str]:
+    lines = []
+    values = np.array([r[field] for r in rows])
+    for t in sorted({float(np.quantile(values, q)) for q in (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}):
+        applied = [r for r in rows if r[field] >= t and r["vote_correct"] is not None]
+        held = [r for r in rows if not (r[field] >= t and r["vote_correct"] is not None)]
+        correct = sum(r["vote_correct"] for r in applied) + sum(r["copy_correct"] for r in held)
+        copy = sum(r["copy_correct"] for r in rows)
+        lines.append(f"| {field} >= {t:.3f} | {len(applied)} | {sum(r['vote_exact'] for r in applied)} | "
+                     f"{correct} | {copy} | {correct - copy:+d} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", type=Path, default=Path("."))
+    ap.add_argument("--split", action="append")
+    ap.add_argument("--copies", type=int, default=8)
+    args = ap.parse_args()
+    model, _ = load_for_inference(args.run / "artifacts" / "train" / "refinement" / "checkpoints",
+                                  torch.device("cpu"))
+    for split in args.split or ["val", "test"]:
+        rows = row_votes(args.run, split, args.copies, model)
+        n = len(rows)
+        print(f"\n## {split}: {n} rows, {np.mean([r['copies'] for r in rows]):.1f} encodings per row")
+        print(f"greedy (as evaluated): exact {sum(r['greedy_exact'] for r in rows)}, correct positions "
+              f"{sum(r['greedy_correct'] for r in rows)}; vote: exact {sum(r['vote_exact'] for r in rows)}, "
+              f"correct {sum(r['vote_correct'] or r['copy_correct'] for r in rows)}; copying "
+              f"{sum(r['copy_correct'] for r in rows)}")
+        print("\n| rule | rows applied | exact | correct positions | copying's | difference |")
+        print("|---|---|---|---|---|---|")
+        for field in ("vote_share", "vote_top_share"):
+            print("\n".join(sweep(rows, field)))
+
+
+if __name__ == "__main__":
+    main()
