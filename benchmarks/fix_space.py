@@ -4,7 +4,7 @@ for the untrained model of the same shape (whose choice among the rewrites is ra
 
 Per split and bug kind: rows, rows whose reference fix is among the rewrites (as text), greedy
 exact fixes under each space, and rows whose fix is among the first 13 search candidates (the cpu
-search budget). Exact match against the reference only, no tests, so it takes seconds. Usage:
+search budget when this was measured; it now checks 4). Exact match against the reference only, no tests, so it takes seconds. Usage:
 
     .venv/bin/python benchmarks/fix_space.py --run-dir . [--phase refinement] [--splits val,test]
 """

@@ -2,8 +2,9 @@
 `predictions.jsonl`, `metrics.json` and `report.md` in `out_dir`, logged to MLflow.
 
 `metrics.json` is flat at the top level for the model (names in `metric_names.py`), with the
-baselines nested under `baselines.{copy,unigram,untrained}` and the per-kind / per-repo tables
-under `breakdown`. Null means not applicable or not computed.
+baselines nested under `baselines.{copy,unigram,untrained}`, the per-kind / per-repo tables
+under `breakdown` and the search's curve under `resolved_within` ({k: rate}, also per
+baseline). Null means not applicable or not computed.
 """
 
 from __future__ import annotations
@@ -362,7 +363,7 @@ def _log(params: Params, split: str, metrics: dict[str, Any], out: Path, started
         curves = {"resolved_within": metrics.get("resolved_within") or {}}
         curves.update({f"baseline_{name}.resolved_within": values.get("resolved_within") or {}
                        for name, values in metrics["baselines"].items()})
-        for key, curve in curves.items():
-            for k, rate in curve.items():
-                mlflow.log_metric(key, rate, step=int(k))
+        for k in sorted({int(k) for curve in curves.values() for k in curve}):
+            mlflow.log_metrics({key: curve[str(k)] for key, curve in curves.items() if str(k) in curve},
+                               step=k)
         mlflow.log_artifacts(str(out), artifact_path=f"eval/{split}")

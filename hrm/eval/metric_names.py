@@ -2,8 +2,8 @@
 
 Each name is defined (what it measures and how) in hrm/eval/metrics.py, model_pass.py, search.py and docs/metrics.md.
 The bootstrap intervals (`exact_accuracy_ci95`, `resolved_rate_ci95`), `swe_search_verifier` and
-the nested `baselines` / `breakdown` are written beside them but are not numbers a criterion
-can name.
+the nested `baselines` / `breakdown` / `resolved_within` (the search's curve, {k: rate}) are
+written beside them but are not numbers a criterion can name.
 """
 
 from __future__ import annotations

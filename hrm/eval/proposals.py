@@ -111,6 +111,9 @@ class RowProposal:
         out += [({pos: output}, keep_all + gain) for gain, pos, output in self.single_edits()[:limit]]
         out = _distinct(out, limit)
         if len(out) < limit:
+            # Only a row with fewer rewrites and single edits than `limit` gets here; its joint
+            # choices then depend on `limit`, so a smaller budget is not always a prefix of a
+            # larger one's list (with 16 positions x 3 alternatives never in practice).
             out = _distinct(out + [c for c in self.joint_candidates(limit) if len(c[0]) > 1], limit)
         return out
 

@@ -32,6 +32,8 @@ def _within_table(metrics: dict[str, Any]) -> list[str]:
                    if v.get("resolved_within")})
     if not curves["model"]:
         return []
+    if "tests" not in str(metrics.get("swe_search_verifier", "")).split("+"):
+        return ["Resolved within k candidates: not measured (no row's search ran the tests).", ""]
     ks = sorted(curves["model"], key=int)
     names = list(curves)
     lines = ["### Resolved within the first k candidates", "",

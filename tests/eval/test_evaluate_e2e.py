@@ -174,6 +174,9 @@ def test_report_and_mlflow_carry_the_same_numbers(e2e):
             f"{c['token_accuracy_all']:.4f} |") in report
     assert "| resolved_rate | 0.0000 | 0.0000 | 0.0000 | 0.0000 |" in report
     assert f"| swe_search_score | {m['swe_search_score']:.4f} |" in report
+    assert "| k | model | unigram | untrained |" in report
+    assert (f"| 1 | {m['resolved_within']['1']:.4f} | {m['baselines']['unigram']['resolved_within']['1']:.4f} "
+            f"| {m['baselines']['untrained']['resolved_within']['1']:.4f} |") in report
     assert f"token_accuracy_all={m['token_accuracy_all']:.4f}" in e2e["stdout"]
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
@@ -186,6 +189,12 @@ def test_report_and_mlflow_carry_the_same_numbers(e2e):
     assert logged["loss"] == pytest.approx(m["loss"])
     assert logged["baseline_copy.token_accuracy_all"] == pytest.approx(c["token_accuracy_all"])
     assert logged["baseline_untrained.loss"] == pytest.approx(u["loss"])
+    # the search's curve: one point per k, the model's and each searching baseline's
+    for key, curve in (("resolved_within", m["resolved_within"]),
+                       ("baseline_untrained.resolved_within", u["resolved_within"])):
+        history = client.get_metric_history(runs[0].info.run_id, key)
+        assert {h.step: h.value for h in history} == {int(k): v for k, v in curve.items()}, key
+        assert len(history) == len(curve) > 1
     arts = {a.path for a in client.list_artifacts(runs[0].info.run_id, "eval/val")}
     assert {"eval/val/metrics.json", "eval/val/predictions.jsonl", "eval/val/report.md"} <= arts
 
@@ -319,6 +328,9 @@ def test_model_without_feedback_reports_not_applicable(e2e, tmp_path, sample_pat
     section = report.split("## Reverse-learning ablation")[1].split("##")[0]
     assert "Not applicable: the model has no L->H feedback path" in section
     assert "reverse_learning_integration" not in section  # no number, no n/a row
+    # no test ran, so nothing is resolved within any k: the report says so instead of a 0 column
+    assert "Resolved within k candidates: not measured (no row's search ran the tests)." in report
+    assert "| k | model |" not in report
     assert m["loss"] is not None and m["token_accuracy_all"] is not None  # the rest is scored
 
 
