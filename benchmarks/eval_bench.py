@@ -185,7 +185,7 @@ def main() -> None:
     out["checkpoint"] = {"path": ckpt, "step": info.step}
     val = data["val"]
     cfg = params.eval.search
-    budget = 1 + cfg.max_iterations * cfg.candidates_per_iteration
+    budget = cfg.budget
     mp = run_model_pass(model, val, end_id=tok.eos_id, delete_id=tok.mask_id,
                         batch_size=params.eval.batch_size, halt_on_q=False, ablation=False,
                         positions=cfg.positions, alternatives=cfg.alternatives)

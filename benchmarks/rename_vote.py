@@ -1,8 +1,8 @@
 """Does voting over renamed copies of the input (test-time augmentation) sort right fixes from wrong?
 
 HRM votes over augmented copies of a puzzle. Here each held-out row is also encoded with its
-local names renamed (`hrm.augment.rename_identifiers`, the training augmentation, with seeds no
-training epoch used), the model scores the rewrites of every copy, and each rewrite is keyed by
+local names renamed (`hrm.train.augmentation.make_augment`, the training augmentation, with
+seeds no training epoch used), the model scores the rewrites of every copy, and each rewrite is keyed by
 its fixed text with the copy's names mapped back to the original's (the renaming keeps layout
 and only replaces identifiers by fresh names that occur nowhere else, so the map is read off
 the two buggy texts token by token), so the same edit under other names gets the same key. Per
@@ -13,8 +13,8 @@ Reported per split, beside the model as evaluated (the original copy's best rewr
 of the vote, and, for a rule "apply the voted rewrite only when its mean share (or the share of
 copies whose own best rewrite it is) is at least t, else output the buggy code", rows applied,
 exact fixes and correct positions against copying's. A vote whose key is none of the original
-row's rewrites (5 of the committed run's 50 val rows: a renamed copy offers other variable-misuse
-rewrites) is counted as not applied. No tests run; 25 s a split. Usage:
+row's rewrites (none in the committed run) is counted as not applied. No tests run; 20 s a
+split. Usage:
 
     .venv/bin/python benchmarks/rename_vote.py --run . [--split val] [--copies 8]
 
@@ -31,23 +31,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hrm.augment import rename_identifiers
-from hrm.config import SequencesConfig, load_params
+from hrm.config import load_params
 from hrm.eval.proposals import propose
 from hrm.eval.rewrite_outputs import rewrite_outputs
 from hrm.eval.token_metrics import score_outputs
-from hrm.regions import Region, line_opcodes, split_lines
-from hrm.sequences import (
-    decode_segments,
-    empty_inserts,
-    encode_example,
-    fill_row,
-    label_outputs,
-    load_split,
-)
+from hrm.sequences import decode_segments, label_outputs, load_split
 from hrm.tokenizer import load_tokenizer
-from hrm.train.augmentation import variant_seed
+from hrm.train.augmentation import make_augment
 from hrm.train.checkpoint import load_for_inference
+from hrm.train.negatives import label_segments
 
 _NAME = re.compile(r"[A-Za-z_]\w*")
 SEED_BASE = 10_000_000  # epochs never reach this: no copy repeats a training variant
@@ -69,36 +61,30 @@ def edit_key(texts: list[str], back: dict[str, str]) -> tuple[str, ...]:
 
 def encoded_copies(run: Path, split: str, copies: int):
     """Per row: [(inputs, labels, inserts, segments, names back)], the stored encoding first, then
-    up to `copies` renamed ones (rows with nothing to rename, or a copy that no longer fits, get
-    fewer), renamed at the training's `train.augment_rate`."""
+    up to `copies` renamed ones made by the training's own augmentation (`make_augment`, at
+    `train.augment_rate`; rows with nothing to rename, or a copy that no longer fits or is cut
+    to another window, get fewer)."""
     params = load_params(run / "params.yaml")
     tok = load_tokenizer(run / "artifacts" / "tokenizer")
     data = load_split(run / "artifacts" / "sequences", split)
-    cfg = SequencesConfig.model_validate(data.meta.config)
+    augment = make_augment(run / "artifacts" / "sequences", split, run / "artifacts" / "tokenizer",
+                           params.train.seed, rate=params.train.augment_rate)
     rows = []
     for i, rec in enumerate(data.records):
         variants = [(data.inputs[i], data.labels[i], data.inserts[i], rec.segments, {})]
-        pairs = [(h.buggy_text, h.fixed_text) for h in rec.hunks]
+        buggy = [h.buggy_text for h in rec.hunks]
         for c in range(copies):
-            renamed = rename_identifiers(pairs, variant_seed(params.train.seed, SEED_BASE + c, i),
-                                         rate=params.train.augment_rate)
-            if renamed is None:
-                break
-            regions = [Region(h.file, h.buggy_start, b, f, h.buggy_start, h.function,
-                              tuple(line_opcodes(split_lines(f), split_lines(b))))
-                       for h, (b, f) in zip(rec.hunks, renamed, strict=True)]
-            enc = encode_example(tok, rec.statement, regions, cfg)
-            if isinstance(enc, str):
+            got = augment(i, SEED_BASE + c)
+            if got is None:
                 continue
-            inputs = np.full(data.meta.seq_len, tok.pad_id, dtype=np.int32)
-            labels = np.full(data.meta.seq_len, data.meta.ignore_index, dtype=np.int32)
-            inserts = empty_inserts(1, cfg.max_insertions, cfg.slots)[0]
-            fill_row(inputs, labels, inserts, enc)
+            inputs, labels, inserts = got
+            segments = label_segments(labels)
+            renamed = decode_segments(tok, inputs, segments, {})
             # a copy cut to another window would key its rewrites by other texts: left out
-            if [h.buggy_text for h in enc.hunks] != [b for b, _ in renamed]:
+            if len(renamed) != len(buggy) or any(len(_NAME.findall(a)) != len(_NAME.findall(b))
+                                                 for a, b in zip(buggy, renamed, strict=True)):
                 continue
-            back = names_back([h.buggy_text for h in rec.hunks], [b for b, _ in renamed])
-            variants.append((inputs, labels, inserts, enc.segments, back))
+            variants.append((inputs, labels, inserts, segments, names_back(buggy, renamed)))
         rows.append(variants)
     return params, tok, data, rows
 

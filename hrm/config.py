@@ -584,6 +584,11 @@ class SearchConfig(_Section):
     alternatives: int = Field(default=3, ge=1)
     """Replacement tokens considered per position."""
 
+    @property
+    def budget(self) -> int:
+        """Candidates a row's search checks at most: the greedy fix, then I x K."""
+        return 1 + self.max_iterations * self.candidates_per_iteration
+
     @model_validator(mode="after")
     def _patience_below_iterations(self) -> SearchConfig:
         if self.patience >= self.max_iterations:

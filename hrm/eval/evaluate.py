@@ -266,7 +266,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     cfg = params.eval
     workers = max(1, cfg.workers)
     n = len(data)
-    budget = 1 + cfg.search.max_iterations * cfg.search.candidates_per_iteration
+    budget = cfg.search.budget
     refs: list[Outputs] = [label_outputs(data.inputs[i], data.labels[i], data.inserts[i],
                                          data.records[i].segments, delete_id=tok.mask_id,
                                          end_id=tok.eos_id) for i in range(n)]

@@ -115,7 +115,7 @@ def search_row(candidates: Sequence[Outputs], decode: Callable[[Outputs], list[s
     """Search one row over `candidates` (the greedy fix first)."""
     if not candidates:
         raise ValueError("search needs at least the greedy candidate")
-    budget = 1 + cfg.max_iterations * cfg.candidates_per_iteration
+    budget = cfg.budget
     first_hunks = decode(candidates[0])
     first = check(first_hunks)
     best = (candidates[0], first_hunks, first, 0)
