@@ -602,6 +602,11 @@ class SearchConfig(_Section):
     budget: the baseline of `resolved_after_search`, which is pass@k with test feedback. Costs
     about as many test runs as the model's search."""
 
+    naturalness_baseline: bool = True
+    """Also search the candidates of the n-gram model alone (`eval.naturalness`: the rewrites
+    ranked by naturalness only) with the same verifier and budget: what the re-ranking's
+    second model finds without the HRM."""
+
     untrained_baseline: bool = True
     """Also search the untrained model's candidates (with `eval.fix_space: rewrites`, the
     rewrites of the buggy code in random order) with the same verifier and budget: what the
@@ -610,6 +615,33 @@ class SearchConfig(_Section):
     measured over 13 candidates: within 4, 0.26 against the model's 0.60; within 13, 0.58
     against 0.72: the larger the budget, the more the candidate space finds on its own).
     `fix_in_search_candidates` is reported for it either way (no tests run)."""
+
+
+class NaturalnessConfig(_Section):
+    enabled: bool = True
+    """Re-rank the HRM's rewrites by how natural the fixed code reads under an n-gram model of
+    the training code (corpus and train split) and the row's own repository, and keep the buggy code where no rewrite
+    reads better (`hrm.eval.fusion`; docs/metrics.md "Naturalness"), and report the
+    `naturalness` baseline (the n-gram model alone ranking the same rewrites). Nothing to
+    re-rank with `eval.fix_space: edits`: it is then off."""
+
+    weight: float = Field(default=1.0, ge=0)
+    """w in gain + w x naturalness: both are log-probability ratios, so 1 weighs them alike."""
+
+    abstain: bool = True
+    """Keep the buggy code where the best rewrite is not more probable than the buggy code under
+    the n-gram model (the search still starts from that rewrite)."""
+
+    order: int = Field(default=4, ge=1, le=8)
+    """n of the n-gram model (tokens of context + 1)."""
+
+    cache_weight: float = Field(default=0.3, ge=0, le=1)
+    """Share of the repository cache in the interpolation (the rest: the training-code model).
+    Rows without an environment use the training-code model alone."""
+
+    cache_max_tokens: int = Field(default=400_000, ge=1)
+    """Most tokens of the repository read into the cache: the row's own files first, then their
+    directories', then the rest by path."""
 
 
 class EvalConfig(_Section):
@@ -666,6 +698,9 @@ class EvalConfig(_Section):
 
     search: SearchConfig = Field(default_factory=SearchConfig)
     """SWE-search settings."""
+
+    naturalness: NaturalnessConfig = Field(default_factory=NaturalnessConfig)
+    """The n-gram re-ranking of the rewrites and the abstention (`hrm.eval.fusion`)."""
 
     @model_validator(mode="after")
     def _weights(self) -> EvalConfig:

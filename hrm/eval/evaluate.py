@@ -102,7 +102,13 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
         raise InputError("the train split is empty: no unigram baseline (pass the training "
                          "sequences as train_sequences_dir)", path=str(train_dir))
     unigram = fit_unigram(train_split, delete_id=tok.mask_id, end_id=tok.eos_id)
+    naturalness = None
+    if cfg.naturalness.enabled and cfg.fix_space == "rewrites":
+        from hrm.eval.fusion import base_model
+
+        naturalness = base_model(train_dir, cfg.naturalness.order)
     return evaluate_loaded(params, model, data, tok, scorer, out_dir, unigram=unigram,
+                           naturalness=naturalness,
                            model_info={"checkpoint": info.path,
                                        "checkpoint_sha256": sha256_file(Path(info.path)),
                                        "step": info.step,
@@ -194,18 +200,23 @@ def _searched(search, n: int, workers: int, label: str, ref_texts: list, budget:
 
 def baseline_metrics(params: Params, model, data, unigram, score_all, search_over, *, tests: bool,
                      pass_kw: dict, budget: int, ref_texts: list, workers: int,
-                     fix_share) -> dict[str, Any]:
+                     fix_share, fuse_all) -> dict[str, Any]:
     """The baselines every metric is shown beside: copying the buggy code, the unigram guess
-    (with the same search over its own candidates when tests run) and the untrained model of
-    the same shape. `score_all(name, outputs)` and `search_over(i, candidates)` are the model's
-    own scorer and search, and `fix_share(candidates per row)` its `fix_in_search_candidates`,
-    so the numbers compare by construction."""
+    (with the same search over its own candidates when tests run), the untrained model of the
+    same shape (decoded as the model is, the n-gram re-ranking included) and, with
+    `eval.naturalness`, the n-gram model alone ranking the same rewrites. `score_all(name,
+    outputs)` and `search_over(i, candidates)` are the model's own scorer and search,
+    `fix_share(candidates per row)` its `fix_in_search_candidates` and `fuse_all` its
+    re-ranking, so the numbers compare by construction."""
     from hrm.eval.model_pass import pass_metrics, run_model_pass
 
     cfg = params.eval
     n = len(data)
     fresh = untrained_model(params, model)
     untrained_pass = run_model_pass(fresh, data, ablation=False, **pass_kw)
+    # the n-gram model alone: the untrained pass's rewrites (random order) ranked by naturalness
+    ngram_alone = fuse_all(untrained_pass.proposals, hrm_weight=0.0)
+    untrained_pass.proposals = fuse_all(untrained_pass.proposals)
     baselines = {
         "copy": row_metrics(score_all("copy", [{} for _ in range(n)]), tests_enabled=tests,
                             ci=False),
@@ -213,9 +224,11 @@ def baseline_metrics(params: Params, model, data, unigram, score_all, search_ove
                                                                      data.records[i].segments)
                                                      for i in range(n)]),
                                tests_enabled=tests, ci=False),
-        "untrained": row_metrics(score_all("untrained", [p.greedy(cfg.max_edits) for p in untrained_pass.proposals]),
+        "untrained": row_metrics(score_all("untrained", [p.prediction(cfg.max_edits)
+                                                         for p in untrained_pass.proposals]),
                                  tests_enabled=tests, ci=False),
     }
+    baselines["untrained"]["abstained_rows"] = float(sum(p.abstain for p in untrained_pass.proposals))
     baselines["untrained"]["loss"] = pass_metrics(untrained_pass)["loss"]
     baselines["untrained"]["fix_in_search_candidates"] = fix_share(
         [search_candidates(p, budget, cfg.max_edits) for p in untrained_pass.proposals])
@@ -233,7 +246,40 @@ def baseline_metrics(params: Params, model, data, unigram, score_all, search_ove
         baselines["untrained"].update(_searched(
             lambda i: search_over(i, search_candidates(untrained_pass.proposals[i], budget, cfg.max_edits)),
             n, workers, "search untrained", ref_texts, budget))
+    if ngram_alone is not None:
+        alone = row_metrics(score_all("naturalness", [p.prediction(cfg.max_edits) for p in ngram_alone]),
+                            tests_enabled=tests, ci=False)
+        alone["abstained_rows"] = float(sum(p.abstain for p in ngram_alone))
+        alone["fix_in_search_candidates"] = fix_share(
+            [search_candidates(p, budget, cfg.max_edits) for p in ngram_alone])
+        if tests and cfg.search.naturalness_baseline:
+            alone.update(_searched(
+                lambda i: search_over(i, search_candidates(ngram_alone[i], budget, cfg.max_edits)),
+                n, workers, "search naturalness", ref_texts, budget))
+        baselines["naturalness"] = alone
     return baselines
+
+
+def _fusion(cfg, data, scorer: RowScorer, decode, base):
+    """`fuse_all(proposals, hrm_weight=1.0)`: the split's proposals re-ranked by the n-gram
+    model of each row (`hrm.eval.fusion`), or returned as they are (`hrm_weight` 0: None)
+    when `eval.naturalness` is off or the fix space has no rewrites."""
+    from hrm.eval.fusion import fuse, row_model
+
+    ncfg = cfg.naturalness
+    if not (ncfg.enabled and cfg.fix_space == "rewrites"):
+        return lambda proposals, hrm_weight=1.0: proposals if hrm_weight else None
+    if base is None:
+        raise ValueError("eval.naturalness is enabled: pass the training-code n-gram model "
+                         "(hrm.eval.fusion.base_model) as `naturalness`")
+    models = [row_model(base, scorer.context(rec), ncfg)
+              for rec in tqdm(data.records, desc="naturalness caches", unit="row", leave=False)]
+
+    def fuse_all(proposals, hrm_weight: float = 1.0):
+        return [fuse(p, lambda outs, i=i: decode(i, outs), models[i], weight=ncfg.weight,
+                     abstain=ncfg.abstain, hrm_weight=hrm_weight) for i, p in enumerate(proposals)]
+
+    return fuse_all
 
 
 def _paired_ablation(mp, data, cfg, reverse: bool, control) -> dict[str, Any]:
@@ -250,9 +296,12 @@ def _paired_ablation(mp, data, cfg, reverse: bool, control) -> dict[str, Any]:
 
 
 def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir: str | Path, *,
-                    unigram, model_info: dict[str, Any], split: str, control=None) -> dict[str, Any]:
+                    unigram, model_info: dict[str, Any], split: str, control=None,
+                    naturalness=None) -> dict[str, Any]:
     """The evaluation on loaded inputs (the testable core of `evaluate`); `control`: the
-    reverse-learning control (`hrm.eval.control.LoadedControl`; None: none was given)."""
+    reverse-learning control (`hrm.eval.control.LoadedControl`; None: none was given);
+    `naturalness`: the training-code n-gram model (`hrm.eval.fusion.base_model`), required when
+    `eval.naturalness` is enabled with rewrites."""
     import time
 
     from hrm.eval.decoding import decode_prediction
@@ -288,7 +337,9 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
                    alternatives=cfg.search.alternatives, rewrites=rewrites)
     reverse = model_info["reverse_feedback"]
     mp = run_model_pass(model, data, ablation=reverse, **pass_kw)
-    greedy = [p.greedy(cfg.max_edits) for p in mp.proposals]
+    fuse_all = _fusion(cfg, data, scorer, decode, naturalness)
+    mp.proposals = fuse_all(mp.proposals)
+    greedy = [p.prediction(cfg.max_edits) for p in mp.proposals]
     model_rows = score_all("model", greedy)
     for row, loss, npos, q, s in zip(model_rows, mp.row_loss_sum, mp.row_positions, mp.q_halt,
                                      mp.steps, strict=True):
@@ -298,6 +349,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     metrics.update(pass_metrics(mp))
     metrics.update(_paired_ablation(mp, data, cfg, reverse, control))
     metrics.update(q_halt_metrics(mp.q_halt.tolist(), [r.exact for r in model_rows]))
+    metrics["abstained_rows"] = float(sum(p.abstain for p in mp.proposals))
 
     search_over = _row_search(data, scorer, decode, buggy_texts, cfg.search)
 
@@ -322,18 +374,11 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
 
     baselines = baseline_metrics(params, model, data, unigram, score_all, search_over,
                                  tests=tests, pass_kw=pass_kw, budget=budget, ref_texts=ref_texts,
-                                 workers=workers, fix_share=fix_share)
+                                 workers=workers, fix_share=fix_share, fuse_all=fuse_all)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "predictions.jsonl").open("w", encoding="utf-8") as fh:
-        for row, oc in zip(model_rows, outcomes, strict=True):
-            rec = row.to_json()
-            rec["search"] = {"best": oc.best_hunks, "best_passes": oc.best_passes,
-                             "greedy_passes": oc.greedy_passes, "candidates": oc.candidates,
-                             "iterations": oc.iterations, "converged": oc.converged,
-                             "verifier": oc.verifier, "best_rank": oc.best_rank}
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    _write_predictions(out / "predictions.jsonl", model_rows, outcomes, mp.proposals)
     result = {k: (float(v) if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
                   else v) for k, v in metrics.items()}
     result["baselines"] = baselines
@@ -343,6 +388,21 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     write_report(out / "report.md", split, result, model_info, reverse)
     _log(params, split, result, out, started)
     return result
+
+
+def _write_predictions(path: Path, model_rows: list[RowResult], outcomes: list, proposals: list) -> None:
+    """predictions.jsonl: per row its scores, whether it abstained (and the naturalness of its
+    best rewrite), and its search."""
+    with path.open("w", encoding="utf-8") as fh:
+        for row, oc, prop in zip(model_rows, outcomes, proposals, strict=True):
+            rec = row.to_json()
+            rec["abstained"] = prop.abstain
+            rec["naturalness"] = prop.naturalness[0] if prop.naturalness else None
+            rec["search"] = {"best": oc.best_hunks, "best_passes": oc.best_passes,
+                             "greedy_passes": oc.greedy_passes, "candidates": oc.candidates,
+                             "iterations": oc.iterations, "converged": oc.converged,
+                             "verifier": oc.verifier, "best_rank": oc.best_rank}
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
 def _log(params: Params, split: str, metrics: dict[str, Any], out: Path, started: float) -> None:

@@ -45,6 +45,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "swe_search_rows_static",
     "held_out_repo_exact_accuracy",
     "held_out_repo_rows",
+    "abstained_rows",
     "reverse_learning_rows_lower",
     "reverse_learning_rows_higher",
     "reverse_learning_control_loss",

@@ -70,7 +70,13 @@ class RowProposal:
     """The positions, most likely to change first."""
     rewrites: list[tuple[float, str, Outputs]] = field(default_factory=list)
     """The row's scored rewrites as (gain, kind, outputs), best first (empty when none were
-    passed or the code has none)."""
+    passed or the code has none); after `hrm.eval.fusion.fuse`, in the fused order."""
+    naturalness: list[float] = field(default_factory=list)
+    """After `fuse`: per rewrite (same order), log p(fixed) - log p(buggy) under the n-gram
+    model; empty otherwise."""
+    abstain: bool = False
+    """After `fuse`: the best rewrite reads no more naturally than the buggy code, so the
+    prediction keeps the buggy code (`prediction`)."""
 
     def single_edits(self) -> list[tuple[float, int, tuple[int, ...]]]:
         """Every one-position change as (gain, position, output), best first: the gain is the
@@ -98,6 +104,11 @@ class RowProposal:
                 break
             out[pos] = output
         return out
+
+    def prediction(self, max_edits: int | None = 1) -> Outputs:
+        """What the row's prediction changes: the greedy fix, or nothing where the proposal
+        abstains (`hrm.eval.fusion`). The search starts from `greedy` either way."""
+        return {} if self.abstain else self.greedy(max_edits)
 
     def candidates(self, limit: int, max_edits: int | None = 1) -> list[tuple[Outputs, float]]:
         """Up to `limit` distinct changed outputs with their log-probability (relative to keeping

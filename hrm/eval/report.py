@@ -8,13 +8,21 @@ from typing import Any
 _TABLE = (
     "exact_accuracy", "resolved_rate", "token_accuracy_all", "edit_accuracy", "location_accuracy",
     "code_syntax_validity", "code_compilation_success", "code_ast_match", "code_tiered_accuracy",
-    "loss", "code_rows_excluded", "code_rows_file_context", "resolved_rows_without_env",
+    "loss", "abstained_rows", "code_rows_excluded", "code_rows_file_context", "resolved_rows_without_env",
 )
 _SEARCH = (
     "greedy_pass_rate", "swe_search_score", "resolved_after_search", "exact_after_search",
     "swe_search_candidates", "swe_search_iterations", "swe_search_convergence_rate",
     "swe_search_efficiency", "swe_search_rows_static", "fix_in_search_candidates",
 )
+
+
+_NATURALNESS_NOTE = (
+    "The model's greedy fix is its best rewrite re-ranked by an n-gram model of the corpus and "
+    "the row's repository, kept only where that model finds it more natural than the buggy "
+    "code (`abstained_rows`: the rows left unchanged; `eval.naturalness`). `naturalness` is "
+    "that n-gram model alone ranking the same rewrites, and `untrained` is decoded the same "
+    "way as the model, so the model's lead over both is what the HRM adds.")
 
 
 def _fmt(value: Any) -> str:
@@ -47,6 +55,8 @@ def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str
                  reverse: bool) -> None:
     """Write the markdown report; every number comes from `metrics` (nothing recomputed)."""
     base = metrics["baselines"]
+    names = [b for b in ("copy", "unigram", "untrained", "naturalness") if b in base]
+    searched = [b for b in ("unigram", "untrained", "naturalness") if b in base]
     rows = metrics.get("rows")
     lines = [f"# Evaluation: split `{split}`", "", f"Checkpoint: `{info.get('checkpoint')}` "
              f"(phase {info.get('phase')}, step {info.get('step')}, {info.get('weights')} "
@@ -55,19 +65,19 @@ def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str
              f"exact_accuracy 95% interval: {_fmt(metrics.get('exact_accuracy_ci95'))}; "
              f"resolved_rate 95% interval: {_fmt(metrics.get('resolved_rate_ci95'))} "
              "(bootstrap over rows).", "",
-             "| metric | model | copy | unigram | untrained |", "|---|---|---|---|---|"]
+             "| metric | model | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
     for name in _TABLE:
-        lines.append(f"| {name} | {_fmt(metrics.get(name))} | {_fmt(base['copy'].get(name))} | "
-                     f"{_fmt(base['unigram'].get(name))} | {_fmt(base['untrained'].get(name))} |")
+        lines.append(f"| {name} | {_fmt(metrics.get(name))} | "
+                     + " | ".join(_fmt(base[b].get(name)) for b in names) + " |")
     lines += ["", "Copying the buggy code scores high on token accuracy (most positions keep their "
               "token) and 0 on every repair metric: an unchanged output is not a repair and fails "
-              "every code tier. A number the copy, unigram or untrained baseline also reaches is "
-              "no evidence of repair.", "",
+              "every code tier. A number a baseline also reaches is no evidence of repair. "
+              + _NATURALNESS_NOTE * ("naturalness" in base), "",
               f"## SWE-search vs greedy (verifier: {metrics.get('swe_search_verifier', 'n/a')})", "",
-              "| metric | model | unigram guess's candidates | untrained model's candidates |",
-              "|---|---|---|---|"]
-    lines += [f"| {n} | {_fmt(metrics.get(n))} | {_fmt(base['unigram'].get(n))} | "
-              f"{_fmt(base['untrained'].get(n))} |" for n in _SEARCH]
+              "| metric | model | " + " | ".join(f"{b}'s candidates" for b in searched) + " |",
+              "|---" * (len(searched) + 2) + "|"]
+    lines += [f"| {n} | {_fmt(metrics.get(n))} | " + " | ".join(_fmt(base[b].get(n)) for b in searched)
+              + " |" for n in _SEARCH]
     lines += ["", "With the `tests` verifier the search is pass@k with test feedback: the tests "
               "that define `resolved_rate` choose among the model's own candidates. Its baselines "
               "are the same search over the untrained model's candidates (the rewrites of the "

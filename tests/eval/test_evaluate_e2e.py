@@ -9,6 +9,7 @@ import json
 import math
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,7 +114,14 @@ def test_metrics_json_is_complete_and_consistent(e2e):
     copy = m["baselines"]["copy"]
     assert copy["exact_accuracy"] == copy["edit_accuracy"] == copy["resolved_rate"] == 0.0
     assert copy["code_compilation_success"] == 0.0 and copy["code_rows_file_context"] == ENV_ROWS
-    assert set(m["baselines"]) == {"copy", "unigram", "untrained"}
+    assert set(m["baselines"]) == {"copy", "unigram", "untrained", "naturalness"}
+    # abstaining keeps the buggy code: no output, and counted
+    assert m["abstained_rows"] == sum(p["abstained"] for p in preds)
+    assert all(not p["outputs"] and p["naturalness"] <= 0 for p in preds if p["abstained"])
+    assert all(p["naturalness"] > 0 for p in preds if not p["abstained"] and p["naturalness"] is not None)
+    alone = m["baselines"]["naturalness"]
+    assert alone["abstained_rows"] <= len(val) and 0 <= alone["fix_in_search_candidates"] <= 1
+    assert "resolved_after_search" in alone  # its own search ran
 
     # every split-level number is the aggregate of the rows written
     tok_c = sum(p["tokens"]["token_correct"] for p in preds)
@@ -155,7 +163,7 @@ def test_predictions_say_why_each_row_was_or_was_not_run(e2e):
             assert p["has_env"] is False and p["resolved"] is None
             assert p["test_reason"] == "instance not in the instances file", p["test_reason"]
             assert p["search"]["verifier"] == "static"
-        assert p["outputs"] and p["prediction"] and p["tier_name"]
+        assert (p["outputs"] or p["abstained"]) and p["prediction"] and p["tier_name"]
         assert p["search"]["best_rank"] < p["search"]["candidates"]
 
 
@@ -173,6 +181,8 @@ def test_report_and_mlflow_carry_the_same_numbers(e2e):
     assert (f"| token_accuracy_all | {m['token_accuracy_all']:.4f} | "
             f"{c['token_accuracy_all']:.4f} |") in report
     assert "| resolved_rate | 0.0000 | 0.0000 | 0.0000 | 0.0000 |" in report
+    assert "| metric | model | copy | unigram | untrained | naturalness |" in report
+    assert f"| abstained_rows | {m['abstained_rows']:.4f} | n/a | n/a |" in report
     assert f"| swe_search_score | {m['swe_search_score']:.4f} |" in report
     assert "| k | model | unigram | untrained |" in report
     assert (f"| 1 | {m['resolved_within']['1']:.4f} | {m['baselines']['unigram']['resolved_within']['1']:.4f} "
@@ -439,7 +449,22 @@ def test_predict_writes_swe_bench_patches_that_evaluate_would_score_the_same(e2e
                       "--out", str(out), "--params", e2e["common"][-1]])
     preds = {p["instance_id"]: p for p in read_predictions(out)}
     assert set(preds) == val_ids
-    evaluated = {p["instance_id"]: p for p in e2e["preds"]}
+    # `hrm predict` decodes with the HRM alone (no repository cache for the n-gram re-ranking
+    # yet): it must match evaluate with eval.naturalness off
+    raw = yaml.safe_load(Path(e2e["common"][-1]).read_text())
+    raw.setdefault("eval", {}).setdefault("naturalness", {})["enabled"] = False
+    hrm_alone = tmp_path / "params.yaml"
+    hrm_alone.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", raw["tracking"]["tracking_uri"])
+        mp.delenv("HRM_PIPELINE_RUN", raising=False)
+        mp.chdir(root)
+        _invoke(["evaluate", "--checkpoint", str(root / "train" / "checkpoints"), "--out",
+                 str(tmp_path / "eval"), "--instances", str(root / "instances.jsonl"),
+                 *e2e["common"][:-1], str(hrm_alone)])
+    evaluated = {p["instance_id"]: p for p in map(json.loads, (tmp_path / "eval" / "predictions.jsonl")
+                                                  .read_text().splitlines())}
+    assert not any(p["abstained"] for p in evaluated.values())
     records = {r.instance_id: r for r in load_split(root / "seq", "val").records}
     instances = {i.instance_id: i for i in read_instances(tmp_path / "val.jsonl")}
     from hrm.envs import get_environment

@@ -40,7 +40,11 @@ def evaluation(env_split, generated, splits, tok, eval_params, tenacity_scorer,
     out = tmp_path_factory.mktemp("eval-untrained")
     unigram = fit_unigram(splits["train"], delete_id=tok.mask_id, end_id=tok.eos_id)
     search = eval_params.eval.search.model_copy(update={"untrained_baseline": True})
-    params = eval_params.model_copy(update={"eval": eval_params.eval.model_copy(update={"search": search})})
+    # the HRM's own decoding (the n-gram re-ranking has its tests in test_fusion.py and the e2e
+    # evaluation): "untrained about 0" is a claim about the model, not the n-gram model
+    alone = eval_params.eval.naturalness.model_copy(update={"enabled": False})
+    params = eval_params.model_copy(update={"eval": eval_params.eval.model_copy(
+        update={"search": search, "naturalness": alone})})
     m = evaluate_loaded(params, model, data, tok, tenacity_scorer, out, unigram=unigram,
                         model_info={"checkpoint": "untrained", "step": 0, "phase": None,
                                     "weights": "model", "reverse_feedback": True},

@@ -1,0 +1,122 @@
+"""The HRM's rewrites re-ranked by how natural the fixed code reads, and abstention.
+
+The HRM scores each rewrite of the buggy code by its *gain* (log-odds of the rewrite's outputs
+against keeping those positions, `hrm.eval.proposals`). It knows where bugs tend to be put, not
+whether this function has one: it proposes a change to a correct function as surely as to a
+buggy one. An n-gram model of the user's repository (`hrm.naturalness`) scores each rewrite's
+*naturalness*: log p(code after the rewrite) - log p(buggy code), both under the base model
+(the clean functions of the corpus and the train split) interpolated with a cache of the row's repository
+without the row's own functions. Fused score (`eval.naturalness.weight`, w):
+
+    score(rewrite) = gain + w * naturalness
+
+The greedy fix is the best-scored rewrite, applied only if the n-gram model prefers it to the
+buggy code (naturalness > 0, `eval.naturalness.abstain`); otherwise the prediction is the
+buggy code unchanged (`RowProposal.abstain`). The search (which has the tests to decide) still
+starts from the best-scored rewrite. Why and what it measured: docs/metrics.md "Naturalness".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from hrm.errors import InputError
+from hrm.eval.proposals import Outputs, RowProposal
+from hrm.naturalness import Interpolated, NgramModel, python_tokens
+
+_DIFF_GIT = re.compile(r"^diff --git a/(\S+) b/(\S+)$", re.MULTILINE)
+
+
+def base_model(seq_dir: str | Path, order: int) -> NgramModel:
+    """The n-gram model of the clean (fixed) functions the model was trained on: the sequences'
+    mutation corpus and train split, each distinct text once. Neither holds a val or test
+    function (splits hold out whole functions; the corpus comes from other packages)."""
+    paths = [Path(seq_dir) / f"{split}.jsonl" for split in ("corpus", "train")]
+    texts: dict[str, None] = {}
+    for path in paths:
+        if not path.is_file():
+            continue
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                for hunk in json.loads(line)["hunks"]:
+                    texts[hunk["fixed_text"]] = None
+    if not texts:
+        raise InputError(f"{paths[0]} and {paths[1]}: no corpus or train rows to fit the "
+                         "naturalness model on (eval.naturalness.enabled: false decodes with the HRM "
+                         "alone)")
+    return NgramModel(order).fit(python_tokens(t) for t in texts)
+
+
+def _is_test_path(rel: str) -> bool:
+    parts = rel.split("/")
+    return any(p.startswith("test") for p in parts[:-1]) or parts[-1].startswith("test") \
+        or parts[-1] == "conftest.py"
+
+
+def repository_sources(tree: Path, buggy_files: dict[str, str], regions: Sequence[tuple[str, int, str]],
+                       patched: set[str], max_tokens: int) -> list[list[str]]:
+    """Token sequences of the buggy repository's Python sources, tests excluded, with the row's
+    own regions (file, 1-based first line, buggy text) blanked out: the cache must not vote for
+    the code being judged. Files the bug patch touches are read in their buggy state
+    (`buggy_files`), or left out when that state is not known. The row's own files come first,
+    then the files of their directories, then the rest by path, up to `max_tokens`."""
+    own = {file: [] for file, _, _ in regions}
+    for file, start, text in regions:
+        own[file].append((start, start + len(text.splitlines())))
+    dirs = {str(Path(f).parent) for f in own}
+    rels = sorted(str(p.relative_to(tree)) for p in tree.rglob("*.py") if p.is_file())
+    rels = [r for r in rels if not _is_test_path(r) and not r.startswith((".", "venv/"))]
+    rels.sort(key=lambda r: (r not in own, str(Path(r).parent) not in dirs, r))
+    out, total = [], 0
+    for rel in rels:
+        if rel in buggy_files:
+            text = buggy_files[rel]
+        elif rel in patched:
+            continue
+        else:
+            text = (tree / rel).read_text(encoding="utf-8", errors="replace")
+        lines = text.splitlines(keepends=True)
+        for start, end in own.get(rel, []):
+            lines[start - 1:end - 1] = ["\n"] * (end - start)
+        tokens = python_tokens("".join(lines))
+        out.append(tokens[:max(0, max_tokens - total)])
+        total += len(out[-1])
+        if total >= max_tokens:
+            break
+    return out
+
+
+def row_model(base: NgramModel, ctx, cfg) -> Interpolated:
+    """The base model interpolated with the row's repository cache; `ctx` is the row's
+    `hrm.eval.execution.RowContext`, or a string (no environment: the base model alone)."""
+    if isinstance(ctx, str):
+        return Interpolated(base, None, 0.0)
+    patched = {p for m in _DIFF_GIT.finditer(ctx.instance.patch) for p in m.groups()}
+    regions = [(h.file, h.buggy_start, h.buggy_text) for h in ctx.hunks]
+    seqs = repository_sources(Path(ctx.env.pristine), ctx.buggy_files, regions, patched,
+                              cfg.cache_max_tokens)
+    return Interpolated(base, NgramModel(base.order).fit(seqs), cfg.cache_weight)
+
+
+def fuse(prop: RowProposal, texts_of: Callable[[Outputs], Sequence[str]], model, *, weight: float,
+         abstain: bool, hrm_weight: float = 1.0) -> RowProposal:
+    """`prop` with its rewrites re-ranked by hrm_weight x gain + weight x naturalness (stable:
+    ties keep the proposal's order) and `abstain` set where the best one is not more natural
+    than the buggy code. `hrm_weight` 0: the n-gram model alone (a baseline). A row without
+    rewrites is returned as it is."""
+    if not prop.rewrites:
+        return prop
+
+    def logprob(outputs: Outputs) -> float:
+        return sum(model.logprob(python_tokens(t)) for t in texts_of(outputs))
+
+    buggy = logprob({})
+    natural = [logprob(outputs) - buggy for _, _, outputs in prop.rewrites]
+    order = sorted(range(len(natural)), key=lambda j: -(hrm_weight * prop.rewrites[j][0] + weight * natural[j]))
+    best = natural[order[0]]
+    return replace(prop, rewrites=[prop.rewrites[j] for j in order],
+                   naturalness=[natural[j] for j in order], abstain=abstain and best <= 0)

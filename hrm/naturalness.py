@@ -1,0 +1,132 @@
+"""How natural a piece of Python reads: an n-gram language model over its lexical tokens.
+
+Code is repetitive, and code with a bug is less so than the same code fixed ("On the
+'naturalness' of buggy code", Ray et al., ICSE 2016): `x - 1` where the repository always writes
+`x + 1`, a name used where the same file reads another. The decoding uses this beside the HRM
+(`hrm.eval.fusion`): a rewrite of the buggy function is worth more when the fixed text is more
+probable than the buggy one. The HRM alone cannot tell a buggy function from the same function
+fixed (BENCHMARKS.md "Token accuracy against copying"); this model can, partly, because it reads
+the rest of the user's repository.
+
+Two models are interpolated per function (`Interpolated`): a *base* model fitted on the clean
+functions the HRM trained on (never a held-out function), and a *cache*
+model fitted on the rest of the function's own repository (Tu et al., "On the localness of
+software", FSE 2014), its own code removed so that it cannot vote for itself.
+
+The smoothing is interpolated Kneser-Ney with one absolute discount (Chen & Goodman 1998):
+
+    p(w | ctx) = max(c(ctx w) - d, 0) / c(ctx) + d * N1+(ctx .) / c(ctx) * p(w | ctx[1:])
+
+with continuation counts (how many distinct tokens precede `ctx[1:] w`) in place of counts at
+every order but the highest, and the uniform distribution over the vocabulary (plus one
+unknown) at the bottom: every token, seen or not, has a positive probability.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+import tokenize
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+
+STRING = "<str>"
+"""All string literals lex to this one token: their text is rarely what a bug changes."""
+
+
+def python_tokens(code: str) -> list[str]:
+    """The lexical tokens of Python code: names, operators, numbers, `<str>` for a string,
+    `<indent>` / `<dedent>` / `<nl>` for the layout; comments and blank lines dropped. The code
+    is dedented first (a method cut from its class). Code that stops lexing (a cut window, an
+    unclosed bracket) gives the tokens read up to there."""
+    out: list[str] = []
+    names = {tokenize.INDENT: "<indent>", tokenize.DEDENT: "<dedent>", tokenize.NEWLINE: "<nl>",
+             tokenize.STRING: STRING}
+    skip = (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER)
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(textwrap.dedent(code)).readline):
+            if tok.type not in skip:
+                out.append(names.get(tok.type, tok.string))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return out
+
+
+class NgramModel:
+    """Interpolated Kneser-Ney n-gram model over token sequences (see the module docstring)."""
+
+    BOS, EOS = "<s>", "</s>"
+
+    def __init__(self, order: int = 4, discount: float = 0.75):
+        if order < 1:
+            raise ValueError(f"order must be at least 1, got {order}")
+        if not 0 < discount < 1:
+            raise ValueError(f"discount must be in (0, 1), got {discount}")
+        self.order, self.discount = order, discount
+        # counts[k][context of length k][token]: raw counts at the highest order, continuation
+        # counts below it.
+        self.counts: list[dict[tuple[str, ...], Counter]] = [defaultdict(Counter) for _ in range(order)]
+        self.totals: list[dict[tuple[str, ...], int]] = [{} for _ in range(order)]
+        self.vocab_size = 1
+
+    def fit(self, sequences: Iterable[Sequence[str]]) -> NgramModel:
+        n = self.order
+        preceding: list[dict[tuple[tuple[str, ...], str], set[str]]] = [defaultdict(set) for _ in range(n - 1)]
+        vocab: set[str] = set()
+        for seq in sequences:
+            padded = [self.BOS] * (n - 1) + list(seq) + [self.EOS]
+            vocab.update(padded)
+            for i in range(n - 1, len(padded)):
+                token = padded[i]
+                self.counts[n - 1][tuple(padded[i - n + 1:i])][token] += 1
+                for k in range(n - 1):
+                    preceding[k][(tuple(padded[i - k:i]), token)].add(padded[i - k - 1])
+        for k in range(n - 1):
+            for (context, token), before in preceding[k].items():
+                self.counts[k][context][token] = len(before)
+        self.totals = [{c: sum(cnt.values()) for c, cnt in level.items()} for level in self.counts]
+        self.vocab_size = len(vocab) + 1  # + one unknown token
+        return self
+
+    def prob(self, context: Sequence[str], token: str) -> float:
+        """p(token | the last order - 1 tokens of context)."""
+        p = 1.0 / self.vocab_size
+        for k in range(self.order):
+            ctx = tuple(context[len(context) - k:]) if k else ()
+            counts = self.counts[k].get(ctx)
+            if not counts:
+                continue
+            total = self.totals[k][ctx]
+            p = (max(counts.get(token, 0) - self.discount, 0.0) / total
+                 + self.discount * len(counts) / total * p)
+        return p
+
+    def logprob(self, tokens: Sequence[str]) -> float:
+        """Natural-log probability of a whole sequence, its end included."""
+        return _logprob(tokens, self.order, self.prob)
+
+
+class Interpolated:
+    """(1 - cache_weight) x base + cache_weight x cache, token by token (same order)."""
+
+    def __init__(self, base: NgramModel, cache: NgramModel | None, cache_weight: float):
+        if cache is not None and cache.order != base.order:
+            raise ValueError(f"cache order {cache.order} differs from the base's {base.order}")
+        self.base, self.cache = base, cache
+        self.cache_weight = cache_weight if cache is not None else 0.0
+        self.order = base.order
+
+    def prob(self, context: Sequence[str], token: str) -> float:
+        p = self.base.prob(context, token)
+        if self.cache is None:
+            return p
+        return (1 - self.cache_weight) * p + self.cache_weight * self.cache.prob(context, token)
+
+    def logprob(self, tokens: Sequence[str]) -> float:
+        return _logprob(tokens, self.order, self.prob)
+
+
+def _logprob(tokens: Sequence[str], order: int, prob) -> float:
+    padded = [NgramModel.BOS] * (order - 1) + list(tokens) + [NgramModel.EOS]
+    return sum(math.log(prob(padded[i - order + 1:i], padded[i])) for i in range(order - 1, len(padded)))

@@ -1,0 +1,121 @@
+"""The n-gram re-ranking of the HRM's rewrites and the abstention (`hrm.eval.fusion`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hrm.errors import InputError
+from hrm.eval.fusion import base_model, fuse, repository_sources
+from hrm.eval.proposals import RowProposal
+from hrm.naturalness import python_tokens
+
+
+class _ByText:
+    """A stand-in n-gram model: a fixed log-probability per text (its tokens joined by spaces)."""
+
+    def __init__(self, scores: dict[str, float]):
+        self.scores = scores
+
+    def logprob(self, tokens):
+        return self.scores[" ".join(t for t in tokens if t != "<nl>")]
+
+
+TEXTS = {(): "a = b", ((0, (1,)),): "a = c", ((0, (2,)),): "a = d", ((0, (3,)),): "a = e"}
+
+
+def _texts_of(outputs):
+    return [TEXTS[tuple(sorted(outputs.items()))]]
+
+
+def _proposal(gains):
+    # rewrites best first by the HRM's gain, as `propose` returns them
+    rewrites = sorted(((g, "name", {0: (k,)}) for k, g in gains.items()), key=lambda r: -r[0])
+    return RowProposal(options={}, change_prob={}, q_halt=0.0, rewrites=rewrites)
+
+
+def test_rewrites_reranked_by_gain_plus_weighted_naturalness():
+    prop = _proposal({1: 3.0, 2: 2.0, 3: 0.5})  # HRM: c, d, e
+    lm = _ByText({"a = b": -10.0, "a = c": -14.0, "a = d": -9.0, "a = e": -7.0})  # naturalness -4, +1, +3
+    fused = fuse(prop, _texts_of, lm, weight=1.0, abstain=True)
+    assert [r[2] for r in fused.rewrites] == [{0: (3,)}, {0: (2,)}, {0: (1,)}]  # 3.5, 3.0, -1.0
+    assert fused.naturalness == [3.0, 1.0, -4.0]
+    assert not fused.abstain and fused.prediction() == {0: (3,)}
+    # weight 0: the HRM's own order; hrm_weight 0: the n-gram model's
+    assert [r[2] for r in fuse(prop, _texts_of, lm, weight=0.0, abstain=True).rewrites][0] == {0: (1,)}
+    alone = fuse(prop, _texts_of, lm, weight=1.0, abstain=True, hrm_weight=0.0)
+    assert alone.naturalness == [3.0, 1.0, -4.0]
+
+
+def test_abstains_when_the_best_rewrite_reads_no_better_than_the_buggy_code():
+    prop = _proposal({1: 5.0, 2: 1.0})
+    lm = _ByText({"a = b": -10.0, "a = c": -10.5, "a = d": -12.0})
+    fused = fuse(prop, _texts_of, lm, weight=1.0, abstain=True)
+    assert fused.abstain and fused.naturalness[0] == -0.5
+    assert fused.prediction() == {}  # the buggy code is kept ...
+    assert fused.greedy() == {0: (1,)}  # ... and the search still starts from the best rewrite
+    assert not fuse(prop, _texts_of, lm, weight=1.0, abstain=False).abstain
+    # a tie with the buggy code is not "more natural" either
+    tie = _ByText({"a = b": -10.0, "a = c": -10.0, "a = d": -12.0})
+    assert fuse(prop, _texts_of, tie, weight=1.0, abstain=True).abstain
+
+
+def test_a_row_without_rewrites_is_left_alone():
+    prop = RowProposal(options={}, change_prob={}, q_halt=0.0)
+    assert fuse(prop, _texts_of, _ByText({}), weight=1.0, abstain=True) is prop
+
+
+def _tree(tmp_path: Path) -> Path:
+    files = {
+        "pkg/core.py": "def keep_me(x):\n    return x + 1\n\n\ndef judged(y):\n    return y * 7919\n",
+        "pkg/other.py": "def other(z):\n    return z\n",
+        "pkg/patched_elsewhere.py": "def secret_fix(q):\n    return q - 31337\n",
+        "tests/test_core.py": "def test_it():\n    assert 4242\n",
+        "pkg/test_inline.py": "def test_too():\n    assert 4343\n",
+        "setup.py": "NAME = 'pkg'\n",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    return tmp_path
+
+
+def test_the_cache_never_holds_the_code_being_judged(tmp_path):
+    tree = _tree(tmp_path)
+    buggy = {"pkg/core.py": "def keep_me(x):\n    return x + 1\n\n\ndef judged(y):\n    return y * 7918\n"}
+    seqs = repository_sources(tree, buggy, [("pkg/core.py", 5, "def judged(y):\n    return y * 7918\n")],
+                              patched={"pkg/core.py", "pkg/patched_elsewhere.py"}, max_tokens=10_000)
+    tokens = [t for s in seqs for t in s]
+    assert "keep_me" in tokens and "other" in tokens and "NAME" in tokens
+    assert "judged" not in tokens and "7918" not in tokens and "7919" not in tokens  # own region blanked
+    assert "31337" not in tokens  # a file the patch touches, buggy state unknown: left out
+    assert "4242" not in tokens and "4343" not in tokens  # tests are not the repository's code
+    assert seqs[0][:2] == ["def", "keep_me"]  # the row's own file first
+
+
+def test_the_cache_stops_at_its_token_budget(tmp_path):
+    tree = _tree(tmp_path)
+    seqs = repository_sources(tree, {}, [("pkg/other.py", 1, "def other(z):\n    return z\n")],
+                              patched=set(), max_tokens=9)
+    assert sum(map(len, seqs)) == 9
+    assert seqs[0] == []  # pkg/other.py blanked whole, then pkg/core.py (same directory)
+    assert seqs[1][:2] == ["def", "keep_me"]
+
+
+def test_base_model_fits_distinct_training_functions_and_names_missing_rows(tmp_path):
+    with pytest.raises(InputError, match="corpus.jsonl and .*train.jsonl"):
+        base_model(tmp_path, 3)
+    rows = [{"hunks": [{"fixed_text": "def f(a):\n    return a + 1\n"}]}] * 2
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lm = base_model(tmp_path, 3)
+    assert lm.counts[2][("return", "a")]["+"] == 1  # the duplicate row counted once
+    assert lm.logprob(python_tokens("def f(a):\n    return a + 1\n")) > \
+        lm.logprob(python_tokens("def f(a):\n    return a - 1\n"))
+    (tmp_path / "corpus.jsonl").write_text("")
+    with pytest.raises(InputError, match="no corpus or train rows"):
+        base_model(tmp_path, 3)
+    train = {"hunks": [{"fixed_text": "def g(b):\n    return b * 2\n"}]}
+    (tmp_path / "train.jsonl").write_text(json.dumps(train) + "\n")
+    assert base_model(tmp_path, 3).counts[2][("return", "b")]["*"] == 1  # the train split's too

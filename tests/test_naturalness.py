@@ -1,0 +1,73 @@
+"""The n-gram naturalness model (`hrm.naturalness`): lexing, Kneser-Ney probabilities, mixing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hrm.naturalness import Interpolated, NgramModel, python_tokens
+
+CODE = '''\
+def area(width, height):
+    # a comment is not a token
+    return width * height  # nor is this one
+
+
+def label(name):
+    return "hello " + name
+'''
+
+
+def test_python_tokens_layout_strings_and_comments():
+    toks = python_tokens(CODE)
+    assert toks[:8] == ["def", "area", "(", "width", ",", "height", ")", ":"]
+    assert "<indent>" in toks and "<dedent>" in toks and toks.count("<nl>") == 4
+    assert "<str>" in toks and "hello" not in " ".join(toks)
+    assert not any("comment" in t for t in toks)
+
+
+def test_python_tokens_dedents_a_method_and_keeps_a_cut_prefix():
+    method = "    def f(self):\n        return self.x\n"
+    assert python_tokens(method)[:3] == ["def", "f", "("]
+    cut = "def f(a,\n"  # a window that ends inside the brackets
+    assert python_tokens(cut) == ["def", "f", "(", "a", ","]
+
+
+def _model(order=3):
+    seqs = [python_tokens(CODE)] * 3 + [python_tokens("def g(x):\n    return x + 1\n")]
+    return NgramModel(order).fit(seqs), seqs
+
+
+@pytest.mark.parametrize("context", [[], ["return", "width"], ["never", "seen"], ["def", "area"]])
+def test_probabilities_sum_to_one_over_the_vocabulary(context):
+    lm, seqs = _model()
+    vocab = {t for s in seqs for t in s} | {NgramModel.BOS, NgramModel.EOS}
+    total = sum(lm.prob(context, w) for w in vocab) + lm.prob(context, "<an unknown token>")
+    assert total == pytest.approx(1.0, abs=1e-9)
+    assert lm.vocab_size == len(vocab) + 1
+
+
+def test_seen_code_is_more_probable_than_its_mutation():
+    lm, _ = _model()
+    right = python_tokens("def area(width, height):\n    return width * height\n")
+    wrong = python_tokens("def area(width, height):\n    return width - height\n")
+    assert lm.logprob(right) > lm.logprob(wrong) + 1.0
+    assert math.isfinite(lm.logprob(["no", "such", "tokens"]))
+
+
+def test_interpolation_mixes_token_by_token():
+    base, _ = _model()
+    cache = NgramModel(3).fit([python_tokens("def h(y):\n    return y - 1\n")])
+    mixed = Interpolated(base, cache, 0.25)
+    ctx, w = ["return", "y"], "-"
+    assert mixed.prob(ctx, w) == pytest.approx(0.75 * base.prob(ctx, w) + 0.25 * cache.prob(ctx, w))
+    assert Interpolated(base, None, 0.9).prob(ctx, w) == base.prob(ctx, w)
+    with pytest.raises(ValueError, match="order 2 differs"):
+        Interpolated(base, NgramModel(2), 0.5)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"order": 0}, "order"), ({"discount": 1.0}, "discount")])
+def test_bad_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NgramModel(**kwargs)
