@@ -24,8 +24,9 @@ from hrm.config import load_params
 from hrm.eval.decoding import decode_prediction
 from hrm.eval.evaluate import load_instances
 from hrm.eval.execution import ExecutionTier
-from hrm.eval.fusion import base_model, fuse, row_model
+from hrm.eval.fusion import fuse, row_model
 from hrm.eval.token_metrics import score_outputs
+from hrm.naturalness import base_model
 from hrm.sequences import label_outputs
 from hrm.train.checkpoint import load_for_inference
 
@@ -47,7 +48,7 @@ def main() -> None:
     model, _ = load_for_inference(args.run / "artifacts" / "train" / "refinement" / "checkpoints",
                                   torch.device("cpu"))
     tok, data, proposals = split_proposals(args.run, args.split, model)
-    base = base_model(args.run / "artifacts" / "sequences", ncfg.order)
+    base = base_model(args.run / "artifacts" / "tokenizer", ncfg.order)
     tier = ExecutionTier(params.envs, load_instances(args.run / "artifacts" / "validated" / "instances.jsonl"),
                          params.eval.max_pass_to_pass)
     rows = []

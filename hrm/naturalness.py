@@ -25,11 +25,20 @@ unknown) at the bottom: every token, seen or not, has a positive probability.
 from __future__ import annotations
 
 import io
+import json
 import math
 import textwrap
 import tokenize
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from hrm.errors import InputError
+
+TRAINING_CODE_FILE = "training_code.jsonl"
+"""In a tokenizer directory: the clean code the base model is fitted on, one JSON string a line
+(written by `hrm tokenizer build`, so every step and the registered model that carry the
+tokenizer decode with the same n-gram model)."""
 
 STRING = "<str>"
 """All string literals lex to this one token: their text is rarely what a bug changes."""
@@ -130,3 +139,34 @@ class Interpolated:
 def _logprob(tokens: Sequence[str], order: int, prob) -> float:
     padded = [NgramModel.BOS] * (order - 1) + list(tokens) + [NgramModel.EOS]
     return sum(math.log(prob(padded[i - order + 1:i], padded[i])) for i in range(order - 1, len(padded)))
+
+
+def write_training_code(directory: str | Path, texts: Iterable[str]) -> int:
+    """Write the distinct `texts` (in first-seen order) to `directory`/TRAINING_CODE_FILE."""
+    distinct = list(dict.fromkeys(t for t in texts if t.strip()))
+    with (Path(directory) / TRAINING_CODE_FILE).open("w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in distinct)
+    return len(distinct)
+
+
+def base_model(tokenizer_dir: str | Path, order: int) -> NgramModel:
+    """The base n-gram model: fitted on the training code a tokenizer directory carries."""
+    path = Path(tokenizer_dir) / TRAINING_CODE_FILE
+    if not path.is_file():
+        raise InputError("no training code for the naturalness model (a tokenizer built before it "
+                         "was added: rebuild it with `hrm tokenizer build`, or set "
+                         "eval.naturalness.enabled: false)", path=str(path))
+    texts = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            try:
+                text = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"not a JSON string: {err.msg}", path=str(path), line=lineno) from None
+            if not isinstance(text, str):
+                raise InputError(f"expected a JSON string, got {type(text).__name__}", path=str(path),
+                                 line=lineno)
+            texts.append(text)
+    if not texts:
+        raise InputError("no training code to fit the naturalness model on", path=str(path))
+    return NgramModel(order).fit(python_tokens(t) for t in texts)

@@ -68,6 +68,26 @@ def _patch(proposal: Proposal, files: dict[str, str] | None) -> str:
     return regions_patch(hunks, proposal.texts)
 
 
+def _repository_cache(inst: Instance, regions, files: dict[str, str] | None, envs: EnvsConfig | None,
+                      ncfg) -> list[list[str]] | None:
+    """The naturalness cache of an instance, built as `hrm evaluate` builds it: its repository's
+    sources in their buggy state without the regions shown (None: no snapshot)."""
+    from hrm.envs import get_environment
+    from hrm.envs.errors import EnvironmentUnavailable
+    from hrm.eval.fusion import patched_paths, repository_sources
+
+    if envs is None or files is None:
+        return None
+    try:
+        tree = getattr(get_environment(inst.repo, envs), "pristine", None)
+    except EnvironmentUnavailable:
+        return None
+    if tree is None:
+        return None
+    return repository_sources(Path(tree), files, [(r.file, r.buggy_start, r.buggy_text) for r in regions],
+                              patched_paths(inst.patch), ncfg.cache_max_tokens)
+
+
 def predict_instances(repairer: Repairer, instances_path: str | Path, out_path: str | Path, *,
                       model_name: str, envs: EnvsConfig | None) -> PredictSummary:
     """Write one prediction per instance of `instances_path` to `out_path` (JSONL)."""
@@ -87,7 +107,11 @@ def predict_instances(repairer: Repairer, instances_path: str | Path, out_path: 
         items.append((inst.problem_statement, regions))
         contexts.append(context)
         files.append(buggy_files(inst, read_fixed) if context == "file" else None)
-    proposals = repairer.propose(items)
+    caches = None
+    if repairer.naturalness is not None:
+        caches = [_repository_cache(inst, regions, fs, envs, repairer.params.eval.naturalness)
+                  for inst, (_, regions), fs in zip(instances, items, files, strict=True)]
+    proposals = repairer.propose(items, caches=caches)
     summary = PredictSummary(instances=len(instances), with_patch=0)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +138,9 @@ def predict_instances(repairer: Repairer, instances_path: str | Path, out_path: 
                 else:
                     row["model_patch"] = _patch(prop, fs)
                     if not row["model_patch"]:
-                        row["hrm_reason"] = "the model proposes no change"
+                        row["hrm_reason"] = ("kept: no rewrite reads more naturally than the buggy "
+                                             "code (eval.naturalness)" if prop.abstained
+                                             else "the model proposes no change")
             if row["model_patch"]:
                 summary.with_patch += 1
             else:

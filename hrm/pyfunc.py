@@ -6,7 +6,7 @@ Layout of the model directory (what `hrm gate` registers, `save_model`):
 
     MLmodel, python_env.yaml, requirements.txt, conda.yaml, input_example.json, ...
     artifacts/checkpoint/   the one checkpoint file and its manifest
-    artifacts/tokenizer/    tokenizer.json + meta.json
+    artifacts/tokenizer/    tokenizer.json + meta.json + training_code.jsonl (the n-gram base)
     artifacts/params.yaml   the resolved params (sequence budget, eval search settings)
     code/hrm/               this package (so loading needs no install of it)
 

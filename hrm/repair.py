@@ -119,7 +119,10 @@ def repair_source(repairer: Repairer, path: str, source: str, *, function: str |
 
     units = select_functions(functions_of(source, path), function, path)
     regions = [_region(path, source, u) for u in units]
-    results = repairer.propose([(issue, [r]) for r in regions], alternatives=ALTERNATIVES)
+    from hrm.eval.fusion import file_cache
+
+    results = repairer.propose([(issue, [r]) for r in regions], alternatives=ALTERNATIVES,
+                               caches=[file_cache(source, [(r.buggy_start, r.buggy_text)]) for r in regions])
     usable = [(r, p) for r, p in zip(regions, results, strict=True) if isinstance(p, Proposal)]
     if not usable:
         raise InputError(f"{regions[0].function}: {results[0]}" if len(regions) == 1 else
@@ -135,6 +138,10 @@ def repair_source(repairer: Repairer, path: str, source: str, *, function: str |
         return FunctionFix(fixed="", patch="", fixed_source=source, reason="the model's output "
                            f"holds special tokens ({', '.join(prop.special_tokens)}): not code",
                            **common)
+    if prop.abstained:
+        return FunctionFix(fixed=region.buggy_text, patch="", fixed_source=source, parses=True,
+                           reason="kept as it is: no rewrite the model ranks reads more naturally "
+                           "than the code given (eval.naturalness)", **common)
     files = [splice_files([hunk], [texts[0]], {path: source})[path] for texts in options]
     rank = next((k for k, text in enumerate(files) if module_compiles(text)), None)
     parses = rank is not None

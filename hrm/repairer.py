@@ -5,8 +5,9 @@ This is the one path from a model to a fix outside evaluation. `hrm predict` (SW
 predictions), `hrm repair` (one function of a user's file) and the MLflow pyfunc model
 (`hrm.pyfunc`) all call it, so they propose exactly what `hrm evaluate` scores as the greedy fix:
 the same row layout (`hrm.sequences.encode_example`), the same inference and the same decoding
-(`hrm.eval.proposals`: the best-scored rewrite, or at least one change: every input is assumed
-to hold a bug).
+(`hrm.eval.proposals`: the best-scored rewrite, re-ranked by the naturalness n-gram model with
+the code around the input as its cache, `hrm.eval.fusion`; the code unchanged where no rewrite
+reads more naturally than it).
 
 What the model sees is blind to the fix: each region's "fixed" side is set to its buggy text
 before encoding, so nothing about the answer (not even whether the change would fall inside a
@@ -50,6 +51,10 @@ class Proposal:
     alternatives: list[list[str]] = dataclasses.field(default_factory=list)
     """The next most likely changed outputs (`RowProposal.candidates`), decoded, best first;
     those holding special tokens are left out. Empty unless asked for."""
+    abstained: bool = False
+    """With `eval.naturalness`: no rewrite reads more naturally than the code as given, so
+    `texts` are the code unchanged (`hrm.eval.fusion`); `alternatives` still hold the best
+    rewrites."""
 
     @property
     def changed(self) -> bool:
@@ -70,6 +75,9 @@ class Repairer:
     checkpoint: str
     """The checkpoint file the weights came from."""
     checkpoint_sha256: str
+    naturalness: object | None = None
+    """The base n-gram model (`hrm.naturalness.base_model`) when `eval.naturalness` re-ranks
+    the rewrites, as `hrm evaluate` does; None: the HRM alone."""
 
     @classmethod
     def load(cls, checkpoint: str | Path, tokenizer_dir: str | Path, params: Params) -> Repairer:
@@ -103,7 +111,13 @@ class Repairer:
                              f"{net.max_insertions}; params sequences have "
                              f"{params.sequences.slots}, {params.sequences.max_insertions}",
                              path=info.path)
-        return cls(model, tok, params, info.path, sha256_file(Path(info.path)))
+        ncfg = params.eval.naturalness
+        base = None
+        if ncfg.enabled and params.eval.fix_space == "rewrites":
+            from hrm.naturalness import base_model
+
+            base = base_model(tokenizer_dir, ncfg.order)
+        return cls(model, tok, params, info.path, sha256_file(Path(info.path)), base)
 
     @classmethod
     def from_model_dir(cls, model_dir: str | Path) -> Repairer:
@@ -116,10 +130,13 @@ class Repairer:
         return cls.load(paths["checkpoint"], paths["tokenizer"], load_params(paths["params"]))
 
     def propose(self, items: Sequence[tuple[str, Sequence[Region]]], *, batch_size: int | None = None,
-                alternatives: int = 0) -> list[Proposal | str]:
+                alternatives: int = 0, caches: Sequence[list[list[str]] | None] | None = None
+                ) -> list[Proposal | str]:
         """One proposal per (problem statement, regions) item, or the reason it has none (the
         regions do not fit the row at all); with `alternatives`, up to that many next-best
-        outputs each."""
+        outputs each. `caches`: per item, the token sequences of the code around it (its
+        repository or file without the regions, `hrm.eval.fusion.repository_sources` /
+        `file_cache`) for the naturalness re-ranking; None: the base n-gram model alone."""
         from hrm.eval.decoding import decode_prediction
         from hrm.eval.proposals import propose
         from hrm.eval.rewrite_outputs import rewrite_outputs
@@ -155,7 +172,9 @@ class Repairer:
             if slot:
                 continue
             enc, prop = encoded[k], proposals[k]
-            greedy = prop.greedy(ecfg.max_edits)
+            if self.naturalness is not None:
+                prop = self._fuse(prop, inputs[k], enc.segments, caches[i] if caches else None)
+            greedy = prop.prediction(ecfg.max_edits)
             decoded = decode_prediction(self.tokenizer, inputs[k], enc.segments, greedy)
             others = []
             for outputs, _ in prop.candidates(alternatives + 1, ecfg.max_edits) if alternatives else []:
@@ -167,9 +186,22 @@ class Repairer:
                 change_probability=max(prop.change_prob.values(), default=0.0),
                 q_halt=float(1.0 / (1.0 + np.exp(-prop.q_halt))),
                 code_truncated=enc.code_truncated, statement_truncated=enc.statement_truncated,
-                special_tokens=list(decoded.special_tokens), alternatives=others)
+                special_tokens=list(decoded.special_tokens), alternatives=others,
+                abstained=prop.abstain)
             k += 1
         return out
+
+    def _fuse(self, prop, inputs, segments, cache: list[list[str]] | None):
+        """`prop` re-ranked by the n-gram model of the base and `cache` (`hrm.eval.fusion`)."""
+        from hrm.eval.decoding import decode_prediction
+        from hrm.eval.fusion import fuse
+        from hrm.naturalness import Interpolated, NgramModel
+
+        ncfg = self.params.eval.naturalness
+        lm = Interpolated(self.naturalness, NgramModel(ncfg.order).fit(cache) if cache else None,
+                          ncfg.cache_weight)
+        return fuse(prop, lambda outs: decode_prediction(self.tokenizer, inputs, segments, outs), lm,
+                    weight=ncfg.weight, abstain=ncfg.abstain)
 
 
 def load_registered(model_uri: str, params: Params, dst: str | Path) -> Repairer:

@@ -24,6 +24,7 @@ from hrm.data.instance import Instance, read_instances
 from hrm.errors import InputError
 from hrm.hunks import parse_patch
 from hrm.json_input import read_json_strict
+from hrm.naturalness import write_training_code
 from hrm.splits import check_coverage, load_splits
 
 PAD, BOS, EOS, SEP, HUNK, MASK, UNK, SWAP = (
@@ -124,6 +125,18 @@ def training_texts(instances: list[Instance], splits: dict[str, str],
             yield hunk.fixed_text
 
 
+def training_code(instances: list[Instance], splits: dict[str, str], corpus: list | None = None
+                  ) -> Iterator[str]:
+    """The clean code among the training texts: the corpus rows' fixed functions, then the fixed
+    side of each TRAIN instance's hunks (`hrm.naturalness`'s base model; never val or test)."""
+    for row in corpus or ():
+        yield row.fixed
+    for inst in instances:
+        if splits[inst.instance_id] == "train":
+            for hunk in parse_patch(inst.patch, source=inst.instance_id):
+                yield hunk.fixed_text
+
+
 def _fingerprint(texts: list[str]) -> str:
     """sha256 over length-prefixed texts (so boundaries count, not just the concatenation)."""
     digest = hashlib.sha256()
@@ -209,6 +222,7 @@ def build_tokenizer(instances_path: str | Path, splits_path: str | Path, out_dir
         "corpus_rows": len(corpus or ()),
         "config": cfg.model_dump(mode="json"),
     }
+    meta["training_code_texts"] = write_training_code(out_dir, training_code(instances, splits, corpus))
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
     if tracking is not None:
         from hrm.step_tracking import log_tokenizer

@@ -6,7 +6,15 @@ import math
 
 import pytest
 
-from hrm.naturalness import Interpolated, NgramModel, python_tokens
+from hrm.errors import InputError
+from hrm.naturalness import (
+    TRAINING_CODE_FILE,
+    Interpolated,
+    NgramModel,
+    base_model,
+    python_tokens,
+    write_training_code,
+)
 
 CODE = '''\
 def area(width, height):
@@ -71,3 +79,21 @@ def test_interpolation_mixes_token_by_token():
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         NgramModel(**kwargs)
+
+
+def test_base_model_fits_the_tokenizer_directorys_distinct_training_code(tmp_path):
+    with pytest.raises(InputError, match="rebuild it") as err:
+        base_model(tmp_path, 3)
+    assert TRAINING_CODE_FILE in str(err.value)
+    code = "def f(a):\n    return a + 1\n"
+    assert write_training_code(tmp_path, [code, code, "  ", "def g(b):\n    return b\n"]) == 2
+    lm = base_model(tmp_path, 3)
+    assert lm.counts[2][("return", "a")]["+"] == 1  # the duplicate written once
+    assert lm.logprob(python_tokens(code)) > lm.logprob(python_tokens(code.replace("+", "-")))
+    (tmp_path / TRAINING_CODE_FILE).write_text('"ok"\n{"not": "a string"}\n')
+    with pytest.raises(InputError, match="expected a JSON string") as err:
+        base_model(tmp_path, 3)
+    assert f"{TRAINING_CODE_FILE}:2" in str(err.value) or "line 2" in str(err.value)
+    (tmp_path / TRAINING_CODE_FILE).write_text("")
+    with pytest.raises(InputError, match="no training code"):
+        base_model(tmp_path, 3)

@@ -104,9 +104,9 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
     unigram = fit_unigram(train_split, delete_id=tok.mask_id, end_id=tok.eos_id)
     naturalness = None
     if cfg.naturalness.enabled and cfg.fix_space == "rewrites":
-        from hrm.eval.fusion import base_model
+        from hrm.naturalness import base_model
 
-        naturalness = base_model(train_dir, cfg.naturalness.order)
+        naturalness = base_model(tokenizer_dir, cfg.naturalness.order)
     return evaluate_loaded(params, model, data, tok, scorer, out_dir, unigram=unigram,
                            naturalness=naturalness,
                            model_info={"checkpoint": info.path,
@@ -271,7 +271,7 @@ def _fusion(cfg, data, scorer: RowScorer, decode, base):
         return lambda proposals, hrm_weight=1.0: proposals if hrm_weight else None
     if base is None:
         raise ValueError("eval.naturalness is enabled: pass the training-code n-gram model "
-                         "(hrm.eval.fusion.base_model) as `naturalness`")
+                         "(hrm.naturalness.base_model) as `naturalness`")
     models = [row_model(base, scorer.context(rec), ncfg)
               for rec in tqdm(data.records, desc="naturalness caches", unit="row", leave=False)]
 
@@ -300,7 +300,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
                     naturalness=None) -> dict[str, Any]:
     """The evaluation on loaded inputs (the testable core of `evaluate`); `control`: the
     reverse-learning control (`hrm.eval.control.LoadedControl`; None: none was given);
-    `naturalness`: the training-code n-gram model (`hrm.eval.fusion.base_model`), required when
+    `naturalness`: the training-code n-gram model (`hrm.naturalness.base_model`), required when
     `eval.naturalness` is enabled with rewrites."""
     import time
 

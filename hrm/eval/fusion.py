@@ -5,7 +5,8 @@ against keeping those positions, `hrm.eval.proposals`). It knows where bugs tend
 whether this function has one: it proposes a change to a correct function as surely as to a
 buggy one. An n-gram model of the user's repository (`hrm.naturalness`) scores each rewrite's
 *naturalness*: log p(code after the rewrite) - log p(buggy code), both under the base model
-(the clean functions of the corpus and the train split) interpolated with a cache of the row's repository
+(`hrm.naturalness.base_model`: the clean training code the tokenizer directory carries)
+interpolated with a cache of the row's repository
 without the row's own functions. Fused score (`eval.naturalness.weight`, w):
 
     score(rewrite) = gain + w * naturalness
@@ -18,37 +19,15 @@ starts from the best-scored rewrite. Why and what it measured: docs/metrics.md "
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from hrm.errors import InputError
 from hrm.eval.proposals import Outputs, RowProposal
 from hrm.naturalness import Interpolated, NgramModel, python_tokens
 
 _DIFF_GIT = re.compile(r"^diff --git a/(\S+) b/(\S+)$", re.MULTILINE)
-
-
-def base_model(seq_dir: str | Path, order: int) -> NgramModel:
-    """The n-gram model of the clean (fixed) functions the model was trained on: the sequences'
-    mutation corpus and train split, each distinct text once. Neither holds a val or test
-    function (splits hold out whole functions; the corpus comes from other packages)."""
-    paths = [Path(seq_dir) / f"{split}.jsonl" for split in ("corpus", "train")]
-    texts: dict[str, None] = {}
-    for path in paths:
-        if not path.is_file():
-            continue
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                for hunk in json.loads(line)["hunks"]:
-                    texts[hunk["fixed_text"]] = None
-    if not texts:
-        raise InputError(f"{paths[0]} and {paths[1]}: no corpus or train rows to fit the "
-                         "naturalness model on (eval.naturalness.enabled: false decodes with the HRM "
-                         "alone)")
-    return NgramModel(order).fit(python_tokens(t) for t in texts)
 
 
 def _is_test_path(rel: str) -> bool:
@@ -79,10 +58,7 @@ def repository_sources(tree: Path, buggy_files: dict[str, str], regions: Sequenc
             continue
         else:
             text = (tree / rel).read_text(encoding="utf-8", errors="replace")
-        lines = text.splitlines(keepends=True)
-        for start, end in own.get(rel, []):
-            lines[start - 1:end - 1] = ["\n"] * (end - start)
-        tokens = python_tokens("".join(lines))
+        tokens = python_tokens(blank_regions(text, own.get(rel, [])))
         out.append(tokens[:max(0, max_tokens - total)])
         total += len(out[-1])
         if total >= max_tokens:
@@ -90,12 +66,31 @@ def repository_sources(tree: Path, buggy_files: dict[str, str], regions: Sequenc
     return out
 
 
+def blank_regions(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """`text` with the lines [start, end) of each span (1-based) emptied, the line count kept."""
+    lines = text.splitlines(keepends=True)
+    for start, end in spans:
+        lines[start - 1:end - 1] = ["\n"] * len(lines[start - 1:end - 1])
+    return "".join(lines)
+
+
+def file_cache(source: str, regions: Sequence[tuple[int, str]]) -> list[list[str]]:
+    """The cache of a lone file (`hrm repair`, the MLflow model): its code without the regions
+    (1-based first line, text) being judged."""
+    return [python_tokens(blank_regions(source, [(a, a + len(t.splitlines())) for a, t in regions]))]
+
+
+def patched_paths(patch: str) -> set[str]:
+    """Every path a unified diff's `diff --git` lines name."""
+    return {p for m in _DIFF_GIT.finditer(patch) for p in m.groups()}
+
+
 def row_model(base: NgramModel, ctx, cfg) -> Interpolated:
     """The base model interpolated with the row's repository cache; `ctx` is the row's
     `hrm.eval.execution.RowContext`, or a string (no environment: the base model alone)."""
     if isinstance(ctx, str):
         return Interpolated(base, None, 0.0)
-    patched = {p for m in _DIFF_GIT.finditer(ctx.instance.patch) for p in m.groups()}
+    patched = patched_paths(ctx.instance.patch)
     regions = [(h.file, h.buggy_start, h.buggy_text) for h in ctx.hunks]
     seqs = repository_sources(Path(ctx.env.pristine), ctx.buggy_files, regions, patched,
                               cfg.cache_max_tokens)

@@ -449,45 +449,39 @@ def test_predict_writes_swe_bench_patches_that_evaluate_would_score_the_same(e2e
                       "--out", str(out), "--params", e2e["common"][-1]])
     preds = {p["instance_id"]: p for p in read_predictions(out)}
     assert set(preds) == val_ids
-    # `hrm predict` decodes with the HRM alone (no repository cache for the n-gram re-ranking
-    # yet): it must match evaluate with eval.naturalness off
-    raw = yaml.safe_load(Path(e2e["common"][-1]).read_text())
-    raw.setdefault("eval", {}).setdefault("naturalness", {})["enabled"] = False
-    hrm_alone = tmp_path / "params.yaml"
-    hrm_alone.write_text(yaml.safe_dump(raw, sort_keys=False))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", raw["tracking"]["tracking_uri"])
-        mp.delenv("HRM_PIPELINE_RUN", raising=False)
-        mp.chdir(root)
-        _invoke(["evaluate", "--checkpoint", str(root / "train" / "checkpoints"), "--out",
-                 str(tmp_path / "eval"), "--instances", str(root / "instances.jsonl"),
-                 *e2e["common"][:-1], str(hrm_alone)])
-    evaluated = {p["instance_id"]: p for p in map(json.loads, (tmp_path / "eval" / "predictions.jsonl")
-                                                  .read_text().splitlines())}
-    assert not any(p["abstained"] for p in evaluated.values())
+    evaluated = {p["instance_id"]: p for p in e2e["preds"]}
     records = {r.instance_id: r for r in load_split(root / "seq", "val").records}
     instances = {i.instance_id: i for i in read_instances(tmp_path / "val.jsonl")}
     from hrm.envs import get_environment
 
     env = get_environment("swesmith/jd__tenacity.0d40e76f", params.envs)
-    with_patch = 0
+    with_patch, compared = 0, 0
     for iid, pred in preds.items():
         assert list(pred)[:3] == list(PREDICTION_KEYS) and pred["hrm_context"] == "file"
-        # the same input row, model and decoding as evaluation: the same proposed code
-        assert pred["hrm_fixed_code"] == evaluated[iid]["prediction"], iid
-        if evaluated[iid]["special_tokens"]:
-            assert pred["model_patch"] == "" and pred["hrm_reason"].startswith("special tokens")
+        record = records[iid]
+        # the same input row, model and decoding as evaluation, and the same naturalness cache
+        # where evaluation had the instance (its repository in the buggy state): the same code.
+        # (This evaluation's instances file holds the chosen rows only; predict reads every
+        # row's repository snapshot.)
+        if evaluated[iid]["has_env"]:
+            assert pred["hrm_fixed_code"] == evaluated[iid]["prediction"], iid
+            compared += 1
+        if pred["hrm_reason"].startswith("special tokens"):
+            assert pred["model_patch"] == ""
+            continue
+        if pred["hrm_reason"].startswith("kept"):  # naturalness abstained: the buggy code
+            assert pred["model_patch"] == "" and pred["hrm_fixed_code"] == [h.buggy_text for h in record.hunks]
             continue
         with_patch += 1
-        record = records[iid]
         with env.working_copy(git=False) as tree:
             env.apply_patch(tree, instances[iid].patch)
             files = {h.file: (tree / h.file).read_bytes().decode() for h in record.hunks}
-            want = prediction_patch(to_hunks(record.hunks), evaluated[iid]["prediction"], files)
+            want = prediction_patch(to_hunks(record.hunks), pred["hrm_fixed_code"], files)
             assert pred["model_patch"] == want and want.startswith("diff --git a/"), iid
             _git_apply(tree, pred["model_patch"])
-        if evaluated[iid]["model_patch"] is not None:
+        if evaluated[iid]["has_env"] and evaluated[iid]["model_patch"] is not None:
             assert pred["model_patch"] == evaluated[iid]["model_patch"]
+    assert compared == len(e2e["chosen"])
     assert f"{with_patch}/{len(val_ids)} instances with a patch" in result.output
 
     chosen = tmp_path / "chosen.jsonl"

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pytest
-
-from hrm.errors import InputError
-from hrm.eval.fusion import base_model, fuse, repository_sources
+from hrm.eval.fusion import fuse, repository_sources
 from hrm.eval.proposals import RowProposal
-from hrm.naturalness import python_tokens
 
 
 class _ByText:
@@ -102,20 +97,3 @@ def test_the_cache_stops_at_its_token_budget(tmp_path):
     assert sum(map(len, seqs)) == 9
     assert seqs[0] == []  # pkg/other.py blanked whole, then pkg/core.py (same directory)
     assert seqs[1][:2] == ["def", "keep_me"]
-
-
-def test_base_model_fits_distinct_training_functions_and_names_missing_rows(tmp_path):
-    with pytest.raises(InputError, match="corpus.jsonl and .*train.jsonl"):
-        base_model(tmp_path, 3)
-    rows = [{"hunks": [{"fixed_text": "def f(a):\n    return a + 1\n"}]}] * 2
-    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    lm = base_model(tmp_path, 3)
-    assert lm.counts[2][("return", "a")]["+"] == 1  # the duplicate row counted once
-    assert lm.logprob(python_tokens("def f(a):\n    return a + 1\n")) > \
-        lm.logprob(python_tokens("def f(a):\n    return a - 1\n"))
-    (tmp_path / "corpus.jsonl").write_text("")
-    with pytest.raises(InputError, match="no corpus or train rows"):
-        base_model(tmp_path, 3)
-    train = {"hunks": [{"fixed_text": "def g(b):\n    return b * 2\n"}]}
-    (tmp_path / "train.jsonl").write_text(json.dumps(train) + "\n")
-    assert base_model(tmp_path, 3).counts[2][("return", "b")]["*"] == 1  # the train split's too

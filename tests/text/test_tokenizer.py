@@ -7,10 +7,11 @@ import json
 import pytest
 
 from hrm.config import SequencesConfig, TokenizerConfig
-from hrm.data.instance import Instance, write_instances
+from hrm.data.instance import Instance, read_instances, write_instances
 from hrm.errors import InputError
 from hrm.hunks import parse_patch
-from hrm.splits import assign_splits
+from hrm.naturalness import TRAINING_CODE_FILE
+from hrm.splits import assign_splits, load_splits
 from hrm.tokenizer import SPECIAL_TOKENS, build_tokenizer, file_header, load_tokenizer
 
 
@@ -125,6 +126,17 @@ def test_corpus_rows_are_trained_on(sample_path, built, tmp_path):
     without = load_tokenizer(built["tok"])
     assert without.meta["corpus_rows"] == 0
     assert len(without.encode(" corpusonlyword")) > 1
+    # the naturalness model's training code: the corpus's FIXED functions and the train split's
+    # fixed hunks, never a buggy side and never val or test code
+    code = [json.loads(line) for line in (tmp_path / "with" / TRAINING_CODE_FILE).read_text().splitlines()]
+    assert code[:30] == [r.fixed for r in rows] and with_corpus.meta["training_code_texts"] == len(code)
+    assert not any(r.buggy in code for r in rows)
+    splits = load_splits(built["splits"])
+    held = [h.fixed_text for i in read_instances(sample_path) if splits[i.instance_id] != "train"
+            for h in parse_patch(i.patch, source=i.instance_id)]
+    train = [h.fixed_text for i in read_instances(sample_path) if splits[i.instance_id] == "train"
+             for h in parse_patch(i.patch, source=i.instance_id)]
+    assert set(code[30:]) == set(train) - {""} and not (set(held) - set(train)) & set(code)
     with pytest.raises(InputError, match="missing.jsonl: corpus file not found"):
         build_tokenizer(sample_path, built["splits"], tmp_path / "x", TokenizerConfig(),
                         corpus_path=tmp_path / "missing.jsonl")
