@@ -9,7 +9,6 @@ import json
 import math
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
