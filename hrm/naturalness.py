@@ -136,6 +136,26 @@ class Interpolated:
         return _logprob(tokens, self.order, self.prob)
 
 
+def logprob_delta(model, old: Sequence[str], new: Sequence[str]) -> float:
+    """model.logprob(new) - model.logprob(old), computed over the predictions that differ only:
+    the tokens between the common prefix and suffix, and the next order - 1 whose context
+    reaches into them (the rest are the same tokens after the same context on both sides)."""
+    n = model.order
+    prefix = 0
+    while prefix < min(len(old), len(new)) and old[prefix] == new[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < min(len(old), len(new)) - prefix and old[-1 - suffix] == new[-1 - suffix]:
+        suffix += 1
+
+    def part(tokens: Sequence[str]) -> float:
+        padded = [NgramModel.BOS] * (n - 1) + list(tokens) + [NgramModel.EOS]
+        stop = min(len(tokens) - suffix + n - 1, len(tokens) + 1)  # token index len = the end
+        return sum(math.log(model.prob(padded[j:j + n - 1], padded[j + n - 1])) for j in range(prefix, stop))
+
+    return part(new) - part(old)
+
+
 def _logprob(tokens: Sequence[str], order: int, prob) -> float:
     padded = [NgramModel.BOS] * (order - 1) + list(tokens) + [NgramModel.EOS]
     return sum(math.log(prob(padded[i - order + 1:i], padded[i])) for i in range(order - 1, len(padded)))

@@ -12,6 +12,7 @@ from hrm.naturalness import (
     Interpolated,
     NgramModel,
     base_model,
+    logprob_delta,
     python_tokens,
     write_training_code,
 )
@@ -97,3 +98,26 @@ def test_base_model_fits_the_tokenizer_directorys_distinct_training_code(tmp_pat
     (tmp_path / TRAINING_CODE_FILE).write_text("")
     with pytest.raises(InputError, match="no training code"):
         base_model(tmp_path, 3)
+
+
+@pytest.mark.parametrize("order", [1, 2, 4])
+def test_logprob_delta_equals_the_whole_difference(order):
+    """The local computation the decoding uses is exactly the difference of whole-sequence
+    log-probabilities, for edits at the start, middle and end, insertions and deletions."""
+    import random
+
+    base, _ = _model(order)
+    mixed = Interpolated(base, NgramModel(order).fit([python_tokens("def h(y):\n    return y - 1\n")]), 0.3)
+    old = python_tokens(CODE)
+    rng = random.Random(0)
+    vocab = sorted(set(old)) + ["zzz"]
+    cases = [old[:], ["x"] + old[1:], old[:-1] + ["x"], old[:5] + old[6:], old[:7] + ["+", "y"] + old[7:], [],
+             old + old[:3]]
+    for _ in range(30):
+        new = old[:]
+        i = rng.randrange(len(new))
+        new[i:i + rng.randrange(3)] = [rng.choice(vocab) for _ in range(rng.randrange(3))]
+        cases.append(new)
+    for lm in (base, mixed):
+        for new in cases:
+            assert logprob_delta(lm, old, new) == pytest.approx(lm.logprob(new) - lm.logprob(old), abs=1e-9)

@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hrm.eval.proposals import Outputs, RowProposal
-from hrm.naturalness import Interpolated, NgramModel, python_tokens
+from hrm.naturalness import Interpolated, NgramModel, logprob_delta, python_tokens
 
 _DIFF_GIT = re.compile(r"^diff --git a/(\S+) b/(\S+)$", re.MULTILINE)
 
@@ -106,11 +106,13 @@ def fuse(prop: RowProposal, texts_of: Callable[[Outputs], Sequence[str]], model,
     if not prop.rewrites:
         return prop
 
-    def logprob(outputs: Outputs) -> float:
-        return sum(model.logprob(python_tokens(t)) for t in texts_of(outputs))
+    buggy = [python_tokens(t) for t in texts_of({})]
 
-    buggy = logprob({})
-    natural = [logprob(outputs) - buggy for _, _, outputs in prop.rewrites]
+    def naturalness(outputs: Outputs) -> float:
+        return sum(logprob_delta(model, old, python_tokens(t))
+                   for old, t in zip(buggy, texts_of(outputs), strict=True))
+
+    natural = [naturalness(outputs) for _, _, outputs in prop.rewrites]
     order = sorted(range(len(natural)), key=lambda j: -(hrm_weight * prop.rewrites[j][0] + weight * natural[j]))
     best = natural[order[0]]
     return replace(prop, rewrites=[prop.rewrites[j] for j in order],

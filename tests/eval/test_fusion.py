@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from hrm.eval.fusion import fuse, repository_sources
 from hrm.eval.proposals import RowProposal
 
 
-class _ByText:
-    """A stand-in n-gram model: a fixed log-probability per text (its tokens joined by spaces)."""
+class _ByToken:
+    """A stand-in unigram model: a fixed log-probability per token (0 for the others)."""
+
+    order = 1
 
     def __init__(self, scores: dict[str, float]):
         self.scores = scores
 
-    def logprob(self, tokens):
-        return self.scores[" ".join(t for t in tokens if t != "<nl>")]
+    def prob(self, context, token):
+        return math.exp(self.scores.get(token, 0.0))
 
 
 TEXTS = {(): "a = b", ((0, (1,)),): "a = c", ((0, (2,)),): "a = d", ((0, (3,)),): "a = e"}
@@ -33,7 +36,7 @@ def _proposal(gains):
 
 def test_rewrites_reranked_by_gain_plus_weighted_naturalness():
     prop = _proposal({1: 3.0, 2: 2.0, 3: 0.5})  # HRM: c, d, e
-    lm = _ByText({"a = b": -10.0, "a = c": -14.0, "a = d": -9.0, "a = e": -7.0})  # naturalness -4, +1, +3
+    lm = _ByToken({"b": -10.0, "c": -14.0, "d": -9.0, "e": -7.0})  # naturalness -4, +1, +3
     fused = fuse(prop, _texts_of, lm, weight=1.0, abstain=True)
     assert [r[2] for r in fused.rewrites] == [{0: (3,)}, {0: (2,)}, {0: (1,)}]  # 3.5, 3.0, -1.0
     assert fused.naturalness == [3.0, 1.0, -4.0]
@@ -46,20 +49,20 @@ def test_rewrites_reranked_by_gain_plus_weighted_naturalness():
 
 def test_abstains_when_the_best_rewrite_reads_no_better_than_the_buggy_code():
     prop = _proposal({1: 5.0, 2: 1.0})
-    lm = _ByText({"a = b": -10.0, "a = c": -10.5, "a = d": -12.0})
+    lm = _ByToken({"b": -10.0, "c": -10.5, "d": -12.0})
     fused = fuse(prop, _texts_of, lm, weight=1.0, abstain=True)
     assert fused.abstain and fused.naturalness[0] == -0.5
     assert fused.prediction() == {}  # the buggy code is kept ...
     assert fused.greedy() == {0: (1,)}  # ... and the search still starts from the best rewrite
     assert not fuse(prop, _texts_of, lm, weight=1.0, abstain=False).abstain
     # a tie with the buggy code is not "more natural" either
-    tie = _ByText({"a = b": -10.0, "a = c": -10.0, "a = d": -12.0})
+    tie = _ByToken({"b": -10.0, "c": -10.0, "d": -12.0})
     assert fuse(prop, _texts_of, tie, weight=1.0, abstain=True).abstain
 
 
 def test_a_row_without_rewrites_is_left_alone():
     prop = RowProposal(options={}, change_prob={}, q_halt=0.0)
-    assert fuse(prop, _texts_of, _ByText({}), weight=1.0, abstain=True) is prop
+    assert fuse(prop, _texts_of, _ByToken({}), weight=1.0, abstain=True) is prop
 
 
 def _tree(tmp_path: Path) -> Path:
