@@ -4,7 +4,9 @@ What it does, in the run directory given (it changes that directory's registry: 
 fresh clone, not on a project you care about):
 
 1. `hrm gate --params <lenient>`: the run's own params with criteria that the run's model meets
-   (loss and ACT steps, as tests/gate/lenient_gate.yaml), the primary repair rule kept, so a
+   (loss and ACT steps, as tests/gate/lenient_gate.yaml) and the primary repair rule off (the
+   committed cpu run's val resolved interval does not clear the untrained model re-ranked by
+   the same n-gram model: docs/gate.md; this checks the use path, not the verdict), so a
    version is promoted and `models:/<name>@<alias>` exists;
 2. `hrm predict` from the registry on the val split's instances and on the real sample
    (`--sample`), and every non-empty `model_patch` applied with `git apply` to the instance's
@@ -55,6 +57,7 @@ def _run(cmd: list[str], cwd: Path, env: dict, timeout: float = 900) -> subproce
 def _lenient_params(run_dir: Path, out: Path) -> Path:
     raw = yaml.safe_load((run_dir / "params.yaml").read_text())
     raw["gate"]["criteria"] = LENIENT
+    raw["gate"]["primary_metric"] = None
     out.write_text(yaml.safe_dump(raw, sort_keys=False))
     return out
 

@@ -260,6 +260,14 @@ def baseline_metrics(params: Params, model, data, unigram, score_all, search_ove
     return baselines
 
 
+def _hrm_alone(score_all, greedy: list[Outputs], tests: bool) -> dict[str, Any]:
+    """The ablation of the naturalness re-ranking: the model's own greedy fix (its best-scored
+    rewrite, never kept unchanged), scored like the model's; no search."""
+    alone = row_metrics(score_all("model without naturalness", greedy), tests_enabled=tests, ci=False)
+    return {k: alone[k] for k in ("exact_accuracy", "resolved_rate", "token_accuracy_all",
+                                  "edit_accuracy", "code_compilation_success")}
+
+
 def _fusion(cfg, data, scorer: RowScorer, decode, base):
     """`fuse_all(proposals, hrm_weight=1.0)`: the split's proposals re-ranked by the n-gram
     model of each row (`hrm.eval.fusion`), or returned as they are (`hrm_weight` 0: None)
@@ -338,6 +346,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     reverse = model_info["reverse_feedback"]
     mp = run_model_pass(model, data, ablation=reverse, **pass_kw)
     fuse_all = _fusion(cfg, data, scorer, decode, naturalness)
+    hrm_alone = [p.greedy(cfg.max_edits) for p in mp.proposals]
     mp.proposals = fuse_all(mp.proposals)
     greedy = [p.prediction(cfg.max_edits) for p in mp.proposals]
     model_rows = score_all("model", greedy)
@@ -350,6 +359,8 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     metrics.update(_paired_ablation(mp, data, cfg, reverse, control))
     metrics.update(q_halt_metrics(mp.q_halt.tolist(), [r.exact for r in model_rows]))
     metrics["abstained_rows"] = float(sum(p.abstain for p in mp.proposals))
+    if cfg.naturalness.enabled and cfg.fix_space == "rewrites":
+        metrics["hrm_alone"] = _hrm_alone(score_all, hrm_alone, tests)
 
     search_over = _row_search(data, scorer, decode, buggy_texts, cfg.search)
 
@@ -418,6 +429,8 @@ def _log(params: Params, split: str, metrics: dict[str, Any], out: Path, started
         for name, values in metrics["baselines"].items():
             flat.update({f"baseline_{name}.{k}": v for k, v in values.items()
                          if isinstance(v, float)})
+        flat.update({f"hrm_alone.{k}": v for k, v in (metrics.get("hrm_alone") or {}).items()
+                     if isinstance(v, float)})
         mlflow.log_metrics(flat)
         # the search's curve: one series per model, step = k candidates (a line in the UI)
         curves = {"resolved_within": metrics.get("resolved_within") or {}}

@@ -25,6 +25,18 @@ _NATURALNESS_NOTE = (
     "way as the model, so the model's lead over both is what the HRM adds.")
 
 
+def _hrm_alone_line(metrics: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """The ablation of the naturalness re-ranking, one sentence (none when it is off)."""
+    alone = metrics.get("hrm_alone")
+    if not alone:
+        return []
+    return [f"Without the naturalness re-ranking (the HRM's own best rewrite, always applied): "
+            f"exact_accuracy {_fmt(alone.get('exact_accuracy'))}, resolved_rate "
+            f"{_fmt(alone.get('resolved_rate'))}, token_accuracy_all "
+            f"{_fmt(alone.get('token_accuracy_all'))} (copying {_fmt(base['copy'].get('token_accuracy_all'))}).",
+            ""]
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "n/a"
@@ -72,7 +84,7 @@ def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str
     lines += ["", "Copying the buggy code scores high on token accuracy (most positions keep their "
               "token) and 0 on every repair metric: an unchanged output is not a repair and fails "
               "every code tier. A number a baseline also reaches is no evidence of repair. "
-              + _NATURALNESS_NOTE * ("naturalness" in base), "",
+              + _NATURALNESS_NOTE * ("naturalness" in base), "", *_hrm_alone_line(metrics, base),
               f"## SWE-search vs greedy (verifier: {metrics.get('swe_search_verifier', 'n/a')})", "",
               "| metric | model | " + " | ".join(f"{b}'s candidates" for b in searched) + " |",
               "|---" * (len(searched) + 2) + "|"]

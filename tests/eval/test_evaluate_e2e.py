@@ -121,6 +121,12 @@ def test_metrics_json_is_complete_and_consistent(e2e):
     alone = m["baselines"]["naturalness"]
     assert alone["abstained_rows"] <= len(val) and 0 <= alone["fix_in_search_candidates"] <= 1
     assert "resolved_after_search" in alone  # its own search ran
+    # the ablation: the HRM's own greedy fix, never kept unchanged, scored the same way
+    hrm = m["hrm_alone"]
+    assert set(hrm) == {"exact_accuracy", "resolved_rate", "token_accuracy_all", "edit_accuracy",
+                        "code_compilation_success"}
+    assert hrm["resolved_rate"] == 0.0 and hrm["exact_accuracy"] <= 2 / len(val)
+    assert hrm["token_accuracy_all"] <= copy["token_accuracy_all"]  # it always changes something
 
     # every split-level number is the aggregate of the rows written
     tok_c = sum(p["tokens"]["token_correct"] for p in preds)
@@ -182,6 +188,8 @@ def test_report_and_mlflow_carry_the_same_numbers(e2e):
     assert "| resolved_rate | 0.0000 | 0.0000 | 0.0000 | 0.0000 |" in report
     assert "| metric | model | copy | unigram | untrained | naturalness |" in report
     assert f"| abstained_rows | {m['abstained_rows']:.4f} | n/a | n/a |" in report
+    assert (f"Without the naturalness re-ranking (the HRM's own best rewrite, always applied): "
+            f"exact_accuracy {m['hrm_alone']['exact_accuracy']:.4f}") in report
     assert f"| swe_search_score | {m['swe_search_score']:.4f} |" in report
     assert "| k | model | unigram | untrained |" in report
     assert (f"| 1 | {m['resolved_within']['1']:.4f} | {m['baselines']['unigram']['resolved_within']['1']:.4f} "
@@ -198,6 +206,9 @@ def test_report_and_mlflow_carry_the_same_numbers(e2e):
     assert logged["loss"] == pytest.approx(m["loss"])
     assert logged["baseline_copy.token_accuracy_all"] == pytest.approx(c["token_accuracy_all"])
     assert logged["baseline_untrained.loss"] == pytest.approx(u["loss"])
+    assert logged["hrm_alone.exact_accuracy"] == pytest.approx(m["hrm_alone"]["exact_accuracy"])
+    assert logged["baseline_naturalness.exact_accuracy"] == pytest.approx(
+        m["baselines"]["naturalness"]["exact_accuracy"])
     # the search's curve: one point per k, the model's and each searching baseline's
     for key, curve in (("resolved_within", m["resolved_within"]),
                        ("baseline_untrained.resolved_within", u["resolved_within"])):
