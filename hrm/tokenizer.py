@@ -24,7 +24,6 @@ from hrm.data.instance import Instance, read_instances
 from hrm.errors import InputError
 from hrm.hunks import parse_patch
 from hrm.json_input import read_json_strict
-from hrm.naturalness import write_training_code
 from hrm.splits import check_coverage, load_splits
 
 PAD, BOS, EOS, SEP, HUNK, MASK, UNK, SWAP = (
@@ -222,6 +221,9 @@ def build_tokenizer(instances_path: str | Path, splits_path: str | Path, out_dir
         "corpus_rows": len(corpus or ()),
         "config": cfg.model_dump(mode="json"),
     }
+    # here, not at the top: the steps that only read a tokenizer do not depend on this module
+    from hrm.naturalness import write_training_code
+
     meta["training_code_texts"] = write_training_code(out_dir, training_code(instances, splits, corpus))
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
     if tracking is not None:
