@@ -24,7 +24,7 @@ from hrm.config import load_params
 from hrm.eval.decoding import decode_prediction
 from hrm.eval.evaluate import load_instances
 from hrm.eval.execution import ExecutionTier
-from hrm.eval.fusion import fuse, row_model
+from hrm.eval.fusion import fuse, naturalness_scorer, row_model
 from hrm.eval.token_metrics import score_outputs
 from hrm.naturalness import base_model
 from hrm.sequences import label_outputs
@@ -54,8 +54,9 @@ def main() -> None:
     rows = []
     for i, (rec, prop) in enumerate(zip(data.records, proposals, strict=True)):
         ctx = tier.context(rec.instance_id, rec.repo, rec.hunks) if ncfg.cache_weight > 0 else "no cache"
-        fused = fuse(prop, lambda outs, i=i, seg=rec.segments: decode_prediction(tok, data.inputs[i], seg, outs),
-                     row_model(base, ctx, ncfg), weight=0.0, abstain=False)  # naturalness, HRM order
+        natural = naturalness_scorer(lambda outs, i=i, seg=rec.segments: decode_prediction(tok, data.inputs[i], seg, outs),
+                                     row_model(base, ctx, ncfg))
+        fused = fuse(prop, natural, weight=0.0, abstain=False)  # naturalness, in the HRM's order
         ref = label_outputs(data.inputs[i], data.labels[i], data.inserts[i], rec.segments,
                             delete_id=tok.mask_id, end_id=tok.eos_id)
         fixed = [h.fixed_text for h in rec.hunks]

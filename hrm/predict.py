@@ -74,7 +74,7 @@ def _repository_cache(inst: Instance, regions, files: dict[str, str] | None, env
     sources in their buggy state without the regions shown (None: no snapshot)."""
     from hrm.envs import get_environment
     from hrm.envs.errors import EnvironmentUnavailable
-    from hrm.eval.fusion import patched_paths, repository_sources
+    from hrm.eval.fusion import repository_cache
 
     if envs is None or files is None:
         return None
@@ -84,8 +84,8 @@ def _repository_cache(inst: Instance, regions, files: dict[str, str] | None, env
         return None
     if tree is None:
         return None
-    return repository_sources(Path(tree), files, [(r.file, r.buggy_start, r.buggy_text) for r in regions],
-                              patched_paths(inst.patch), ncfg.cache_max_tokens)
+    return repository_cache(Path(tree), files, [(r.file, r.buggy_start, r.buggy_text) for r in regions],
+                            inst.patch, ncfg.cache_max_tokens)
 
 
 def predict_instances(repairer: Repairer, instances_path: str | Path, out_path: str | Path, *,

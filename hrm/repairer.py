@@ -111,12 +111,13 @@ class Repairer:
                              f"{net.max_insertions}; params sequences have "
                              f"{params.sequences.slots}, {params.sequences.max_insertions}",
                              path=info.path)
-        ncfg = params.eval.naturalness
+        from hrm.eval.fusion import reranks
+
         base = None
-        if ncfg.enabled and params.eval.fix_space == "rewrites":
+        if reranks(params.eval):
             from hrm.naturalness import base_model
 
-            base = base_model(tokenizer_dir, ncfg.order)
+            base = base_model(tokenizer_dir, params.eval.naturalness.order)
         return cls(model, tok, params, info.path, sha256_file(Path(info.path)), base)
 
     @classmethod
@@ -194,14 +195,12 @@ class Repairer:
     def _fuse(self, prop, inputs, segments, cache: list[list[str]] | None):
         """`prop` re-ranked by the n-gram model of the base and `cache` (`hrm.eval.fusion`)."""
         from hrm.eval.decoding import decode_prediction
-        from hrm.eval.fusion import fuse
-        from hrm.naturalness import Interpolated, NgramModel
+        from hrm.eval.fusion import cached_model, fuse, naturalness_scorer
 
         ncfg = self.params.eval.naturalness
-        lm = Interpolated(self.naturalness, NgramModel(ncfg.order).fit(cache) if cache else None,
-                          ncfg.cache_weight)
-        return fuse(prop, lambda outs: decode_prediction(self.tokenizer, inputs, segments, outs), lm,
-                    weight=ncfg.weight, abstain=ncfg.abstain)
+        natural = naturalness_scorer(lambda outs: decode_prediction(self.tokenizer, inputs, segments, outs),
+                                     cached_model(self.naturalness, cache, ncfg.cache_weight))
+        return fuse(prop, natural, weight=ncfg.weight, abstain=ncfg.abstain)
 
 
 def load_registered(model_uri: str, params: Params, dst: str | Path) -> Repairer:

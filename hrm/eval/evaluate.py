@@ -102,8 +102,10 @@ def evaluate(params: Params, checkpoint: str | Path, tokenizer_dir: str | Path,
         raise InputError("the train split is empty: no unigram baseline (pass the training "
                          "sequences as train_sequences_dir)", path=str(train_dir))
     unigram = fit_unigram(train_split, delete_id=tok.mask_id, end_id=tok.eos_id)
+    from hrm.eval.fusion import reranks
+
     naturalness = None
-    if cfg.naturalness.enabled and cfg.fix_space == "rewrites":
+    if reranks(cfg):
         from hrm.naturalness import base_model
 
         naturalness = base_model(tokenizer_dir, cfg.naturalness.order)
@@ -208,6 +210,7 @@ def baseline_metrics(params: Params, model, data, unigram, score_all, search_ove
     outputs)` and `search_over(i, candidates)` are the model's own scorer and search,
     `fix_share(candidates per row)` its `fix_in_search_candidates` and `fuse_all` its
     re-ranking, so the numbers compare by construction."""
+    from hrm.eval.fusion import reranks
     from hrm.eval.model_pass import pass_metrics, run_model_pass
 
     cfg = params.eval
@@ -215,7 +218,7 @@ def baseline_metrics(params: Params, model, data, unigram, score_all, search_ove
     fresh = untrained_model(params, model)
     untrained_pass = run_model_pass(fresh, data, ablation=False, **pass_kw)
     # the n-gram model alone: the untrained pass's rewrites (random order) ranked by naturalness
-    ngram_alone = fuse_all(untrained_pass.proposals, hrm_weight=0.0)
+    ngram_alone = fuse_all(untrained_pass.proposals, hrm_weight=0.0) if reranks(cfg) else None
     untrained_pass.proposals = fuse_all(untrained_pass.proposals)
     baselines = {
         "copy": row_metrics(score_all("copy", [{} for _ in range(n)]), tests_enabled=tests,
@@ -270,22 +273,21 @@ def _hrm_alone(score_all, greedy: list[Outputs], tests: bool) -> dict[str, Any]:
 
 def _fusion(cfg, data, scorer: RowScorer, decode, base):
     """`fuse_all(proposals, hrm_weight=1.0)`: the split's proposals re-ranked by the n-gram
-    model of each row (`hrm.eval.fusion`), or returned as they are (`hrm_weight` 0: None)
-    when `eval.naturalness` is off or the fix space has no rewrites."""
-    from hrm.eval.fusion import fuse, row_model
+    model of each row (`hrm.eval.fusion`), or returned as they are when it does not re-rank."""
+    from hrm.eval.fusion import fuse, naturalness_scorer, reranks, row_model
 
     ncfg = cfg.naturalness
-    if not (ncfg.enabled and cfg.fix_space == "rewrites"):
-        return lambda proposals, hrm_weight=1.0: proposals if hrm_weight else None
+    if not reranks(cfg):
+        return lambda proposals, hrm_weight=1.0: proposals
     if base is None:
         raise ValueError("eval.naturalness is enabled: pass the training-code n-gram model "
                          "(hrm.naturalness.base_model) as `naturalness`")
-    models = [row_model(base, scorer.context(rec), ncfg)
-              for rec in tqdm(data.records, desc="naturalness caches", unit="row", leave=False)]
+    scorers = [naturalness_scorer(lambda outs, i=i: decode(i, outs), row_model(base, scorer.context(rec), ncfg))
+               for i, rec in enumerate(tqdm(data.records, desc="naturalness caches", unit="row", leave=False))]
 
     def fuse_all(proposals, hrm_weight: float = 1.0):
-        return [fuse(p, lambda outs, i=i: decode(i, outs), models[i], weight=ncfg.weight,
-                     abstain=ncfg.abstain, hrm_weight=hrm_weight) for i, p in enumerate(proposals)]
+        return [fuse(p, scorers[i], weight=ncfg.weight, abstain=ncfg.abstain, hrm_weight=hrm_weight)
+                for i, p in enumerate(proposals)]
 
     return fuse_all
 
@@ -313,6 +315,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     import time
 
     from hrm.eval.decoding import decode_prediction
+    from hrm.eval.fusion import reranks
     from hrm.eval.model_pass import pass_metrics, run_model_pass
     from hrm.eval.report import write_report
     from hrm.eval.rewrite_outputs import split_rewrites
@@ -359,7 +362,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     metrics.update(_paired_ablation(mp, data, cfg, reverse, control))
     metrics.update(q_halt_metrics(mp.q_halt.tolist(), [r.exact for r in model_rows]))
     metrics["abstained_rows"] = float(sum(p.abstain for p in mp.proposals))
-    if cfg.naturalness.enabled and cfg.fix_space == "rewrites":
+    if reranks(cfg):
         metrics["hrm_alone"] = _hrm_alone(score_all, hrm_alone, tests)
 
     search_over = _row_search(data, scorer, decode, buggy_texts, cfg.search)

@@ -85,19 +85,52 @@ def patched_paths(patch: str) -> set[str]:
     return {p for m in _DIFF_GIT.finditer(patch) for p in m.groups()}
 
 
+def reranks(eval_cfg) -> bool:
+    """Whether decoding re-ranks the rewrites (`eval.naturalness` on, with rewrites to rank)."""
+    return eval_cfg.naturalness.enabled and eval_cfg.fix_space == "rewrites"
+
+
+def repository_cache(tree: Path, buggy_files: dict[str, str], regions: Sequence[tuple[str, int, str]],
+                     patch: str, max_tokens: int) -> list[list[str]]:
+    """`repository_sources` of a bug: the files its patch touches are known only in `buggy_files`."""
+    return repository_sources(tree, buggy_files, regions, patched_paths(patch), max_tokens)
+
+
+def cached_model(base: NgramModel, cache: list[list[str]] | None, cache_weight: float) -> Interpolated:
+    """The base model interpolated with a cache model fitted on `cache` (none when it holds no
+    token: an empty model would give every token probability 1)."""
+    fitted = NgramModel(base.order).fit(cache) if cache and any(cache) else None
+    return Interpolated(base, fitted, cache_weight)
+
+
 def row_model(base: NgramModel, ctx, cfg) -> Interpolated:
     """The base model interpolated with the row's repository cache; `ctx` is the row's
     `hrm.eval.execution.RowContext`, or a string (no environment: the base model alone)."""
     if isinstance(ctx, str):
-        return Interpolated(base, None, 0.0)
-    patched = patched_paths(ctx.instance.patch)
+        return cached_model(base, None, cfg.cache_weight)
     regions = [(h.file, h.buggy_start, h.buggy_text) for h in ctx.hunks]
-    seqs = repository_sources(Path(ctx.env.pristine), ctx.buggy_files, regions, patched,
-                              cfg.cache_max_tokens)
-    return Interpolated(base, NgramModel(base.order).fit(seqs), cfg.cache_weight)
+    return cached_model(base, repository_cache(Path(ctx.env.pristine), ctx.buggy_files, regions,
+                                               ctx.instance.patch, cfg.cache_max_tokens), cfg.cache_weight)
 
 
-def fuse(prop: RowProposal, texts_of: Callable[[Outputs], Sequence[str]], model, *, weight: float,
+def naturalness_scorer(texts_of: Callable[[Outputs], Sequence[str]], model) -> Callable[[Outputs], float]:
+    """`naturalness(outputs)`: log p(code after outputs) - log p(buggy code) under `model`,
+    summed over the row's regions; remembered per outputs, so the systems that rank the same
+    rewrites (the model, the untrained model, the n-gram model alone) score each once."""
+    buggy = [python_tokens(t) for t in texts_of({})]
+    seen: dict[tuple, float] = {}
+
+    def naturalness(outputs: Outputs) -> float:
+        key = tuple(sorted(outputs.items()))
+        if key not in seen:
+            seen[key] = sum(logprob_delta(model, old, python_tokens(t))
+                            for old, t in zip(buggy, texts_of(outputs), strict=True))
+        return seen[key]
+
+    return naturalness
+
+
+def fuse(prop: RowProposal, naturalness: Callable[[Outputs], float], *, weight: float,
          abstain: bool, hrm_weight: float = 1.0) -> RowProposal:
     """`prop` with its rewrites re-ranked by hrm_weight x gain + weight x naturalness (stable:
     ties keep the proposal's order) and `abstain` set where the best one is not more natural
@@ -105,15 +138,7 @@ def fuse(prop: RowProposal, texts_of: Callable[[Outputs], Sequence[str]], model,
     rewrites is returned as it is."""
     if not prop.rewrites:
         return prop
-
-    buggy = [python_tokens(t) for t in texts_of({})]
-
-    def naturalness(outputs: Outputs) -> float:
-        return sum(logprob_delta(model, old, python_tokens(t))
-                   for old, t in zip(buggy, texts_of(outputs), strict=True))
-
     natural = [naturalness(outputs) for _, _, outputs in prop.rewrites]
     order = sorted(range(len(natural)), key=lambda j: -(hrm_weight * prop.rewrites[j][0] + weight * natural[j]))
-    best = natural[order[0]]
     return replace(prop, rewrites=[prop.rewrites[j] for j in order],
-                   naturalness=[natural[j] for j in order], abstain=abstain and best <= 0)
+                   naturalness=[natural[j] for j in order], abstain=abstain and natural[order[0]] <= 0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from hrm.eval.fusion import fuse, repository_sources
+from hrm.eval.fusion import cached_model, fuse, naturalness_scorer, repository_sources
 from hrm.eval.proposals import RowProposal
+from hrm.naturalness import NgramModel, python_tokens
 
 
 class _ByToken:
@@ -37,32 +38,55 @@ def _proposal(gains):
 def test_rewrites_reranked_by_gain_plus_weighted_naturalness():
     prop = _proposal({1: 3.0, 2: 2.0, 3: 0.5})  # HRM: c, d, e
     lm = _ByToken({"b": -10.0, "c": -14.0, "d": -9.0, "e": -7.0})  # naturalness -4, +1, +3
-    fused = fuse(prop, _texts_of, lm, weight=1.0, abstain=True)
+    fused = fuse(prop, naturalness_scorer(_texts_of, lm), weight=1.0, abstain=True)
     assert [r[2] for r in fused.rewrites] == [{0: (3,)}, {0: (2,)}, {0: (1,)}]  # 3.5, 3.0, -1.0
     assert fused.naturalness == [3.0, 1.0, -4.0]
     assert not fused.abstain and fused.prediction() == {0: (3,)}
     # weight 0: the HRM's own order; hrm_weight 0: the n-gram model's
-    assert [r[2] for r in fuse(prop, _texts_of, lm, weight=0.0, abstain=True).rewrites][0] == {0: (1,)}
-    alone = fuse(prop, _texts_of, lm, weight=1.0, abstain=True, hrm_weight=0.0)
+    assert [r[2] for r in fuse(prop, naturalness_scorer(_texts_of, lm), weight=0.0, abstain=True).rewrites][0] == {0: (1,)}
+    alone = fuse(prop, naturalness_scorer(_texts_of, lm), weight=1.0, abstain=True, hrm_weight=0.0)
     assert alone.naturalness == [3.0, 1.0, -4.0]
 
 
 def test_abstains_when_the_best_rewrite_reads_no_better_than_the_buggy_code():
     prop = _proposal({1: 5.0, 2: 1.0})
     lm = _ByToken({"b": -10.0, "c": -10.5, "d": -12.0})
-    fused = fuse(prop, _texts_of, lm, weight=1.0, abstain=True)
+    fused = fuse(prop, naturalness_scorer(_texts_of, lm), weight=1.0, abstain=True)
     assert fused.abstain and fused.naturalness[0] == -0.5
     assert fused.prediction() == {}  # the buggy code is kept ...
     assert fused.greedy() == {0: (1,)}  # ... and the search still starts from the best rewrite
-    assert not fuse(prop, _texts_of, lm, weight=1.0, abstain=False).abstain
+    assert not fuse(prop, naturalness_scorer(_texts_of, lm), weight=1.0, abstain=False).abstain
     # a tie with the buggy code is not "more natural" either
     tie = _ByToken({"b": -10.0, "c": -10.0, "d": -12.0})
-    assert fuse(prop, _texts_of, tie, weight=1.0, abstain=True).abstain
+    assert fuse(prop, naturalness_scorer(_texts_of, tie), weight=1.0, abstain=True).abstain
+
+
+def test_each_rewrite_is_scored_once_however_many_systems_rank_it():
+    calls = []
+
+    def texts_of(outputs):
+        calls.append(tuple(sorted(outputs.items())))
+        return _texts_of(outputs)
+
+    natural = naturalness_scorer(texts_of, _ByToken({"b": -10.0, "c": -14.0, "d": -9.0, "e": -7.0}))
+    prop = _proposal({1: 3.0, 2: 2.0, 3: 0.5})
+    first = fuse(prop, natural, weight=1.0, abstain=True)
+    alone = fuse(prop, natural, weight=1.0, abstain=True, hrm_weight=0.0)
+    assert first.naturalness == alone.naturalness == [3.0, 1.0, -4.0]
+    assert len(calls) == 4 == len(set(calls))  # the buggy code and three rewrites, once each
+
+
+def test_an_empty_cache_adds_no_cache_model():
+    base = NgramModel(2).fit([python_tokens("x = 1\n")])
+    assert cached_model(base, None, 0.3).cache is None
+    assert cached_model(base, [[], []], 0.3).cache is None  # an empty model would say p = 1
+    with_cache = cached_model(base, [python_tokens("y = 2\n")], 0.3)
+    assert with_cache.cache is not None and with_cache.cache_weight == 0.3
 
 
 def test_a_row_without_rewrites_is_left_alone():
     prop = RowProposal(options={}, change_prob={}, q_halt=0.0)
-    assert fuse(prop, _texts_of, _ByToken({}), weight=1.0, abstain=True) is prop
+    assert fuse(prop, naturalness_scorer(_texts_of, _ByToken({})), weight=1.0, abstain=True) is prop
 
 
 def _tree(tmp_path: Path) -> Path:
