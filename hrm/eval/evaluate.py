@@ -188,28 +188,45 @@ def search_candidates(prop, budget: int, max_edits: int | None) -> list[Outputs]
 
 
 def _searched(search, n: int, workers: int, label: str, ref_texts: list, budget: int
-              ) -> dict[str, Any]:
+              ) -> tuple[dict[str, Any], list[bool]]:
     """A baseline's search over its own candidates (`search(i)` per row): the metrics shown
-    beside the model's."""
+    beside the model's, and per row whether the search resolved it."""
     from hrm.eval.search import search_metrics
 
     outcomes = _parallel(search, list(range(n)), workers, label)
     found = search_metrics(outcomes, [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(outcomes)],
                            budget)
-    return {k: found[k] for k in ("resolved_after_search", "exact_after_search", "swe_search_candidates",
-                                  "resolved_within")}
+    return ({k: found[k] for k in ("resolved_after_search", "exact_after_search", "swe_search_candidates",
+                                   "resolved_within")}, resolved_by_search(outcomes))
+
+
+def resolved_by_search(outcomes) -> list[bool]:
+    """Per row: the search found a candidate the row's own tests pass."""
+    return [bool(o.best_passes and o.verifier == "tests") for o in outcomes]
+
+
+def row_outcomes(rows: list[RowResult], tests: bool) -> dict[str, list[bool]]:
+    """Per-row outcomes of one system's greedy fixes, for the paired comparison
+    (`hrm.eval.paired`): exact always, resolved where `row_metrics` defines `resolved_rate`."""
+    out = {"exact_accuracy": [bool(r.exact) for r in rows]}
+    if tests and any(r.has_env for r in rows):
+        out["resolved_rate"] = [r.resolved is True for r in rows]
+    return out
 
 
 def baseline_metrics(params: Params, model, data, unigram, score_all, search_over, *, tests: bool,
                      pass_kw: dict, budget: int, ref_texts: list, workers: int,
-                     fix_share, fuse_all) -> dict[str, Any]:
+                     fix_share, fuse_all, is_fix) -> tuple[dict[str, Any], dict[str, dict[str, list[bool]]]]:
     """The baselines every metric is shown beside: copying the buggy code, the unigram guess
     (with the same search over its own candidates when tests run), the untrained model of the
     same shape (decoded as the model is, the n-gram re-ranking included) and, with
-    `eval.naturalness`, the n-gram model alone ranking the same rewrites. `score_all(name,
-    outputs)` and `search_over(i, candidates)` are the model's own scorer and search,
-    `fix_share(candidates per row)` its `fix_in_search_candidates` and `fuse_all` its
-    re-ranking, so the numbers compare by construction."""
+    `eval.naturalness`, the untrained model without it (`untrained_alone`: its own pick, a
+    random rewrite, beside the expected exact rate of a uniformly random one) and the n-gram
+    model alone ranking the same rewrites. `score_all(name, outputs)` and `search_over(i,
+    candidates)` are the model's own scorer and search, `fix_share(candidates per row)` its
+    `fix_in_search_candidates`, `fuse_all` its re-ranking and `is_fix(i, outputs)` its exact
+    match, so the numbers compare by construction. Returns the baselines' metrics and
+    their per-row outcomes (`row_outcomes`, plus `resolved_after_search` where searched)."""
     from hrm.eval.fusion import reranks
     from hrm.eval.model_pass import pass_metrics, run_model_pass
 
@@ -217,19 +234,28 @@ def baseline_metrics(params: Params, model, data, unigram, score_all, search_ove
     n = len(data)
     fresh = untrained_model(params, model)
     untrained_pass = run_model_pass(fresh, data, ablation=False, **pass_kw)
+    # the untrained HRM's own pick (a random rewrite), before the n-gram model re-ranks it
+    untrained_alone = [p.greedy(cfg.max_edits) for p in untrained_pass.proposals]
     # the n-gram model alone: the untrained pass's rewrites (random order) ranked by naturalness
     ngram_alone = fuse_all(untrained_pass.proposals, hrm_weight=0.0) if reranks(cfg) else None
     untrained_pass.proposals = fuse_all(untrained_pass.proposals)
+    outcomes: dict[str, dict[str, list[bool]]] = {}
+
+    def scored(name: str, outputs: list[Outputs]) -> dict[str, Any]:
+        rows = score_all(name, outputs)
+        outcomes[name] = row_outcomes(rows, tests)
+        return row_metrics(rows, tests_enabled=tests, ci=False)
+
+    def searched(name: str, search) -> None:
+        found, outcomes[name]["resolved_after_search"] = _searched(
+            search, n, workers, f"search {name}", ref_texts, budget)
+        baselines[name].update(found)
+
     baselines = {
-        "copy": row_metrics(score_all("copy", [{} for _ in range(n)]), tests_enabled=tests,
-                            ci=False),
-        "unigram": row_metrics(score_all("unigram", [unigram.predict(data.inputs[i],
-                                                                     data.records[i].segments)
-                                                     for i in range(n)]),
-                               tests_enabled=tests, ci=False),
-        "untrained": row_metrics(score_all("untrained", [p.prediction(cfg.max_edits)
-                                                         for p in untrained_pass.proposals]),
-                                 tests_enabled=tests, ci=False),
+        "copy": scored("copy", [{} for _ in range(n)]),
+        "unigram": scored("unigram", [unigram.predict(data.inputs[i], data.records[i].segments)
+                                      for i in range(n)]),
+        "untrained": scored("untrained", [p.prediction(cfg.max_edits) for p in untrained_pass.proposals]),
     }
     baselines["untrained"]["abstained_rows"] = float(sum(p.abstain for p in untrained_pass.proposals))
     baselines["untrained"]["loss"] = pass_metrics(untrained_pass)["loss"]
@@ -243,24 +269,34 @@ def baseline_metrics(params: Params, model, data, unigram, score_all, search_ove
             # verifier never passes.
             return search_over(i, unigram.candidates(data.inputs[i], data.records[i].segments, budget) or [{}])
 
-        baselines["unigram"].update(_searched(unigram_search, n, workers, "search unigram", ref_texts,
-                                              budget))
+        searched("unigram", unigram_search)
     if tests and cfg.search.untrained_baseline:
-        baselines["untrained"].update(_searched(
-            lambda i: search_over(i, search_candidates(untrained_pass.proposals[i], budget, cfg.max_edits)),
-            n, workers, "search untrained", ref_texts, budget))
+        searched("untrained", lambda i: search_over(
+            i, search_candidates(untrained_pass.proposals[i], budget, cfg.max_edits)))
     if ngram_alone is not None:
-        alone = row_metrics(score_all("naturalness", [p.prediction(cfg.max_edits) for p in ngram_alone]),
-                            tests_enabled=tests, ci=False)
+        baselines["untrained_alone"] = scored("untrained_alone", untrained_alone)
+        # the re-ranking reorders the rewrites, never changes them: the same expectation
+        baselines["untrained_alone"]["random_rewrite_exact_accuracy"] = random_rewrite_exact(
+            untrained_pass.proposals, is_fix)
+        baselines["naturalness"] = alone = scored("naturalness", [p.prediction(cfg.max_edits)
+                                                                 for p in ngram_alone])
         alone["abstained_rows"] = float(sum(p.abstain for p in ngram_alone))
         alone["fix_in_search_candidates"] = fix_share(
             [search_candidates(p, budget, cfg.max_edits) for p in ngram_alone])
         if tests and cfg.search.naturalness_baseline:
-            alone.update(_searched(
-                lambda i: search_over(i, search_candidates(ngram_alone[i], budget, cfg.max_edits)),
-                n, workers, "search naturalness", ref_texts, budget))
-        baselines["naturalness"] = alone
-    return baselines
+            searched("naturalness", lambda i: search_over(
+                i, search_candidates(ngram_alone[i], budget, cfg.max_edits)))
+    return baselines, outcomes
+
+
+def random_rewrite_exact(proposals, is_fix) -> float | None:
+    """The exact rate of a rewrite drawn uniformly from each row's rewrites (its expectation,
+    not a draw): the mean over rows of the share of the row's rewrites that are the fix; a
+    row without rewrites counts 0. None when no row has rewrites (`eval.fix_space: edits`)."""
+    if not any(p.rewrites for p in proposals):
+        return None
+    return sum(sum(is_fix(i, outputs) for _, _, outputs in p.rewrites) / len(p.rewrites)
+               for i, p in enumerate(proposals) if p.rewrites) / len(proposals)
 
 
 def _hrm_alone(score_all, greedy: list[Outputs], tests: bool) -> dict[str, Any]:
@@ -317,6 +353,7 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     from hrm.eval.decoding import decode_prediction
     from hrm.eval.fusion import reranks
     from hrm.eval.model_pass import pass_metrics, run_model_pass
+    from hrm.eval.paired import paired_metrics
     from hrm.eval.report import write_report
     from hrm.eval.rewrite_outputs import split_rewrites
     from hrm.eval.search import search_metrics
@@ -370,25 +407,26 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     def search(i: int):
         return search_over(i, search_candidates(mp.proposals[i], budget, cfg.max_edits))
 
+    def is_fix(i: int, outputs: Outputs) -> bool:
+        return list(decode(i, outputs)) == ref_texts[i]
+
     def fix_share(candidates: list[list[Outputs]]) -> float:
         # the reference among what a search would check: its ceiling with a perfect verifier
-        return sum(any(list(decode(i, c)) == ref_texts[i] for c in cands)
-                   for i, cands in enumerate(candidates)) / max(n, 1)
+        return sum(any(is_fix(i, c) for c in cands) for i, cands in enumerate(candidates)) / max(n, 1)
 
     outcomes = _parallel(search, list(range(n)), workers, "search")
     exact_after = [list(o.best_hunks) == ref_texts[i] for i, o in enumerate(outcomes)]
     metrics.update(search_metrics(outcomes, exact_after, budget))
     metrics["fix_in_search_candidates"] = fix_share(
         [search_candidates(p, budget, cfg.max_edits) for p in mp.proposals])
-    searched = [o.best_passes and o.verifier == "tests" for o in outcomes]
-    metrics["breakdown"] = breakdown(model_rows, searched, params.sequences.held_out_repos)
-    held = [r.exact for r in model_rows if r.repo in params.sequences.held_out_repos]
-    metrics["held_out_repo_rows"] = float(len(held))
-    metrics["held_out_repo_exact_accuracy"] = sum(held) / len(held) if held else None
+    searched = resolved_by_search(outcomes)
+    metrics.update(_held_out(model_rows, searched, params.sequences.held_out_repos))
 
-    baselines = baseline_metrics(params, model, data, unigram, score_all, search_over,
-                                 tests=tests, pass_kw=pass_kw, budget=budget, ref_texts=ref_texts,
-                                 workers=workers, fix_share=fix_share, fuse_all=fuse_all)
+    baselines, baseline_outcomes = baseline_metrics(
+        params, model, data, unigram, score_all, search_over, tests=tests, pass_kw=pass_kw,
+        budget=budget, ref_texts=ref_texts, workers=workers, fix_share=fix_share, fuse_all=fuse_all,
+        is_fix=is_fix)
+    model_outcomes = {**row_outcomes(model_rows, tests), "resolved_after_search": searched}
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -396,12 +434,21 @@ def evaluate_loaded(params: Params, model, data, tok, scorer: RowScorer, out_dir
     result = {k: (float(v) if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
                   else v) for k, v in metrics.items()}
     result["baselines"] = baselines
+    result["paired"] = {name: paired_metrics(model_outcomes, rows) for name, rows in baseline_outcomes.items()}
     # What the gate checks before a promotion: these metrics belong to this checkpoint file.
     result["checkpoint_sha256"] = model_info.get("checkpoint_sha256")
     (out / "metrics.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     write_report(out / "report.md", split, result, model_info, reverse)
     _log(params, split, result, out, started)
     return result
+
+
+def _held_out(model_rows: list[RowResult], searched: list[bool], held_out_repos) -> dict[str, Any]:
+    """The breakdown by kind, repository and inferability, and the held-out repository's rate."""
+    held = [r.exact for r in model_rows if r.repo in held_out_repos]
+    return {"breakdown": breakdown(model_rows, searched, held_out_repos),
+            "held_out_repo_rows": float(len(held)),
+            "held_out_repo_exact_accuracy": sum(held) / len(held) if held else None}
 
 
 def _write_predictions(path: Path, model_rows: list[RowResult], outcomes: list, proposals: list) -> None:
@@ -434,6 +481,10 @@ def _log(params: Params, split: str, metrics: dict[str, Any], out: Path, started
                          if isinstance(v, float)})
         flat.update({f"hrm_alone.{k}": v for k, v in (metrics.get("hrm_alone") or {}).items()
                      if isinstance(v, float)})
+        for name, by_metric in (metrics.get("paired") or {}).items():
+            for metric, d in by_metric.items():
+                flat[f"paired_{name}.{metric}"] = d["difference"]
+                flat[f"paired_{name}.{metric}.ci95_low"] = d["ci95"][0]
         mlflow.log_metrics(flat)
         # the search's curve: one series per model, step = k candidates (a line in the UI)
         curves = {"resolved_within": metrics.get("resolved_within") or {}}

@@ -9,6 +9,7 @@ _TABLE = (
     "exact_accuracy", "resolved_rate", "token_accuracy_all", "edit_accuracy", "location_accuracy",
     "code_syntax_validity", "code_compilation_success", "code_ast_match", "code_tiered_accuracy",
     "loss", "abstained_rows", "code_rows_excluded", "code_rows_file_context", "resolved_rows_without_env",
+    "random_rewrite_exact_accuracy",
 )
 _SEARCH = (
     "greedy_pass_rate", "swe_search_score", "resolved_after_search", "exact_after_search",
@@ -22,7 +23,10 @@ _NATURALNESS_NOTE = (
     "the row's repository, kept only where that model finds it more natural than the buggy "
     "code (`abstained_rows`: the rows left unchanged; `eval.naturalness`). `naturalness` is "
     "that n-gram model alone ranking the same rewrites, and `untrained` is decoded the same "
-    "way as the model, so the model's lead over both is what the HRM adds.")
+    "way as the model, so the model's lead over both is what the HRM adds. `untrained_alone` is "
+    "the untrained model without the re-ranking (its own pick: a random rewrite, always applied); "
+    "`random_rewrite_exact_accuracy` is the exact rate a uniformly random rewrite has in "
+    "expectation.")
 
 
 def _hrm_alone_line(metrics: dict[str, Any], base: dict[str, Any]) -> list[str]:
@@ -35,6 +39,21 @@ def _hrm_alone_line(metrics: dict[str, Any], base: dict[str, Any]) -> list[str]:
             f"{_fmt(alone.get('resolved_rate'))}, token_accuracy_all "
             f"{_fmt(alone.get('token_accuracy_all'))} (copying {_fmt(base['copy'].get('token_accuracy_all'))}).",
             ""]
+
+
+def _paired_table(metrics: dict[str, Any]) -> list[str]:
+    """The model minus each baseline on the same rows (`hrm.eval.paired`)."""
+    paired = metrics.get("paired") or {}
+    rows = [(name, metric, d) for name, by_metric in paired.items() for metric, d in by_metric.items()]
+    if not rows:
+        return []
+    return ["## Paired with each baseline", "",
+            "| baseline | metric | model - baseline | 95% interval | rows only the model gets | "
+            "rows only the baseline gets |", "|---|---|---|---|---|---|",
+            *[f"| {name} | {metric} | {d['difference']:+.4f} | {_fmt(d['ci95'])} | {int(d['model_only'])} "
+              f"| {int(d['baseline_only'])} |" for name, metric, d in rows],
+            "", "Both systems are scored on the same rows; the interval resamples rows (bootstrap). "
+            "An interval that reaches 0 shows no lead over that baseline.", ""]
 
 
 def _fmt(value: Any) -> str:
@@ -67,7 +86,7 @@ def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str
                  reverse: bool) -> None:
     """Write the markdown report; every number comes from `metrics` (nothing recomputed)."""
     base = metrics["baselines"]
-    names = [b for b in ("copy", "unigram", "untrained", "naturalness") if b in base]
+    names = [b for b in ("copy", "unigram", "untrained", "untrained_alone", "naturalness") if b in base]
     searched = [b for b in ("unigram", "untrained", "naturalness") if b in base]
     rows = metrics.get("rows")
     lines = [f"# Evaluation: split `{split}`", "", f"Checkpoint: `{info.get('checkpoint')}` "
@@ -85,6 +104,7 @@ def write_report(path: Path, split: str, metrics: dict[str, Any], info: dict[str
               "token) and 0 on every repair metric: an unchanged output is not a repair and fails "
               "every code tier. A number a baseline also reaches is no evidence of repair. "
               + _NATURALNESS_NOTE * ("naturalness" in base), "", *_hrm_alone_line(metrics, base),
+              *_paired_table(metrics),
               f"## SWE-search vs greedy (verifier: {metrics.get('swe_search_verifier', 'n/a')})", "",
               "| metric | model | " + " | ".join(f"{b}'s candidates" for b in searched) + " |",
               "|---" * (len(searched) + 2) + "|"]

@@ -1,10 +1,10 @@
 """The gate decision: every criterion of `gate.criteria` against the evaluation metrics.
 
-PROMOTE only if every criterion passes on a present, finite value AND the model beats copying
-the buggy code: the primary repair metric's bootstrap 95% interval lies above the copy
-baseline and above the untrained model of the same shape (which, choosing among the rewrites of
-the buggy code, fixes some rows by chance; `gate.primary_metric`), or, with that rule off, at least one passing criterion is
-one the copy baseline fails. Each criterion carries the copy and unigram baselines' values and
+PROMOTE only if every criterion passes on a present, finite value AND the model is shown to
+repair more than every baseline evaluated beside it (`hrm.gate.primary`: the primary repair
+metric's 95% interval above copying, and its paired difference with the unigram guess, the
+untrained model and the n-gram model alone above 0), or, with that rule off, at least one
+passing criterion is one the copy baseline fails. Each criterion carries the copy and unigram baselines' values and
 `informative: false` when copying meets it too (such a criterion is no evidence of repair).
 Otherwise FLAG, listing each failing criterion with its value, threshold and gap. A FLAG is a result, written to `gate.json`
 like a PROMOTE; the caller decides whether it is also an error (`--fail-on-flag`).
@@ -22,6 +22,7 @@ from typing import Literal
 from hrm.config import Criterion, GateConfig
 from hrm.errors import InputError
 from hrm.gate.inputs import SplitExtras, load_eval_metrics, load_split_extras
+from hrm.gate.primary import PrimaryResult, evaluate_primary, primary_problems
 
 GATE_FILE = "gate.json"
 
@@ -58,22 +59,6 @@ class CriterionResult:
     @property
     def key(self) -> str:
         return f"{self.split}/{self.metric}"
-
-
-@dataclass(frozen=True)
-class PrimaryResult:
-    """The repair rule: `metric`'s 95% interval on `split` against the copy baseline and the
-    untrained model."""
-
-    metric: str
-    split: str
-    value: float | None
-    ci95: tuple[float, float] | None
-    baseline_copy: float | None
-    passed: bool
-    note: str
-    baseline_untrained: float | None = None
-    """None where metrics.json has no untrained baseline (then only copying is to beat)."""
 
 
 @dataclass
@@ -187,40 +172,6 @@ def with_context(result: CriterionResult, metrics: dict[str, float | None],
     return result
 
 
-def evaluate_primary(gate: GateConfig, metrics: dict[str, float | None],
-                     extras: SplitExtras) -> PrimaryResult | None:
-    """The repair rule (`gate.primary_metric`) on `gate.primary_split`; None when off."""
-    if gate.primary_metric is None:
-        return None
-    name = gate.primary_metric
-    if name == "auto":
-        name = "resolved_rate" if _finite(metrics.get("resolved_rate")) else "exact_accuracy"
-    value, ci = metrics.get(name), extras.intervals.get(name)
-    copy = extras.baselines.get("copy", {}).get(name)
-    untrained = extras.baselines.get("untrained", {}).get(name)
-    base = {"metric": name, "split": gate.primary_split, "value": value, "ci95": ci, "baseline_copy": copy,
-            "baseline_untrained": untrained if _finite(untrained) else None}
-    if ci is None:
-        return PrimaryResult(**base, passed=False, note=f"no {name}_ci95 in metrics.json: not measured")
-    if not _finite(copy):
-        return PrimaryResult(**base, passed=False,
-                             note=f"no copy baseline for {name} in metrics.json: nothing to beat")
-    bar, against = _bar(copy, base["baseline_untrained"])
-    if ci[0] > bar:
-        return PrimaryResult(**base, passed=True,
-                             note=f"95% interval [{ci[0]:.3g}, {ci[1]:.3g}] lies above {against}")
-    return PrimaryResult(**base, passed=False,
-                         note=f"95% interval [{ci[0]:.3g}, {ci[1]:.3g}] does not lie above {against}: "
-                              "not shown to repair more than a model that does nothing")
-
-
-def _bar(copy: float, untrained: float | None) -> tuple[float, str]:
-    """What the primary interval must lie above: the larger of copying and the untrained model."""
-    if untrained is None or untrained <= copy:
-        return copy, f"copying ({copy:.3g})" + ("" if untrained is None else f" and the untrained model ({untrained:.3g})")
-    return untrained, f"the untrained model ({untrained:.3g}) and copying ({copy:.3g})"
-
-
 def evaluate_criterion(criterion: Criterion, metrics: dict[str, float | None]) -> CriterionResult:
     """Compare one metric with its threshold; absent, null or non-finite values fail."""
     base = {"metric": criterion.metric, "split": criterion.split, "op": criterion.op, "threshold": criterion.threshold}
@@ -301,16 +252,8 @@ def decision_problems(result: GateResult) -> list[str]:
         all_pass = all_pass and holds
         shown = shown or (holds and not copy_meets)
     if result.primary is not None:
-        p = result.primary
-        ci = [_number(v) for v in p.ci95] if isinstance(p.ci95, list | tuple) else []
-        copy, untrained = _number(p.baseline_copy), _number(p.baseline_untrained)
-        holds = (len(ci) == 2 and _finite(copy) and all(_finite(v) for v in ci) and ci[0] > copy
-                 and (p.baseline_untrained is None or (_finite(untrained) and ci[0] > untrained)))
-        if p.passed and not holds:
-            problems.append(f"primary {p.split}/{p.metric} claims to pass with interval {p.ci95} "
-                            f"against copying {p.baseline_copy} and the untrained model "
-                            f"{p.baseline_untrained}")
-        shown = holds
+        shown, wrong = primary_problems(result.primary)
+        problems += wrong
     if result.verdict == "PROMOTE" and not (all_pass and shown):
         problems.append("its verdict PROMOTE does not follow from its criteria"
                         + ("" if all_pass else " (not all of them pass)")

@@ -80,6 +80,9 @@ class SplitExtras:
     not_measured: dict[str, str] = field(default_factory=dict)
     """Metric -> why the evaluation did not measure it (`not_measured` in metrics.json; e.g. no
     reverse-learning control was trained)."""
+    paired: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    """Baseline -> metric -> the 95% interval of model - baseline over the same rows (`paired`
+    in metrics.json, `hrm.eval.paired`); empty in files of older evaluations."""
 
 
 def load_split_extras(eval_dir: str | Path, split: str) -> SplitExtras:
@@ -118,7 +121,34 @@ def load_split_extras(eval_dir: str | Path, split: str) -> SplitExtras:
     if not isinstance(not_measured, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in not_measured.items()):
         raise InputError("not_measured must map metric names to reasons (strings)", path=str(path))
-    return SplitExtras(baselines, intervals, sha, dict(not_measured))
+    return SplitExtras(baselines, intervals, sha, dict(not_measured), _paired_intervals(raw, path))
+
+
+def _paired_intervals(raw: dict, path: Path) -> dict[str, dict[str, tuple[float, float]]]:
+    """`paired.<baseline>.<metric>.ci95` of metrics.json: intervals of a difference of two
+    rates, so within [-1, 1]."""
+    paired = raw.get("paired") or {}
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    if not isinstance(paired, dict):
+        raise InputError("paired must map baselines to metrics", path=str(path))
+    for name, by_metric in paired.items():
+        if not isinstance(by_metric, dict):
+            raise InputError(f"paired.{name} must map metrics to differences", path=str(path))
+        for metric, d in by_metric.items():
+            ci = d.get("ci95") if isinstance(d, dict) else None
+            if not (isinstance(ci, list) and len(ci) == 2 and all(_number(v) is not None for v in ci)):
+                raise InputError(f"paired.{name}.{metric}.ci95 must be [low, high], got {ci!r}",
+                                 path=str(path))
+            low, high = float(ci[0]), float(ci[1])
+            if not -1.0 <= low <= high <= 1.0:
+                raise InputError(f"impossible interval paired.{name}.{metric}.ci95 = [{low}, {high}]: "
+                                 "a difference of two rates lies in [-1, 1], low first", path=str(path))
+            out.setdefault(name, {})[metric] = (low, high)
+    return out
+
+
+def _number(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def load_eval_metrics(eval_dir: str | Path, splits: list[str]) -> dict[str, dict[str, float | None]]:

@@ -212,7 +212,7 @@ def render_markdown(rep: ConvergenceReport, plots: dict[str, str]) -> str:
         f"Training reached epoch {_fmt(last)} of the planned {rep.gate.target_epoch} "
         f"(phases: {', '.join(rep.history.phases)}).",
         "",
-        "Repair beyond copying the buggy code"
+        "Repair beyond copying and every other baseline"
         + (f" (primary metric `{res.primary.split}/{res.primary.metric}`)" if res.primary else "")
         + f": {res.evidence}.",
         "",

@@ -113,7 +113,10 @@ def test_metrics_json_is_complete_and_consistent(e2e):
     copy = m["baselines"]["copy"]
     assert copy["exact_accuracy"] == copy["edit_accuracy"] == copy["resolved_rate"] == 0.0
     assert copy["code_compilation_success"] == 0.0 and copy["code_rows_file_context"] == ENV_ROWS
-    assert set(m["baselines"]) == {"copy", "unigram", "untrained", "naturalness"}
+    assert set(m["baselines"]) == {"copy", "unigram", "untrained", "untrained_alone", "naturalness"}
+    # the untrained model without the n-gram model: its own pick, beside a random rewrite's rate
+    chance = m["baselines"]["untrained_alone"]["random_rewrite_exact_accuracy"]
+    assert isinstance(chance, float)  # its value: tests/eval/test_paired.py
     # abstaining keeps the buggy code: no output, and counted
     assert m["abstained_rows"] == sum(p["abstained"] for p in preds)
     assert all(not p["outputs"] and p["naturalness"] <= 0 for p in preds if p["abstained"])
@@ -127,6 +130,17 @@ def test_metrics_json_is_complete_and_consistent(e2e):
                         "code_compilation_success"}
     assert hrm["resolved_rate"] == 0.0 and hrm["exact_accuracy"] <= 2 / len(val)
     assert hrm["token_accuracy_all"] <= copy["token_accuracy_all"]  # it always changes something
+    # the model minus each baseline on the same rows: the difference of the two rates, the
+    # discordant rows adding up to it, and an interval around it
+    assert set(m["paired"]) == set(m["baselines"])
+    for name, by_metric in m["paired"].items():
+        searched = "resolved_after_search" in m["baselines"][name]
+        assert set(by_metric) == {"exact_accuracy", "resolved_rate"} | ({"resolved_after_search"} if searched else set())
+        for metric, d in by_metric.items():
+            assert d["difference"] == pytest.approx(m[metric] - m["baselines"][name][metric])
+            assert d["difference"] == pytest.approx((d["model_only"] - d["baseline_only"]) / len(val))
+            assert d["ci95"][0] <= d["difference"] <= d["ci95"][1]
+    assert m["paired"]["copy"]["exact_accuracy"]["ci95"] == m["exact_accuracy_ci95"]
 
     # every split-level number is the aggregate of the rows written
     tok_c = sum(p["tokens"]["token_correct"] for p in preds)
@@ -186,7 +200,7 @@ def test_report_and_mlflow_carry_the_same_numbers(e2e):
     assert (f"| token_accuracy_all | {m['token_accuracy_all']:.4f} | "
             f"{c['token_accuracy_all']:.4f} |") in report
     assert "| resolved_rate | 0.0000 | 0.0000 | 0.0000 | 0.0000 |" in report
-    assert "| metric | model | copy | unigram | untrained | naturalness |" in report
+    assert "| metric | model | copy | unigram | untrained | untrained_alone | naturalness |" in report
     assert f"| abstained_rows | {m['abstained_rows']:.4f} | n/a | n/a |" in report
     assert (f"Without the naturalness re-ranking (the HRM's own best rewrite, always applied): "
             f"exact_accuracy {m['hrm_alone']['exact_accuracy']:.4f}") in report
@@ -209,6 +223,10 @@ def test_report_and_mlflow_carry_the_same_numbers(e2e):
     assert logged["hrm_alone.exact_accuracy"] == pytest.approx(m["hrm_alone"]["exact_accuracy"])
     assert logged["baseline_naturalness.exact_accuracy"] == pytest.approx(
         m["baselines"]["naturalness"]["exact_accuracy"])
+    assert logged["paired_naturalness.exact_accuracy"] == pytest.approx(
+        m["paired"]["naturalness"]["exact_accuracy"]["difference"])
+    d = m["paired"]["untrained"]["resolved_rate"]
+    assert f"| untrained | resolved_rate | {d['difference']:+.4f} | [{d['ci95'][0]:.4f}, " in report
     # the search's curve: one point per k, the model's and each searching baseline's
     for key, curve in (("resolved_within", m["resolved_within"]),
                        ("baseline_untrained.resolved_within", u["resolved_within"])):

@@ -53,7 +53,9 @@ def test_every_criterion_carries_the_baselines_and_whether_copying_meets_it(make
     assert raw["counts"]["informative"] == 1
     assert raw["primary"] == {"metric": "resolved_rate", "split": "val", "value": 0.2, "ci95": [0.08, 0.32],
                               "baseline_copy": 0.0, "baseline_untrained": None, "passed": True,
-                              "note": "95% interval [0.08, 0.32] lies above copying (0)"}
+                              "baselines": {"copy": 0.0, "unigram": 0.04}, "paired_ci95": {},
+                              "note": "95% interval [0.08, 0.32]; shown above copying (0), "
+                                      "the unigram guess (0.04, unpaired)"}
     assert read_gate_json(run_dirs.out_dir / "gate.json").primary.ci95 == (0.08, 0.32)
 
 
@@ -77,7 +79,7 @@ def test_the_copy_baseline_as_candidate_never_promotes(make_params, run_dirs, sy
     # The plan's criteria: flagged with reasons.
     default = decide(make_params().gate, run_dirs.eval_dir, run_dirs.out_dir)
     assert default.verdict == "FLAG" and default.primary.metric == metric and not default.primary.passed
-    assert any(line.startswith(f"primary val/{metric}: 95% interval [0, 0] does not lie above copying (0)")
+    assert any(line.startswith(f"primary val/{metric}: 95% interval [0, 0]; not shown above copying (0)")
                for line in default.to_json()["failing"])
     # Criteria that only list what copying meets: every one passes, and still FLAG.
     copy_met = [{"metric": "token_accuracy_all", "op": ">", "threshold": 0.8},
@@ -94,7 +96,8 @@ def test_the_copy_baseline_as_candidate_never_promotes(make_params, run_dirs, sy
 
 def test_primary_interval_must_lie_above_copy(make_params, run_dirs, synth):
     params = make_params(synth.LENIENT)
-    for low, verdict in [(0.01, "PROMOTE"), (0.0, "FLAG")]:
+    # the fixture's unigram guess resolves 0.04 (no paired interval: its value is the bar)
+    for low, verdict in [(0.05, "PROMOTE"), (0.03, "FLAG"), (0.0, "FLAG")]:
         synth.write_metrics(run_dirs.eval_dir, "val", {**synth.MID_TRAINING_VAL, "resolved_rate_ci95": [low, 0.3]})
         assert decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir).verdict == verdict
     del_ci = {k: v for k, v in synth.MID_TRAINING_VAL.items() if k != "resolved_rate_ci95"}
@@ -115,12 +118,51 @@ def test_primary_interval_must_lie_above_the_untrained_model(make_params, run_di
         synth.write_metrics(run_dirs.eval_dir, "val", {**base, "baselines": baselines})
         res = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
         assert (res.verdict, res.primary.baseline_untrained) == (verdict, untrained)
-        assert f"the untrained model ({untrained:.3g})" in res.primary.note
+        assert f"the untrained model ({untrained:.3g}, unpaired)" in res.primary.note
         assert decision_problems(res) == []
     forged = read_gate_json(run_dirs.out_dir / "gate.json")
     forged.primary = type(forged.primary)(**{**forged.primary.__dict__, "passed": True})
     forged.verdict = "PROMOTE"
     assert any("untrained model 0.12" in p for p in decision_problems(forged))
+
+
+def test_primary_rule_reads_the_paired_difference_with_every_baseline(make_params, run_dirs, synth):
+    """Where the evaluation measured the model minus a baseline on the same rows, the rule asks
+    that difference's interval to lie above 0, for each baseline: a model whose own interval
+    clears the n-gram model's value but whose paired difference reaches 0 is not shown to repair
+    more than it (and the reverse)."""
+    from hrm.gate.decide import decision_problems
+
+    params = make_params(synth.LENIENT)
+    base = synth.MID_TRAINING_VAL  # resolved 0.2 [0.08, 0.32]
+    baselines = {**base["baselines"], "naturalness": {"resolved_rate": 0.05, "exact_accuracy": 0.0},
+                 "untrained": {"resolved_rate": 0.12, "exact_accuracy": 0.0}}
+    for ngram_ci, untrained_ci, verdict in [([0.02, 0.3], [0.01, 0.2], "PROMOTE"),
+                                            ([-0.04, 0.3], [0.01, 0.2], "FLAG"),
+                                            ([0.02, 0.3], [0.0, 0.2], "FLAG")]:
+        paired = {"naturalness": {"resolved_rate": {"difference": 0.15, "ci95": ngram_ci}},
+                  "untrained": {"resolved_rate": {"difference": 0.08, "ci95": untrained_ci}}}
+        synth.write_metrics(run_dirs.eval_dir, "val", {**base, "baselines": baselines, "paired": paired})
+        res = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+        assert res.verdict == verdict, res.primary.note
+        assert res.primary.paired_ci95 == {"naturalness": tuple(ngram_ci), "untrained": tuple(untrained_ci)}
+        assert decision_problems(read_gate_json(run_dirs.out_dir / "gate.json")) == []
+    # the untrained model at 0.12 is above the model's own lower bound 0.08: unpaired, it would FLAG
+    assert "the untrained model (0.12; paired difference [0, 0.2] reaches 0)" in res.primary.note
+    assert "shown above copying (0)" in res.primary.note
+    forged = read_gate_json(run_dirs.out_dir / "gate.json")
+    forged.primary = type(forged.primary)(**{**forged.primary.__dict__, "passed": True})
+    forged.verdict = "PROMOTE"
+    assert any("paired intervals" in p for p in decision_problems(forged))
+
+
+@pytest.mark.parametrize("ci", [[0.1, -0.1], [-1.5, 0.2], [0.1, "x"], None])
+def test_an_impossible_paired_interval_is_an_error_naming_it(make_params, run_dirs, synth, ci):
+    params = make_params(synth.LENIENT)
+    paired = {"untrained": {"resolved_rate": {"difference": 0.1, "ci95": ci}}}
+    synth.write_metrics(run_dirs.eval_dir, "val", {**synth.MID_TRAINING_VAL, "paired": paired})
+    with pytest.raises(InputError, match=r"paired\.untrained\.resolved_rate\.ci95"):
+        decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
 
 
 def test_missing_null_and_nan_metrics_flag_and_say_so(make_params, run_dirs):

@@ -19,7 +19,7 @@ def test_summary_shows_verdict_primary_and_each_split_against_baselines(make_par
     lines = summary_lines(run_dirs.out_dir, run_dirs.eval_dir)
     assert lines[0].startswith("gate: FLAG (") and str(run_dirs.out_dir / "report.md") in lines[0]
     assert str(run_dirs.out_dir / "report.html") in lines[0] and "`dvc plots show`" in lines[0]
-    assert "primary resolved_rate (val): 0.200 [0.080, 0.320] vs copy 0.000, untrained -: met" in lines
+    assert "primary resolved_rate (val): 0.200 [0.080, 0.320] vs copy 0.000, unigram 0.040: met" in lines
     assert any(line.startswith("  failing: val/") for line in lines)
     val = next(line for line in lines if line.startswith("val (50 rows): "))
     # MID_TRAINING_VAL: exact 0.05 against copy 0 and unigram 0.02; tokens 0.71 against copy 0.9

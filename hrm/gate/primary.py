@@ -1,0 +1,120 @@
+"""The gate's repair rule (`gate.primary_metric`): the model must be shown to repair more than
+every baseline evaluated beside it (docs/gate.md "The primary rule").
+
+Copying the buggy code scores 0 on every repair metric, so against copying the rule is the
+model's own bootstrap 95% interval lying above copying's value. Against a baseline that repairs
+some rows (the unigram guess, the untrained model decoded as the model is, the n-gram model alone
+ranking the same rewrites) the evidence is the paired difference on the same rows: its 95%
+interval must lie above 0 (`hrm.eval.paired`). Metrics from older evaluations carry no paired
+intervals; then the model's interval must lie above the baseline's value (unpaired, said so in
+the note).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from hrm.config import GateConfig
+from hrm.gate.inputs import SplitExtras
+
+BASELINE_NAMES = {"copy": "copying", "unigram": "the unigram guess",
+                  "untrained": "the untrained model",
+                  "untrained_alone": "the untrained model without the re-ranking",
+                  "naturalness": "the n-gram model alone"}
+
+
+@dataclass(frozen=True)
+class PrimaryResult:
+    """The repair rule: `metric` on `split` against copying and every other baseline."""
+
+    metric: str
+    split: str
+    value: float | None
+    ci95: tuple[float, float] | None
+    baseline_copy: float | None
+    passed: bool
+    note: str
+    baseline_untrained: float | None = None
+    """None where metrics.json has no untrained baseline."""
+    baselines: dict[str, float] = field(default_factory=dict)
+    """Every baseline's value of `metric` (copy included)."""
+    paired_ci95: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Baseline -> the 95% interval of model - baseline on the same rows, where measured."""
+
+
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def _number(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _clears(name: str, ci: tuple[float, float], value: float, paired: tuple[float, float] | None
+            ) -> tuple[bool, str]:
+    """Whether the model is shown above one baseline, and how it reads."""
+    who = BASELINE_NAMES.get(name, name)
+    if paired is not None:
+        above = paired[0] > 0
+        return above, (f"{who} ({value:.3g}; paired difference [{paired[0]:.3g}, {paired[1]:.3g}] "
+                       f"{'above' if above else 'reaches'} 0)")
+    return ci[0] > value, f"{who} ({value:.3g}{'' if name == 'copy' else ', unpaired'})"
+
+
+def evaluate_primary(gate: GateConfig, metrics: dict[str, float | None],
+                     extras: SplitExtras) -> PrimaryResult | None:
+    """The repair rule on `gate.primary_split`; None when `gate.primary_metric` is off."""
+    if gate.primary_metric is None:
+        return None
+    name = gate.primary_metric
+    if name == "auto":
+        name = "resolved_rate" if _finite(metrics.get("resolved_rate")) else "exact_accuracy"
+    value, ci = metrics.get(name), extras.intervals.get(name)
+    values = {b: v[name] for b, v in sorted(extras.baselines.items()) if _finite(v.get(name))}
+    # copying is 0 on every row: its paired interval is the model's own, checked as such
+    paired = {b: by_metric[name] for b, by_metric in extras.paired.items()
+              if name in by_metric and b in values and b != "copy"}
+    copy = values.get("copy")
+    base = {"metric": name, "split": gate.primary_split, "value": value, "ci95": ci, "baseline_copy": copy,
+            "baseline_untrained": values.get("untrained"), "baselines": values, "paired_ci95": paired}
+    if ci is None:
+        return PrimaryResult(**base, passed=False, note=f"no {name}_ci95 in metrics.json: not measured")
+    if copy is None:
+        return PrimaryResult(**base, passed=False,
+                             note=f"no copy baseline for {name} in metrics.json: nothing to beat")
+    checks = [_clears(b, ci, v, paired.get(b)) for b, v in values.items()]
+    beaten = [how for ok, how in checks if ok]
+    missed = [how for ok, how in checks if not ok]
+    head = f"95% interval [{ci[0]:.3g}, {ci[1]:.3g}]"
+    if not missed:
+        return PrimaryResult(**base, passed=True, note=f"{head}; shown above " + ", ".join(beaten))
+    return PrimaryResult(**base, passed=False,
+                         note=f"{head}; not shown above " + ", ".join(missed)
+                              + (f" (shown above {', '.join(beaten)})" if beaten else ""))
+
+
+def primary_problems(p: PrimaryResult) -> tuple[bool, list[str]]:
+    """Whether the rule holds by `p`'s own numbers, and what in `p` contradicts them (a
+    decision read back from gate.json is re-derived, not trusted)."""
+    ci = [_number(v) for v in p.ci95] if isinstance(p.ci95, list | tuple) else []
+    copy = _number(p.baseline_copy)
+    values = dict(p.baselines or {})
+    if p.baseline_untrained is not None:
+        values.setdefault("untrained", p.baseline_untrained)
+    holds = len(ci) == 2 and all(_finite(v) for v in ci) and _finite(copy) and ci[0] > copy
+    for name, value in values.items():
+        pair = (p.paired_ci95 or {}).get(name) if name != "copy" else None
+        if pair is not None:
+            low = _number(pair[0]) if isinstance(pair, list | tuple) and len(pair) == 2 else None
+            holds = holds and _finite(low) and low > 0
+        else:
+            v = _number(value)
+            holds = holds and _finite(v) and len(ci) == 2 and ci[0] > v
+    problems = []
+    if p.passed and not holds:
+        problems.append(f"primary {p.split}/{p.metric} claims to pass with interval {p.ci95} "
+                        f"against copying {p.baseline_copy}, the untrained model {p.baseline_untrained}"
+                        + (f", baselines {values}" if values else "")
+                        + (f" and paired intervals {p.paired_ci95}" if p.paired_ci95 else ""))
+    return holds, problems
