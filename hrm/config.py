@@ -783,10 +783,12 @@ class GateConfig(_Section):
     """Seed of the projection bootstrap (the report is deterministic for a seed and inputs)."""
 
     primary_metric: Literal["auto", "resolved_rate", "exact_accuracy"] | None = "auto"
-    """The repair metric a PROMOTE also needs: the lower bound of its bootstrap 95% interval
-    (`<metric>_ci95` in metrics.json) above the copy baseline's value on `primary_split`.
-    `auto`: resolved_rate where the split's tests ran, else exact_accuracy. None: off, and then
-    at least one passing criterion must be one the copy baseline fails (docs/gate.md)."""
+    """The repair metric a PROMOTE also needs, on `primary_split`: the lower bound of its
+    bootstrap 95% interval (`<metric>_ci95` in metrics.json) above the copy baseline's value,
+    and against every other baseline in metrics.json McNemar's exact test on the rows where the
+    two differ, one-sided p <= 0.025 (`hrm.gate.primary`). `auto`: resolved_rate where the
+    split's tests ran, else exact_accuracy. None: off, and then at least one passing criterion
+    must be one the copy baseline fails (docs/gate.md)."""
 
     primary_split: Literal["train", "val", "test"] = "val"
     """Split of `primary_metric`."""

@@ -485,6 +485,7 @@ def _log(params: Params, split: str, metrics: dict[str, Any], out: Path, started
             for metric, d in by_metric.items():
                 flat[f"paired_{name}.{metric}"] = d["difference"]
                 flat[f"paired_{name}.{metric}.ci95_low"] = d["ci95"][0]
+                flat[f"paired_{name}.{metric}.p_value"] = d["p_value"]
         mlflow.log_metrics(flat)
         # the search's curve: one series per model, step = k candidates (a line in the UI)
         curves = {"resolved_within": metrics.get("resolved_within") or {}}

@@ -49,11 +49,13 @@ def _paired_table(metrics: dict[str, Any]) -> list[str]:
         return []
     return ["## Paired with each baseline", "",
             "| baseline | metric | model - baseline | 95% interval | rows only the model gets | "
-            "rows only the baseline gets |", "|---|---|---|---|---|---|",
+            "rows only the baseline gets | exact p |", "|---|---|---|---|---|---|---|",
             *[f"| {name} | {metric} | {d['difference']:+.4f} | {_fmt(d['ci95'])} | {int(d['model_only'])} "
-              f"| {int(d['baseline_only'])} |" for name, metric, d in rows],
-            "", "Both systems are scored on the same rows; the interval resamples rows (bootstrap). "
-            "An interval that reaches 0 shows no lead over that baseline.", ""]
+              f"| {int(d['baseline_only'])} | {d['p_value']:.3g} |" for name, metric, d in rows],
+            "", "Both systems are scored on the same rows. The interval resamples rows (bootstrap; "
+            "descriptive); `exact p` is McNemar's exact test on the rows where the two differ, "
+            "one-sided: the gate counts the model as ahead of a baseline only at p <= 0.025 "
+            "(a bootstrap interval above 0 with few differing rows is not enough).", ""]
 
 
 def _fmt(value: Any) -> str:

@@ -2,9 +2,10 @@
 
 PROMOTE only if every criterion passes on a present, finite value AND the model is shown to
 repair more than every baseline evaluated beside it (`hrm.gate.primary`: the primary repair
-metric's 95% interval above copying, and its paired difference with the unigram guess, the
-untrained model and the n-gram model alone above 0), or, with that rule off, at least one
-passing criterion is one the copy baseline fails. Each criterion carries the copy and unigram baselines' values and
+metric's 95% interval above copying, and against the unigram guess, the untrained model with and
+without the n-gram re-ranking and the n-gram model alone, McNemar's exact test on the same rows,
+one-sided p <= 0.025), or, with that rule off, at least one passing criterion is one the copy
+baseline fails. Each criterion carries the copy and unigram baselines' values and
 `informative: false` when copying meets it too (such a criterion is no evidence of repair).
 Otherwise FLAG, listing each failing criterion with its value, threshold and gap. A FLAG is a result, written to `gate.json`
 like a PROMOTE; the caller decides whether it is also an error (`--fail-on-flag`).
@@ -22,7 +23,7 @@ from typing import Literal
 from hrm.config import Criterion, GateConfig
 from hrm.errors import InputError
 from hrm.gate.inputs import SplitExtras, load_eval_metrics, load_split_extras
-from hrm.gate.primary import PrimaryResult, evaluate_primary, primary_problems
+from hrm.gate.primary import PrimaryResult, evaluate_primary, primary_from_json, primary_problems
 
 GATE_FILE = "gate.json"
 
@@ -123,8 +124,7 @@ class GateResult:
         ]
         primary = raw.get("primary")
         if primary is not None:
-            ci = primary.get("ci95")
-            primary = PrimaryResult(**{**primary, "ci95": tuple(ci) if ci is not None else None})
+            primary = primary_from_json(primary)
         return cls(verdict=raw["verdict"], criteria=criteria, metrics=raw.get("metrics", {}),
                    primary=primary, evidence=raw.get("evidence", ""),
                    checkpoint_sha256=raw.get("checkpoint_sha256"),

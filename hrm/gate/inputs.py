@@ -80,9 +80,10 @@ class SplitExtras:
     not_measured: dict[str, str] = field(default_factory=dict)
     """Metric -> why the evaluation did not measure it (`not_measured` in metrics.json; e.g. no
     reverse-learning control was trained)."""
-    paired: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
-    """Baseline -> metric -> the 95% interval of model - baseline over the same rows (`paired`
-    in metrics.json, `hrm.eval.paired`); empty in files of older evaluations."""
+    paired: dict[str, dict[str, dict]] = field(default_factory=dict)
+    """Baseline -> metric -> the model against that baseline on the same rows (`paired` in
+    metrics.json, `hrm.eval.paired`): `ci95` (low, high), `model_only`, `baseline_only` and
+    `p_value` (recomputed here from the two counts); empty in files of older evaluations."""
 
 
 def load_split_extras(eval_dir: str | Path, split: str) -> SplitExtras:
@@ -124,26 +125,40 @@ def load_split_extras(eval_dir: str | Path, split: str) -> SplitExtras:
     return SplitExtras(baselines, intervals, sha, dict(not_measured), _paired_intervals(raw, path))
 
 
-def _paired_intervals(raw: dict, path: Path) -> dict[str, dict[str, tuple[float, float]]]:
-    """`paired.<baseline>.<metric>.ci95` of metrics.json: intervals of a difference of two
-    rates, so within [-1, 1]."""
-    paired = raw.get("paired") or {}
-    out: dict[str, dict[str, tuple[float, float]]] = {}
+def _paired_intervals(raw: dict, path: Path) -> dict[str, dict[str, dict]]:
+    """`paired.<baseline>.<metric>` of metrics.json: an interval of a difference of two rates
+    (within [-1, 1]) and whole discordant counts; the exact test's p-value is recomputed from
+    the counts, and a file whose own `p_value` disagrees is refused."""
+    from hrm.eval.paired import exact_sign_p
+
+    paired = raw.get("paired", {})
+    out: dict[str, dict[str, dict]] = {}
     if not isinstance(paired, dict):
         raise InputError("paired must map baselines to metrics", path=str(path))
     for name, by_metric in paired.items():
         if not isinstance(by_metric, dict):
             raise InputError(f"paired.{name} must map metrics to differences", path=str(path))
         for metric, d in by_metric.items():
+            key = f"paired.{name}.{metric}"
             ci = d.get("ci95") if isinstance(d, dict) else None
             if not (isinstance(ci, list) and len(ci) == 2 and all(_number(v) is not None for v in ci)):
-                raise InputError(f"paired.{name}.{metric}.ci95 must be [low, high], got {ci!r}",
-                                 path=str(path))
+                raise InputError(f"{key}.ci95 must be [low, high], got {ci!r}", path=str(path))
             low, high = float(ci[0]), float(ci[1])
             if not -1.0 <= low <= high <= 1.0:
-                raise InputError(f"impossible interval paired.{name}.{metric}.ci95 = [{low}, {high}]: "
+                raise InputError(f"impossible interval {key}.ci95 = [{low}, {high}]: "
                                  "a difference of two rates lies in [-1, 1], low first", path=str(path))
-            out.setdefault(name, {})[metric] = (low, high)
+            counts = [_number(d.get(k)) for k in ("model_only", "baseline_only")]
+            if not all(c is not None and c >= 0 and c == int(c) for c in counts):
+                raise InputError(f"{key}: model_only and baseline_only must be whole counts >= 0, "
+                                 f"got {d.get('model_only')!r} and {d.get('baseline_only')!r}", path=str(path))
+            model_only, baseline_only = (int(c) for c in counts)
+            p = exact_sign_p(model_only, baseline_only)
+            given = _number(d.get("p_value"))
+            if given is not None and not math.isclose(given, p, rel_tol=1e-9, abs_tol=1e-12):
+                raise InputError(f"{key}.p_value {given} is not the exact test's {p} for "
+                                 f"{model_only} : {baseline_only} discordant rows", path=str(path))
+            out.setdefault(name, {})[metric] = {"ci95": (low, high), "model_only": model_only,
+                                                "baseline_only": baseline_only, "p_value": p}
     return out
 
 

@@ -1,13 +1,14 @@
 """The gate's repair rule (`gate.primary_metric`): the model must be shown to repair more than
-every baseline evaluated beside it (docs/gate.md "The primary rule").
+every baseline evaluated beside it (docs/gate.md, the primary rule).
 
-Copying the buggy code scores 0 on every repair metric, so against copying the rule is the
-model's own bootstrap 95% interval lying above copying's value. Against a baseline that repairs
-some rows (the unigram guess, the untrained model decoded as the model is, the n-gram model alone
-ranking the same rewrites) the evidence is the paired difference on the same rows: its 95%
-interval must lie above 0 (`hrm.eval.paired`). Metrics from older evaluations carry no paired
-intervals; then the model's interval must lie above the baseline's value (unpaired, said so in
-the note).
+Copying the buggy code scores 0 on every repair metric (an unchanged prediction fails every
+tier), so against copying the rule is the model's own bootstrap 95% interval lying above
+copying's value. Against a baseline that repairs some rows (the unigram guess, the untrained
+model decoded as the model is, the untrained model alone, the n-gram model alone) the evidence
+is on the same rows: McNemar's exact test on the rows where the two differ, one-sided, p <=
+0.025 (`hrm.eval.paired`; the p-value is recomputed from the two counts, never read). Metrics
+from older evaluations carry no paired counts; then the model's own interval must lie above the
+baseline's value (unpaired, said so in the note).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from hrm.config import GateConfig
+from hrm.eval.paired import SIGNIFICANCE, exact_sign_p
 from hrm.gate.inputs import SplitExtras
 
 BASELINE_NAMES = {"copy": "copying", "unigram": "the unigram guess",
@@ -39,8 +41,8 @@ class PrimaryResult:
     """None where metrics.json has no untrained baseline."""
     baselines: dict[str, float] = field(default_factory=dict)
     """Every baseline's value of `metric` (copy included)."""
-    paired_ci95: dict[str, tuple[float, float]] = field(default_factory=dict)
-    """Baseline -> the 95% interval of model - baseline on the same rows, where measured."""
+    paired: dict[str, dict] = field(default_factory=dict)
+    """Baseline -> {ci95, model_only, baseline_only, p_value} on the same rows, where measured."""
 
 
 def _finite(v: float | None) -> bool:
@@ -51,14 +53,15 @@ def _number(v: object) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def _clears(name: str, ci: tuple[float, float], value: float, paired: tuple[float, float] | None
-            ) -> tuple[bool, str]:
+def _clears(name: str, ci: tuple[float, float], value: float, paired: dict | None) -> tuple[bool, str]:
     """Whether the model is shown above one baseline, and how it reads."""
     who = BASELINE_NAMES.get(name, name)
     if paired is not None:
-        above = paired[0] > 0
-        return above, (f"{who} ({value:.3g}; paired difference [{paired[0]:.3g}, {paired[1]:.3g}] "
-                       f"{'above' if above else 'reaches'} 0)")
+        p = exact_sign_p(paired["model_only"], paired["baseline_only"])
+        low, high = paired["ci95"]
+        return p <= SIGNIFICANCE, (f"{who} ({value:.3g}; {paired['model_only']} rows only the model gets, "
+                                   f"{paired['baseline_only']} only the baseline, exact p = {p:.2g}; difference "
+                                   f"[{low:.3g}, {high:.3g}])")
     return ci[0] > value, f"{who} ({value:.3g}{'' if name == 'copy' else ', unpaired'})"
 
 
@@ -72,12 +75,12 @@ def evaluate_primary(gate: GateConfig, metrics: dict[str, float | None],
         name = "resolved_rate" if _finite(metrics.get("resolved_rate")) else "exact_accuracy"
     value, ci = metrics.get(name), extras.intervals.get(name)
     values = {b: v[name] for b, v in sorted(extras.baselines.items()) if _finite(v.get(name))}
-    # copying is 0 on every row: its paired interval is the model's own, checked as such
+    # copying is 0 on every row: the model's own interval is the test against it
     paired = {b: by_metric[name] for b, by_metric in extras.paired.items()
               if name in by_metric and b in values and b != "copy"}
     copy = values.get("copy")
     base = {"metric": name, "split": gate.primary_split, "value": value, "ci95": ci, "baseline_copy": copy,
-            "baseline_untrained": values.get("untrained"), "baselines": values, "paired_ci95": paired}
+            "baseline_untrained": values.get("untrained"), "baselines": values, "paired": paired}
     if ci is None:
         return PrimaryResult(**base, passed=False, note=f"no {name}_ci95 in metrics.json: not measured")
     if copy is None:
@@ -94,6 +97,16 @@ def evaluate_primary(gate: GateConfig, metrics: dict[str, float | None],
                               + (f" (shown above {', '.join(beaten)})" if beaten else ""))
 
 
+def _paired_holds(pair: object) -> bool:
+    """The exact test from a gate.json's counts (never its p-value)."""
+    if not isinstance(pair, dict):
+        return False
+    counts = [_number(pair.get(k)) for k in ("model_only", "baseline_only")]
+    if not all(c is not None and c >= 0 and c == int(c) for c in counts):
+        return False
+    return exact_sign_p(int(counts[0]), int(counts[1])) <= SIGNIFICANCE
+
+
 def primary_problems(p: PrimaryResult) -> tuple[bool, list[str]]:
     """Whether the rule holds by `p`'s own numbers, and what in `p` contradicts them (a
     decision read back from gate.json is re-derived, not trusted)."""
@@ -104,10 +117,9 @@ def primary_problems(p: PrimaryResult) -> tuple[bool, list[str]]:
         values.setdefault("untrained", p.baseline_untrained)
     holds = len(ci) == 2 and all(_finite(v) for v in ci) and _finite(copy) and ci[0] > copy
     for name, value in values.items():
-        pair = (p.paired_ci95 or {}).get(name) if name != "copy" else None
+        pair = (p.paired or {}).get(name) if name != "copy" else None
         if pair is not None:
-            low = _number(pair[0]) if isinstance(pair, list | tuple) and len(pair) == 2 else None
-            holds = holds and _finite(low) and low > 0
+            holds = holds and _paired_holds(pair)
         else:
             v = _number(value)
             holds = holds and _finite(v) and len(ci) == 2 and ci[0] > v
@@ -116,5 +128,21 @@ def primary_problems(p: PrimaryResult) -> tuple[bool, list[str]]:
         problems.append(f"primary {p.split}/{p.metric} claims to pass with interval {p.ci95} "
                         f"against copying {p.baseline_copy}, the untrained model {p.baseline_untrained}"
                         + (f", baselines {values}" if values else "")
-                        + (f" and paired intervals {p.paired_ci95}" if p.paired_ci95 else ""))
+                        + (f" and paired counts {p.paired}" if p.paired else ""))
     return holds, problems
+
+
+def primary_from_json(raw: dict) -> PrimaryResult:
+    """`gate.json`'s `primary`, its shapes checked (a ValueError names what is wrong)."""
+    baselines = raw.get("baselines") or {}
+    paired = raw.get("paired") or {}
+    if not isinstance(baselines, dict) or not all(_number(v) is not None for v in baselines.values()):
+        raise ValueError(f"primary.baselines must map baselines to numbers, got {baselines!r}")
+    if not isinstance(paired, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("ci95"), list | tuple) and len(v["ci95"]) == 2
+            for v in paired.values()):
+        raise ValueError(f"primary.paired must map baselines to {{ci95, model_only, baseline_only}}, got {paired!r}")
+    ci = raw.get("ci95")
+    known = {k: raw[k] for k in PrimaryResult.__dataclass_fields__ if k in raw}
+    return PrimaryResult(**{**known, "ci95": tuple(ci) if ci is not None else None,
+                            "paired": {b: {**v, "ci95": tuple(v["ci95"])} for b, v in paired.items()}})

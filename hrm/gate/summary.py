@@ -43,9 +43,9 @@ def summary_lines(gate_dir: str | Path, eval_dir: str | Path) -> list[str]:
         ci = primary.get("ci95") or [None, None]
         against = primary.get("baselines") or {"copy": primary.get("baseline_copy"),
                                                 "untrained": primary.get("baseline_untrained")}
-        paired = primary.get("paired_ci95") or {}
-        vs = ", ".join(f"{name} {_num(v)}" + (f" (paired difference [{_num(paired[name][0])}, "
-                                              f"{_num(paired[name][1])}])" if name in paired else "")
+        paired = primary.get("paired") or {}
+        vs = ", ".join(f"{name} {_num(v)}" + (f" ({paired[name]['model_only']:.0f} : {paired[name]['baseline_only']:.0f} "
+                                              f"rows, p = {paired[name]['p_value']:.2g})" if name in paired else "")
                        for name, v in against.items())
         lines.append(f"primary {primary['metric']} ({primary['split']}): {_num(primary['value'])} "
                      f"[{_num(ci[0])}, {_num(ci[1])}] vs {vs}"

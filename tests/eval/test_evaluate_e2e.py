@@ -130,6 +130,8 @@ def test_metrics_json_is_complete_and_consistent(e2e):
                         "code_compilation_success"}
     assert hrm["resolved_rate"] == 0.0 and hrm["exact_accuracy"] <= 2 / len(val)
     assert hrm["token_accuracy_all"] <= copy["token_accuracy_all"]  # it always changes something
+    from hrm.eval.paired import exact_sign_p
+
     # the model minus each baseline on the same rows: the difference of the two rates, the
     # discordant rows adding up to it, and an interval around it
     assert set(m["paired"]) == set(m["baselines"])
@@ -140,6 +142,7 @@ def test_metrics_json_is_complete_and_consistent(e2e):
             assert d["difference"] == pytest.approx(m[metric] - m["baselines"][name][metric])
             assert d["difference"] == pytest.approx((d["model_only"] - d["baseline_only"]) / len(val))
             assert d["ci95"][0] <= d["difference"] <= d["ci95"][1]
+            assert d["p_value"] == exact_sign_p(int(d["model_only"]), int(d["baseline_only"]))
     assert m["paired"]["copy"]["exact_accuracy"]["ci95"] == m["exact_accuracy_ci95"]
 
     # every split-level number is the aggregate of the rows written
@@ -227,6 +230,7 @@ def test_report_and_mlflow_carry_the_same_numbers(e2e):
         m["paired"]["naturalness"]["exact_accuracy"]["difference"])
     d = m["paired"]["untrained"]["resolved_rate"]
     assert f"| untrained | resolved_rate | {d['difference']:+.4f} | [{d['ci95'][0]:.4f}, " in report
+    assert f"| {int(d['baseline_only'])} | {d['p_value']:.3g} |" in report
     # the search's curve: one point per k, the model's and each searching baseline's
     for key, curve in (("resolved_within", m["resolved_within"]),
                        ("baseline_untrained.resolved_within", u["resolved_within"])):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hrm.eval.metrics import bootstrap_ci
-from hrm.eval.paired import paired_difference, paired_metrics
+from hrm.eval.paired import exact_sign_p, paired_difference, paired_metrics
 
 
 def test_the_difference_counts_the_rows_where_the_two_differ():
@@ -48,3 +48,16 @@ def test_unpairable_outcomes_are_errors(model, baseline, match):
     with pytest.raises(ValueError, match=match):
         paired_difference(model, baseline)
 
+
+
+def test_the_exact_test_counts_only_the_rows_that_differ():
+    """One-sided McNemar: P(at least k of n discordant rows favour the model | a fair coin)."""
+    assert exact_sign_p(0, 0) == 1.0
+    assert exact_sign_p(4, 0) == 1 / 16
+    assert exact_sign_p(8, 1) == pytest.approx(10 / 512)
+    assert exact_sign_p(9, 2) == pytest.approx(67 / 2048)  # above 0.025: not shown
+    assert exact_sign_p(2, 9) == pytest.approx(1 - 12 / 2048)
+    d = paired_difference([True] * 9 + [False] * 2 + [True] * 3, [False] * 9 + [True] * 2 + [True] * 3)
+    assert d["p_value"] == pytest.approx(67 / 2048) and d["ci95"][0] > 0  # the bootstrap is narrower
+    with pytest.raises(ValueError, match=">= 0"):
+        exact_sign_p(-1, 2)

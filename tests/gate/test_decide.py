@@ -53,7 +53,7 @@ def test_every_criterion_carries_the_baselines_and_whether_copying_meets_it(make
     assert raw["counts"]["informative"] == 1
     assert raw["primary"] == {"metric": "resolved_rate", "split": "val", "value": 0.2, "ci95": [0.08, 0.32],
                               "baseline_copy": 0.0, "baseline_untrained": None, "passed": True,
-                              "baselines": {"copy": 0.0, "unigram": 0.04}, "paired_ci95": {},
+                              "baselines": {"copy": 0.0, "unigram": 0.04}, "paired": {},
                               "note": "95% interval [0.08, 0.32]; shown above copying (0), "
                                       "the unigram guess (0.04, unpaired)"}
     assert read_gate_json(run_dirs.out_dir / "gate.json").primary.ci95 == (0.08, 0.32)
@@ -126,42 +126,76 @@ def test_primary_interval_must_lie_above_the_untrained_model(make_params, run_di
     assert any("untrained model 0.12" in p for p in decision_problems(forged))
 
 
-def test_primary_rule_reads_the_paired_difference_with_every_baseline(make_params, run_dirs, synth):
-    """Where the evaluation measured the model minus a baseline on the same rows, the rule asks
-    that difference's interval to lie above 0, for each baseline: a model whose own interval
-    clears the n-gram model's value but whose paired difference reaches 0 is not shown to repair
-    more than it (and the reverse)."""
+def test_primary_rule_tests_the_rows_where_the_model_and_each_baseline_differ(make_params, run_dirs, synth):
+    """Where the evaluation counted the rows only the model gets and only a baseline gets, the
+    rule asks McNemar's exact test on them (one-sided p <= 0.025), for each baseline: 8 rows to
+    0 clears (p = 0.0039), 9 to 2 does not (p = 0.033, though a percentile bootstrap interval
+    of that difference lies above 0), and a baseline above the model's own lower bound does not
+    stop a PROMOTE when the paired test clears it."""
     from hrm.gate.decide import decision_problems
 
     params = make_params(synth.LENIENT)
     base = synth.MID_TRAINING_VAL  # resolved 0.2 [0.08, 0.32]
     baselines = {**base["baselines"], "naturalness": {"resolved_rate": 0.05, "exact_accuracy": 0.0},
                  "untrained": {"resolved_rate": 0.12, "exact_accuracy": 0.0}}
-    for ngram_ci, untrained_ci, verdict in [([0.02, 0.3], [0.01, 0.2], "PROMOTE"),
-                                            ([-0.04, 0.3], [0.01, 0.2], "FLAG"),
-                                            ([0.02, 0.3], [0.0, 0.2], "FLAG")]:
-        paired = {"naturalness": {"resolved_rate": {"difference": 0.15, "ci95": ngram_ci}},
-                  "untrained": {"resolved_rate": {"difference": 0.08, "ci95": untrained_ci}}}
+    for ngram, untrained, verdict in [((8, 0), (10, 2), "PROMOTE"),
+                                      ((9, 2), (10, 2), "FLAG"),
+                                      ((8, 0), (6, 4), "FLAG")]:
+        paired = {name: {"resolved_rate": {"difference": (a - b) / 50, "ci95": [0.01, 0.3],
+                                           "model_only": a, "baseline_only": b}}
+                  for name, (a, b) in (("naturalness", ngram), ("untrained", untrained))}
         synth.write_metrics(run_dirs.eval_dir, "val", {**base, "baselines": baselines, "paired": paired})
         res = decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
         assert res.verdict == verdict, res.primary.note
-        assert res.primary.paired_ci95 == {"naturalness": tuple(ngram_ci), "untrained": tuple(untrained_ci)}
+        assert res.primary.paired["naturalness"]["model_only"] == ngram[0]
         assert decision_problems(read_gate_json(run_dirs.out_dir / "gate.json")) == []
-    # the untrained model at 0.12 is above the model's own lower bound 0.08: unpaired, it would FLAG
-    assert "the untrained model (0.12; paired difference [0, 0.2] reaches 0)" in res.primary.note
+    assert "the untrained model (0.12; 6 rows only the model gets, 4 only the baseline, exact p = 0.38" in res.primary.note
     assert "shown above copying (0)" in res.primary.note
     forged = read_gate_json(run_dirs.out_dir / "gate.json")
     forged.primary = type(forged.primary)(**{**forged.primary.__dict__, "passed": True})
     forged.verdict = "PROMOTE"
-    assert any("paired intervals" in p for p in decision_problems(forged))
+    assert any("paired counts" in p for p in decision_problems(forged))
 
 
-@pytest.mark.parametrize("ci", [[0.1, -0.1], [-1.5, 0.2], [0.1, "x"], None])
-def test_an_impossible_paired_interval_is_an_error_naming_it(make_params, run_dirs, synth, ci):
+def test_a_p_value_that_is_not_the_counts_exact_test_is_refused(make_params, run_dirs, synth):
     params = make_params(synth.LENIENT)
-    paired = {"untrained": {"resolved_rate": {"difference": 0.1, "ci95": ci}}}
+    paired = {"untrained": {"resolved_rate": {"difference": 0.1, "ci95": [0.0, 0.2], "model_only": 9,
+                                              "baseline_only": 2, "p_value": 0.01}}}
     synth.write_metrics(run_dirs.eval_dir, "val", {**synth.MID_TRAINING_VAL, "paired": paired})
-    with pytest.raises(InputError, match=r"paired\.untrained\.resolved_rate\.ci95"):
+    with pytest.raises(InputError, match=r"paired\.untrained\.resolved_rate\.p_value 0\.01 is not the exact test's 0\.0327"):
+        decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+
+
+def test_a_decision_without_the_paired_fields_reads_as_before(make_params, run_dirs, synth):
+    """gate.json files written before the paired rule (no `baselines`, no `paired`) read back
+    and re-derive with the unpaired rule; a malformed `paired` is not a decision."""
+    import json as _json
+
+    from hrm.gate.decide import decision_problems
+
+    params = make_params(synth.LENIENT)
+    decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
+    path = run_dirs.out_dir / "gate.json"
+    raw = _json.loads(path.read_text())
+    for key in ("baselines", "paired"):
+        raw["primary"].pop(key)
+    path.write_text(_json.dumps(raw))
+    old = read_gate_json(path)
+    assert old.primary.passed and decision_problems(old) == []
+    raw["primary"]["paired"] = {"untrained": [0.1, 0.2]}
+    path.write_text(_json.dumps(raw))
+    with pytest.raises(InputError, match="primary.paired must map baselines"):
+        read_gate_json(path)
+
+
+@pytest.mark.parametrize("ci, counts", [([0.1, -0.1], (3, 1)), ([-1.5, 0.2], (3, 1)), ([0.1, "x"], (3, 1)),
+                                       (None, (3, 1)), ([0.0, 0.2], (-1, 2)), ([0.0, 0.2], (2.5, 1))])
+def test_an_impossible_paired_entry_is_an_error_naming_it(make_params, run_dirs, synth, ci, counts):
+    params = make_params(synth.LENIENT)
+    paired = {"untrained": {"resolved_rate": {"difference": 0.1, "ci95": ci, "model_only": counts[0],
+                                              "baseline_only": counts[1]}}}
+    synth.write_metrics(run_dirs.eval_dir, "val", {**synth.MID_TRAINING_VAL, "paired": paired})
+    with pytest.raises(InputError, match=r"paired\.untrained\.resolved_rate(\.ci95|: model_only)"):
         decide(params.gate, run_dirs.eval_dir, run_dirs.out_dir)
 
 
