@@ -114,11 +114,9 @@ def training_texts(instances: list[Instance], splits: dict[str, str],
         yield file_header(row.file)
         yield row.buggy
         yield row.fixed
-    for inst in instances:
-        if splits[inst.instance_id] != "train":
-            continue
+    for inst, hunks in _train_hunks(instances, splits):
         yield inst.problem_statement
-        for hunk in parse_patch(inst.patch, source=inst.instance_id):
+        for hunk in hunks:
             yield file_header(hunk.file)
             yield hunk.buggy_text
             yield hunk.fixed_text
@@ -130,10 +128,15 @@ def training_code(instances: list[Instance], splits: dict[str, str], corpus: lis
     side of each TRAIN instance's hunks (`hrm.naturalness`'s base model; never val or test)."""
     for row in corpus or ():
         yield row.fixed
+    for _inst, hunks in _train_hunks(instances, splits):
+        yield from (hunk.fixed_text for hunk in hunks)
+
+
+def _train_hunks(instances: list[Instance], splits: dict[str, str]) -> Iterator[tuple[Instance, list]]:
+    """Each TRAIN instance with its patch's hunks (val and test never reach the tokenizer)."""
     for inst in instances:
         if splits[inst.instance_id] == "train":
-            for hunk in parse_patch(inst.patch, source=inst.instance_id):
-                yield hunk.fixed_text
+            yield inst, parse_patch(inst.patch, source=inst.instance_id)
 
 
 def _fingerprint(texts: list[str]) -> str:

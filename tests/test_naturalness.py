@@ -94,7 +94,7 @@ def test_base_model_fits_the_tokenizer_directorys_distinct_training_code(tmp_pat
     (tmp_path / TRAINING_CODE_FILE).write_text('"ok"\n{"not": "a string"}\n')
     with pytest.raises(InputError, match="expected a JSON string") as err:
         base_model(tmp_path, 3)
-    assert f"{TRAINING_CODE_FILE}:2" in str(err.value) or "line 2" in str(err.value)
+    assert f"{TRAINING_CODE_FILE}:2: expected a JSON string, got dict" in str(err.value)
     (tmp_path / TRAINING_CODE_FILE).write_text("")
     with pytest.raises(InputError, match="no training code"):
         base_model(tmp_path, 3)

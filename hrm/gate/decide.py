@@ -22,7 +22,7 @@ from typing import Literal
 
 from hrm.config import Criterion, GateConfig
 from hrm.errors import InputError
-from hrm.gate.inputs import SplitExtras, load_eval_metrics, load_split_extras
+from hrm.gate.inputs import SplitExtras, finite, json_number, load_eval_metrics, load_split_extras
 from hrm.gate.primary import PrimaryResult, evaluate_primary, primary_from_json, primary_problems
 
 GATE_FILE = "gate.json"
@@ -131,22 +131,13 @@ class GateResult:
                    left_out=dict(raw.get("left_out") or {}))
 
 
-def _finite(v: float | None) -> bool:
-    return v is not None and math.isfinite(v)
-
-
-def _number(v: object) -> float | None:
-    """`v` as a float when it is a JSON number (never a bool or a string), else None."""
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
 def with_baselines(result: CriterionResult, criterion: Criterion, extras: SplitExtras) -> CriterionResult:
     """The criterion's row with the copy, unigram and untrained values, and whether copying
     meets it."""
     copy = extras.baselines.get("copy", {}).get(criterion.metric)
     unigram = extras.baselines.get("unigram", {}).get(criterion.metric)
     untrained = extras.baselines.get("untrained", {}).get(criterion.metric)
-    informative = not (_finite(copy) and _OPS[criterion.op](copy, criterion.threshold))
+    informative = not (finite(copy) and _OPS[criterion.op](copy, criterion.threshold))
     note = result.note
     if result.passed and not informative:
         note = f"passes, but copying the buggy code passes too ({copy:.4g}): not evidence of repair"
@@ -244,11 +235,11 @@ def decision_problems(result: GateResult) -> list[str]:
             problems.append(f"{c.key}: unknown operator {c.op!r}")
             all_pass = False
             continue
-        value, threshold, copy = _number(c.value), _number(c.threshold), _number(c.baseline_copy)
-        holds = _finite(value) and _finite(threshold) and _OPS[c.op](value, threshold)
+        value, threshold, copy = json_number(c.value), json_number(c.threshold), json_number(c.baseline_copy)
+        holds = finite(value) and finite(threshold) and _OPS[c.op](value, threshold)
         if c.passed and not holds:
             problems.append(f"{c.key} claims to pass with value {c.value!r} {c.op} {c.threshold!r}")
-        copy_meets = _finite(copy) and _finite(threshold) and _OPS[c.op](copy, threshold)
+        copy_meets = finite(copy) and finite(threshold) and _OPS[c.op](copy, threshold)
         all_pass = all_pass and holds
         shown = shown or (holds and not copy_meets)
     if result.primary is not None:

@@ -141,19 +141,19 @@ def _paired_intervals(raw: dict, path: Path) -> dict[str, dict[str, dict]]:
         for metric, d in by_metric.items():
             key = f"paired.{name}.{metric}"
             ci = d.get("ci95") if isinstance(d, dict) else None
-            if not (isinstance(ci, list) and len(ci) == 2 and all(_number(v) is not None for v in ci)):
+            if not (isinstance(ci, list) and len(ci) == 2 and all(json_number(v) is not None for v in ci)):
                 raise InputError(f"{key}.ci95 must be [low, high], got {ci!r}", path=str(path))
             low, high = float(ci[0]), float(ci[1])
             if not -1.0 <= low <= high <= 1.0:
                 raise InputError(f"impossible interval {key}.ci95 = [{low}, {high}]: "
                                  "a difference of two rates lies in [-1, 1], low first", path=str(path))
-            counts = [_number(d.get(k)) for k in ("model_only", "baseline_only")]
-            if not all(c is not None and c >= 0 and c == int(c) for c in counts):
+            counts = discordant_counts(d)
+            if counts is None:
                 raise InputError(f"{key}: model_only and baseline_only must be whole counts >= 0, "
                                  f"got {d.get('model_only')!r} and {d.get('baseline_only')!r}", path=str(path))
-            model_only, baseline_only = (int(c) for c in counts)
+            model_only, baseline_only = counts
             p = exact_sign_p(model_only, baseline_only)
-            given = _number(d.get("p_value"))
+            given = json_number(d.get("p_value"))
             if given is not None and not math.isclose(given, p, rel_tol=1e-9, abs_tol=1e-12):
                 raise InputError(f"{key}.p_value {given} is not the exact test's {p} for "
                                  f"{model_only} : {baseline_only} discordant rows", path=str(path))
@@ -162,8 +162,23 @@ def _paired_intervals(raw: dict, path: Path) -> dict[str, dict[str, dict]]:
     return out
 
 
-def _number(v: object) -> float | None:
+def json_number(v: object) -> float | None:
+    """`v` as a float when it is a JSON number (never a bool or a string), else None."""
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def discordant_counts(d: object) -> tuple[int, int] | None:
+    """A paired entry's (`model_only`, `baseline_only`) when both are whole numbers >= 0."""
+    if not isinstance(d, dict):
+        return None
+    counts = [json_number(d.get(k)) for k in ("model_only", "baseline_only")]
+    if not all(c is not None and c >= 0 and c == int(c) for c in counts):
+        return None
+    return int(counts[0]), int(counts[1])
 
 
 def load_eval_metrics(eval_dir: str | Path, splits: list[str]) -> dict[str, dict[str, float | None]]:

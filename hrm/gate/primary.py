@@ -13,12 +13,11 @@ baseline's value (unpaired, said so in the note).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from hrm.config import GateConfig
 from hrm.eval.paired import SIGNIFICANCE, exact_sign_p
-from hrm.gate.inputs import SplitExtras
+from hrm.gate.inputs import SplitExtras, discordant_counts, finite, json_number
 
 BASELINE_NAMES = {"copy": "copying", "unigram": "the unigram guess",
                   "untrained": "the untrained model",
@@ -45,14 +44,6 @@ class PrimaryResult:
     """Baseline -> {ci95, model_only, baseline_only, p_value} on the same rows, where measured."""
 
 
-def _finite(v: float | None) -> bool:
-    return v is not None and math.isfinite(v)
-
-
-def _number(v: object) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
 def _clears(name: str, ci: tuple[float, float], value: float, paired: dict | None) -> tuple[bool, str]:
     """Whether the model is shown above one baseline, and how it reads."""
     who = BASELINE_NAMES.get(name, name)
@@ -72,9 +63,9 @@ def evaluate_primary(gate: GateConfig, metrics: dict[str, float | None],
         return None
     name = gate.primary_metric
     if name == "auto":
-        name = "resolved_rate" if _finite(metrics.get("resolved_rate")) else "exact_accuracy"
+        name = "resolved_rate" if finite(metrics.get("resolved_rate")) else "exact_accuracy"
     value, ci = metrics.get(name), extras.intervals.get(name)
-    values = {b: v[name] for b, v in sorted(extras.baselines.items()) if _finite(v.get(name))}
+    values = {b: v[name] for b, v in sorted(extras.baselines.items()) if finite(v.get(name))}
     # copying is 0 on every row: the model's own interval is the test against it
     paired = {b: by_metric[name] for b, by_metric in extras.paired.items()
               if name in by_metric and b in values and b != "copy"}
@@ -99,30 +90,26 @@ def evaluate_primary(gate: GateConfig, metrics: dict[str, float | None],
 
 def _paired_holds(pair: object) -> bool:
     """The exact test from a gate.json's counts (never its p-value)."""
-    if not isinstance(pair, dict):
-        return False
-    counts = [_number(pair.get(k)) for k in ("model_only", "baseline_only")]
-    if not all(c is not None and c >= 0 and c == int(c) for c in counts):
-        return False
-    return exact_sign_p(int(counts[0]), int(counts[1])) <= SIGNIFICANCE
+    counts = discordant_counts(pair)
+    return counts is not None and exact_sign_p(*counts) <= SIGNIFICANCE
 
 
 def primary_problems(p: PrimaryResult) -> tuple[bool, list[str]]:
     """Whether the rule holds by `p`'s own numbers, and what in `p` contradicts them (a
     decision read back from gate.json is re-derived, not trusted)."""
-    ci = [_number(v) for v in p.ci95] if isinstance(p.ci95, list | tuple) else []
-    copy = _number(p.baseline_copy)
+    ci = [json_number(v) for v in p.ci95] if isinstance(p.ci95, list | tuple) else []
+    copy = json_number(p.baseline_copy)
     values = dict(p.baselines or {})
     if p.baseline_untrained is not None:
         values.setdefault("untrained", p.baseline_untrained)
-    holds = len(ci) == 2 and all(_finite(v) for v in ci) and _finite(copy) and ci[0] > copy
+    holds = len(ci) == 2 and all(finite(v) for v in ci) and finite(copy) and ci[0] > copy
     for name, value in values.items():
         pair = (p.paired or {}).get(name) if name != "copy" else None
         if pair is not None:
             holds = holds and _paired_holds(pair)
         else:
-            v = _number(value)
-            holds = holds and _finite(v) and len(ci) == 2 and ci[0] > v
+            v = json_number(value)
+            holds = holds and finite(v) and len(ci) == 2 and ci[0] > v
     problems = []
     if p.passed and not holds:
         problems.append(f"primary {p.split}/{p.metric} claims to pass with interval {p.ci95} "
@@ -136,7 +123,7 @@ def primary_from_json(raw: dict) -> PrimaryResult:
     """`gate.json`'s `primary`, its shapes checked (a ValueError names what is wrong)."""
     baselines = raw.get("baselines") or {}
     paired = raw.get("paired") or {}
-    if not isinstance(baselines, dict) or not all(_number(v) is not None for v in baselines.values()):
+    if not isinstance(baselines, dict) or not all(json_number(v) is not None for v in baselines.values()):
         raise ValueError(f"primary.baselines must map baselines to numbers, got {baselines!r}")
     if not isinstance(paired, dict) or not all(
             isinstance(v, dict) and isinstance(v.get("ci95"), list | tuple) and len(v["ci95"]) == 2
