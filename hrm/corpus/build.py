@@ -22,6 +22,7 @@ import os
 import random
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -134,8 +135,13 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path, *, progress: bool = Tru
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs: list[tuple[str, str, str]] = []
     packages: dict[str, dict] = {}
+    # Fetched side by side (each `pip download` is mostly its own start-up and the network);
+    # one fetch per distinct pin, so no two threads ever fill the same cache directory.
+    pins = list(dict.fromkeys(spec.package for spec in cfg.packages))
+    with ThreadPoolExecutor(max_workers=min(6, max(1, len(pins)))) as pool:
+        trees = dict(zip(pins, pool.map(lambda pin: package_tree(pin, cfg.cache_dir), pins), strict=True))
     for spec in cfg.packages:
-        tree = package_tree(spec.package, cfg.cache_dir)
+        tree = trees[spec.package]
         marker = package_marker(tree)
         packages[spec.package] = {"archive": marker["archive"], "sha256": marker["sha256"]}
         for path in source_files(tree, spec.source_dirs or None):

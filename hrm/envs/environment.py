@@ -259,8 +259,11 @@ class RepoEnvironment:
             plugins.mkdir()
             shutil.copy2(_PLUGIN_SRC, plugins / f"{_PLUGIN_MODULE}.py")
             with ReportChannel() as channel:
+                # --tb=native: the same failure messages as pytest's long tracebacks at a third
+                # of the CPU where many tests fail (docs/envs.md "API"), frames still
+                # printed (the output `limit_notes` reads).
                 argv = [str(self.python), "-m", "pytest", "-p", _PLUGIN_MODULE,
-                        *channel.plugin_args, "-p", "no:cacheprovider", "-q",
+                        *channel.plugin_args, "-p", "no:cacheprovider", "-q", "--tb=native",
                         "--no-header", "-rN", *node_ids]
                 limits = limits_from(self.cfg, timeout_s)
                 if keep_writes:

@@ -189,7 +189,7 @@ def container_run_argv(runtime: str, image: str, *, tree: Path, report_dir: Path
         # `--opt=value` forms: a separate path argument would count towards pytest's rootdir
         # (the common ancestor of path arguments), and node ids would come out relative to it.
         f"--hrm-report={_REPORT_DIR}/report.jsonl", f"--rootdir={workdir}",
-        "-p", "no:cacheprovider", "-q",
+        "-p", "no:cacheprovider", "-q", "--tb=native",
         "--no-header", "-rN", *node_ids,
     ]
 

@@ -42,7 +42,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter, deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -634,7 +634,9 @@ def synthesize(params: Params, out_path: str | Path) -> SynthResult:
     out_path = Path(out_path)
     started = time.monotonic()
     kinds = [k for k in KINDS if k in set(cfg.kinds)]
-    envs = [_local_env(r, params) for r in cfg.envs]
+    # Built (or found in the cache) side by side: a build is mostly pip and the network.
+    with ThreadPoolExecutor(max_workers=max(1, len(cfg.envs))) as pool:
+        envs = list(pool.map(lambda repo_id: _local_env(repo_id, params), cfg.envs))
     state = _resume_state(out_path, cfg.seed, envs, kinds)
     rows = _load_rows(out_path)
     foreign = sorted({r.get("repo") for r in rows} - set(cfg.envs), key=str)
