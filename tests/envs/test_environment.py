@@ -66,6 +66,32 @@ def test_missing_node_id_counts_as_failing(tenacity_env):
     assert run.failing == [good, "tests/test_tenacity.py::test_does_not_exist"]
 
 
+def test_failures_keep_their_messages_and_frames_in_native_tracebacks(tenacity_env):
+    """Runs print native tracebacks (`--tb=native`, cheaper than pytest's long style): each
+    failure's message is still pytest's crash line, assertion introspection included, and the
+    output still shows every frame with its source line (what the evaluation's limit notes
+    read), even where the project's own pytest options ask for another style."""
+    with tenacity_env.working_copy() as tree:
+        (tree / "tests" / "test_native.py").write_text(
+            "def helper(x):\n"
+            "    assert x == 2, 'x should be 2'\n\n\n"
+            "def test_assert():\n"
+            "    helper(3)\n\n\n"
+            "def test_raise():\n"
+            "    int('seven')\n")
+        (tree / "pytest.ini").write_text("[pytest]\naddopts = --tb=long\n")
+        run = tenacity_env.run_tests(tree, ["tests/test_native.py::test_assert",
+                                            "tests/test_native.py::test_raise"])
+    assert run.results["tests/test_native.py::test_assert"].message == \
+        "AssertionError: x should be 2\nassert 3 == 2"
+    assert run.results["tests/test_native.py::test_raise"].message == \
+        "ValueError: invalid literal for int() with base 10: 'seven'"
+    assert run.output.count("Traceback (most recent call last):") == 2, run.output
+    assert ", in helper\n    assert x == 2, 'x should be 2'" in run.output, run.output
+    assert "int('seven')" in run.output
+    assert "def helper(x):" not in run.output  # the long style would print the whole function
+
+
 def test_working_copy_is_fresh_and_deleted(tenacity_env):
     with tenacity_env.working_copy() as tree:
         (tree / "tenacity" / "__init__.py").write_text("broken(")

@@ -111,7 +111,7 @@ def test_the_exact_container_command_line():
         "-k", "5", "60",
         "/opt/miniconda3/envs/testbed/bin/python", "-m", "pytest", "-p", "hrm_pytest_report",
         "--hrm-report=/hrm/report.jsonl", "--rootdir=/testbed",
-        "-p", "no:cacheprovider", "-q", "--no-header",
+        "-p", "no:cacheprovider", "-q", "--tb=native", "--no-header",
         "-rN", "tests/test_a.py::test_x", "tests/test_b.py",
     ]
 
