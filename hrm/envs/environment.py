@@ -259,9 +259,9 @@ class RepoEnvironment:
             plugins.mkdir()
             shutil.copy2(_PLUGIN_SRC, plugins / f"{_PLUGIN_MODULE}.py")
             with ReportChannel() as channel:
-                # --tb=native: the same failure messages as pytest's long tracebacks at a third
-                # of the CPU where many tests fail (docs/envs.md "API"), frames still
-                # printed (the output `limit_notes` reads).
+                # --tb=native: the same failure messages as pytest's long tracebacks for less
+                # CPU where tests fail (1.1-2.2x less a run of a generated bug, 3x with 34
+                # failures: docs/envs.md "API"), frames still printed (`limit_notes` reads them).
                 argv = [str(self.python), "-m", "pytest", "-p", _PLUGIN_MODULE,
                         *channel.plugin_args, "-p", "no:cacheprovider", "-q", "--tb=native",
                         "--no-header", "-rN", *node_ids]
