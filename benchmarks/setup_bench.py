@@ -6,12 +6,13 @@ Three comparisons, each side by side in one run:
               FAIL_TO_PASS and 10 PASS_TO_PASS tests, the bug applied, so the FAIL_TO_PASS tests
               fail) with pytest's default long tracebacks against `--tb=native`, which
               `RepoEnvironment.run_tests` passes (docs/envs.md "API"), over the first `--rows`
-              instances of each environment in `--instances`; the recorded failure messages
-              must be equal (object addresses masked);
+              instances of each environment in `--instances` (the two styles alternate which
+              runs first), and the bytes each prints; the recorded failure messages must be
+              equal (object addresses masked);
   envs        the generator's environments (`synth.envs`) built one after another against side
-              by side, each into a fresh temporary cache;
+              by side, each into a fresh temporary cache with a fresh pip cache;
   sdists      the corpus's pinned sdists (`corpus.packages`) fetched one after another against
-              side by side, each into a fresh temporary cache (needs the package index).
+              side by side, likewise (needs the package index).
 
     .venv/bin/python benchmarks/setup_bench.py --instances data/instances.jsonl
     .venv/bin/python benchmarks/setup_bench.py --only tracebacks --rows 5
@@ -69,36 +70,44 @@ def tracebacks(params, instances: Path, rows: int) -> None:
     for repo, repo_rows in by_repo.items():
         env = get_environment(repo, params.envs)
         cpu = {"long": 0.0, "native": 0.0}
-        for row in repo_rows[:rows]:
+        size = {"long": 0, "native": 0}
+        for k, row in enumerate(repo_rows[:rows]):
             nodes = row["FAIL_TO_PASS"] + row["PASS_TO_PASS"][:10]
             seen = {}
             with env.working_copy(git=False) as tree:
                 env.apply_patch(tree, row["patch"])
-                for style in ("long", "native"):
+                for style in ("long", "native") if k % 2 == 0 else ("native", "long"):
                     report = Path(plugin) / f"{style}.jsonl"
                     report.unlink(missing_ok=True)
                     before = _child_cpu()
-                    subprocess.run([str(env.python), "-m", "pytest", "-q", "-rN", "-p", "no:cacheprovider",
+                    proc = subprocess.run([str(env.python), "-m", "pytest", "-q", "-rN", "-p", "no:cacheprovider",
                                     "-p", "record_messages", f"--tb={style}", *nodes], cwd=tree,
                                    capture_output=True, env={**os.environ, "PYTHONPATH": plugin,
                                                              "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
                                                              "BENCH_REPORT": str(report)})
                     cpu[style] += _child_cpu() - before
+                    size[style] += len(proc.stdout)
                     seen[style] = _messages(report) if report.exists() else {}
             if seen["long"] != seen["native"]:
                 raise SystemExit(f"{row['instance_id']}: the failure messages differ between styles")
         n = min(rows, len(repo_rows))
         print(f"tracebacks {repo}: {n} rows, CPU per run long {cpu['long'] / n:.3f} s, native "
-              f"{cpu['native'] / n:.3f} s ({cpu['long'] / max(cpu['native'], 1e-9):.2f}x); messages equal")
+              f"{cpu['native'] / n:.3f} s ({cpu['long'] / max(cpu['native'], 1e-9):.2f}x); output per "
+              f"run long {size['long'] / n / 1024:.1f} KB, native {size['native'] / n / 1024:.1f} KB "
+              "(envs.max_output_kb caps it); messages equal")
     shutil.rmtree(plugin, ignore_errors=True)
 
 
 def _timed(label: str, work, items: list, parallel: int) -> None:
+    """Both modes from cold: a fresh cache and a fresh pip cache each; side by side first, so
+    anything left warm (the OS's file cache) favours the other."""
     times = {}
-    for mode in ("one after another", "side by side"):
+    saved = os.environ.get("PIP_CACHE_DIR")
+    for mode in ("side by side", "one after another"):
         start = time.monotonic()
-        with tempfile.TemporaryDirectory() as cache:
+        with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as pip_cache:
             os.chmod(cache, 0o755)  # the sandbox user must reach an environment's cache
+            os.environ["PIP_CACHE_DIR"] = pip_cache
             if mode == "one after another":
                 for item in items:
                     work(item, cache)
@@ -106,6 +115,10 @@ def _timed(label: str, work, items: list, parallel: int) -> None:
                 with ThreadPoolExecutor(max_workers=parallel) as pool:
                     list(pool.map(lambda item, cache=cache: work(item, cache), items))
         times[mode] = time.monotonic() - start
+    if saved is None:
+        os.environ.pop("PIP_CACHE_DIR", None)
+    else:
+        os.environ["PIP_CACHE_DIR"] = saved
     a, b = times["one after another"], times["side by side"]
     print(f"{label}: {len(items)} one after another {a:.1f} s, side by side {b:.1f} s ({a / b:.2f}x)")
 

@@ -223,7 +223,9 @@ class CorpusConfig(_Section):
     @model_validator(mode="after")
     def _known(self) -> CorpusConfig:
         _check_kinds(self.kinds)
-        names = [p.package.split("==")[0].lower() for p in self.packages]
+        # as the sdist cache names them (`hrm.corpus.fetch.package_tree`: stripped, lower
+        # case): two entries of one name would be fetched into one directory at once
+        names = [p.package.strip().split("==")[0].strip().lower() for p in self.packages]
         if len(set(names)) != len(names):
             raise ValueError(f"packages: a package is listed twice ({names})")
         return self

@@ -92,6 +92,8 @@ def test_synth_envs_must_name_configured_repos(repo_root):
      "unknown mutation kinds ['no_such_kind']"),
     (lambda raw: raw["corpus"]["packages"].append({"package": "six"}),
      "'six' is not pinned as NAME==VERSION"),
+    (lambda raw: raw["corpus"]["packages"].append({"package": " Tabulate==0.9.0"}),
+     "packages: a package is listed twice"),
 ])
 def test_cross_section_checks_name_the_key(repo_root, edit, expected):
     raw = yaml.safe_load((repo_root / "params.yaml").read_text())
