@@ -48,7 +48,7 @@ def _clears(name: str, ci: tuple[float, float], value: float, paired: dict | Non
     """Whether the model is shown above one baseline, and how it reads."""
     who = BASELINE_NAMES.get(name, name)
     if paired is not None:
-        p = exact_sign_p(paired["model_only"], paired["baseline_only"])
+        p = _paired_p(paired)
         low, high = paired["ci95"]
         return p <= SIGNIFICANCE, (f"{who} ({value:.3g}; {paired['model_only']} rows only the model gets, "
                                    f"{paired['baseline_only']} only the baseline, exact p = {p:.2g}; difference "
@@ -88,10 +88,11 @@ def evaluate_primary(gate: GateConfig, metrics: dict[str, float | None],
                               + (f" (shown above {', '.join(beaten)})" if beaten else ""))
 
 
-def _paired_holds(pair: object) -> bool:
-    """The exact test from a gate.json's counts (never its p-value)."""
+def _paired_p(pair: object) -> float:
+    """The exact test's p from a paired entry's counts (never its own `p_value`); 1.0 where
+    the counts are not whole numbers >= 0, so such an entry never clears the rule."""
     counts = discordant_counts(pair)
-    return counts is not None and exact_sign_p(*counts) <= SIGNIFICANCE
+    return exact_sign_p(*counts) if counts is not None else 1.0
 
 
 def primary_problems(p: PrimaryResult) -> tuple[bool, list[str]]:
@@ -106,7 +107,7 @@ def primary_problems(p: PrimaryResult) -> tuple[bool, list[str]]:
     for name, value in values.items():
         pair = (p.paired or {}).get(name) if name != "copy" else None
         if pair is not None:
-            holds = holds and _paired_holds(pair)
+            holds = holds and _paired_p(pair) <= SIGNIFICANCE
         else:
             v = json_number(value)
             holds = holds and finite(v) and len(ci) == 2 and ci[0] > v
